@@ -1,0 +1,55 @@
+# oneauth: `make help` lists the targets. Every target creates the virtualenv it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Without ONEAUTH_DATABASE_URL, commands use the embedded cluster under .data/.
+WITH_DB = ONEAUTH_DATABASE_URL="$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url)}"
+
+.PHONY: help install run test lint format migrate provision-app stop-db bench clean
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install oneauth with its test and dev tools
+
+run: $(STAMP) ## start the service on 127.0.0.1:8000 (embedded Postgres unless ONEAUTH_DATABASE_URL is set)
+	$(BIN)/oneauth dev run
+
+test: $(STAMP) ## run the test suite on a real Postgres (TEST_DATABASE_URL, Docker, or local binaries)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: $(STAMP) ## migrate the control schema and every app schema
+	$(WITH_DB) $(BIN)/oneauth migrate
+
+provision-app: $(STAMP) ## provision an app: make provision-app APP=shop [NAME="Shop"]
+	@test -n "$(APP)" || { echo "usage: make provision-app APP=<app_id> [NAME=\"Display name\"]" >&2; exit 2; }
+	$(WITH_DB) $(BIN)/oneauth migrate --quiet
+	$(WITH_DB) $(BIN)/oneauth apps provision "$(APP)" --name "$(or $(NAME),$(APP))"
+
+stop-db: $(STAMP) ## stop the embedded Postgres under .data/
+	$(BIN)/oneauth dev stop-db
+
+bench: $(STAMP) ## benchmarks (not built yet: see issue "Benchmark harness")
+	@echo "make bench: the benchmark harness is not built yet" >&2; exit 2
+
+clean: ## remove the virtualenv and caches (keeps .data/)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

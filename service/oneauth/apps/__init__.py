@@ -1,0 +1,1 @@
+"""The app registry: provisioning, lookup, suspension and deletion of apps."""

@@ -1,0 +1,198 @@
+"""Provision, suspend, resume and delete apps (synchronous, psycopg).
+
+Each operation is one transaction: provisioning creates the registry row, the
+app's NOLOGIN role, its schema and every app migration, or nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
+from oneauth.db import ops, templates
+from oneauth.db.naming import names_for, validate_app_id
+from oneauth.settings import Settings
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+# Runs inside the provisioning transaction, in the new app's context (role and
+# search_path set): seeds what every app needs (signing keys, default client).
+ProvisionHook = Callable[[Conn, AppRecord, Settings], dict[str, Any]]
+
+
+class AppError(RuntimeError):
+    """A lifecycle request that cannot be carried out; the message says why."""
+
+
+class AppConflict(AppError):
+    pass
+
+
+class AppMissing(AppError):
+    pass
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    app: AppRecord
+    created: bool
+    extra: dict[str, Any]
+
+
+def validate_display_name(name: str) -> str:
+    name = unicodedata.normalize("NFC", name).strip()
+    if not 1 <= len(name) <= 200:
+        raise AppError("display name must be 1 to 200 characters")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise AppError("display name must not contain control characters")
+    return name
+
+
+def default_hooks() -> Sequence[ProvisionHook]:
+    return ()
+
+
+def provision(
+    conn: Conn,
+    settings: Settings,
+    app_id: str,
+    display_name: str,
+    *,
+    app_settings: dict[str, Any] | None = None,
+    hooks: Sequence[ProvisionHook] | None = None,
+    sql_root: Path | None = None,
+) -> ProvisionResult:
+    """Create an app, or confirm that an identical one exists (idempotent)."""
+    validate_app_id(app_id)
+    display_name = validate_display_name(display_name)
+    names = names_for(app_id)
+    wanted_settings = app_settings or {}
+    with conn.transaction():
+        ops.advisory_lock(conn, f"app:{app_id}")
+        existing = _fetch(conn, app_id, for_update=True)
+        if existing is not None:
+            if existing.status == "deleted":
+                raise AppConflict(
+                    f"app {app_id!r} was deleted; an app_id is never reused, choose another"
+                )
+            if existing.display_name != display_name:
+                raise AppConflict(
+                    f"app {app_id!r} exists with name {existing.display_name!r}, "
+                    f"not {display_name!r}"
+                )
+            if app_settings is not None and existing.settings != wanted_settings:
+                raise AppConflict(f"app {app_id!r} exists with different settings")
+            return ProvisionResult(app=existing, created=False, extra={})
+
+        conn.execute(
+            "INSERT INTO oneauth.apps (app_id, display_name, schema_name, role_name, settings)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (app_id, display_name, names.schema, names.role, json.dumps(wanted_settings)),
+        )
+        role, schema = sql.Identifier(names.role), sql.Identifier(names.schema)
+        try:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN NOINHERIT").format(role))
+        except psycopg.errors.DuplicateObject:
+            raise AppConflict(
+                f"database role {names.role} already exists but no app {app_id!r} is "
+                "registered; remove the stray role first"
+            ) from None
+        # The service's login role may SET ROLE to the app role but, being
+        # NOINHERIT, has no rights on the app schema without doing so (B2).
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+        try:
+            conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(schema, role))
+        except psycopg.errors.DuplicateSchema:
+            raise AppConflict(
+                f"schema {names.schema} already exists but no app {app_id!r} is registered"
+            ) from None
+        record = _fetch(conn, app_id)
+        assert record is not None
+        extra: dict[str, Any] = {}
+        with ops.app_context(conn, names):
+            conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
+            result = ops.apply_templates(conn, "app", names.schema, sql_root)
+            for hook in default_hooks() if hooks is None else hooks:
+                extra.update(hook(conn, record, settings))
+        conn.execute(
+            "UPDATE oneauth.apps SET schema_version = %s, updated_at = now() WHERE app_id = %s",
+            (result.version, app_id),
+        )
+        record = _fetch(conn, app_id)
+        assert record is not None
+    return ProvisionResult(app=record, created=True, extra=extra)
+
+
+def set_status(conn: Conn, app_id: str, status: str) -> AppRecord:
+    """Suspend or resume an app; a deleted app stays deleted."""
+    validate_app_id(app_id)
+    with conn.transaction():
+        current = _fetch(conn, app_id, for_update=True)
+        if current is None:
+            raise AppMissing(f"no app {app_id!r}")
+        if current.status == "deleted":
+            raise AppConflict(f"app {app_id!r} is deleted")
+        if current.status != status:
+            conn.execute(
+                "UPDATE oneauth.apps SET status = %s, updated_at = now() WHERE app_id = %s",
+                (status, app_id),
+            )
+        updated = _fetch(conn, app_id)
+    assert updated is not None
+    return updated
+
+
+def delete(conn: Conn, app_id: str) -> AppRecord:
+    """Drop the app's schema (all its data and key material) and role; keep a tombstone."""
+    validate_app_id(app_id)
+    names = names_for(app_id)
+    with conn.transaction():
+        ops.advisory_lock(conn, f"app:{app_id}")
+        current = _fetch(conn, app_id, for_update=True)
+        if current is None:
+            raise AppMissing(f"no app {app_id!r}")
+        if current.status != "deleted":
+            # Ownership checks follow privileges, and the NOINHERIT login role
+            # has none until it becomes the app role.
+            with ops.app_context(conn, names):
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(names.schema))
+                )
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(names.role)))
+            conn.execute(
+                "UPDATE oneauth.apps SET status = 'deleted', deleted_at = now(),"
+                " updated_at = now() WHERE app_id = %s",
+                (app_id,),
+            )
+        deleted = _fetch(conn, app_id)
+    assert deleted is not None
+    return deleted
+
+
+def get(conn: Conn, app_id: str) -> AppRecord | None:
+    validate_app_id(app_id)
+    return _fetch(conn, app_id)
+
+
+def list_apps(conn: Conn, *, include_deleted: bool = False) -> list[AppRecord]:
+    query = f"SELECT {REGISTRY_COLUMNS} FROM oneauth.apps"
+    if not include_deleted:
+        query += " WHERE status <> 'deleted'"
+    return [record_from_row(r) for r in conn.execute(query + " ORDER BY app_id")]
+
+
+def _fetch(conn: Conn, app_id: str, *, for_update: bool = False) -> AppRecord | None:
+    query = f"SELECT {REGISTRY_COLUMNS} FROM oneauth.apps WHERE app_id = %s"
+    row = conn.execute(query + (" FOR UPDATE" if for_update else ""), (app_id,)).fetchone()
+    return None if row is None else record_from_row(row)
+
+
+def latest_app_version() -> int:
+    return templates.latest_version("app")

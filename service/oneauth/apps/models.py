@@ -1,0 +1,64 @@
+"""What the registry knows about an app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from oneauth.db.naming import AppNames, names_for
+
+AppStatus = Literal["active", "suspended", "deleted"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppRecord:
+    app_id: str
+    display_name: str
+    status: AppStatus
+    schema_version: int
+    created_at: datetime
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> AppNames:
+        return names_for(self.app_id)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+    def to_json(self, issuer: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "app_id": self.app_id,
+            "display_name": self.display_name,
+            "status": self.status,
+            "schema": self.names.schema,
+            "role": self.names.role,
+            "schema_version": self.schema_version,
+            "created_at": self.created_at.isoformat(),
+            "settings": self.settings,
+        }
+        if issuer is not None:
+            body["issuer"] = issuer
+        return body
+
+
+REGISTRY_COLUMNS = "app_id, display_name, status, schema_version, created_at, settings"
+
+
+def record_from_row(row: Any) -> AppRecord:
+    """Build from a row of REGISTRY_COLUMNS (psycopg tuple or asyncpg Record)."""
+    settings = row[5]
+    if isinstance(settings, str):
+        import json
+
+        settings = json.loads(settings)
+    return AppRecord(
+        app_id=row[0],
+        display_name=row[1],
+        status=row[2],
+        schema_version=int(row[3]),
+        created_at=row[4],
+        settings=dict(settings or {}),
+    )

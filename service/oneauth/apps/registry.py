@@ -1,0 +1,118 @@
+"""In-process cache of the app registry, invalidated on change.
+
+The registry decides whether an app_id taken from a URL or a token is real
+(B3). Lookups are cached for ``registry_cache_ttl`` seconds; a change in the
+registry is broadcast with NOTIFY and drops the entry at once in every process
+that listens. Unknown ids are cached too, so a flood of made-up ids costs one
+query per id and TTL, and invalid ids never reach the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+
+import asyncpg
+import structlog
+
+from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
+from oneauth.db.naming import is_valid_app_id
+from oneauth.errors import AppNotFound
+
+log = structlog.get_logger("oneauth.registry")
+
+CHANNEL = "oneauth_registry"
+
+
+class Registry:
+    def __init__(self, pool: asyncpg.Pool, *, ttl: float = 5.0, max_entries: int = 100_000) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._cache: OrderedDict[str, tuple[float, AppRecord | None]] = OrderedDict()
+        self._generation = 0
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    async def get(self, app_id: str) -> AppRecord | None:
+        """The app's record, or None if the id is invalid or unknown."""
+        if not is_valid_app_id(app_id):
+            return None
+        now = time.monotonic()
+        hit = self._cache.get(app_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        generation = self._generation
+        row = await self._pool.fetchrow(
+            f"SELECT {REGISTRY_COLUMNS} FROM oneauth.apps WHERE app_id = $1", app_id
+        )
+        record = None if row is None else record_from_row(row)
+        # An invalidation that raced with this read wins: don't cache stale data.
+        if generation == self._generation:
+            self._cache[app_id] = (now + self._ttl, record)
+            self._cache.move_to_end(app_id)
+            while len(self._cache) > self._max_entries:
+                self._cache.popitem(last=False)
+        return record
+
+    async def require_active(self, app_id: str) -> AppRecord:
+        """Fail closed: unknown, suspended and deleted apps are all AppNotFound."""
+        record = await self.get(app_id)
+        if record is None or not record.is_active:
+            raise AppNotFound(f"no active app {app_id!r}" if is_valid_app_id(app_id) else None)
+        return record
+
+    def invalidate(self, app_id: str | None = None) -> None:
+        self._generation += 1
+        if app_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(app_id, None)
+
+    async def start_listening(self, dsn: str) -> None:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(dsn), name="registry-listener")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._listening.wait(), timeout=5)
+
+    async def stop_listening(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+
+    async def _listen(self, dsn: str) -> None:
+        # A dedicated session-mode connection: LISTEN does not survive a
+        # transaction-mode pooler, so this one bypasses the pool. Without it the
+        # TTL still bounds staleness.
+        backoff = 0.5
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    dsn, server_settings={"application_name": "oneauth-listen"}
+                )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await conn.add_listener(CHANNEL, self._on_notify)
+                self.invalidate()  # notifications may have been missed while away
+                self._listening.set()
+                backoff = 0.5
+                await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("registry_listen_failed", error=type(exc).__name__)
+            finally:
+                self._listening.clear()
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=2))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        self.invalidate(payload or None)

@@ -1,0 +1,1 @@
+"""The ``oneauth`` command line: one module per command group."""

@@ -1,0 +1,63 @@
+"""``oneauth migrate``: the control schema, then every app schema."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from oneauth.apps.migrate import AppOutcome, migrate_all
+from oneauth.cli.common import fail, load_settings
+from oneauth.db import ops
+from oneauth.db.bootstrap import UnsafeRole, check_login_role
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "migrate",
+        help="apply pending SQL templates to the control schema and every app",
+        description="Migrate the control schema first, then each app schema in its own "
+        "transaction under an advisory lock, a bounded number at a time. Safe to re-run; "
+        "exits non-zero if any schema failed.",
+    )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        help="app schemas migrated at once (default ONEAUTH_MIGRATE_PARALLELISM)",
+    )
+    p.add_argument("--quiet", action="store_true", help="print failures and the summary only")
+    p.set_defaults(func=cmd_migrate)
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    with ops.connect(settings.database_url) as conn:
+        try:
+            check_login_role(conn)
+        except UnsafeRole as exc:
+            fail(str(exc))
+
+    def progress(n: int, total: int, outcome: AppOutcome) -> None:
+        prefix = f"[{n}/{total} {outcome.app_id}]"
+        if outcome.error:
+            print(f"{prefix} FAILED: {outcome.error}", file=sys.stderr, flush=True)
+        elif not args.quiet:
+            done = ", ".join(outcome.applied) if outcome.applied else "up to date"
+            print(f"{prefix} {done}", flush=True)
+
+    try:
+        summary = migrate_all(
+            settings.database_url,
+            parallelism=args.parallel or settings.migrate_parallelism,
+            progress=progress,
+        )
+    except ops.MigrationError as exc:
+        fail(f"control schema: {exc}")
+    control = ", ".join(summary.control_applied) or "up to date"
+    print(f"control schema: {control}")
+    print(
+        f"apps: {len(summary.outcomes)} total, {len(summary.changed)} migrated, "
+        f"{len(summary.failed)} failed in {summary.seconds:.2f} s"
+    )
+    if summary.failed:
+        raise SystemExit(1)

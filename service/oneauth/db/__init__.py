@@ -1,0 +1,1 @@
+"""Database access: naming, SQL templates, migrations, the connection router."""

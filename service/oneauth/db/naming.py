@@ -1,0 +1,67 @@
+"""app_id rules and the one mapping from app_id to schema and role names.
+
+Security requirement B3: the mapping app_id -> schema/role is validated and
+injective and lives here only. Nothing else in the code base builds a schema or
+role name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Lowercase ASCII letter first, then letters, digits and single hyphens, no
+# trailing hyphen; 3..40 characters. Underscores are not allowed, which is what
+# makes "replace - with _" injective.
+_APP_ID = re.compile(r"[a-z](?:[a-z0-9]|-(?=[a-z0-9])){2,39}", re.ASCII)
+
+SCHEMA_PREFIX = "app_"
+ROLE_PREFIX = "oneauth_app_"
+CONTROL_SCHEMA = "oneauth"
+
+
+class InvalidAppId(ValueError):
+    """The app_id breaks the naming rules; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppNames:
+    app_id: str
+    schema: str
+    role: str
+
+
+def validate_app_id(app_id: object) -> str:
+    """Return app_id unchanged if it follows the rules, else raise InvalidAppId."""
+    if not isinstance(app_id, str):
+        raise InvalidAppId("app_id must be a string")
+    if not 3 <= len(app_id) <= 40:
+        raise InvalidAppId("app_id must be 3 to 40 characters long")
+    if _APP_ID.fullmatch(app_id) is None:
+        raise InvalidAppId(
+            "app_id must start with a lowercase letter and contain only lowercase "
+            "letters a-z, digits and single hyphens (not at the end)"
+        )
+    return app_id
+
+
+def is_valid_app_id(app_id: object) -> bool:
+    try:
+        validate_app_id(app_id)
+    except InvalidAppId:
+        return False
+    return True
+
+
+def names_for(app_id: str) -> AppNames:
+    """The schema and role of an app. The only place these names are built."""
+    validate_app_id(app_id)
+    suffix = app_id.replace("-", "_")
+    return AppNames(app_id=app_id, schema=SCHEMA_PREFIX + suffix, role=ROLE_PREFIX + suffix)
+
+
+def quote_ident(name: str) -> str:
+    """Quote a validated identifier for SQL text (names_for output only has [a-z0-9_])."""
+    if re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name, re.ASCII) is None:
+        raise ValueError(f"refusing to quote unexpected identifier {name!r}")
+    return '"' + name + '"'

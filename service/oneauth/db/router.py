@@ -1,0 +1,85 @@
+"""The connection router: the only way to reach an app's data.
+
+``async with router.app(app_id) as conn`` looks the app up in the registry (fail
+closed: unknown, suspended or deleted raises AppNotFound before any app query),
+then opens a transaction and becomes the app's role with the app's schema as
+search_path, all transaction-local and in one round trip. Postgres privileges,
+not the search_path, keep app A's context out of app B's schema (B2).
+Nothing is set at session level, so this is safe behind PgBouncer in
+transaction mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from oneauth.apps.models import AppRecord
+from oneauth.apps.registry import Registry
+from oneauth.db.naming import AppNames, quote_ident
+
+
+class TransactionAborted(RuntimeError):
+    """COMMIT turned into ROLLBACK: an error inside the unit was swallowed."""
+
+
+def _enter_sql(names: AppNames) -> str:
+    # Names come from oneauth.db.naming only ([a-z0-9_]), quoted again here.
+    # One simple-protocol message: BEGIN and both settings in one round trip.
+    role = names.role
+    schema = quote_ident(names.schema)
+    return (
+        "BEGIN; SELECT set_config('role', '" + role + "', true), "
+        "set_config('search_path', '" + schema + "', true)"
+    )
+
+
+class Router:
+    def __init__(
+        self, pool: asyncpg.Pool, registry: Registry, *, max_apps_per_connection: int = 256
+    ) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.max_apps_per_connection = max_apps_per_connection
+        self._enter_cache: dict[str, str] = {}
+
+    @contextlib.asynccontextmanager
+    async def app(self, app_id: str) -> AsyncIterator[asyncpg.Connection]:
+        record = await self.registry.require_active(app_id)
+        async with self.enter(record) as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def enter(self, record: AppRecord) -> AsyncIterator[asyncpg.Connection]:
+        """Enter an app already checked by the caller (e.g. the HTTP app gate)."""
+        enter_sql = self._enter_cache.get(record.app_id)
+        if enter_sql is None:
+            enter_sql = self._enter_cache[record.app_id] = _enter_sql(record.names)
+        conn = await self.pool.acquire()
+        recycle = False
+        try:
+            await conn.execute(enter_sql)
+            try:
+                yield conn
+            except BaseException:
+                if not conn.is_closed():
+                    await conn.execute("ROLLBACK")
+                raise
+            status = await conn.execute("COMMIT")
+            if status != "COMMIT":
+                raise TransactionAborted(
+                    f"transaction in app {record.app_id!r} was rolled back by the server"
+                )
+            touched: set[str] = getattr(conn, "oneauth_apps", set())
+            touched.add(record.app_id)
+            recycle = len(touched) > self.max_apps_per_connection
+        finally:
+            if recycle:
+                # Bound the backend's catalog cache: this connection has seen
+                # enough schemas. Closing before release makes the pool open a
+                # fresh one on demand.
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=5)
+            await self.pool.release(conn)

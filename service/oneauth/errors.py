@@ -1,0 +1,110 @@
+"""One error format for the whole API: RFC 9457 problem details.
+
+Every error carries a stable snake_case ``code``; clients branch on the code,
+never on the human text. OAuth endpoints answer in RFC 6749 section 5.2 format
+instead (see ``oneauth.oauth.errors``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class ApiError(Exception):
+    """Base class: subclasses set ``code``, ``status`` and ``title``."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def to_problem(self, request_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"urn:oneauth:error:{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+            "detail": self.detail,
+        }
+        if request_id:
+            body["request_id"] = request_id
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(ApiError):
+    code, status, title = "bad_request", 400, "Bad request"
+
+
+class InvalidJson(ApiError):
+    code, status, title = "invalid_json", 400, "Request body is not valid JSON"
+
+
+class ValidationFailed(ApiError):
+    code, status, title = "validation_failed", 422, "Request failed validation"
+
+
+class Unauthorized(ApiError):
+    code, status, title = "unauthorized", 401, "Authentication required"
+
+
+class InvalidCredentials(ApiError):
+    code, status, title = "invalid_credentials", 401, "Invalid email or password"
+
+
+class InvalidToken(ApiError):
+    code, status, title = "invalid_token", 401, "The access token is invalid"
+
+
+class Forbidden(ApiError):
+    code, status, title = "forbidden", 403, "Forbidden"
+
+
+class NotFound(ApiError):
+    code, status, title = "not_found", 404, "Not found"
+
+
+class AppNotFound(ApiError):
+    # Unknown, suspended and deleted apps look the same from outside: fail closed.
+    code, status, title = "app_not_found", 404, "No such app"
+
+
+class MethodNotAllowed(ApiError):
+    code, status, title = "method_not_allowed", 405, "Method not allowed"
+
+
+class Conflict(ApiError):
+    code, status, title = "conflict", 409, "Conflict"
+
+
+class PayloadTooLarge(ApiError):
+    code, status, title = "payload_too_large", 413, "Request body too large"
+
+
+class UnsupportedMediaType(ApiError):
+    code, status, title = "unsupported_media_type", 415, "Unsupported media type"
+
+
+class WeakPasswordError(ApiError):
+    code, status, title = "weak_password", 422, "Password does not meet the policy"
+
+
+class TooManyRequests(ApiError):
+    code, status, title = "too_many_requests", 429, "Too many requests"
+
+
+class ServiceUnavailable(ApiError):
+    code, status, title = "service_unavailable", 503, "Service temporarily unavailable"

@@ -1,0 +1,168 @@
+"""A local Postgres cluster started from the machine's Postgres binaries.
+
+Used by ``make run`` (kept under ``.data/``) and by the test suite (throwaway).
+When running as root, Postgres refuses to start, so every server command runs
+through ``runuser -u postgres``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+class LocalPostgresError(RuntimeError):
+    pass
+
+
+def find_bindir() -> Path:
+    """Directory holding initdb and pg_ctl: PATH first, then Debian's layout, newest first."""
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(os.path.realpath(found)).parent
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    if candidates:
+        return candidates[0].parent
+    raise LocalPostgresError(
+        "no Postgres server binaries found (initdb, pg_ctl); install them, e.g. "
+        "`apt-get install postgresql`, or set ONEAUTH_DATABASE_URL / TEST_DATABASE_URL"
+    )
+
+
+def scratch_dir(prefix: str = "oneauth-pg-") -> Path:
+    """A new directory the postgres user can reach (pytest's tmp_path is 0700 root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalPostgres:
+    """One cluster in ``datadir``; listens on 127.0.0.1:port and a socket in datadir."""
+
+    def __init__(self, datadir: Path, *, port: int | None = None, fast: bool = False) -> None:
+        self.datadir = datadir.resolve()
+        self.fast = fast  # fsync off: for throwaway test clusters only
+        self._port = port
+        self.bindir = find_bindir()
+        self.as_root = os.geteuid() == 0
+
+    @property
+    def port_file(self) -> Path:
+        return self.datadir / "oneauth.port"
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            if self.port_file.exists():
+                self._port = int(self.port_file.read_text().strip())
+            else:
+                self._port = free_port()
+        return self._port
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+
+    def initialized(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        if self.initialized():
+            return
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        if self.as_root:
+            shutil.chown(self.datadir, "postgres", "postgres")
+        self.datadir.chmod(0o700)
+        proc = self._run(
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        )
+        if proc.returncode != 0:
+            raise LocalPostgresError(f"initdb failed:\n{proc.stdout}\n{proc.stderr}")
+        settings = [
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = '{self.datadir}'",
+            "max_connections = 300",
+            "shared_buffers = 256MB",
+            "password_encryption = 'scram-sha-256'",
+        ]
+        if self.fast:
+            settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        with (self.datadir / "postgresql.auto.conf").open("a") as conf:
+            conf.write("\n".join(settings) + "\n")
+        self.port_file.write_text(f"{self.port}\n")
+
+    def running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self.datadir), "status").returncode == 0
+
+    def start(self) -> None:
+        self.init()
+        if self.running():
+            return
+        log = self.datadir / "server.log"
+        proc = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port}",
+            "start",
+        )
+        if proc.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise LocalPostgresError(f"pg_ctl start failed:\n{proc.stderr}\n{tail}")
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
+            ):
+                return
+            time.sleep(0.1)
+        raise LocalPostgresError(f"Postgres did not accept connections on port {self.port}")
+
+    def stop(self) -> None:
+        if self.initialized() and self.running():
+            self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.datadir, ignore_errors=True)
+
+    def admin_dsn(self, database: str = "postgres") -> str:
+        """Superuser over the cluster's own socket (trust auth, local only)."""
+        return f"postgresql://postgres@/{database}?host={self.datadir}&port={self.port}"

@@ -1,0 +1,165 @@
+"""The only reader of ``ONEAUTH_*`` environment variables.
+
+Settings are typed, frozen and validated once at start-up; a bad value stops the
+process with a message naming the variable. Development defaults are obviously
+fake and refused when ``ONEAUTH_ENV=production``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+Env = Literal["development", "test", "production"]
+LogFormat = Literal["auto", "json", "console"]
+
+# Obviously fake; refused in production. Decodes to 32 bytes of a readable phrase.
+DEV_MASTER_KEY = base64.urlsafe_b64encode(b"oneauth-dev-master-key--NOT-SAFE").decode()
+DEV_DATABASE_URL = "postgresql://oneauth:oneauth-dev-password@127.0.0.1:5432/oneauth"
+DEV_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    env: Env = "development"
+    database_url: str = DEV_DATABASE_URL
+    public_url: str = DEV_PUBLIC_URL
+    master_key: str = DEV_MASTER_KEY
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    # Each pooled connection caches catalog entries (~62 KB) for every schema it
+    # touches and never frees them; after this many distinct apps it is replaced.
+    pool_max_apps_per_connection: int = 256
+    pool_max_queries: int = 50_000
+    registry_cache_ttl: float = 5.0
+    migrate_parallelism: int = 4
+    log_format: LogFormat = "auto"  # console on a terminal, JSON lines otherwise
+    log_level: str = "info"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def issuer_for(self, app_id: str) -> str:
+        return f"{self.public_url}/apps/{app_id}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate settings; raise SettingsError naming the bad variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = f"ONEAUTH_{f.name.upper()}"
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            parse = _PARSERS.get(f.name, _str)
+            try:
+                values[f.name] = parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{var}: {exc}") from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.env not in ("development", "test", "production"):
+            raise SettingsError("ONEAUTH_ENV: must be development, test or production")
+        if self.log_format not in ("auto", "json", "console"):
+            raise SettingsError("ONEAUTH_LOG_FORMAT: must be auto, json or console")
+        _check_url("ONEAUTH_DATABASE_URL", self.database_url, ("postgres", "postgresql"))
+        _check_url("ONEAUTH_PUBLIC_URL", self.public_url, ("http", "https"))
+        if self.public_url.endswith("/"):
+            raise SettingsError("ONEAUTH_PUBLIC_URL: must not end with '/'")
+        if urlsplit(self.public_url).query or urlsplit(self.public_url).fragment:
+            raise SettingsError("ONEAUTH_PUBLIC_URL: must not carry a query or fragment")
+        if not 1 <= self.pool_min_size <= self.pool_max_size:
+            raise SettingsError("ONEAUTH_POOL_MIN_SIZE: must be >= 1 and <= ONEAUTH_POOL_MAX_SIZE")
+        if self.pool_max_apps_per_connection < 1:
+            raise SettingsError("ONEAUTH_POOL_MAX_APPS_PER_CONNECTION: must be >= 1")
+        if self.migrate_parallelism < 1:
+            raise SettingsError("ONEAUTH_MIGRATE_PARALLELISM: must be >= 1")
+        _check_master_key(self.master_key)
+        if self.is_production:
+            if self.master_key == DEV_MASTER_KEY:
+                raise SettingsError(
+                    "ONEAUTH_MASTER_KEY: the development key is refused in production; "
+                    "generate one with `oneauth keys new-master-key`"
+                )
+            if "oneauth-dev-password" in self.database_url:
+                raise SettingsError(
+                    "ONEAUTH_DATABASE_URL: the development password is refused in production"
+                )
+            if urlsplit(self.public_url).scheme != "https":
+                raise SettingsError("ONEAUTH_PUBLIC_URL: must be https in production")
+
+
+T = TypeVar("T")
+
+
+def _str(raw: str) -> str:
+    return raw.strip()
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {raw!r}") from None
+
+
+def _float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number, got {raw!r}") from None
+
+
+def _port(raw: str) -> int:
+    port = _int(raw)
+    if not 0 < port < 65536:
+        raise ValueError(f"expected a TCP port, got {raw!r}")
+    return port
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "pool_min_size": _int,
+    "pool_max_size": _int,
+    "pool_max_apps_per_connection": _int,
+    "pool_max_queries": _int,
+    "migrate_parallelism": _int,
+    "registry_cache_ttl": _float,
+    "port": _port,
+    "public_url": lambda raw: raw.strip().rstrip("/"),
+    "log_format": lambda raw: raw.strip().lower(),
+    "log_level": lambda raw: raw.strip().lower(),
+    "env": lambda raw: raw.strip().lower(),
+}
+
+
+def _check_url(var: str, value: str, schemes: tuple[str, ...]) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.hostname or parts.path or parts.query):
+        raise SettingsError(f"{var}: expected a {schemes[0]}:// URL")
+
+
+def _check_master_key(value: str) -> None:
+    # Either one base64url key or "id:key,id:key" with the current key first.
+    for part in value.split(","):
+        key = part.split(":", 1)[-1].strip()
+        try:
+            raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+        except ValueError:
+            raise SettingsError("ONEAUTH_MASTER_KEY: not valid base64url") from None
+        if len(raw) != 32:
+            raise SettingsError("ONEAUTH_MASTER_KEY: each key must decode to 32 bytes")

@@ -1,0 +1,186 @@
+"""Test fixtures on a real Postgres.
+
+Where the server comes from, in order: ``TEST_DATABASE_URL`` (an administrator
+URL: the suite creates its own role and database there and drops them after);
+else testcontainers when a Docker engine answers; else a throwaway cluster
+started from the machine's Postgres binaries (removed afterwards); else a clear
+error saying what to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+from starlette.applications import Starlette
+
+from oneauth.apps import lifecycle
+from oneauth.apps.migrate import migrate_all
+from oneauth.apps.models import AppRecord
+from oneauth.asgi import create_app
+from oneauth.db import ops
+from oneauth.db.bootstrap import bootstrap
+from oneauth.localpg import LocalPostgres, LocalPostgresError, scratch_dir
+from oneauth.services import Services
+from oneauth.settings import Settings
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        proc = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:15", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    root = scratch_dir("oneauth-test-pg-")
+    try:
+        cluster = LocalPostgres(root / "data", fast=True)
+        cluster.start()
+    except LocalPostgresError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.exit(
+            "no Postgres for the tests: set TEST_DATABASE_URL, run a Docker engine, or "
+            f"install the Postgres server binaries (apt-get install postgresql).\n{exc}",
+            returncode=3,
+        )
+    try:
+        yield cluster.admin_dsn()
+    finally:
+        cluster.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class ScratchDatabase:
+    """A database and login role of its own on the test server."""
+
+    def __init__(self, admin_dsn: str, label: str) -> None:
+        self.admin_dsn = admin_dsn
+        suffix = secrets.token_hex(4)
+        self.role = f"oneauth_t_{label}_{suffix}"
+        self.database = f"oneauth_t_{label}_{suffix}"
+        self.dsn = bootstrap(
+            admin_dsn, role=self.role, password=secrets.token_urlsafe(16), database=self.database
+        )
+
+    def drop(self) -> None:
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            app_roles: list[str] = []
+            with contextlib.suppress(psycopg.Error), psycopg.connect(self.dsn) as own:
+                app_roles = [
+                    str(r[0])
+                    for r in own.execute(
+                        "SELECT role_name FROM oneauth.apps WHERE status <> 'deleted'"
+                    )
+                ]
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(self.database)
+                )
+            )
+            for role in [*app_roles, self.role]:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="session")
+def make_database(pg_admin_dsn: str) -> Iterator[Callable[[str], ScratchDatabase]]:
+    made: list[ScratchDatabase] = []
+
+    def make(label: str) -> ScratchDatabase:
+        db = ScratchDatabase(pg_admin_dsn, label)
+        made.append(db)
+        return db
+
+    yield make
+    for db in made:
+        db.drop()
+
+
+@pytest.fixture(scope="session")
+def database_url(make_database: Callable[[str], ScratchDatabase]) -> str:
+    db = make_database("main")
+    migrate_all(db.dsn)
+    return db.dsn
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        env="test",
+        database_url=database_url,
+        public_url="http://testserver",
+        pool_min_size=1,
+        pool_max_size=8,
+        registry_cache_ttl=5.0,
+    )
+
+
+@pytest.fixture
+def sync_conn(settings: Settings) -> Iterator[lifecycle.Conn]:
+    with ops.connect(settings.database_url) as conn:
+        yield conn
+
+
+def new_app_id(prefix: str = "t") -> str:
+    return f"{prefix}-{secrets.token_hex(5)}"
+
+
+@pytest.fixture(scope="session")
+def provision(settings: Settings) -> Callable[..., AppRecord]:
+    """Provision a new app with a unique id; returns its record."""
+
+    def make(app_id: str | None = None, name: str = "Test App", **kwargs: Any) -> AppRecord:
+        with ops.connect(settings.database_url) as conn:
+            return lifecycle.provision(conn, settings, app_id or new_app_id(), name, **kwargs).app
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def service(settings: Settings) -> AsyncIterator[Starlette]:
+    """The ASGI app with its lifespan running (pool, registry listener)."""
+    app = create_app(settings, configure_logging=False)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture(scope="session")
+def services(service: Starlette) -> Services:
+    value = service.state.services
+    assert isinstance(value, Services)
+    return value
+
+
+@pytest.fixture
+async def client(service: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=service)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c

@@ -1,0 +1,170 @@
+"""The connection router: per-app role and search_path, transaction-local (B2)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import asyncpg
+import pytest
+
+from oneauth.apps import lifecycle
+from oneauth.apps.models import AppRecord
+from oneauth.db import ops
+from oneauth.db.router import TransactionAborted
+from oneauth.errors import AppNotFound
+from oneauth.services import Services
+from oneauth.settings import Settings
+
+INSERT_USER = (
+    "INSERT INTO users (email, email_normalized, password_hash) VALUES ($1, $1, 'x') RETURNING id"
+)
+
+
+async def test_same_email_in_two_apps_is_two_users(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    a, b = provision(), provision()
+    async with services.router.app(a.app_id) as conn:
+        id_a = await conn.fetchval(INSERT_USER, "same@example.com")
+    async with services.router.app(b.app_id) as conn:
+        id_b = await conn.fetchval(INSERT_USER, "same@example.com")
+    assert id_a != id_b
+    for app in (a, b):
+        async with services.router.app(app.app_id) as conn:
+            rows = await conn.fetch("SELECT id FROM users")
+            assert [r["id"] for r in rows] == [id_a if app is a else id_b]
+
+    with ops.connect(settings.database_url) as sync:
+        lifecycle.delete(sync, a.app_id)
+    services.registry.invalidate(a.app_id)
+    with pytest.raises(AppNotFound):
+        async with services.router.app(a.app_id):
+            pass
+    async with services.router.app(b.app_id) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 1
+
+
+async def test_app_context_cannot_read_another_app_schema(
+    services: Services, provision: Callable[..., AppRecord]
+) -> None:
+    a, b = provision(), provision()
+    async with services.router.app(b.app_id) as conn:
+        await conn.execute(INSERT_USER, "b@example.com")
+    for query in (
+        f"SELECT * FROM {b.names.schema}.users",
+        f"INSERT INTO {b.names.schema}.users (email, email_normalized) VALUES ('x', 'x')",
+        f"SELECT * FROM {b.names.schema}.audit_log",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            async with services.router.app(a.app_id) as conn:
+                await conn.fetch(query)
+
+
+async def test_no_app_context_reads_nothing(
+    services: Services, provision: Callable[..., AppRecord]
+) -> None:
+    a = provision()
+    async with services.pool.acquire() as conn:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch(f"SELECT * FROM {a.names.schema}.users")
+        # And the control schema never leaks into an app context.
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with services.router.app(a.app_id) as conn:
+            await conn.fetch("SELECT * FROM oneauth.apps")
+
+
+async def test_connection_is_clean_after_a_unit(
+    services: Services, provision: Callable[..., AppRecord]
+) -> None:
+    a = provision()
+    pool = services.pool
+    async with services.pool.acquire() as conn:
+        login_role = await conn.fetchval("SELECT current_user")
+        default_path = await conn.fetchval("SELECT current_setting('search_path')")
+    # Exhaust the pool's idle connections so the same ones are reused.
+    for _ in range(pool.get_max_size() * 2):
+        async with services.router.app(a.app_id) as conn:
+            assert await conn.fetchval("SELECT current_user") == a.names.role
+            assert await conn.fetchval("SELECT current_setting('search_path')") == (
+                f'"{a.names.schema}"'
+            )
+    for _ in range(pool.get_max_size()):
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT current_user") == login_role
+            assert await conn.fetchval("SELECT current_setting('search_path')") == default_path
+            assert not conn.is_in_transaction()
+
+
+async def test_exception_rolls_back_and_leaves_connection_clean(
+    services: Services, provision: Callable[..., AppRecord]
+) -> None:
+    a = provision()
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with services.router.app(a.app_id) as conn:
+            await conn.execute(INSERT_USER, "gone@example.com")
+            raise Boom
+    async with services.router.app(a.app_id) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+    async with services.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT current_user") != a.names.role
+        assert not conn.is_in_transaction()
+
+
+async def test_swallowed_error_does_not_pretend_to_commit(
+    services: Services, provision: Callable[..., AppRecord]
+) -> None:
+    a = provision()
+    with pytest.raises(TransactionAborted):
+        async with services.router.app(a.app_id) as conn:
+            await conn.execute(INSERT_USER, "kept@example.com")
+            with contextlib.suppress(asyncpg.DivisionByZeroError):
+                await conn.execute("SELECT 1/0")
+    async with services.router.app(a.app_id) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+
+
+@pytest.mark.parametrize("status", ["suspended", "deleted", "unknown", "invalid"])
+async def test_router_fails_closed(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings, status: str
+) -> None:
+    if status == "invalid":
+        app_id = "../x"
+    elif status == "unknown":
+        app_id = "never-provisioned"
+    else:
+        app_id = provision().app_id
+        with ops.connect(settings.database_url) as sync:
+            if status == "suspended":
+                lifecycle.set_status(sync, app_id, "suspended")
+            else:
+                lifecycle.delete(sync, app_id)
+        services.registry.invalidate(app_id)
+    with pytest.raises(AppNotFound):
+        async with services.router.app(app_id):
+            pytest.fail("an app query ran for a closed app")
+
+
+async def test_connections_are_recycled_after_many_apps(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    from oneauth.db.pool import create_pool
+    from oneauth.db.router import Router
+
+    apps = [provision() for _ in range(5)]
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        router = Router(pool, services.registry, max_apps_per_connection=2)
+        pids = []
+        for app in apps:
+            async with router.app(app.app_id) as conn:
+                pids.append(await conn.fetchval("SELECT pg_backend_pid()"))
+        # One connection, replaced each time it exceeded two distinct schemas.
+        assert len(set(pids)) >= 2
+        assert pids[0] == pids[1]
+    finally:
+        await pool.close()
