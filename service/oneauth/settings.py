@@ -154,12 +154,9 @@ def _check_url(var: str, value: str, schemes: tuple[str, ...]) -> None:
 
 
 def _check_master_key(value: str) -> None:
-    # Either one base64url key or "id:key,id:key" with the current key first.
-    for part in value.split(","):
-        key = part.split(":", 1)[-1].strip()
-        try:
-            raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
-        except ValueError:
-            raise SettingsError("ONEAUTH_MASTER_KEY: not valid base64url") from None
-        if len(raw) != 32:
-            raise SettingsError("ONEAUTH_MASTER_KEY: each key must decode to 32 bytes")
+    from oneauth.secretbox import SecretBox  # the one parser of the key format
+
+    try:
+        SecretBox.from_config(value)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None

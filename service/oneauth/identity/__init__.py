@@ -1,0 +1,1 @@
+"""End-user identity: password policy and hashing (``oneauth.identity.passwords``)."""
