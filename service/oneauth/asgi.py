@@ -8,38 +8,34 @@ from collections.abc import AsyncIterator
 from starlette import routing
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from oneauth import logs
+from oneauth.api import views
+from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
 from oneauth.db.bootstrap import describe_unsafe
+from oneauth.db.notify import Notifier
 from oneauth.db.pool import create_pool
 from oneauth.db.router import Router
 from oneauth.http import health
-from oneauth.http.gate import AppGate, current_app
+from oneauth.http.gate import AppGate
 from oneauth.http.middleware import RequestContext
 from oneauth.http.problems import exception_handlers
+from oneauth.identity.passwords import PasswordHasher
+from oneauth.oauth import discovery, endpoints
+from oneauth.oauth.clients import CHANNEL as clients_channel
+from oneauth.oauth.clients import ClientCache
+from oneauth.oauth.errors import OAuthError, oauth_error_handler
+from oneauth.secretbox import SecretBox
 from oneauth.services import Services
 from oneauth.settings import Settings
-
-
-async def app_info(request: Request) -> Response:
-    """Public facts about an app: id, display name and issuer."""
-    app = current_app(request)
-    settings = Services.of(request).settings
-    return JSONResponse(
-        {
-            "app_id": app.app_id,
-            "display_name": app.display_name,
-            "issuer": settings.issuer_for(app.app_id),
-        }
-    )
+from oneauth.tokens.keystore import CHANNEL as keys_channel
+from oneauth.tokens.keystore import KeyStore
 
 
 def app_routes() -> list[BaseRoute]:
-    return [Route("/v1/app", app_info, methods=["GET"])]
+    return [*views.routes(), *endpoints.routes(), *discovery.routes()]
 
 
 def create_app(settings: Settings | None = None, *, configure_logging: bool = True) -> Starlette:
@@ -50,33 +46,49 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = await create_pool(settings)
+        hasher = PasswordHasher()
         try:
             row = await pool.fetchrow(
                 "SELECT rolsuper, rolinherit FROM pg_roles WHERE rolname = current_user"
             )
             assert row is not None
             describe_unsafe(bool(row["rolsuper"]), bool(row["rolinherit"]))
+            box = SecretBox.from_config(settings.master_key)
             registry = Registry(pool, ttl=settings.registry_cache_ttl)
-            await registry.start_listening(settings.database_url)
+            keys = KeyStore(box, issuer_for=settings.issuer_for)
+            clients = ClientCache()
+            notifier = Notifier(settings.database_url)
+            notifier.subscribe(registry_channel, registry.on_change)
+            notifier.subscribe(keys_channel, keys.on_change)
+            notifier.subscribe(clients_channel, clients.on_change)
+            await notifier.start()
             router = Router(
                 pool, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
             )
-            app.state.services = Services(settings, pool, registry, router)
+            app.state.services = Services(
+                settings, pool, registry, router, notifier, keys, clients, hasher, box
+            )
             try:
                 yield
             finally:
-                await registry.stop_listening()
+                await notifier.stop()
         finally:
             await pool.close()
+            hasher.close()
 
     routes: list[BaseRoute] = [
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        Route(
+            "/.well-known/oauth-authorization-server/apps/{app_id}",
+            discovery.oauth_server_metadata,
+            methods=["GET"],
+        ),
         Mount("/apps/{app_id}", app=AppGate(routing.Router(routes=app_routes()))),
     ]
     return Starlette(
         routes=routes,
         middleware=[Middleware(RequestContext)],
-        exception_handlers=exception_handlers(),
+        exception_handlers={**exception_handlers(), OAuthError: oauth_error_handler},
         lifespan=lifespan,
     )

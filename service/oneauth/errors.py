@@ -108,3 +108,13 @@ class TooManyRequests(ApiError):
 
 class ServiceUnavailable(ApiError):
     code, status, title = "service_unavailable", 503, "Service temporarily unavailable"
+
+
+class EmailTaken(ApiError):
+    # Only when the app lets signup log in at once (require_verified_email=false);
+    # otherwise signup answers the same for new and existing addresses.
+    code, status, title = "email_taken", 409, "This email cannot be used to sign up"
+
+
+class EmailNotVerified(ApiError):
+    code, status, title = "email_not_verified", 403, "Verify your email address first"

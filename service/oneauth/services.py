@@ -1,15 +1,25 @@
-"""The long-lived objects one process shares: pool, registry, router, settings."""
+"""The long-lived objects one process shares."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import asyncpg
 from starlette.requests import Request
 
+from oneauth.apps.models import AppRecord
+from oneauth.apps.policy import policy_of
 from oneauth.apps.registry import Registry
+from oneauth.db.notify import Notifier
 from oneauth.db.router import Router
+from oneauth.identity.passwords import PasswordHasher
+from oneauth.oauth.clients import ClientCache
+from oneauth.secretbox import SecretBox
 from oneauth.settings import Settings
+from oneauth.tokens.issue import Issuer
+from oneauth.tokens.keystore import KeyStore
 
 
 @dataclass
@@ -18,6 +28,20 @@ class Services:
     pool: asyncpg.Pool
     registry: Registry
     router: Router
+    notifier: Notifier
+    keys: KeyStore
+    clients: ClientCache
+    hasher: PasswordHasher
+    box: SecretBox
+
+    @cached_property
+    def ip_hash_key(self) -> bytes:
+        # Derived, not configured: rotating the master key re-keys IP hashes too.
+        return hashlib.sha256(b"oneauth/ip-hash|" + self.settings.master_key.encode()).digest()
+
+    async def issuer(self, app: AppRecord, conn: asyncpg.Connection) -> Issuer:
+        keys = await self.keys.get(app, conn)
+        return Issuer(app, policy_of(app), self.settings.issuer_for(app.app_id), keys)
 
     @classmethod
     def of(cls, request: Request) -> Services:

@@ -55,8 +55,34 @@ def validate_display_name(name: str) -> str:
     return name
 
 
+def seed_signing_keys(conn: Conn, app: AppRecord, settings: Settings) -> dict[str, Any]:
+    """An active and a pre-published next key for the app's algorithm and RS256."""
+    from oneauth.secretbox import SecretBox
+    from oneauth.tokens import keystore
+
+    box = SecretBox.from_config(settings.master_key)
+    return {"signing_keys": keystore.seed(conn, app, box)}
+
+
+def seed_default_client(conn: Conn, app: AppRecord, settings: Settings) -> dict[str, Any]:
+    """The first-party public client that the JSON API (/v1/login ...) issues tokens to.
+
+    Idempotent, like every hook: provisioning and ``migrate`` both run them.
+    """
+    from oneauth.oauth import clients
+
+    existing = conn.execute(
+        "SELECT client_id FROM clients WHERE first_party AND kind = 'public'"
+        " AND disabled_at IS NULL ORDER BY created_at LIMIT 1"
+    ).fetchone()
+    if existing is not None:
+        return {"default_client_id": existing[0]}
+    client, _ = clients.create(conn, clients.default_client_spec())
+    return {"default_client_id": client.client_id}
+
+
 def default_hooks() -> Sequence[ProvisionHook]:
-    return ()
+    return (seed_signing_keys, seed_default_client)
 
 
 def provision(
@@ -74,6 +100,12 @@ def provision(
     display_name = validate_display_name(display_name)
     names = names_for(app_id)
     wanted_settings = app_settings or {}
+    from oneauth.apps.policy import PolicyError, parse
+
+    try:
+        parse(wanted_settings)
+    except PolicyError as exc:
+        raise AppError(str(exc)) from None
     with conn.transaction():
         ops.advisory_lock(conn, f"app:{app_id}")
         existing = _fetch(conn, app_id, for_update=True)
@@ -176,9 +208,9 @@ def delete(conn: Conn, app_id: str) -> AppRecord:
     return deleted
 
 
-def get(conn: Conn, app_id: str) -> AppRecord | None:
+def get(conn: Conn, app_id: str, *, for_update: bool = False) -> AppRecord | None:
     validate_app_id(app_id)
-    return _fetch(conn, app_id)
+    return _fetch(conn, app_id, for_update=for_update)
 
 
 def list_apps(conn: Conn, *, include_deleted: bool = False) -> list[AppRecord]:

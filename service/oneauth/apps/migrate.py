@@ -17,6 +17,7 @@ import psycopg_pool
 from oneauth.apps import lifecycle
 from oneauth.db import ops
 from oneauth.db.naming import names_for
+from oneauth.settings import Settings
 
 
 @dataclass
@@ -44,6 +45,7 @@ class MigrateSummary:
 def migrate_all(
     dsn: str,
     *,
+    settings: Settings | None = None,
     parallelism: int = 4,
     sql_root: Path | None = None,
     progress: Callable[[int, int, AppOutcome], None] | None = None,
@@ -68,7 +70,7 @@ def migrate_all(
                 outcome = AppOutcome(app_id)
                 try:
                     with pool.connection() as conn:
-                        outcome.applied = _migrate_app(conn, app_id, sql_root)
+                        outcome.applied = _migrate_app(conn, app_id, sql_root, settings)
                 except Exception as exc:
                     outcome.error = str(exc).strip() or type(exc).__name__
                 return outcome
@@ -81,17 +83,21 @@ def migrate_all(
     return MigrateSummary(control.applied, outcomes, time.perf_counter() - started)
 
 
-def _migrate_app(conn: lifecycle.Conn, app_id: str, sql_root: Path | None) -> list[str]:
+def _migrate_app(
+    conn: lifecycle.Conn, app_id: str, sql_root: Path | None, settings: Settings | None
+) -> list[str]:
     names = names_for(app_id)
     with conn.transaction():
         ops.advisory_lock(conn, f"app:{app_id}")
-        row = conn.execute(
-            "SELECT status FROM oneauth.apps WHERE app_id = %s FOR UPDATE", (app_id,)
-        ).fetchone()
-        if row is None or row[0] == "deleted":
+        record = lifecycle.get(conn, app_id, for_update=True)
+        if record is None or record.status == "deleted":
             return []
         with ops.app_context(conn, names):
             result = ops.apply_templates(conn, "app", names.schema, sql_root)
+            if settings is not None:
+                # Seed what this release expects every app to have (idempotent hooks).
+                for hook in lifecycle.default_hooks():
+                    hook(conn, record, settings)
         if result.applied:
             conn.execute(
                 "UPDATE oneauth.apps SET schema_version = %s, updated_at = now() WHERE app_id = %s",

@@ -9,19 +9,14 @@ query per id and TTL, and invalid ids never reach the database.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 
 import asyncpg
-import structlog
 
 from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
 from oneauth.db.naming import is_valid_app_id
 from oneauth.errors import AppNotFound
-
-log = structlog.get_logger("oneauth.registry")
 
 CHANNEL = "oneauth_registry"
 
@@ -33,8 +28,6 @@ class Registry:
         self._max_entries = max_entries
         self._cache: OrderedDict[str, tuple[float, AppRecord | None]] = OrderedDict()
         self._generation = 0
-        self._listener: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
 
     async def get(self, app_id: str) -> AppRecord | None:
         """The app's record, or None if the id is invalid or unknown."""
@@ -71,48 +64,6 @@ class Registry:
         else:
             self._cache.pop(app_id, None)
 
-    async def start_listening(self, dsn: str) -> None:
-        if self._listener is None:
-            self._listener = asyncio.create_task(self._listen(dsn), name="registry-listener")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._listening.wait(), timeout=5)
-
-    async def stop_listening(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-
-    async def _listen(self, dsn: str) -> None:
-        # A dedicated session-mode connection: LISTEN does not survive a
-        # transaction-mode pooler, so this one bypasses the pool. Without it the
-        # TTL still bounds staleness.
-        backoff = 0.5
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(
-                    dsn, server_settings={"application_name": "oneauth-listen"}
-                )
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await conn.add_listener(CHANNEL, self._on_notify)
-                self.invalidate()  # notifications may have been missed while away
-                self._listening.set()
-                backoff = 0.5
-                await lost.wait()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("registry_listen_failed", error=type(exc).__name__)
-            finally:
-                self._listening.clear()
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close(timeout=2))
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
-
-    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        self.invalidate(payload or None)
+    def on_change(self, app_id: str | None) -> None:
+        """Notifier subscriber: drop one app, or everything (None)."""
+        self.invalidate(app_id)

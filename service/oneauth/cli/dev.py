@@ -80,7 +80,9 @@ def cmd_run(args: argparse.Namespace) -> None:
         os.environ["ONEAUTH_DATABASE_URL"] = embedded_database_url(args.data_dir)
         print(f"embedded Postgres under {args.data_dir / 'pg'} (stop it with `make stop-db`)")
     settings = load_settings()
-    summary = migrate_all(settings.database_url, parallelism=settings.migrate_parallelism)
+    summary = migrate_all(
+        settings.database_url, settings=settings, parallelism=settings.migrate_parallelism
+    )
     if summary.failed:
         fail(f"migration failed for: {', '.join(o.app_id for o in summary.failed)}")
     with ops.connect(settings.database_url) as conn:

@@ -48,6 +48,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     try:
         summary = migrate_all(
             settings.database_url,
+            settings=settings,
             parallelism=args.parallel or settings.migrate_parallelism,
             progress=progress,
         )

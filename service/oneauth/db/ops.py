@@ -59,8 +59,9 @@ def app_context(conn: psycopg.Connection[tuple[Any, ...]], names: AppNames) -> I
     Must run inside a transaction; the settings end with it at the latest.
     """
     conn.execute(
-        "SELECT set_config('role', %s, true), set_config('search_path', %s, true)",
-        (names.role, quote_ident(names.schema)),
+        "SELECT set_config('role', %s, true), set_config('search_path', %s, true),"
+        " set_config('oneauth.app_id', %s, true)",
+        (names.role, quote_ident(names.schema), names.app_id),
     )
     try:
         yield

@@ -1,0 +1,1 @@
+"""The first-party JSON API under ``/apps/{app_id}/v1``."""

@@ -1,0 +1,114 @@
+"""First-party JSON endpoints: a view parses, calls one flow, serializes."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from oneauth.errors import InvalidToken
+from oneauth.flows import password
+from oneauth.flows.common import authenticate_bearer, session_id_of
+from oneauth.http.gate import current_app
+from oneauth.http.requests import bearer_token, read_json, request_meta, require_str
+from oneauth.services import Services
+from oneauth.sessions import repo as sessions
+
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+
+
+async def app_info(request: Request) -> Response:
+    """Public facts about an app: what a first-party front end needs to start."""
+    app = current_app(request)
+    services = Services.of(request)
+    async with services.router.enter(app) as conn:
+        client = await services.clients.default_client(conn, app.app_id)
+        issuer = await services.issuer(app, conn)
+    return JSONResponse(
+        {
+            "app_id": app.app_id,
+            "display_name": app.display_name,
+            "issuer": issuer.issuer,
+            "audience": issuer.audience,
+            "default_client_id": client.client_id if client else None,
+        }
+    )
+
+
+async def signup(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    data = await read_json(request)
+    email = require_str(data, "email", max_length=320)
+    secret = require_str(data, "password", max_length=password.MAX_PASSWORD_INPUT)
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    status, body = await password.signup(services, app, email, secret, meta)
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
+
+
+async def login(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    data = await read_json(request)
+    email = require_str(data, "email", max_length=320)
+    secret = require_str(data, "password", max_length=password.MAX_PASSWORD_INPUT)
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    return JSONResponse(await password.login(services, app, email, secret, meta), headers=NO_STORE)
+
+
+async def me(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    async with services.router.enter(app) as conn:
+        claims = await authenticate_bearer(services, app, conn, bearer_token(request))
+        row = await sessions.active_session_user(conn, session_id_of(claims))
+    if row is None or str(row["id"]) != claims.sub:
+        raise InvalidToken("the session behind this token has ended")
+    return JSONResponse(
+        {
+            "sub": claims.sub,
+            "app_id": app.app_id,
+            "email": row["email"],
+            "email_verified": row["email_verified"],
+            "created_at": row["created_at"].isoformat(),
+            "updated_at": row["updated_at"].isoformat(),
+            "scope": " ".join(sorted(claims.scopes)),
+            "sid": claims.sid,
+        },
+        headers=NO_STORE,
+    )
+
+
+async def logout(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    async with services.router.enter(app) as conn:
+        claims = await authenticate_bearer(services, app, conn, bearer_token(request))
+    await password.logout(
+        services, app, claims, request_meta(request, app.app_id, services.ip_hash_key)
+    )
+    return Response(status_code=204, headers=NO_STORE)
+
+
+async def change_password(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    data = await read_json(request)
+    current = require_str(data, "current_password", max_length=password.MAX_PASSWORD_INPUT)
+    new = require_str(data, "new_password", max_length=password.MAX_PASSWORD_INPUT)
+    async with services.router.enter(app) as conn:
+        claims = await authenticate_bearer(services, app, conn, bearer_token(request))
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    await password.change_password(services, app, claims, current, new, meta)
+    return Response(status_code=204, headers=NO_STORE)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/app", app_info, methods=["GET"]),
+        Route("/v1/signup", signup, methods=["POST"]),
+        Route("/v1/login", login, methods=["POST"]),
+        Route("/v1/me", me, methods=["GET"]),
+        Route("/v1/logout", logout, methods=["POST"]),
+        Route("/v1/password", change_password, methods=["POST"]),
+    ]

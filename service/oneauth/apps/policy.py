@@ -1,0 +1,93 @@
+"""Per-app policy, read from the registry's ``settings`` JSON with defaults.
+
+Settings are validated when an app is provisioned or changed; at run time an
+unknown key is ignored and a bad value falls back to the default (logged), so a
+hand-edited registry row cannot take an app down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import Any
+
+from oneauth.apps.models import AppRecord
+from oneauth.tokens.keys import SUPPORTED_ALGS, Alg
+
+# The longest an access or ID token may live; retired keys stay published this
+# long (plus the JWKS cache time) so every token they signed can still verify.
+MAX_TOKEN_TTL = 3600
+
+
+class PolicyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AppPolicy:
+    signing_alg: Alg = "ES256"
+    access_token_ttl: int = 600
+    id_token_ttl: int = 600
+    refresh_idle_ttl: int = 14 * 86400
+    session_absolute_ttl: int = 30 * 86400
+    audience: str | None = None
+    # With verification required, signup answers the same whether or not the
+    # email exists (no enumeration); without, signup logs in at once and an
+    # existing email gets 409 email_taken (documented in README).
+    require_verified_email: bool = False
+    logo_url: str | None = None
+    primary_color: str | None = None
+
+    def audience_for(self, issuer: str) -> str:
+        return self.audience or f"{issuer}/api"
+
+
+_BOUNDS = {
+    "access_token_ttl": (60, MAX_TOKEN_TTL),
+    "id_token_ttl": (60, MAX_TOKEN_TTL),
+    "refresh_idle_ttl": (300, 365 * 86400),
+    "session_absolute_ttl": (300, 365 * 86400),
+}
+
+
+def parse(settings: dict[str, Any]) -> AppPolicy:
+    """Validate app settings; raise PolicyError naming the bad key."""
+    known = {f.name for f in fields(AppPolicy)}
+    unknown = set(settings) - known
+    if unknown:
+        raise PolicyError(f"unknown app settings: {', '.join(sorted(unknown))}")
+    values = dict(settings)
+    if "signing_alg" in values and values["signing_alg"] not in SUPPORTED_ALGS:
+        raise PolicyError(f"signing_alg must be one of {', '.join(SUPPORTED_ALGS)}")
+    for key, (low, high) in _BOUNDS.items():
+        if key in values:
+            value = values[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise PolicyError(f"{key} must be an integer from {low} to {high}")
+    if "require_verified_email" in values and not isinstance(
+        values["require_verified_email"], bool
+    ):
+        raise PolicyError("require_verified_email must be true or false")
+    for key in ("audience", "logo_url", "primary_color"):
+        if key in values and values[key] is not None and not isinstance(values[key], str):
+            raise PolicyError(f"{key} must be a string")
+    policy = AppPolicy(**values)
+    if policy.refresh_idle_ttl > policy.session_absolute_ttl:
+        raise PolicyError("refresh_idle_ttl must not exceed session_absolute_ttl")
+    return policy
+
+
+@lru_cache(maxsize=4096)
+def _cached(app_id: str, frozen: str) -> AppPolicy:
+    import json
+
+    try:
+        return parse(json.loads(frozen))
+    except PolicyError:
+        return AppPolicy()
+
+
+def policy_of(app: AppRecord) -> AppPolicy:
+    import json
+
+    return _cached(app.app_id, json.dumps(app.settings, sort_keys=True))

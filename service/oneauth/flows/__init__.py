@@ -1,0 +1,1 @@
+"""Flows orchestrate the domains (identity, sessions, tokens) for one request."""

@@ -1,0 +1,100 @@
+"""Pieces every flow uses: starting a session, authenticating a bearer token."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from oneauth import audit
+from oneauth.apps.models import AppRecord
+from oneauth.errors import Forbidden, InvalidToken, ServiceUnavailable, Unauthorized
+from oneauth.identity.passwords import HasherBusy
+from oneauth.identity.users import User
+from oneauth.oauth.clients import Client
+from oneauth.services import Services
+from oneauth.sessions import repo as sessions
+from oneauth.tokens.issue import Issuer, token_response
+from oneauth.verifier import AccessTokenClaims, VerificationError
+
+
+def busy() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The service is busy verifying passwords; retry shortly", headers={"retry-after": "1"}
+    )
+
+
+__all__ = ["HasherBusy", "authenticate_bearer", "busy", "start_session"]
+
+
+async def start_session(
+    conn: asyncpg.Connection,
+    issuer: Issuer,
+    *,
+    user: User,
+    client: Client,
+    amr: list[str],
+    scope: str,
+    meta: audit.RequestMeta,
+) -> tuple[dict[str, Any], sessions.Session]:
+    """Create a session with its first refresh token and an access token."""
+    policy = issuer.policy
+    session = await sessions.create_session(
+        conn,
+        user_id=user.id,
+        client_id=client.client_id,
+        amr=amr,
+        absolute_ttl=policy.session_absolute_ttl,
+        ip_hash=meta.ip_hash,
+        user_agent=meta.user_agent,
+    )
+    refresh = None
+    if "refresh_token" in client.grant_types:
+        refresh = await sessions.issue_refresh(
+            conn, session, scope=scope, idle_ttl=client.refresh_token_ttl or policy.refresh_idle_ttl
+        )
+    ttl = client.access_token_ttl or policy.access_token_ttl
+    access, _ = issuer.access_token(
+        sub=user.sub,
+        client_id=client.client_id,
+        scope=scope,
+        ttl=ttl,
+        sid=str(session.id),
+        amr=amr,
+        auth_time=int(session.auth_time.timestamp()),
+        email_verified=user.email_verified,
+    )
+    return token_response(access, ttl, scope, refresh_token=refresh), session
+
+
+async def authenticate_bearer(
+    services: Services,
+    app: AppRecord,
+    conn: asyncpg.Connection,
+    token: str | None,
+    *,
+    user_only: bool = True,
+) -> AccessTokenClaims:
+    """Verify a Bearer access token of this app (RFC 6750); user tokens only by default."""
+    realm = {"www-authenticate": f'Bearer realm="{app.app_id}"'}
+    if token is None:
+        raise Unauthorized("send an access token: Authorization: Bearer <token>", headers=realm)
+    keys = await services.keys.get(app, conn)
+    try:
+        claims = keys.verifier.verify(token)
+    except VerificationError as exc:
+        raise InvalidToken(
+            f"the access token failed the {exc.check} check",
+            headers={"www-authenticate": f'Bearer realm="{app.app_id}", error="invalid_token"'},
+        ) from None
+    if user_only and claims.is_client_token:
+        raise Forbidden("this endpoint needs a user's access token, not a client's")
+    return claims
+
+
+def session_id_of(claims: AccessTokenClaims) -> uuid.UUID:
+    try:
+        return uuid.UUID(claims.sid or "")
+    except ValueError:
+        raise InvalidToken("the access token has no session") from None

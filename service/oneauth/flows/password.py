@@ -1,0 +1,297 @@
+"""Password sign-up, login, change and logout for the first-party API.
+
+No enumeration (P4): an unknown email costs a dummy argon2 verify and gets the
+same status, body and audit shape as a wrong password. Hashing runs on the
+hasher's thread pool with no database connection held.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oneauth import audit
+from oneauth.apps.models import AppRecord
+from oneauth.apps.policy import policy_of
+from oneauth.errors import (
+    EmailNotVerified,
+    EmailTaken,
+    InvalidCredentials,
+    TooManyRequests,
+    ValidationFailed,
+    WeakPasswordError,
+)
+from oneauth.flows.common import busy, session_id_of, start_session
+from oneauth.identity import throttle
+from oneauth.identity import users as users_repo
+from oneauth.identity.passwords import HasherBusy, WeakPassword, check_password
+from oneauth.identity.users import InvalidEmail, normalize_email
+from oneauth.oauth.clients import Client
+from oneauth.services import Services
+from oneauth.sessions import repo as sessions
+from oneauth.verifier import AccessTokenClaims
+
+MAX_PASSWORD_INPUT = 1024  # longer input is refused before hashing (cost bound)
+
+
+def _check_new_password(password: str, email: str, app: AppRecord) -> None:
+    try:
+        check_password(password, email=email, app_name=app.display_name)
+    except WeakPassword as exc:
+        raise WeakPasswordError(exc.message, extra={"reason": exc.reason_code}) from None
+
+
+async def _first_party_client(services: Services, app: AppRecord, conn: Any) -> Client:
+    client = await services.clients.default_client(conn, app.app_id)
+    if client is None:
+        raise ValidationFailed("this app has no first-party client; create one with the CLI")
+    return client
+
+
+async def signup(
+    services: Services, app: AppRecord, email: str, password: str, meta: audit.RequestMeta
+) -> tuple[int, dict[str, Any]]:
+    policy = policy_of(app)
+    try:
+        email_n = normalize_email(email)
+    except InvalidEmail as exc:
+        raise ValidationFailed(str(exc), extra={"field": "email"}) from None
+    _check_new_password(password, email_n, app)
+    try:
+        password_hash = await services.hasher.hash(password)
+    except HasherBusy:
+        raise busy() from None
+    tokens: dict[str, Any] | None = None
+    async with services.router.enter(app) as conn:
+        user = await users_repo.create(
+            conn, email=email, email_normalized=email_n, password_hash=password_hash
+        )
+        if user is None:
+            await audit.record(
+                conn,
+                "user.signup",
+                "failure",
+                meta,
+                target_type="account",
+                details={"reason": "email_taken"},
+            )
+        else:
+            await audit.record(
+                conn,
+                "user.signup",
+                "success",
+                meta,
+                actor_type="user",
+                actor_id=user.sub,
+                target_type="user",
+                target_id=user.sub,
+            )
+            if not policy.require_verified_email:
+                client = await _first_party_client(services, app, conn)
+                issuer = await services.issuer(app, conn)
+                tokens, _ = await start_session(
+                    conn,
+                    issuer,
+                    user=user,
+                    client=client,
+                    amr=["pwd"],
+                    scope=" ".join(sorted(client.scopes)),
+                    meta=meta,
+                )
+                await audit.record(
+                    conn,
+                    "auth.login",
+                    "success",
+                    meta,
+                    actor_type="user",
+                    actor_id=user.sub,
+                    target_type="user",
+                    target_id=user.sub,
+                    details={"method": "signup"},
+                )
+    if policy.require_verified_email:
+        # Same answer whether or not the address was already registered.
+        return 202, {"user": {"email": email.strip()}, "verification_required": True}
+    if user is None or tokens is None:
+        raise EmailTaken("an account with this email exists; sign in or reset the password")
+    return 201, {"user": user.public(), **tokens}
+
+
+async def login(
+    services: Services, app: AppRecord, email: str, password: str, meta: audit.RequestMeta
+) -> dict[str, Any]:
+    policy = policy_of(app)
+    try:
+        email_n: str | None = normalize_email(email)
+    except InvalidEmail:
+        email_n = None  # treated exactly like an unknown account
+    keys = throttle.ThrottleKeys.for_login(email_n or email.strip().lower(), meta.ip_hash)
+    async with services.router.enter(app) as conn:
+        wait = await throttle.retry_after(conn, keys)
+        user = await users_repo.by_email(conn, email_n) if wait is None and email_n else None
+        if wait is not None:
+            await audit.record(
+                conn,
+                "auth.login",
+                "denied",
+                meta,
+                target_type="account",
+                target_id=keys.account,
+                details={"reason": "throttled"},
+            )
+    if wait is not None:
+        raise TooManyRequests(
+            "too many failed attempts; wait before trying again",
+            headers={"retry-after": str(wait)},
+        )
+    ok, new_hash = False, None
+    try:
+        if user is not None and user.password_hash and user.status == "active":
+            result = await services.hasher.verify_and_rehash(user.password_hash, password)
+            ok, new_hash = result.ok, result.new_hash
+        else:
+            await services.hasher.verify_dummy(password)
+    except HasherBusy:
+        raise busy() from None
+    unverified = (
+        ok and user is not None and policy.require_verified_email and not user.email_verified
+    )
+    tokens: dict[str, Any] | None = None
+    async with services.router.enter(app) as conn:
+        if not ok or user is None:
+            await throttle.record_failure(conn, keys)
+            await audit.record(
+                conn,
+                "auth.login",
+                "failure",
+                meta,
+                target_type="user" if user else "account",
+                target_id=user.sub if user else keys.account,
+                details={"reason": "invalid_credentials", "method": "password"},
+            )
+        else:
+            await throttle.record_success(conn, keys)
+            if new_hash is not None:
+                await users_repo.set_password(conn, user.id, new_hash, changed=False)
+            if unverified:
+                await audit.record(
+                    conn,
+                    "auth.login",
+                    "denied",
+                    meta,
+                    actor_type="user",
+                    actor_id=user.sub,
+                    target_type="user",
+                    target_id=user.sub,
+                    details={"reason": "email_not_verified"},
+                )
+            else:
+                client = await _first_party_client(services, app, conn)
+                issuer = await services.issuer(app, conn)
+                tokens, session = await start_session(
+                    conn,
+                    issuer,
+                    user=user,
+                    client=client,
+                    amr=["pwd"],
+                    scope=" ".join(sorted(client.scopes)),
+                    meta=meta,
+                )
+                await users_repo.touch_login(conn, user.id)
+                await audit.record(
+                    conn,
+                    "auth.login",
+                    "success",
+                    meta,
+                    actor_type="user",
+                    actor_id=user.sub,
+                    target_type="session",
+                    target_id=str(session.id),
+                    details={"method": "password"},
+                )
+    if unverified:
+        raise EmailNotVerified("confirm your email address, then sign in")
+    if tokens is None:
+        raise InvalidCredentials("the email or password is not right")
+    return tokens
+
+
+async def change_password(
+    services: Services,
+    app: AppRecord,
+    claims: AccessTokenClaims,
+    current: str,
+    new: str,
+    meta: audit.RequestMeta,
+) -> None:
+    """Re-authenticate with the current password, set the new one, end other sessions."""
+    sid = session_id_of(claims)
+    async with services.router.enter(app) as conn:
+        user = await users_repo.by_id(conn, claims.sub)
+        keys = throttle.ThrottleKeys.for_login(
+            normalize_email(user.email) if user else claims.sub, meta.ip_hash
+        )
+        wait = await throttle.retry_after(conn, keys)
+    if wait is not None:
+        raise TooManyRequests(
+            "too many failed attempts; wait before trying again", headers={"retry-after": str(wait)}
+        )
+    if user is None or user.status != "active" or not user.password_hash:
+        raise InvalidCredentials("the current password is not right")
+    try:
+        ok = await services.hasher.verify(user.password_hash, current)
+        if ok:
+            _check_new_password(new, user.email, app)
+            new_hash = await services.hasher.hash(new)
+    except HasherBusy:
+        raise busy() from None
+    async with services.router.enter(app) as conn:
+        if not ok:
+            await throttle.record_failure(conn, keys)
+            await audit.record(
+                conn,
+                "user.password_change",
+                "failure",
+                meta,
+                actor_type="user",
+                actor_id=user.sub,
+                target_type="user",
+                target_id=user.sub,
+                details={"reason": "invalid_credentials"},
+            )
+        else:
+            await users_repo.set_password(conn, user.id, new_hash)
+            ended = await sessions.revoke_user_sessions(
+                conn, user.id, reason="password_change", except_session=sid
+            )
+            await audit.record(
+                conn,
+                "user.password_change",
+                "success",
+                meta,
+                actor_type="user",
+                actor_id=user.sub,
+                target_type="user",
+                target_id=user.sub,
+                details={"sessions_ended": ended},
+            )
+    if not ok:
+        raise InvalidCredentials("the current password is not right")
+
+
+async def logout(
+    services: Services, app: AppRecord, claims: AccessTokenClaims, meta: audit.RequestMeta
+) -> None:
+    sid = session_id_of(claims)
+    async with services.router.enter(app) as conn:
+        ended = await sessions.revoke_session(conn, sid, reason="logout")
+        await audit.record(
+            conn,
+            "auth.logout",
+            "success",
+            meta,
+            actor_type="user",
+            actor_id=claims.sub,
+            target_type="session",
+            target_id=str(sid),
+            details={"was_active": ended},
+        )

@@ -1,0 +1,71 @@
+"""Client authentication at the token, revocation and introspection endpoints.
+
+RFC 6749 section 2.3: ``client_secret_basic`` (HTTP Basic with form-encoded id
+and secret), ``client_secret_post`` (form fields), or a public client naming
+itself with ``client_id``. A client uses only the method it registered, and a
+request that uses two methods at once is refused (section 2.3).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import unquote_plus
+
+import asyncpg
+from starlette.requests import Request
+
+from oneauth.oauth.clients import Client, ClientCache
+from oneauth.oauth.errors import InvalidClient, InvalidRequest
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest("malformed Basic authorization header") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidRequest("malformed Basic authorization header")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _invalid(app_id: str, basic: bool) -> InvalidClient:
+    headers = {"www-authenticate": f'Basic realm="{app_id}"'} if basic else {}
+    return InvalidClient("client authentication failed", headers=headers)
+
+
+async def authenticate_client(
+    request: Request,
+    form: dict[str, str],
+    conn: asyncpg.Connection,
+    cache: ClientCache,
+    app_id: str,
+    *,
+    confidential_only: bool = False,
+) -> Client:
+    basic = _basic(request)
+    post_secret = form.get("client_secret")
+    form_id = form.get("client_id")
+    if basic is not None and (post_secret is not None or (form_id and form_id != basic[0])):
+        raise InvalidRequest("use one client authentication method per request")
+    if basic is not None:
+        client_id, secret, method = basic[0], basic[1], "client_secret_basic"
+    elif post_secret is not None:
+        client_id, secret, method = form_id or "", post_secret, "client_secret_post"
+    elif form_id:
+        client_id, secret, method = form_id, None, "none"
+    else:
+        raise _invalid(app_id, False)
+    client = await cache.get(conn, app_id, client_id)
+    if client is None or client.disabled or client.token_endpoint_auth_method != method:
+        raise _invalid(app_id, basic is not None)
+    if secret is not None and not client.check_secret(secret):
+        raise _invalid(app_id, basic is not None)
+    if confidential_only and not client.is_confidential:
+        raise _invalid(app_id, False)
+    return client

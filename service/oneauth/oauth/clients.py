@@ -1,0 +1,366 @@
+"""OAuth clients of one app: registry (SQL), secrets, and the per-process cache.
+
+Client ids are ``cl_`` + 128 random bits, so they never collide with a user's
+sub (a UUID) (T4). Confidential clients get server-generated 256-bit secrets,
+shown once and stored as SHA-256 (O5): a slow hash adds nothing for secrets of
+that entropy and would make every token request cost an argon2 run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import asyncpg
+import psycopg
+
+CHANNEL = "oneauth_clients"
+SECRET_PREFIX = "ocs_"
+GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})
+AUTH_METHODS = frozenset({"none", "client_secret_basic", "client_secret_post"})
+USER_SCOPES = ("openid", "profile", "email", "offline_access")
+Kind = Literal["public", "confidential"]
+
+COLUMNS = (
+    "client_id, name, kind, first_party, redirect_uris, post_logout_redirect_uris, grant_types,"
+    " scopes, token_endpoint_auth_method, access_token_ttl, refresh_token_ttl, created_at,"
+    " disabled_at"
+)
+
+
+class ClientError(ValueError):
+    """A client registration that is not acceptable; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    client_id: str
+    name: str
+    kind: Kind
+    first_party: bool
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...]
+    grant_types: frozenset[str]
+    scopes: frozenset[str]
+    token_endpoint_auth_method: str
+    access_token_ttl: int | None
+    refresh_token_ttl: int | None
+    created_at: datetime
+    disabled: bool
+    secret_hashes: tuple[bytes, ...] = field(default=(), repr=False)
+
+    @property
+    def is_confidential(self) -> bool:
+        return self.kind == "confidential"
+
+    def check_secret(self, secret: str) -> bool:
+        digest = hash_secret(secret)
+        # Compare against every valid secret in constant time each (rotation overlap).
+        return any(hmac.compare_digest(digest, known) for known in self.secret_hashes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "name": self.name,
+            "kind": self.kind,
+            "first_party": self.first_party,
+            "redirect_uris": list(self.redirect_uris),
+            "post_logout_redirect_uris": list(self.post_logout_redirect_uris),
+            "grant_types": sorted(self.grant_types),
+            "scopes": sorted(self.scopes),
+            "token_endpoint_auth_method": self.token_endpoint_auth_method,
+            "access_token_ttl": self.access_token_ttl,
+            "refresh_token_ttl": self.refresh_token_ttl,
+            "created_at": self.created_at.isoformat(),
+            "disabled": self.disabled,
+        }
+
+
+def new_client_id() -> str:
+    return "cl_" + secrets.token_urlsafe(16)
+
+
+def new_secret() -> tuple[str, bytes]:
+    raw = SECRET_PREFIX + secrets.token_urlsafe(32)
+    return raw, hash_secret(raw)
+
+
+def hash_secret(raw: str) -> bytes:
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest()
+
+
+def _from_row(row: Any, secret_hashes: Sequence[bytes] = ()) -> Client:
+    return Client(
+        client_id=row[0],
+        name=row[1],
+        kind=row[2],
+        first_party=row[3],
+        redirect_uris=tuple(row[4]),
+        post_logout_redirect_uris=tuple(row[5]),
+        grant_types=frozenset(row[6]),
+        scopes=frozenset(row[7]),
+        token_endpoint_auth_method=row[8],
+        access_token_ttl=row[9],
+        refresh_token_ttl=row[10],
+        created_at=row[11],
+        disabled=row[12] is not None,
+        secret_hashes=tuple(secret_hashes),
+    )
+
+
+def validate_redirect_uri(uri: str) -> str:
+    """Registered redirect URIs are absolute, without fragment; http only for loopback."""
+    parts = urlsplit(uri)
+    if not parts.scheme or (not parts.netloc and parts.scheme in ("http", "https")):
+        raise ClientError(f"redirect URI {uri!r} must be absolute")
+    if parts.fragment or "#" in uri:
+        raise ClientError(f"redirect URI {uri!r} must not contain a fragment")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        raise ClientError(f"redirect URI {uri!r}: plain http is allowed only for loopback")
+    if parts.scheme in ("javascript", "data", "file", "vbscript"):
+        raise ClientError(f"redirect URI scheme {parts.scheme!r} is not allowed")
+    if parts.username or parts.password:
+        raise ClientError(f"redirect URI {uri!r} must not carry user information")
+    return uri
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    name: str
+    kind: Kind
+    grant_types: frozenset[str]
+    scopes: frozenset[str]
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    first_party: bool = False
+    auth_method: str | None = None
+    access_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
+
+    def validated(self) -> ClientSpec:
+        if not 1 <= len(self.name.strip()) <= 200:
+            raise ClientError("client name must be 1 to 200 characters")
+        if self.kind not in ("public", "confidential"):
+            raise ClientError("kind must be public or confidential")
+        unknown = self.grant_types - GRANT_TYPES
+        if unknown or not self.grant_types:
+            raise ClientError(
+                f"grant types must be among {', '.join(sorted(GRANT_TYPES))}"
+                " (implicit and password grants are not supported)"
+            )
+        if "client_credentials" in self.grant_types and self.kind != "confidential":
+            raise ClientError("client_credentials needs a confidential client")
+        if "authorization_code" in self.grant_types and not self.redirect_uris:
+            raise ClientError("authorization_code needs at least one redirect URI")
+        for uri in (*self.redirect_uris, *self.post_logout_redirect_uris):
+            validate_redirect_uri(uri)
+        for scope in self.scopes:
+            if not scope or any(ch in scope for ch in ' "\\') or not scope.isprintable():
+                raise ClientError(f"invalid scope {scope!r}")
+        method = self.auth_method or ("none" if self.kind == "public" else "client_secret_basic")
+        if method not in AUTH_METHODS or (method == "none") != (self.kind == "public"):
+            raise ClientError("public clients use auth method none; confidential ones a secret")
+        return replace(self, name=self.name.strip(), auth_method=method)
+
+
+# --- synchronous repository (CLI, provisioning) -------------------------------------
+
+SyncConn = psycopg.Connection[tuple[Any, ...]]
+
+
+def create(conn: SyncConn, spec: ClientSpec) -> tuple[Client, str | None]:
+    """Register a client; returns it and, for a confidential one, its secret (shown once)."""
+    spec = spec.validated()
+    client_id = new_client_id()
+    row = conn.execute(
+        "INSERT INTO clients (client_id, name, kind, first_party, redirect_uris,"
+        " post_logout_redirect_uris, grant_types, scopes, token_endpoint_auth_method,"
+        " access_token_ttl, refresh_token_ttl) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        f" RETURNING {COLUMNS}",
+        (
+            client_id,
+            spec.name,
+            spec.kind,
+            spec.first_party,
+            list(spec.redirect_uris),
+            list(spec.post_logout_redirect_uris),
+            sorted(spec.grant_types),
+            sorted(spec.scopes),
+            spec.auth_method,
+            spec.access_token_ttl,
+            spec.refresh_token_ttl,
+        ),
+    ).fetchone()
+    secret = None
+    hashes: list[bytes] = []
+    if spec.kind == "confidential":
+        secret, digest = new_secret()
+        conn.execute(
+            "INSERT INTO client_secrets (client_id, secret_hash) VALUES (%s, %s)",
+            (client_id, digest),
+        )
+        hashes.append(digest)
+    notify(conn)
+    return _from_row(row, hashes), secret
+
+
+def get(conn: SyncConn, client_id: str) -> Client | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM clients WHERE client_id = %s", (client_id,))
+    found = row.fetchone()
+    return None if found is None else _from_row(found)
+
+
+def list_all(conn: SyncConn) -> list[Client]:
+    return [
+        _from_row(r) for r in conn.execute(f"SELECT {COLUMNS} FROM clients ORDER BY created_at")
+    ]
+
+
+def update(conn: SyncConn, client_id: str, **changes: Any) -> Client:
+    current = get(conn, client_id)
+    if current is None:
+        raise ClientError(f"no client {client_id!r}")
+    spec = ClientSpec(
+        name=changes.get("name") or current.name,
+        kind=current.kind,
+        grant_types=frozenset(changes.get("grant_types") or current.grant_types),
+        scopes=frozenset(changes.get("scopes") or current.scopes),
+        redirect_uris=tuple(changes.get("redirect_uris") or current.redirect_uris),
+        post_logout_redirect_uris=tuple(
+            changes.get("post_logout_redirect_uris") or current.post_logout_redirect_uris
+        ),
+        first_party=changes.get("first_party", current.first_party),
+        auth_method=changes.get("auth_method") or current.token_endpoint_auth_method,
+        access_token_ttl=changes.get("access_token_ttl", current.access_token_ttl),
+        refresh_token_ttl=changes.get("refresh_token_ttl", current.refresh_token_ttl),
+    ).validated()
+    conn.execute(
+        "UPDATE clients SET name=%s, first_party=%s, redirect_uris=%s,"
+        " post_logout_redirect_uris=%s, grant_types=%s, scopes=%s,"
+        " token_endpoint_auth_method=%s, access_token_ttl=%s, refresh_token_ttl=%s,"
+        " disabled_at = CASE WHEN %s IS NULL THEN disabled_at"
+        "   WHEN %s THEN coalesce(disabled_at, now()) ELSE NULL END,"
+        " updated_at=now() WHERE client_id=%s",
+        (
+            spec.name,
+            spec.first_party,
+            list(spec.redirect_uris),
+            list(spec.post_logout_redirect_uris),
+            sorted(spec.grant_types),
+            sorted(spec.scopes),
+            spec.auth_method,
+            spec.access_token_ttl,
+            spec.refresh_token_ttl,
+            changes.get("disabled"),
+            changes.get("disabled"),
+            client_id,
+        ),
+    )
+    notify(conn)
+    updated = get(conn, client_id)
+    assert updated is not None
+    return updated
+
+
+def rotate_secret(conn: SyncConn, client_id: str, *, overlap_seconds: int = 86400) -> str:
+    """A new secret; older ones keep working for ``overlap_seconds`` (0 = revoke now)."""
+    current = get(conn, client_id)
+    if current is None or not current.is_confidential:
+        raise ClientError(f"no confidential client {client_id!r}")
+    conn.execute(
+        "UPDATE client_secrets SET expires_at = least(coalesce(expires_at, 'infinity'),"
+        " now() + make_interval(secs => %s)) WHERE client_id = %s AND revoked_at IS NULL",
+        (overlap_seconds, client_id),
+    )
+    secret, digest = new_secret()
+    conn.execute(
+        "INSERT INTO client_secrets (client_id, secret_hash) VALUES (%s, %s)", (client_id, digest)
+    )
+    notify(conn)
+    return secret
+
+
+def delete(conn: SyncConn, client_id: str) -> bool:
+    """Delete a client with its secrets, sessions and refresh tokens."""
+    gone = conn.execute("DELETE FROM clients WHERE client_id = %s RETURNING 1", (client_id,))
+    notify(conn)
+    return gone.fetchone() is not None
+
+
+def notify(conn: SyncConn) -> None:
+    # The app context's role cannot read the registry, so the payload is the
+    # schema's app, passed by the caller's search_path; caches key on app_id.
+    app_id = conn.execute("SELECT current_setting('oneauth.app_id', true)").fetchone()
+    if app_id and app_id[0]:
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, app_id[0]))
+
+
+def default_client_spec() -> ClientSpec:
+    return ClientSpec(
+        name="First-party app",
+        kind="public",
+        grant_types=frozenset({"refresh_token"}),
+        scopes=frozenset(USER_SCOPES),
+        first_party=True,
+    )
+
+
+# --- the per-process cache (service) -----------------------------------------------
+
+_LOAD = (
+    f"SELECT {COLUMNS}, ARRAY(SELECT secret_hash FROM client_secrets cs"
+    " WHERE cs.client_id = c.client_id AND cs.revoked_at IS NULL"
+    " AND (cs.expires_at IS NULL OR cs.expires_at > now())) FROM clients c WHERE client_id = $1"
+)
+
+
+class ClientCache:
+    """Clients by (app_id, client_id), TTL-bounded, dropped on NOTIFY."""
+
+    def __init__(self, ttl: float = 30.0, max_entries: int = 50_000) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._cache: dict[tuple[str, str], tuple[float, Client | None]] = {}
+        self._defaults: dict[str, tuple[float, str | None]] = {}
+
+    def on_change(self, app_id: str | None) -> None:
+        if app_id is None:
+            self._cache.clear()
+            self._defaults.clear()
+        else:
+            self._defaults.pop(app_id, None)
+            for key in [k for k in self._cache if k[0] == app_id]:
+                del self._cache[key]
+
+    async def default_client(self, conn: asyncpg.Connection, app_id: str) -> Client | None:
+        """The app's first-party public client, used by the first-party JSON API."""
+        now = time.monotonic()
+        hit = self._defaults.get(app_id)
+        if hit is None or hit[0] <= now:
+            client_id = await conn.fetchval(
+                "SELECT client_id FROM clients WHERE first_party AND kind = 'public'"
+                " AND disabled_at IS NULL ORDER BY created_at LIMIT 1"
+            )
+            hit = self._defaults[app_id] = (now + self._ttl, client_id)
+        return None if hit[1] is None else await self.get(conn, app_id, hit[1])
+
+    async def get(self, conn: asyncpg.Connection, app_id: str, client_id: str) -> Client | None:
+        if not client_id.startswith("cl_") or len(client_id) > 80:
+            return None
+        now = time.monotonic()
+        hit = self._cache.get((app_id, client_id))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = await conn.fetchrow(_LOAD, client_id)
+        client = None if row is None else _from_row(row, row[13])
+        if len(self._cache) >= self._max:
+            self._cache.clear()
+        self._cache[(app_id, client_id)] = (now + self._ttl, client)
+        return client

@@ -1,0 +1,117 @@
+"""Discovery (OIDC Discovery 1.0, RFC 8414) and the JWKS of each app, from memory.
+
+The metadata document depends only on settings and the app's policy, so it is
+rendered once per app and policy; the JWKS comes pre-rendered from the key
+cache. A request on a warm cache touches no database.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from oneauth.apps.models import AppRecord
+from oneauth.apps.policy import AppPolicy, policy_of
+from oneauth.http.gate import current_app
+from oneauth.oauth.clients import USER_SCOPES
+from oneauth.services import Services
+from oneauth.tokens.keystore import ID_TOKEN_ALG, JWKS_MAX_AGE
+
+CACHEABLE = {"cache-control": f"public, max-age={JWKS_MAX_AGE}"}
+
+# Endpoint paths relative to the issuer; the OIDC issue adds the browser ones.
+ENDPOINTS: dict[str, str] = {
+    "token_endpoint": "/oauth/token",
+    "revocation_endpoint": "/oauth/revoke",
+    "introspection_endpoint": "/oauth/introspect",
+    "jwks_uri": "/.well-known/jwks.json",
+}
+
+
+def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> dict[str, object]:
+    algs = sorted({policy.signing_alg, ID_TOKEN_ALG})
+    auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+    doc: dict[str, object] = {"issuer": issuer}
+    doc.update({name: issuer + path for name, path in endpoints.items()})
+    doc.update(
+        {
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": algs,
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "introspection_endpoint_auth_methods_supported": auth_methods[:2],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": list(USER_SCOPES),
+            "claims_supported": [
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "amr",
+                "sid",
+                "email",
+                "email_verified",
+                "app_id",
+            ],
+            "authorization_response_iss_parameter_supported": True,
+            "request_parameter_supported": False,
+            "request_uri_parameter_supported": False,
+        }
+    )
+    return doc
+
+
+@lru_cache(maxsize=4096)
+def _rendered(issuer: str, policy: AppPolicy, endpoints: tuple[tuple[str, str], ...]) -> bytes:
+    return json.dumps(metadata(issuer, policy, dict(endpoints)), separators=(",", ":")).encode()
+
+
+def document(services: Services, app: AppRecord, endpoints: dict[str, str]) -> bytes:
+    issuer = services.settings.issuer_for(app.app_id)
+    return _rendered(issuer, policy_of(app), tuple(sorted(endpoints.items())))
+
+
+async def openid_configuration(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    endpoints = getattr(request.app.state, "oauth_endpoints", ENDPOINTS)
+    return Response(
+        document(services, app, endpoints), media_type="application/json", headers=CACHEABLE
+    )
+
+
+async def oauth_server_metadata(request: Request) -> Response:
+    """RFC 8414 section 3: ``/.well-known/oauth-authorization-server/apps/{app_id}``."""
+    services = Services.of(request)
+    app = await services.registry.require_active(request.path_params["app_id"])
+    endpoints = getattr(request.app.state, "oauth_endpoints", ENDPOINTS)
+    return Response(
+        document(services, app, endpoints), media_type="application/json", headers=CACHEABLE
+    )
+
+
+async def jwks(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    keys = services.keys.cached(app.app_id)
+    if keys is None:
+        async with services.router.enter(app) as conn:
+            keys = await services.keys.get(app, conn)
+    return Response(keys.jwks, media_type="application/jwk-set+json", headers=CACHEABLE)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/.well-known/openid-configuration", openid_configuration, methods=["GET"]),
+        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+    ]

@@ -1,0 +1,108 @@
+"""OAuth HTTP endpoints of one app: token, revocation, introspection.
+
+Errors here use RFC 6749 section 5.2 bodies (``oneauth.oauth.errors``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from oneauth.errors import ApiError
+from oneauth.http.gate import current_app
+from oneauth.http.requests import read_form, request_meta
+from oneauth.oauth import token as grants
+from oneauth.oauth.clientauth import authenticate_client
+from oneauth.oauth.errors import (
+    InvalidGrant,
+    InvalidRequest,
+    OAuthError,
+    UnsupportedGrantType,
+    oauth_error_response,
+)
+from oneauth.services import Services
+
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+        headers=NO_STORE,
+    )
+
+
+async def _form(request: Request) -> dict[str, str]:
+    try:
+        return await read_form(request)
+    except ApiError as exc:  # wrong content type, too large, repeated parameter
+        raise InvalidRequest(exc.detail) from None
+
+
+async def token(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    form = await _form(request)
+    grant_type = form.get("grant_type")
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    handlers = {
+        "refresh_token": grants.refresh_grant,
+        "client_credentials": grants.client_credentials_grant,
+    }
+    extra = getattr(request.app.state, "extra_grants", {})
+    handler = handlers.get(grant_type or "") or extra.get(grant_type or "")
+    if grant_type is None:
+        raise InvalidRequest("grant_type is required")
+    if handler is None:
+        raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
+    async with services.router.enter(app) as conn:
+        client = await authenticate_client(request, form, conn, services.clients, app.app_id)
+        result = await handler(services, app, conn, client, form, meta)
+    if isinstance(result, OAuthError):
+        return oauth_error_response(result)
+    return _json(result)
+
+
+async def revoke(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    form = await _form(request)
+    value = form.get("token")
+    if not value:
+        raise InvalidRequest("token is required")
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    async with services.router.enter(app) as conn:
+        client = await authenticate_client(request, form, conn, services.clients, app.app_id)
+        await grants.revoke(services, app, conn, client, value, meta)
+    return Response(status_code=200, headers=NO_STORE)
+
+
+async def introspect(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    form = await _form(request)
+    value = form.get("token")
+    if not value:
+        raise InvalidRequest("token is required")
+    async with services.router.enter(app) as conn:
+        await authenticate_client(
+            request, form, conn, services.clients, app.app_id, confidential_only=True
+        )
+        body = await grants.introspect(services, app, conn, value)
+    return _json(body)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/oauth/token", token, methods=["POST"]),
+        Route("/oauth/revoke", revoke, methods=["POST"]),
+        Route("/oauth/introspect", introspect, methods=["POST"]),
+    ]
+
+
+__all__ = ["InvalidGrant", "routes"]

@@ -1,0 +1,233 @@
+"""The token endpoint's grants (RFC 6749 section 4, 6) and revocation (RFC 7009).
+
+authorization_code lives in ``oneauth.oauth.authorize`` with the rest of the
+code flow; this module holds refresh_token and client_credentials.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from oneauth import audit
+from oneauth.apps.models import AppRecord
+from oneauth.oauth.clients import USER_SCOPES, Client
+from oneauth.oauth.errors import InvalidGrant, InvalidScope, UnauthorizedClient
+from oneauth.services import Services
+from oneauth.sessions import repo as sessions
+from oneauth.tokens.issue import CLIENT_CREDENTIALS, token_response
+from oneauth.verifier import VerificationError
+
+
+def requested_scope(form: dict[str, str], allowed: frozenset[str]) -> list[str] | None:
+    """The ``scope`` parameter as a list, refused if it asks beyond ``allowed``."""
+    raw = form.get("scope")
+    if raw is None:
+        return None
+    wanted = raw.split()
+    if not wanted or len(wanted) != len(set(wanted)):
+        raise InvalidScope("scope must list distinct scopes separated by spaces")
+    beyond = set(wanted) - allowed
+    if beyond:
+        raise InvalidScope(f"scope beyond what this client may ask for: {' '.join(sorted(beyond))}")
+    return wanted
+
+
+async def refresh_grant(
+    services: Services,
+    app: AppRecord,
+    conn: asyncpg.Connection,
+    client: Client,
+    form: dict[str, str],
+    meta: audit.RequestMeta,
+) -> dict[str, Any] | InvalidGrant:
+    """Rotate a refresh token. An error is returned, not raised, so that the
+    family revocation and audit row of a replay commit before the 400."""
+    if "refresh_token" not in client.grant_types:
+        raise UnauthorizedClient("this client may not use the refresh_token grant")
+    raw = form.get("refresh_token") or ""
+    scope = requested_scope(form, client.scopes)
+    issuer = await services.issuer(app, conn)
+    idle = client.refresh_token_ttl or issuer.policy.refresh_idle_ttl
+    outcome = await sessions.rotate(
+        conn,
+        raw,
+        client_id=client.client_id,
+        idle_ttl=idle,
+        narrowed_scope=" ".join(scope) if scope else None,
+    )
+    if isinstance(outcome, sessions.Replayed):
+        await sessions.revoke_session(conn, outcome.session_id, reason="refresh_token_reuse")
+        await audit.record(
+            conn,
+            "token.refresh_reuse",
+            "denied",
+            meta,
+            actor_type="client",
+            actor_id=client.client_id,
+            target_type="session",
+            target_id=str(outcome.session_id),
+            details={"action": "session_revoked"},
+        )
+        return InvalidGrant("the refresh token is invalid")
+    if outcome == "scope":
+        raise InvalidScope("scope beyond what the refresh token was granted")
+    if outcome is None:
+        await audit.record(
+            conn,
+            "token.refresh",
+            "failure",
+            meta,
+            actor_type="client",
+            actor_id=client.client_id,
+            details={"reason": "invalid_grant"},
+        )
+        return InvalidGrant("the refresh token is invalid")
+    ttl = client.access_token_ttl or issuer.policy.access_token_ttl
+    session = outcome.session
+    access, _ = issuer.access_token(
+        sub=str(session.user_id),
+        client_id=client.client_id,
+        scope=outcome.scope,
+        ttl=ttl,
+        sid=str(session.id),
+        amr=session.amr,
+        auth_time=int(session.auth_time.timestamp()),
+        email_verified=outcome.email_verified,
+    )
+    await audit.record(
+        conn,
+        "token.refresh",
+        "success",
+        meta,
+        actor_type="user",
+        actor_id=str(session.user_id),
+        target_type="session",
+        target_id=str(session.id),
+        details={"client_id": client.client_id},
+    )
+    return token_response(access, ttl, outcome.scope, refresh_token=outcome.refresh_token)
+
+
+async def client_credentials_grant(
+    services: Services,
+    app: AppRecord,
+    conn: asyncpg.Connection,
+    client: Client,
+    form: dict[str, str],
+    meta: audit.RequestMeta,
+) -> dict[str, Any]:
+    """RFC 6749 section 4.4: a token for the client itself, never a refresh token."""
+    if CLIENT_CREDENTIALS not in client.grant_types or not client.is_confidential:
+        raise UnauthorizedClient("this client may not use the client_credentials grant")
+    service_scopes = client.scopes - set(USER_SCOPES)
+    scope = requested_scope(form, frozenset(service_scopes))
+    granted = " ".join(scope if scope is not None else sorted(service_scopes))
+    issuer = await services.issuer(app, conn)
+    ttl = client.access_token_ttl or issuer.policy.access_token_ttl
+    access, claims = issuer.access_token(
+        sub=client.client_id,
+        client_id=client.client_id,
+        scope=granted,
+        ttl=ttl,
+        grant=CLIENT_CREDENTIALS,
+    )
+    await audit.record(
+        conn,
+        "token.issue",
+        "success",
+        meta,
+        actor_type="client",
+        actor_id=client.client_id,
+        target_type="token",
+        target_id=claims["jti"],
+        details={"grant": CLIENT_CREDENTIALS},
+    )
+    return token_response(access, ttl, granted)
+
+
+async def revoke(
+    services: Services,
+    app: AppRecord,
+    conn: asyncpg.Connection,
+    client: Client,
+    token: str,
+    meta: audit.RequestMeta,
+) -> None:
+    """RFC 7009: end the grant behind a refresh or access token of this client.
+
+    Unknown tokens, other clients' tokens and other apps' tokens are ignored
+    silently (section 2.2): the answer is always 200.
+    """
+    session_id = None
+    if token.startswith(sessions.REFRESH_PREFIX):
+        found = await sessions.session_of_refresh(conn, token)
+        if found is not None and found[1] == client.client_id:
+            session_id = found[0]
+    else:
+        keys = await services.keys.get(app, conn)
+        try:
+            claims = keys.verifier.verify(token)
+        except VerificationError:
+            claims = None
+        if claims is not None and claims.client_id == client.client_id and claims.sid:
+            session_id = uuid.UUID(claims.sid)
+    if session_id is None:
+        return
+    ended = await sessions.revoke_session(conn, session_id, reason="revoked")
+    await audit.record(
+        conn,
+        "token.revoke",
+        "success",
+        meta,
+        actor_type="client",
+        actor_id=client.client_id,
+        target_type="session",
+        target_id=str(session_id),
+        details={"was_active": ended},
+    )
+
+
+async def introspect(
+    services: Services, app: AppRecord, conn: asyncpg.Connection, token: str
+) -> dict[str, Any]:
+    """RFC 7662: ``active: false`` for anything not live in this app, whoever made it."""
+    inactive: dict[str, Any] = {"active": False}
+    issuer_url = services.settings.issuer_for(app.app_id)
+    if token.startswith(sessions.REFRESH_PREFIX):
+        info = await sessions.refresh_token_info(conn, token)
+        if info is None:
+            return inactive
+        return {
+            "active": True,
+            "token_type": "refresh_token",
+            "client_id": info["client_id"],
+            "scope": info["scope"],
+            "sub": str(info["user_id"]),
+            "sid": str(info["sid"]),
+            "iat": int(info["created_at"].timestamp()),
+            "exp": int(info["expires_at"].timestamp()),
+            "iss": issuer_url,
+            "app_id": app.app_id,
+        }
+    keys = await services.keys.get(app, conn)
+    try:
+        claims = keys.verifier.verify(token)
+    except VerificationError:
+        return inactive
+    if claims.is_client_token:
+        client = await services.clients.get(conn, app.app_id, claims.client_id)
+        if client is None or client.disabled:
+            return inactive
+    else:
+        try:
+            sid = uuid.UUID(claims.sid or "")
+        except ValueError:
+            return inactive
+        if await sessions.active_session_user(conn, sid) is None:
+            return inactive
+    body = {k: v for k, v in claims.raw.items() if k not in ("nbf",)}
+    body.update(active=True, token_type="Bearer")
+    return body

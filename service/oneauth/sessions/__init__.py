@@ -1,0 +1,1 @@
+"""Sessions and refresh-token families (S1-S3)."""

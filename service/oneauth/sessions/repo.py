@@ -1,0 +1,242 @@
+"""Sessions and refresh tokens of one app (SQL). Connections are in the app's context.
+
+A session is one login. Its refresh tokens are one family: each use rotates
+the token (the old one is marked used, a new one issued); presenting a used
+token again is a replay and revokes the session with every token in it
+(RFC 9700 section 4.14.2, ASVS 10.4.5). The rotation is one UPDATE with a
+``used_at IS NULL`` guard, so of two concurrent uses at most one succeeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import asyncpg
+
+REFRESH_PREFIX = "ort_"  # recognisable in leaked-secret scanners
+
+
+def new_refresh_token() -> tuple[str, bytes]:
+    """A 256-bit opaque token and the SHA-256 that is stored instead of it."""
+    raw = REFRESH_PREFIX + secrets.token_urlsafe(32)
+    return raw, hash_token(raw)
+
+
+def hash_token(raw: str) -> bytes:
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    client_id: str
+    amr: list[str]
+    auth_time: datetime
+    expires_at: datetime
+
+
+async def create_session(
+    conn: asyncpg.Connection,
+    *,
+    user_id: uuid.UUID,
+    client_id: str,
+    amr: list[str],
+    absolute_ttl: int,
+    ip_hash: str | None,
+    user_agent: str | None,
+) -> Session:
+    row = await conn.fetchrow(
+        "INSERT INTO sessions (user_id, client_id, amr, auth_time, expires_at, ip_hash,"
+        " user_agent) VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4), $5, $6)"
+        " RETURNING id, user_id, client_id, amr, auth_time, expires_at",
+        user_id,
+        client_id,
+        amr,
+        absolute_ttl,
+        ip_hash,
+        (user_agent or "")[:512] or None,
+    )
+    assert row is not None
+    return Session(*row.values())
+
+
+async def issue_refresh(
+    conn: asyncpg.Connection, session: Session, *, scope: str, idle_ttl: int
+) -> str:
+    raw, digest = new_refresh_token()
+    await conn.execute(
+        "INSERT INTO refresh_tokens (token_hash, session_id, client_id, scope, expires_at)"
+        " VALUES ($1, $2, $3, $4, least(now() + make_interval(secs => $5), $6))",
+        digest,
+        session.id,
+        session.client_id,
+        scope,
+        idle_ttl,
+        session.expires_at,
+    )
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Rotated:
+    refresh_token: str
+    session: Session
+    scope: str
+    email_verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """A used token came back: its family must be treated as stolen."""
+
+    session_id: uuid.UUID
+
+
+# One round trip: mark the presented token used (only if unused, unrevoked,
+# unexpired and of this client), check its session, issue the next token of
+# the family, and touch the session.
+_ROTATE = """
+WITH used AS (
+    UPDATE refresh_tokens SET used_at = now()
+    WHERE token_hash = $1 AND client_id = $2 AND used_at IS NULL AND revoked_at IS NULL
+      AND expires_at > now()
+      AND ($5::text IS NULL OR string_to_array($5, ' ') <@ string_to_array(scope, ' '))
+    RETURNING session_id, scope
+), live AS (
+    UPDATE sessions s SET last_seen_at = now()
+    FROM used, users u
+    WHERE s.id = used.session_id AND s.revoked_at IS NULL AND s.expires_at > now()
+      AND u.id = s.user_id AND u.status = 'active'
+    RETURNING s.id, s.user_id, s.client_id, s.amr, s.auth_time, s.expires_at, used.scope,
+              u.email_verified
+), fresh AS (
+    INSERT INTO refresh_tokens (token_hash, session_id, client_id, scope, expires_at)
+    SELECT $3, live.id, live.client_id, coalesce($5, live.scope),
+           least(now() + make_interval(secs => $4), live.expires_at)
+    FROM live
+    RETURNING id
+)
+SELECT live.*, (SELECT count(*) FROM fresh) AS issued FROM live
+"""
+
+
+async def rotate(
+    conn: asyncpg.Connection,
+    raw: str,
+    *,
+    client_id: str,
+    idle_ttl: int,
+    narrowed_scope: str | None = None,
+) -> Rotated | Replayed | Literal["scope"] | None:
+    """Exchange a refresh token for the next one of its family; None if invalid.
+
+    On ``Replayed`` the caller revokes the session (``revoke_session``) and audits.
+    """
+    presented = hash_token(raw)
+    next_raw, next_digest = new_refresh_token()
+    row = await conn.fetchrow(_ROTATE, presented, client_id, next_digest, idle_ttl, narrowed_scope)
+    if row is not None and row["issued"] == 1:
+        session = Session(
+            row["id"],
+            row["user_id"],
+            row["client_id"],
+            list(row["amr"]),
+            row["auth_time"],
+            row["expires_at"],
+        )
+        return Rotated(next_raw, session, narrowed_scope or row["scope"], row["email_verified"])
+    seen = await conn.fetchrow(
+        "SELECT session_id, used_at IS NOT NULL AS used, revoked_at IS NULL"
+        " AND expires_at > now() AS live FROM refresh_tokens"
+        " WHERE token_hash = $1 AND client_id = $2",
+        presented,
+        client_id,
+    )
+    if seen is None:
+        return None
+    if seen["used"]:
+        return Replayed(seen["session_id"])
+    if seen["live"] and narrowed_scope is not None:
+        return "scope"  # asked for more than the grant holds; the token stays unused
+    return None
+
+
+async def session_of_refresh(conn: asyncpg.Connection, raw: str) -> tuple[uuid.UUID, str] | None:
+    """(session id, client id) of a refresh token, whatever its state."""
+    row = await conn.fetchrow(
+        "SELECT session_id, client_id FROM refresh_tokens WHERE token_hash = $1", hash_token(raw)
+    )
+    return None if row is None else (row["session_id"], row["client_id"])
+
+
+async def refresh_token_info(conn: asyncpg.Connection, raw: str) -> asyncpg.Record | None:
+    """Everything introspection needs about an active refresh token, else None."""
+    return await conn.fetchrow(
+        "SELECT r.client_id, r.scope, r.created_at, r.expires_at, s.id AS sid, s.user_id"
+        " FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id"
+        " JOIN users u ON u.id = s.user_id"
+        " WHERE r.token_hash = $1 AND r.used_at IS NULL AND r.revoked_at IS NULL"
+        " AND r.expires_at > now() AND s.revoked_at IS NULL AND s.expires_at > now()"
+        " AND u.status = 'active'",
+        hash_token(raw),
+    )
+
+
+async def revoke_session(conn: asyncpg.Connection, session_id: uuid.UUID, *, reason: str) -> bool:
+    """End one session and its refresh family. True if it was live."""
+    ended = await conn.fetchval(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2"
+        " WHERE id = $1 AND revoked_at IS NULL RETURNING id",
+        session_id,
+        reason,
+    )
+    await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE session_id = $1 AND revoked_at IS NULL",
+        session_id,
+    )
+    return ended is not None
+
+
+async def revoke_user_sessions(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    *,
+    reason: str,
+    except_session: uuid.UUID | None = None,
+) -> int:
+    """End every session (and refresh family) of a user in this app (S3)."""
+    ended = await conn.fetch(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2"
+        " WHERE user_id = $1 AND revoked_at IS NULL AND ($3::uuid IS NULL OR id <> $3)"
+        " RETURNING id",
+        user_id,
+        reason,
+        except_session,
+    )
+    ids = [r["id"] for r in ended]
+    if ids:
+        await conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now()"
+            " WHERE session_id = ANY($1::uuid[]) AND revoked_at IS NULL",
+            ids,
+        )
+    return len(ids)
+
+
+async def active_session_user(
+    conn: asyncpg.Connection, session_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """The session's user if the session is live and the user active."""
+    return await conn.fetchrow(
+        "SELECT u.id, u.email, u.email_verified, u.status, u.created_at, u.updated_at"
+        " FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > now()"
+        " AND u.status = 'active'",
+        session_id,
+    )

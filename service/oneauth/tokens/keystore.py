@@ -1,0 +1,273 @@
+"""Per-app signing keys: storage, rotation, and the in-memory cache that signs.
+
+Keys live in the app's schema (``signing_keys``), private parts sealed with the
+master key and bound to ``app:<app_id>/signing-key/<kid>``. Each process loads an
+app's keys once, decrypts them once, pre-renders the JWKS document and builds
+the app's verifier; nothing on the hot path parses PEM or JSON. A rotation
+anywhere sends NOTIFY ``oneauth_keys`` and every process reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import asyncpg
+import psycopg
+
+from oneauth.apps.models import AppRecord
+from oneauth.apps.policy import MAX_TOKEN_TTL, policy_of
+from oneauth.secretbox import SecretBox
+from oneauth.tokens.keys import Alg, SigningKey, generate_signing_key
+from oneauth.verifier import Verifier
+
+CHANNEL = "oneauth_keys"
+# JWKS responses may be cached this long by verifiers.
+JWKS_MAX_AGE = 300
+# A next key is published this long before it may sign, so every cached JWKS has it.
+NEXT_KEY_DELAY = timedelta(seconds=JWKS_MAX_AGE + 60)
+# A retired key stays published until every token it signed has expired and
+# every cached JWKS has been refreshed.
+RETIRED_PUBLISH = timedelta(seconds=MAX_TOKEN_TTL + JWKS_MAX_AGE + 60)
+ID_TOKEN_ALG: Alg = "RS256"  # OIDC Core 15.1: RS256 must be supported
+
+
+def key_context(app_id: str, kid: str) -> str:
+    return f"app:{app_id}/signing-key/{kid}"
+
+
+def algs_for(app: AppRecord) -> tuple[Alg, ...]:
+    default = policy_of(app).signing_alg
+    return (default,) if default == ID_TOKEN_ALG else (default, ID_TOKEN_ALG)
+
+
+# --- storage (synchronous, for provisioning and the CLI) ------------------------------
+
+SyncConn = psycopg.Connection[tuple[Any, ...]]
+
+
+def _insert(
+    conn: SyncConn,
+    box: SecretBox,
+    app_id: str,
+    key: SigningKey,
+    state: str,
+    activate_after: datetime | None = None,
+) -> None:
+    sealed = box.seal(key.export_private_json(), context=key_context(app_id, key.kid))
+    conn.execute(
+        "INSERT INTO signing_keys (kid, alg, state, public_jwk, private_sealed, activate_after,"
+        " activated_at) VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s = 'active' THEN now() END)",
+        (key.kid, key.alg, state, json.dumps(key.public_jwk_dict), sealed, activate_after, state),
+    )
+
+
+def seed(conn: SyncConn, app: AppRecord, box: SecretBox) -> list[str]:
+    """An active and a pre-published next key for each algorithm that lacks one.
+
+    Idempotent: run at provisioning and after every migration, so an app whose
+    algorithm setting changed, or that predates keys, gets what it needs.
+    """
+    kids = []
+    now = datetime.now(UTC)
+    have = {str(r[0]) for r in conn.execute("SELECT alg FROM signing_keys WHERE state = 'active'")}
+    for alg in algs_for(app):
+        if alg in have:
+            continue
+        active, upcoming = generate_signing_key(alg), generate_signing_key(alg)
+        _insert(conn, box, app.app_id, active, "active")
+        _insert(conn, box, app.app_id, upcoming, "next", now + NEXT_KEY_DELAY)
+        kids += [active.kid, upcoming.kid]
+    return kids
+
+
+@dataclass
+class RotationReport:
+    activated: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+class RotationRefused(RuntimeError):
+    pass
+
+
+def rotate(
+    conn: SyncConn,
+    app: AppRecord,
+    box: SecretBox,
+    *,
+    emergency: bool = False,
+    force: bool = False,
+) -> RotationReport:
+    """Promote each algorithm's next key, retire (or revoke) the active one, publish a new next.
+
+    Runs in the caller's transaction, in the app's context. Refuses to promote a
+    next key younger than the JWKS cache time unless ``emergency`` or ``force``.
+    """
+    report = RotationReport()
+    now = datetime.now(UTC)
+    rows = conn.execute(
+        "SELECT kid, alg, state, activate_after FROM signing_keys"
+        " WHERE state IN ('next', 'active') FOR UPDATE"
+    ).fetchall()
+    by_alg: dict[str, dict[str, tuple[str, datetime | None]]] = {}
+    for kid, alg, state, activate_after in rows:
+        by_alg.setdefault(alg, {})[state] = (kid, activate_after)
+    for alg in algs_for(app):
+        states = by_alg.get(alg, {})
+        upcoming = states.get("next")
+        if upcoming and upcoming[1] and upcoming[1] > now and not (emergency or force):
+            raise RotationRefused(
+                f"the next {alg} key {upcoming[0]} was published at most "
+                f"{int(NEXT_KEY_DELAY.total_seconds())} s ago and may not be in every cached "
+                f"JWKS yet; promote it after {upcoming[1].isoformat()} (or use --force)"
+            )
+    for alg in algs_for(app):
+        states = by_alg.get(alg, {})
+        active, upcoming = states.get("active"), states.get("next")
+        if active:
+            if emergency:
+                conn.execute(
+                    "UPDATE signing_keys SET state = 'revoked', revoked_at = now(),"
+                    " retired_at = now() WHERE kid = %s",
+                    (active[0],),
+                )
+                report.revoked.append(active[0])
+            else:
+                conn.execute(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = now(),"
+                    " publish_until = %s WHERE kid = %s",
+                    (now + RETIRED_PUBLISH, active[0]),
+                )
+                report.retired.append(active[0])
+        if upcoming:
+            conn.execute(
+                "UPDATE signing_keys SET state = 'active', activated_at = now() WHERE kid = %s",
+                (upcoming[0],),
+            )
+            report.activated.append(upcoming[0])
+        else:  # no next key (e.g. the algorithm was just switched): one signs at once
+            fresh = generate_signing_key(alg)
+            _insert(conn, box, app.app_id, fresh, "active")
+            report.activated.append(fresh.kid)
+        new_next = generate_signing_key(alg)
+        _insert(conn, box, app.app_id, new_next, "next", now + NEXT_KEY_DELAY)
+        report.published.append(new_next.kid)
+    report.removed = [
+        str(r[0])
+        for r in conn.execute(
+            "DELETE FROM signing_keys WHERE (state = 'retired' AND publish_until < now())"
+            " OR (state = 'revoked' AND revoked_at < now() - interval '30 days') RETURNING kid"
+        )
+    ]
+    return report
+
+
+def list_keys(conn: SyncConn) -> list[dict[str, Any]]:
+    cols = (
+        "kid",
+        "alg",
+        "state",
+        "created_at",
+        "activate_after",
+        "activated_at",
+        "retired_at",
+        "publish_until",
+        "revoked_at",
+    )
+    return [
+        dict(zip(cols, r, strict=True))
+        for r in conn.execute(f"SELECT {', '.join(cols)} FROM signing_keys ORDER BY created_at")
+    ]
+
+
+# --- the in-memory cache (async, for the service) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class AppKeys:
+    app_id: str
+    signers: Mapping[str, SigningKey]  # alg -> the active key
+    published_kids: frozenset[str]
+    jwks: bytes  # pre-rendered JSON document
+    verifier: Verifier
+    expires: float
+
+    def signer(self, alg: str) -> SigningKey:
+        return self.signers[alg]
+
+
+_LOAD = (
+    "SELECT kid, alg, state, public_jwk, private_sealed FROM signing_keys"
+    " WHERE state IN ('next', 'active')"
+    " OR (state = 'retired' AND publish_until > now())"
+)
+
+
+class KeyStore:
+    def __init__(self, box: SecretBox, *, issuer_for: Any, ttl: float = 60.0) -> None:
+        self._box = box
+        self._issuer_for = issuer_for
+        self._ttl = ttl
+        self._cache: dict[str, AppKeys] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def on_change(self, app_id: str | None) -> None:
+        if app_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(app_id, None)
+
+    def cached(self, app_id: str) -> AppKeys | None:
+        keys = self._cache.get(app_id)
+        if keys is not None and keys.expires > time.monotonic():
+            return keys
+        return None
+
+    async def get(self, app: AppRecord, conn: asyncpg.Connection) -> AppKeys:
+        """The app's keys; ``conn`` must be in the app's context (router)."""
+        keys = self.cached(app.app_id)
+        if keys is not None:
+            return keys
+        lock = self._locks.setdefault(app.app_id, asyncio.Lock())
+        async with lock:  # one load per app at a time
+            keys = self.cached(app.app_id)
+            if keys is None:
+                keys = await self._load(app, conn)
+                self._cache[app.app_id] = keys
+        return keys
+
+    async def _load(self, app: AppRecord, conn: asyncpg.Connection) -> AppKeys:
+        rows = await conn.fetch(_LOAD)
+        signers: dict[str, SigningKey] = {}
+        public: list[dict[str, Any]] = []
+        for row in rows:
+            jwk = row["public_jwk"]
+            public.append(json.loads(jwk) if isinstance(jwk, str) else dict(jwk))
+            if row["state"] == "active":
+                plain = self._box.open(
+                    row["private_sealed"], context=key_context(app.app_id, row["kid"])
+                )
+                signers[row["alg"]] = SigningKey.from_private_json(plain, cast(Alg, row["alg"]))
+        document = {"keys": public}
+        issuer = self._issuer_for(app.app_id)
+        policy = policy_of(app)
+        verifier = Verifier(
+            issuer, policy.audience_for(issuer), app.app_id, jwks=document, leeway=30
+        )
+        return AppKeys(
+            app_id=app.app_id,
+            signers=signers,
+            published_kids=frozenset(str(k["kid"]) for k in public),
+            jwks=json.dumps(document, separators=(",", ":")).encode(),
+            verifier=verifier,
+            expires=time.monotonic() + self._ttl,
+        )
