@@ -41,11 +41,13 @@ async def test_known_app_answers(
     app = provision(name="Shop")
     response = await client.get(f"/apps/{app.app_id}/v1/app")
     assert response.status_code == 200
-    assert response.json() == {
-        "app_id": app.app_id,
-        "display_name": "Shop",
-        "issuer": f"http://testserver/apps/{app.app_id}",
-    }
+    body = response.json()
+    issuer = f"http://testserver/apps/{app.app_id}"
+    assert body["app_id"] == app.app_id
+    assert body["display_name"] == "Shop"
+    assert body["issuer"] == issuer
+    assert body["audience"] == f"{issuer}/api"
+    assert body["default_client_id"].startswith("cl_")
 
 
 @pytest.mark.parametrize("app_id", ["no-such-app", "APP", "a;drop", "x" * 200, "%2e%2e"])

@@ -40,7 +40,7 @@ def test_migrate_applies_new_template_to_all_then_is_idempotent(
     fleet: tuple[str, list[str]], tmp_path: Path
 ) -> None:
     dsn, app_ids = fleet
-    root = _sql_with(tmp_path, "sessions", "CREATE TABLE sessions (id uuid PRIMARY KEY);\n")
+    root = _sql_with(tmp_path, "probe", "CREATE TABLE migration_probe (id uuid PRIMARY KEY);\n")
     seen: list[str] = []
     summary = migrate_all(
         dsn,
@@ -59,7 +59,7 @@ def test_migrate_applies_new_template_to_all_then_is_idempotent(
             record = lifecycle.get(conn, app_id)
             assert record is not None
             with conn.transaction(), ops.app_context(conn, record.names):
-                row = conn.execute("SELECT to_regclass('sessions') IS NOT NULL").fetchone()
+                row = conn.execute("SELECT to_regclass('migration_probe') IS NOT NULL").fetchone()
             assert row == (True,)
     again = migrate_all(dsn, parallelism=4, sql_root=root)
     assert not again.failed
@@ -75,13 +75,15 @@ def test_one_failing_schema_does_not_stop_the_others(
         record = lifecycle.get(conn, victim)
         assert record is not None
         with conn.transaction(), ops.app_context(conn, record.names):
-            conn.execute("CREATE TABLE devices (id int)")  # collides with the new template
-    root = _sql_with(tmp_path, "sessions", "CREATE TABLE sessions (id uuid PRIMARY KEY);\n")
+            conn.execute("CREATE TABLE probe_devices (id int)")  # collides with the new template
+    root = _sql_with(tmp_path, "probe", "CREATE TABLE migration_probe (id uuid PRIMARY KEY);\n")
     version = templates.latest_version("app") + 2
-    (root / "app" / f"{version:04d}_devices.sql").write_text("CREATE TABLE devices (id uuid);\n")
+    (root / "app" / f"{version:04d}_devices.sql").write_text(
+        "CREATE TABLE probe_devices (id uuid);\n"
+    )
     summary = migrate_all(dsn, parallelism=4, sql_root=root)
     assert [o.app_id for o in summary.failed] == [victim]
-    assert "0004_devices.sql failed" in (summary.failed[0].error or "")
+    assert f"{version:04d}_devices.sql failed" in (summary.failed[0].error or "")
     assert len(summary.changed) == len(app_ids) - 1
     # The failed schema kept its previous state, the others moved on; re-running
     # after the fix resumes only the failed one.
@@ -89,7 +91,7 @@ def test_one_failing_schema_does_not_stop_the_others(
         record = lifecycle.get(conn, victim)
         assert record is not None
         with conn.transaction(), ops.app_context(conn, record.names):
-            conn.execute("DROP TABLE devices")
+            conn.execute("DROP TABLE probe_devices")
     resumed = migrate_all(dsn, parallelism=4, sql_root=root)
     assert not resumed.failed
     assert [o.app_id for o in resumed.changed] == [victim]

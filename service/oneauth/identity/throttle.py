@@ -1,7 +1,7 @@
 """Brute-force and credential-stuffing throttles, shared through Postgres (P3).
 
-Three counters per failed login, each with its own free allowance, then an
-exponential lock (``2^(failures - free)`` seconds, capped):
+Three counters per failed login, each with its own free allowance; once it is
+used up, an exponential lock (``4 * 2^(failures - free)`` seconds, capped):
 
 * pair (account, IP): guessing one account from one address. Small allowance.
 * IP: one address trying many accounts (credential stuffing).
@@ -33,6 +33,7 @@ PAIR = Limit(free=5, cap_seconds=15 * 60)
 IP = Limit(free=50, cap_seconds=15 * 60)
 ACCOUNT = Limit(free=20, cap_seconds=60)
 WINDOW_SECONDS = 15 * 60
+BASE_LOCK_SECONDS = 4
 
 
 def _h(value: str) -> str:
@@ -92,8 +93,10 @@ async def record_failure(conn: asyncpg.Connection, keys: ThrottleKeys) -> None:
     for row in rows:
         limit = limits[row["key"]]
         over = row["failures"] - limit.free
-        if over > 0:
-            locks.append((row["key"], min(2 ** min(over, 20), limit.cap_seconds)))
+        if over >= 0:  # the allowance is used up: the next attempt waits
+            locks.append(
+                (row["key"], min(BASE_LOCK_SECONDS * 2 ** min(over, 20), limit.cap_seconds))
+            )
     if locks:
         await conn.execute(
             "UPDATE throttle SET locked_until = now() + make_interval(secs => l.seconds)"
