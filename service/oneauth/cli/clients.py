@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
 
 from oneauth.cli.appctx import app_transaction
 from oneauth.cli.common import fail, print_json
 from oneauth.oauth import clients
 
+AUTH_CHOICES = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+JWKS_HELP = "file with the client's public JWK Set (for --auth-method private_key_jwt)"
+
 
 def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _jwks(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read the JWK Set from {path}: {exc}")
+    if not isinstance(value, dict):
+        fail(f"{path} does not hold a JWK Set")
+    return value
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,8 +78,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "offline_access; add your API scopes for client_credentials)",
     )
     p.add_argument("--first-party", action="store_true", help="skip the consent page")
-    p.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post"])
+    p.add_argument("--auth-method", choices=AUTH_CHOICES)
+    p.add_argument("--jwks-file", help=JWKS_HELP)
     p.add_argument("--access-token-ttl", type=int, help="seconds (60..3600)")
+    p.add_argument("--refresh-token-ttl", type=int, help="idle lifetime in seconds")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_create)
 
@@ -87,6 +107,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--redirect-uri", action="append", dest="redirect_uris")
     p.add_argument("--post-logout-redirect-uri", action="append", dest="post_logout_redirect_uris")
     p.add_argument("--scopes", type=_csv)
+    p.add_argument("--first-party", action="store_true", dest="first_party", default=None)
+    p.add_argument("--third-party", action="store_false", dest="first_party", help="ask consent")
+    p.add_argument("--auth-method", choices=AUTH_CHOICES)
+    p.add_argument("--jwks-file", help=JWKS_HELP)
+    p.add_argument("--access-token-ttl", type=int, help="seconds (60..3600)")
+    p.add_argument("--refresh-token-ttl", type=int, help="idle lifetime in seconds")
     p.add_argument("--disable", action="store_true", help="refuse the client everywhere")
     p.add_argument("--enable", action="store_true")
     p.set_defaults(func=cmd_update)
@@ -127,6 +153,8 @@ def cmd_create(args: argparse.Namespace) -> None:
         first_party=args.first_party,
         auth_method=args.auth_method,
         access_token_ttl=args.access_token_ttl,
+        refresh_token_ttl=args.refresh_token_ttl,
+        jwks=_jwks(args.jwks_file),
     )
     with app_transaction(args.app) as (conn, _, _):
         try:
@@ -173,6 +201,11 @@ def cmd_update(args: argparse.Namespace) -> None:
             "redirect_uris": args.redirect_uris,
             "post_logout_redirect_uris": args.post_logout_redirect_uris,
             "scopes": args.scopes,
+            "first_party": args.first_party,
+            "auth_method": args.auth_method,
+            "access_token_ttl": args.access_token_ttl,
+            "refresh_token_ttl": args.refresh_token_ttl,
+            "jwks": _jwks(args.jwks_file),
         }.items()
         if value is not None
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -37,8 +38,12 @@ async def start_session(
     amr: list[str],
     scope: str,
     meta: audit.RequestMeta,
+    auth_time: datetime | None = None,
 ) -> tuple[dict[str, Any], sessions.Session]:
-    """Create a session with its first refresh token and an access token."""
+    """Create a session with its first refresh token and an access token.
+
+    ``auth_time``: when the user authenticated, if earlier than now (a browser
+    session's sign-in, for the authorization code flow)."""
     policy = issuer.policy
     session = await sessions.create_session(
         conn,
@@ -48,6 +53,7 @@ async def start_session(
         absolute_ttl=policy.session_absolute_ttl,
         ip_hash=meta.ip_hash,
         user_agent=meta.user_agent,
+        auth_time=auth_time,
     )
     refresh = None
     if "refresh_token" in client.grant_types:

@@ -7,7 +7,10 @@ hasher's thread pool with no database connection held.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import asyncpg
 
 from oneauth import audit
 from oneauth.apps.models import AppRecord
@@ -20,8 +23,9 @@ from oneauth.errors import (
     ValidationFailed,
     WeakPasswordError,
 )
+from oneauth.flows import verification
 from oneauth.flows.common import busy, session_id_of, start_session
-from oneauth.identity import throttle
+from oneauth.identity import one_time, throttle
 from oneauth.identity import users as users_repo
 from oneauth.identity.passwords import HasherBusy, WeakPassword, check_password
 from oneauth.identity.users import InvalidEmail, normalize_email
@@ -31,6 +35,7 @@ from oneauth.sessions import repo as sessions
 from oneauth.verifier import AccessTokenClaims
 
 MAX_PASSWORD_INPUT = 1024  # longer input is refused before hashing (cost bound)
+T = TypeVar("T")
 
 
 def _check_new_password(password: str, email: str, app: AppRecord) -> None:
@@ -74,7 +79,14 @@ async def signup(
                 target_type="account",
                 details={"reason": "email_taken"},
             )
+            flow_token = one_time.new_secret()  # matches nothing: same answer shape
+            if policy.require_verified_email:
+                # Tell the owner (through the outbox, like the new user's mail).
+                flow_token = await verification.queue_signup_notice(
+                    conn, services, app, email_n, meta
+                )
         else:
+            flow_token = await verification.queue_for_new_user(conn, services, app, user, meta)
             await audit.record(
                 conn,
                 "user.signup",
@@ -110,15 +122,37 @@ async def signup(
                 )
     if policy.require_verified_email:
         # Same answer whether or not the address was already registered.
-        return 202, {"user": {"email": email.strip()}, "verification_required": True}
+        return 202, {
+            "user": {"email": email.strip()},
+            "verification_required": True,
+            "flow_token": flow_token,
+        }
     if user is None or tokens is None:
         raise EmailTaken("an account with this email exists; sign in or reset the password")
-    return 201, {"user": user.public(), **tokens}
+    return 201, {"user": user.public(), **tokens, "flow_token": flow_token}
 
 
-async def login(
-    services: Services, app: AppRecord, email: str, password: str, meta: audit.RequestMeta
-) -> dict[str, Any]:
+SuccessHook = Callable[[asyncpg.Connection, users_repo.User], Awaitable[T]]
+
+
+async def verify_password(
+    services: Services,
+    app: AppRecord,
+    email: str,
+    password: str,
+    meta: audit.RequestMeta,
+    on_success: SuccessHook[T],
+) -> T:
+    """The password check every sign-in shares (the JSON API and the hosted login page).
+
+    Throttles per account, IP and pair (P3), costs a dummy hash for unknown
+    accounts (P4), rehashes when parameters changed (P1) and audits failures (A1).
+    On success ``on_success(conn, user)`` runs in the transaction that resets the
+    throttle; it starts whatever session the caller needs and audits it.
+
+    Raises TooManyRequests, InvalidCredentials, EmailNotVerified or
+    ServiceUnavailable (hasher busy); the failure rows commit first.
+    """
     policy = policy_of(app)
     try:
         email_n: str | None = normalize_email(email)
@@ -155,7 +189,8 @@ async def login(
     unverified = (
         ok and user is not None and policy.require_verified_email and not user.email_verified
     )
-    tokens: dict[str, Any] | None = None
+    done = False
+    outcome: T | None = None
     async with services.router.enter(app) as conn:
         if not ok or user is None:
             await throttle.record_failure(conn, keys)
@@ -185,34 +220,47 @@ async def login(
                     details={"reason": "email_not_verified"},
                 )
             else:
-                client = await _first_party_client(services, app, conn)
-                issuer = await services.issuer(app, conn)
-                tokens, session = await start_session(
-                    conn,
-                    issuer,
-                    user=user,
-                    client=client,
-                    amr=["pwd"],
-                    scope=" ".join(sorted(client.scopes)),
-                    meta=meta,
-                )
+                outcome = await on_success(conn, user)
                 await users_repo.touch_login(conn, user.id)
-                await audit.record(
-                    conn,
-                    "auth.login",
-                    "success",
-                    meta,
-                    actor_type="user",
-                    actor_id=user.sub,
-                    target_type="session",
-                    target_id=str(session.id),
-                    details={"method": "password"},
-                )
+                done = True
     if unverified:
         raise EmailNotVerified("confirm your email address, then sign in")
-    if tokens is None:
+    if not done:
         raise InvalidCredentials("the email or password is not right")
-    return tokens
+    return cast(T, outcome)
+
+
+async def login(
+    services: Services, app: AppRecord, email: str, password: str, meta: audit.RequestMeta
+) -> dict[str, Any]:
+    """``POST /v1/login``: the first-party client's session and tokens."""
+
+    async def begin(conn: asyncpg.Connection, user: users_repo.User) -> dict[str, Any]:
+        client = await _first_party_client(services, app, conn)
+        issuer = await services.issuer(app, conn)
+        tokens, session = await start_session(
+            conn,
+            issuer,
+            user=user,
+            client=client,
+            amr=["pwd"],
+            scope=" ".join(sorted(client.scopes)),
+            meta=meta,
+        )
+        await audit.record(
+            conn,
+            "auth.login",
+            "success",
+            meta,
+            actor_type="user",
+            actor_id=user.sub,
+            target_type="session",
+            target_id=str(session.id),
+            details={"method": "password"},
+        )
+        return tokens
+
+    return await verify_password(services, app, email, password, meta, begin)
 
 
 async def change_password(

@@ -1,9 +1,11 @@
 """Client authentication at the token, revocation and introspection endpoints.
 
 RFC 6749 section 2.3: ``client_secret_basic`` (HTTP Basic with form-encoded id
-and secret), ``client_secret_post`` (form fields), or a public client naming
-itself with ``client_id``. A client uses only the method it registered, and a
-request that uses two methods at once is refused (section 2.3).
+and secret), ``client_secret_post`` (form fields), ``private_key_jwt`` (RFC 7523
+section 2.2: a JWT signed with the client's key, see
+:mod:`oneauth.oauth.client_assertion`), or a public client naming itself with
+``client_id``. A client uses only the method it registered, and a request that
+uses two methods at once is refused (section 2.3).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from urllib.parse import unquote_plus
 import asyncpg
 from starlette.requests import Request
 
+from oneauth.oauth import client_assertion
 from oneauth.oauth.clients import Client, ClientCache
 from oneauth.oauth.errors import InvalidClient, InvalidRequest
 
@@ -53,6 +56,10 @@ async def authenticate_client(
     form_id = form.get("client_id")
     if basic is not None and (post_secret is not None or (form_id and form_id != basic[0])):
         raise InvalidRequest("use one client authentication method per request")
+    if "client_assertion" in form or "client_assertion_type" in form:
+        if basic is not None or post_secret is not None:
+            raise InvalidRequest("use one client authentication method per request")
+        return await _by_assertion(request, form, conn, cache, app_id, form_id)
     if basic is not None:
         client_id, secret, method = basic[0], basic[1], "client_secret_basic"
     elif post_secret is not None:
@@ -68,4 +75,36 @@ async def authenticate_client(
         raise _invalid(app_id, basic is not None)
     if confidential_only and not client.is_confidential:
         raise _invalid(app_id, False)
+    return client
+
+
+async def _by_assertion(
+    request: Request,
+    form: dict[str, str],
+    conn: asyncpg.Connection,
+    cache: ClientCache,
+    app_id: str,
+    form_id: str | None,
+) -> Client:
+    assertion = form.get("client_assertion") or ""
+    if form.get("client_assertion_type") != client_assertion.ASSERTION_TYPE or not assertion:
+        raise InvalidRequest(f"client_assertion_type must be {client_assertion.ASSERTION_TYPE}")
+    client_id = form_id or client_assertion.unverified_subject(assertion) or ""
+    client = await cache.get(conn, app_id, client_id)
+    if (
+        client is None
+        or client.disabled
+        or client.token_endpoint_auth_method != "private_key_jwt"
+        or client.jwks is None
+    ):
+        raise _invalid(app_id, False)
+    issuer = request.app.state.services.settings.issuer_for(app_id)
+    endpoint = issuer + request.url.path.removeprefix(f"/apps/{app_id}")
+    audiences = frozenset({issuer, f"{issuer}/oauth/token", endpoint})
+    try:
+        claims = client_assertion.verify(assertion, client.client_id, client.jwks, audiences)
+    except client_assertion.AssertionRejected:
+        raise _invalid(app_id, False) from None
+    if not await client_assertion.remember(conn, client.client_id, claims["jti"], claims["exp"]):
+        raise _invalid(app_id, False)  # replayed
     return client

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Sequence
@@ -20,18 +21,26 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import psycopg
+from jwcrypto import jwk
+from psycopg.types.json import Jsonb
+
+from oneauth.apps.policy import MAX_TOKEN_TTL
 
 CHANNEL = "oneauth_clients"
 SECRET_PREFIX = "ocs_"
 GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})
-AUTH_METHODS = frozenset({"none", "client_secret_basic", "client_secret_post"})
+SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
+# private_key_jwt: RFC 7523 section 2.2 / OIDC Core 9, see oneauth.oauth.client_assertion.
+AUTH_METHODS = SECRET_METHODS | {"none", "private_key_jwt"}
+# Public key parameters only: a JWK Set with private parts is refused (RFC 7517/7518).
+_PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 USER_SCOPES = ("openid", "profile", "email", "offline_access")
 Kind = Literal["public", "confidential"]
 
 COLUMNS = (
     "client_id, name, kind, first_party, redirect_uris, post_logout_redirect_uris, grant_types,"
     " scopes, token_endpoint_auth_method, access_token_ttl, refresh_token_ttl, created_at,"
-    " disabled_at"
+    " disabled_at, jwks"
 )
 
 
@@ -54,6 +63,7 @@ class Client:
     refresh_token_ttl: int | None
     created_at: datetime
     disabled: bool
+    jwks: dict[str, Any] | None = None  # public keys, for private_key_jwt
     secret_hashes: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
@@ -80,6 +90,7 @@ class Client:
             "refresh_token_ttl": self.refresh_token_ttl,
             "created_at": self.created_at.isoformat(),
             "disabled": self.disabled,
+            "jwks": self.jwks,
         }
 
 
@@ -111,6 +122,7 @@ def _from_row(row: Any, secret_hashes: Sequence[bytes] = ()) -> Client:
         refresh_token_ttl=row[10],
         created_at=row[11],
         disabled=row[12] is not None,
+        jwks=json.loads(row[13]) if isinstance(row[13], str) else row[13],
         secret_hashes=tuple(secret_hashes),
     )
 
@@ -143,6 +155,7 @@ class ClientSpec:
     auth_method: str | None = None
     access_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
+    jwks: dict[str, Any] | None = None
 
     def validated(self) -> ClientSpec:
         if not 1 <= len(self.name.strip()) <= 200:
@@ -164,10 +177,43 @@ class ClientSpec:
         for scope in self.scopes:
             if not scope or any(ch in scope for ch in ' "\\') or not scope.isprintable():
                 raise ClientError(f"invalid scope {scope!r}")
+        # Access tokens live at most as long as a retired signing key stays published.
+        if self.access_token_ttl is not None and not 60 <= self.access_token_ttl <= MAX_TOKEN_TTL:
+            raise ClientError(f"access token lifetime must be 60 to {MAX_TOKEN_TTL} seconds")
+        if self.refresh_token_ttl is not None and not 60 <= self.refresh_token_ttl <= 31536000:
+            raise ClientError("refresh token lifetime must be 60 to 31536000 seconds")
         method = self.auth_method or ("none" if self.kind == "public" else "client_secret_basic")
         if method not in AUTH_METHODS or (method == "none") != (self.kind == "public"):
-            raise ClientError("public clients use auth method none; confidential ones a secret")
+            raise ClientError(
+                "public clients use auth method none; confidential ones a secret or a key"
+            )
+        if (method == "private_key_jwt") != (self.jwks is not None):
+            raise ClientError("private_key_jwt needs the client's public JWK Set (and only it)")
+        if self.jwks is not None:
+            validate_jwks(self.jwks)
         return replace(self, name=self.name.strip(), auth_method=method)
+
+
+def validate_jwks(jwks: Any) -> None:
+    """A client's JWK Set: 1-10 public signing keys, each with a distinct kid."""
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not 1 <= len(keys) <= 10:
+        raise ClientError("jwks must be a JWK Set with 1 to 10 keys")
+    kids = set()
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC", "OKP"):
+            raise ClientError("each JWK must be an RSA, EC or OKP key")
+        if _PRIVATE_JWK_MEMBERS & key.keys():
+            raise ClientError("the JWK Set must hold public keys only")
+        if not isinstance(key.get("kid"), str) or not key["kid"] or key["kid"] in kids:
+            raise ClientError("each JWK needs a distinct kid")
+        if key.get("use", "sig") != "sig":
+            raise ClientError("the keys must be signing keys (use: sig)")
+        kids.add(key["kid"])
+    try:
+        jwk.JWKSet.from_json(json.dumps(jwks))
+    except Exception as exc:  # jwcrypto raises several types for bad key material
+        raise ClientError(f"jwks is not a valid JWK Set: {exc}") from None
 
 
 # --- synchronous repository (CLI, provisioning) -------------------------------------
@@ -182,7 +228,8 @@ def create(conn: SyncConn, spec: ClientSpec) -> tuple[Client, str | None]:
     row = conn.execute(
         "INSERT INTO clients (client_id, name, kind, first_party, redirect_uris,"
         " post_logout_redirect_uris, grant_types, scopes, token_endpoint_auth_method,"
-        " access_token_ttl, refresh_token_ttl) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " access_token_ttl, refresh_token_ttl, jwks)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
         f" RETURNING {COLUMNS}",
         (
             client_id,
@@ -196,11 +243,12 @@ def create(conn: SyncConn, spec: ClientSpec) -> tuple[Client, str | None]:
             spec.auth_method,
             spec.access_token_ttl,
             spec.refresh_token_ttl,
+            None if spec.jwks is None else Jsonb(spec.jwks),
         ),
     ).fetchone()
     secret = None
     hashes: list[bytes] = []
-    if spec.kind == "confidential":
+    if spec.auth_method in SECRET_METHODS:
         secret, digest = new_secret()
         conn.execute(
             "INSERT INTO client_secrets (client_id, secret_hash) VALUES (%s, %s)",
@@ -227,6 +275,7 @@ def update(conn: SyncConn, client_id: str, **changes: Any) -> Client:
     current = get(conn, client_id)
     if current is None:
         raise ClientError(f"no client {client_id!r}")
+    method = changes.get("auth_method") or current.token_endpoint_auth_method
     spec = ClientSpec(
         name=changes.get("name") or current.name,
         kind=current.kind,
@@ -237,16 +286,17 @@ def update(conn: SyncConn, client_id: str, **changes: Any) -> Client:
             changes.get("post_logout_redirect_uris") or current.post_logout_redirect_uris
         ),
         first_party=changes.get("first_party", current.first_party),
-        auth_method=changes.get("auth_method") or current.token_endpoint_auth_method,
+        auth_method=method,
         access_token_ttl=changes.get("access_token_ttl", current.access_token_ttl),
         refresh_token_ttl=changes.get("refresh_token_ttl", current.refresh_token_ttl),
+        jwks=changes.get("jwks") or (current.jwks if method == "private_key_jwt" else None),
     ).validated()
     conn.execute(
         "UPDATE clients SET name=%s, first_party=%s, redirect_uris=%s,"
         " post_logout_redirect_uris=%s, grant_types=%s, scopes=%s,"
-        " token_endpoint_auth_method=%s, access_token_ttl=%s, refresh_token_ttl=%s,"
-        " disabled_at = CASE WHEN %s IS NULL THEN disabled_at"
-        "   WHEN %s THEN coalesce(disabled_at, now()) ELSE NULL END,"
+        " token_endpoint_auth_method=%s, access_token_ttl=%s, refresh_token_ttl=%s, jwks=%s,"
+        " disabled_at = CASE WHEN %s::boolean IS NULL THEN disabled_at"
+        "   WHEN %s::boolean THEN coalesce(disabled_at, now()) ELSE NULL END,"
         " updated_at=now() WHERE client_id=%s",
         (
             spec.name,
@@ -258,6 +308,7 @@ def update(conn: SyncConn, client_id: str, **changes: Any) -> Client:
             spec.auth_method,
             spec.access_token_ttl,
             spec.refresh_token_ttl,
+            None if spec.jwks is None else Jsonb(spec.jwks),
             changes.get("disabled"),
             changes.get("disabled"),
             client_id,
@@ -272,8 +323,8 @@ def update(conn: SyncConn, client_id: str, **changes: Any) -> Client:
 def rotate_secret(conn: SyncConn, client_id: str, *, overlap_seconds: int = 86400) -> str:
     """A new secret; older ones keep working for ``overlap_seconds`` (0 = revoke now)."""
     current = get(conn, client_id)
-    if current is None or not current.is_confidential:
-        raise ClientError(f"no confidential client {client_id!r}")
+    if current is None or current.token_endpoint_auth_method not in SECRET_METHODS:
+        raise ClientError(f"no client {client_id!r} that authenticates with a secret")
     conn.execute(
         "UPDATE client_secrets SET expires_at = least(coalesce(expires_at, 'infinity'),"
         " now() + make_interval(secs => %s)) WHERE client_id = %s AND revoked_at IS NULL",
@@ -359,7 +410,7 @@ class ClientCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         row = await conn.fetchrow(_LOAD, client_id)
-        client = None if row is None else _from_row(row, row[13])
+        client = None if row is None else _from_row(row, row[14])
         if len(self._cache) >= self._max:
             self._cache.clear()
         self._cache[(app_id, client_id)] = (now + self._ttl, client)

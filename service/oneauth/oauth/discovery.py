@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import AppPolicy, policy_of
 from oneauth.http.gate import current_app
+from oneauth.oauth.client_assertion import ALGS as ASSERTION_ALGS
 from oneauth.oauth.clients import USER_SCOPES
 from oneauth.services import Services
 from oneauth.tokens.keystore import ID_TOKEN_ALG, JWKS_MAX_AGE
@@ -25,7 +26,10 @@ CACHEABLE = {"cache-control": f"public, max-age={JWKS_MAX_AGE}"}
 
 # Endpoint paths relative to the issuer; the OIDC issue adds the browser ones.
 ENDPOINTS: dict[str, str] = {
+    "authorization_endpoint": "/oauth/authorize",
     "token_endpoint": "/oauth/token",
+    "userinfo_endpoint": "/oauth/userinfo",
+    "end_session_endpoint": "/oauth/logout",
     "revocation_endpoint": "/oauth/revoke",
     "introspection_endpoint": "/oauth/introspect",
     "jwks_uri": "/.well-known/jwks.json",
@@ -34,7 +38,7 @@ ENDPOINTS: dict[str, str] = {
 
 def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> dict[str, object]:
     algs = sorted({policy.signing_alg, ID_TOKEN_ALG})
-    auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+    auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
     doc: dict[str, object] = {"issuer": issuer}
     doc.update({name: issuer + path for name, path in endpoints.items()})
     doc.update(
@@ -46,7 +50,8 @@ def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> dict[
             "id_token_signing_alg_values_supported": algs,
             "token_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_methods_supported": auth_methods,
-            "introspection_endpoint_auth_methods_supported": auth_methods[:2],
+            "introspection_endpoint_auth_methods_supported": auth_methods[:3],
+            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": list(USER_SCOPES),
             "claims_supported": [
@@ -61,6 +66,7 @@ def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> dict[
                 "sid",
                 "email",
                 "email_verified",
+                "updated_at",
                 "app_id",
             ],
             "authorization_response_iss_parameter_supported": True,

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from oneauth.errors import ApiError
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
+from oneauth.oauth import authorize
 from oneauth.oauth import token as grants
 from oneauth.oauth.clientauth import authenticate_client
 from oneauth.oauth.errors import (
@@ -53,6 +54,7 @@ async def token(request: Request) -> Response:
     handlers = {
         "refresh_token": grants.refresh_grant,
         "client_credentials": grants.client_credentials_grant,
+        "authorization_code": authorize.authorization_code_grant,
     }
     extra = getattr(request.app.state, "extra_grants", {})
     handler = handlers.get(grant_type or "") or extra.get(grant_type or "")

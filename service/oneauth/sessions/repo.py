@@ -50,17 +50,21 @@ async def create_session(
     absolute_ttl: int,
     ip_hash: str | None,
     user_agent: str | None,
+    auth_time: datetime | None = None,
 ) -> Session:
+    """``auth_time`` is when the user authenticated (default now); a session started
+    from an earlier sign-in (authorization code flow) keeps that time."""
     row = await conn.fetchrow(
         "INSERT INTO sessions (user_id, client_id, amr, auth_time, expires_at, ip_hash,"
-        " user_agent) VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4), $5, $6)"
-        " RETURNING id, user_id, client_id, amr, auth_time, expires_at",
+        " user_agent) VALUES ($1, $2, $3, coalesce($7, now()), now() + make_interval(secs => $4),"
+        " $5, $6) RETURNING id, user_id, client_id, amr, auth_time, expires_at",
         user_id,
         client_id,
         amr,
         absolute_ttl,
         ip_hash,
         (user_agent or "")[:512] or None,
+        auth_time,
     )
     assert row is not None
     return Session(*row.values())
@@ -210,7 +214,17 @@ async def revoke_user_sessions(
     reason: str,
     except_session: uuid.UUID | None = None,
 ) -> int:
-    """End every session (and refresh family) of a user in this app (S3)."""
+    """End every session (and refresh family) of a user in this app (S3).
+
+    Browser sessions of the hosted login page end too, all of them: a session
+    kept by ``except_session`` is an API session, never a browser one.
+    """
+    await conn.execute(
+        "UPDATE browser_sessions SET revoked_at = now(), revoked_reason = $2"
+        " WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id,
+        reason,
+    )
     ended = await conn.fetch(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $2"
         " WHERE user_id = $1 AND revoked_at IS NULL AND ($3::uuid IS NULL OR id <> $3)"

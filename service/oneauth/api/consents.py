@@ -1,0 +1,101 @@
+"""A user's remembered consents to third-party clients: list and revoke.
+
+    GET    /v1/consents               the consents the user has given
+    DELETE /v1/consents/{client_id}   withdraw one; ends that client's sessions
+
+Only a user's access token issued to one of the app's first-party clients may
+call these: a third-party client must not learn which other clients the user
+has allowed, nor revoke them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from oneauth import audit
+from oneauth.errors import Forbidden, InvalidToken, NotFound
+from oneauth.flows.common import authenticate_bearer, session_id_of
+from oneauth.http.gate import current_app
+from oneauth.http.requests import bearer_token, request_meta
+from oneauth.oauth import consents
+from oneauth.services import Services
+from oneauth.sessions import repo as sessions
+from oneauth.verifier import AccessTokenClaims
+
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+
+
+async def _user_claims(request: Request, services: Services) -> AccessTokenClaims:
+    app = current_app(request)
+    async with services.router.enter(app) as conn:
+        claims = await authenticate_bearer(services, app, conn, bearer_token(request))
+        row = await sessions.active_session_user(conn, session_id_of(claims))
+        client = await services.clients.get(conn, app.app_id, claims.client_id)
+    if row is None or str(row["id"]) != claims.sub:
+        raise InvalidToken("the session behind this token has ended")
+    if client is None or not client.first_party:
+        raise Forbidden("consents are managed only through the app's own (first-party) clients")
+    return claims
+
+
+async def list_consents(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    claims = await _user_claims(request, services)
+    async with services.router.enter(app) as conn:
+        rows = await consents.list_active(conn, _uid(claims))
+    return JSONResponse(
+        {
+            "consents": [
+                {
+                    "client_id": r["client_id"],
+                    "client_name": r["client_name"],
+                    "scopes": list(r["scopes"]),
+                    "granted_at": r["granted_at"].isoformat(),
+                    "updated_at": r["updated_at"].isoformat(),
+                }
+                for r in rows
+            ]
+        },
+        headers=NO_STORE,
+    )
+
+
+def _uid(claims: AccessTokenClaims) -> uuid.UUID:
+    return uuid.UUID(claims.sub)  # a user token's sub: checked against the session above
+
+
+async def revoke_consent(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    claims = await _user_claims(request, services)
+    client_id = request.path_params["client_id"]
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    async with services.router.enter(app) as conn:
+        ended = await consents.revoke(conn, _uid(claims), client_id)
+        if ended is not None:
+            await audit.record(
+                conn,
+                "consent.revoke",
+                "success",
+                meta,
+                actor_type="user",
+                actor_id=claims.sub,
+                target_type="client",
+                target_id=client_id,
+                details={"sessions_ended": ended},
+            )
+    if ended is None:
+        raise NotFound("no consent to this client")
+    return Response(status_code=204, headers=NO_STORE)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/consents", list_consents, methods=["GET"]),
+        Route("/v1/consents/{client_id}", revoke_consent, methods=["DELETE"]),
+    ]

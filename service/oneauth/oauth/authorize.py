@@ -1,0 +1,467 @@
+"""The authorization code flow: the authorization request, codes, and their exchange.
+
+* RFC 6749 section 4.1 (https://www.rfc-editor.org/rfc/rfc6749#section-4.1): the
+  request, the response, and the ``authorization_code`` grant;
+* RFC 7636 (PKCE): S256 required of every client (:mod:`oneauth.oauth.pkce`);
+* RFC 9207: ``iss`` in every authorization response, errors included;
+* OpenID Connect Core 1.0 section 3.1.2: ``nonce``, ``prompt``, ``max_age``;
+* RFC 9700 (OAuth 2.0 Security BCP): exact redirect URIs, single-use codes whose
+  reuse revokes what the first use produced, no ``response_type=token``.
+
+Views live in :mod:`oneauth.web.pages`; this module holds no HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+
+from oneauth import audit
+from oneauth.apps.models import AppRecord
+from oneauth.flows.common import start_session
+from oneauth.identity import users as users_repo
+from oneauth.oauth import pkce, redirect_uri
+from oneauth.oauth.clients import Client
+from oneauth.oauth.errors import InvalidGrant, InvalidRequest, OAuthError, UnauthorizedClient
+from oneauth.secretbox import SecretBox, SecretBoxError
+from oneauth.services import Services
+from oneauth.sessions import repo as sessions
+from oneauth.web.browser_session import BrowserSession
+
+GRANT = "authorization_code"
+CODE_PREFIX = "oac_"
+# RFC 6749 section 4.1.2: "A maximum authorization code lifetime of 10 minutes is
+# RECOMMENDED." A relying party redeems the code within a second of the redirect;
+# two minutes leaves room for slow networks and still bounds a leaked code.
+CODE_TTL = 120
+# How long a user may take on the login and consent pages.
+FLOW_TTL = 30 * 60
+MAX_STATE = 2048
+MAX_NONCE = 512
+MAX_AGE_LIMIT = 10 * 365 * 86400
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+
+
+class PageError(Exception):
+    """Not answerable at the client's redirect URI (unknown client, unregistered or
+    missing redirect URI): shown on our own error page, never redirected (RFC 6749
+    section 4.1.2.1, O1), so the endpoint can never become an open redirector."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class AuthorizeError(Exception):
+    """An error response sent to the (validated) redirect URI (RFC 6749 section 4.1.2.1)."""
+
+    def __init__(
+        self, error: str, description: str, *, redirect_uri: str, state: str | None
+    ) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.redirect_uri = redirect_uri
+        self.state = state
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    """A validated authorization request, carried between the authorize endpoint,
+    the login page and the consent page sealed (AES-GCM, bound to the app), so the
+    pages need no server-side state and nothing in it can be altered."""
+
+    client_id: str
+    redirect_uri: str
+    scope: tuple[str, ...]
+    state: str | None
+    nonce: str | None
+    code_challenge: str
+    prompt: tuple[str, ...]
+    # A sign-in older than this (epoch seconds) does not satisfy the request
+    # (max_age). prompt=login (and max_age=0) asks for a new sign-in whatever the
+    # clocks say; both are cleared once that sign-in happened (``signed_in``).
+    fresh_after: int | None
+    login_hint: str | None
+    expires: int
+
+    @property
+    def scope_text(self) -> str:
+        return " ".join(self.scope)
+
+    def signed_in(self) -> AuthorizationRequest:
+        """The request after the user signed in for it: that sign-in satisfies it."""
+        return replace(self, fresh_after=None, prompt=tuple(p for p in self.prompt if p != "login"))
+
+    def needs_login(self, auth_time: float | None) -> bool:
+        """True unless a sign-in at ``auth_time`` (None: none) satisfies the request."""
+        if auth_time is None or "login" in self.prompt:
+            return True
+        return self.fresh_after is not None and auth_time < self.fresh_after
+
+    def seal(self, box: SecretBox, app_id: str) -> str:
+        data = json.dumps(asdict(self), separators=(",", ":")).encode()
+        return box.seal(data, context=_flow_context(app_id))
+
+    @classmethod
+    def unseal(cls, box: SecretBox, app_id: str, sealed: str | None) -> AuthorizationRequest | None:
+        """The request, or None if it is not this app's, was altered, or expired."""
+        if not sealed or len(sealed) > 16_384:
+            return None
+        try:
+            data = json.loads(box.open(sealed, context=_flow_context(app_id)))
+            found = cls(**{**data, "scope": tuple(data["scope"]), "prompt": tuple(data["prompt"])})
+        except (SecretBoxError, ValueError, TypeError, KeyError):
+            return None
+        return found if found.expires > time.time() else None
+
+
+def _flow_context(app_id: str) -> str:
+    return f"app:{app_id}/authorization-request"
+
+
+def single_values(items: Iterable[tuple[str, str]]) -> tuple[dict[str, str], set[str]]:
+    """Parameters, and the names sent more than once (RFC 6749 section 3.1 forbids it)."""
+    values: dict[str, str] = {}
+    repeated: set[str] = set()
+    for key, value in items:
+        if key in values:
+            repeated.add(key)
+        values[key] = value
+    return values, repeated
+
+
+def _usable(client: Client | None) -> bool:
+    return client is not None and not client.disabled
+
+
+def _check_redirect(client: Client, uri: str) -> None:
+    if not redirect_uri.matches(client.redirect_uris, uri, native=not client.is_confidential):
+        raise PageError(
+            "invalid_redirect_uri",
+            "The redirect URI is not registered for this application, so we cannot send you"
+            " back to it. Contact the application's developers.",
+        )
+
+
+async def parse_request(
+    services: Services,
+    app: AppRecord,
+    conn: asyncpg.Connection,
+    items: Iterable[tuple[str, str]],
+) -> tuple[Client, AuthorizationRequest]:
+    """Validate an authorization request; PageError or AuthorizeError on failure."""
+    params, repeated = single_values(items)
+    client_id = params.get("client_id")
+    if not client_id or "client_id" in repeated:
+        raise PageError("invalid_client", "The request does not name one application.")
+    client = await services.clients.get(conn, app.app_id, client_id)
+    if client is None or not _usable(client):
+        raise PageError("invalid_client", "The application that sent you here is not known.")
+    uri = params.get("redirect_uri")
+    if not uri or "redirect_uri" in repeated:
+        # OIDC Core 3.1.2.1 makes redirect_uri REQUIRED; without it there is no
+        # exact string to compare, so no redirect may happen.
+        raise PageError("invalid_redirect_uri", "The request does not name a redirect URI.")
+    _check_redirect(client, uri)
+
+    raw_state = params.get("state")
+    state = raw_state if raw_state is not None and len(raw_state) <= MAX_STATE else None
+
+    def fail(error: str, description: str) -> AuthorizeError:
+        return AuthorizeError(error, description, redirect_uri=uri, state=state)
+
+    if raw_state is not None and state is None:
+        raise fail("invalid_request", f"state is longer than {MAX_STATE} characters")
+    if repeated:
+        raise fail("invalid_request", f"parameter sent twice: {', '.join(sorted(repeated))}")
+    # OIDC Core 6: request objects are not supported (request_parameter_supported=false).
+    if "request" in params:
+        raise fail("request_not_supported", "the request parameter is not supported")
+    if "request_uri" in params:
+        raise fail("request_uri_not_supported", "the request_uri parameter is not supported")
+    if "registration" in params:
+        raise fail("registration_not_supported", "the registration parameter is not supported")
+    # O2, O6: only the code flow; response_type=token (implicit) or hybrids never.
+    if params.get("response_type") != "code":
+        raise fail("unsupported_response_type", "response_type must be code")
+    if params.get("response_mode", "query") != "query":
+        raise fail("invalid_request", "response_mode must be query")
+    if GRANT not in client.grant_types:
+        raise fail("unauthorized_client", "this client may not use the authorization code flow")
+    # RFC 7636 section 4.4.1 / RFC 9700 section 2.1.1: PKCE for every client, S256 only.
+    challenge = params.get("code_challenge")
+    if not challenge:
+        raise fail("invalid_request", "code_challenge is required (PKCE with S256)")
+    # Section 4.3: an absent method means "plain", which is refused like an explicit one.
+    if params.get("code_challenge_method") != pkce.METHOD:
+        raise fail("invalid_request", "code_challenge_method must be S256")
+    if not pkce.valid_challenge(challenge):
+        raise fail("invalid_request", "code_challenge must be 43 base64url characters")
+    if "code_verifier" in params:
+        raise fail("invalid_request", "code_verifier belongs in the token request")
+    scope = _scope(params.get("scope"), client, fail)
+    prompt = tuple(sorted(set((params.get("prompt") or "").split())))
+    if set(prompt) - PROMPTS:
+        raise fail("invalid_request", "prompt must be none, login, consent or select_account")
+    if "none" in prompt and len(prompt) > 1:
+        raise fail("invalid_request", "prompt=none cannot be combined with other values")
+    nonce = params.get("nonce")
+    if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE:
+        raise fail("invalid_request", f"nonce must be 1 to {MAX_NONCE} characters")
+    now = int(time.time())
+    fresh_after = None
+    max_age = params.get("max_age")
+    if max_age is not None:
+        if not max_age.isdigit() or int(max_age) > MAX_AGE_LIMIT:
+            raise fail("invalid_request", "max_age must be a non-negative number of seconds")
+        if int(max_age) == 0:  # OIDC Core 3.1.2.1: equivalent to prompt=login
+            prompt = tuple(sorted({*prompt, "login"}))
+        else:
+            fresh_after = now - int(max_age)
+    hint = params.get("login_hint")
+    request = AuthorizationRequest(
+        client_id=client.client_id,
+        redirect_uri=uri,
+        scope=scope,
+        state=state,
+        nonce=nonce,
+        code_challenge=challenge,
+        prompt=prompt,
+        fresh_after=fresh_after,
+        login_hint=hint if hint and len(hint) <= 320 and "@" in hint else None,
+        expires=now + FLOW_TTL,
+    )
+    return client, request
+
+
+def _scope(
+    raw: str | None, client: Client, fail: Callable[[str, str], AuthorizeError]
+) -> tuple[str, ...]:
+    # RFC 6749 section 3.3; scopes are limited to the client's registration (O5).
+    wanted = (raw or "").split()
+    if not wanted:
+        raise fail("invalid_scope", "scope is required")
+    beyond = set(wanted) - client.scopes
+    if beyond:
+        raise fail("invalid_scope", f"scope beyond this client's: {' '.join(sorted(beyond))}")
+    return tuple(dict.fromkeys(wanted))
+
+
+async def revalidate(
+    services: Services, app: AppRecord, conn: asyncpg.Connection, request: AuthorizationRequest
+) -> Client:
+    """The client of a sealed request, checked again: it may have changed since."""
+    client = await services.clients.get(conn, app.app_id, request.client_id)
+    if client is None or not _usable(client):
+        raise PageError("invalid_client", "The application that sent you here is not known.")
+    _check_redirect(client, request.redirect_uri)
+    if GRANT not in client.grant_types or not set(request.scope) <= client.scopes:
+        raise AuthorizeError(
+            "unauthorized_client",
+            "the client's registration changed during sign-in",
+            redirect_uri=request.redirect_uri,
+            state=request.state,
+        )
+    return client
+
+
+def response_uri(uri: str, params: Mapping[str, str | None]) -> str:
+    """Add response parameters to the redirect URI, keeping its own query (section 3.1.2)."""
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    return f"{uri}{'&' if '?' in uri else '?'}{query}"
+
+
+def success_uri(request: AuthorizationRequest, code: str, issuer: str) -> str:
+    return response_uri(request.redirect_uri, {"code": code, "state": request.state, "iss": issuer})
+
+
+def error_uri(uri: str, error: str, description: str | None, state: str | None, issuer: str) -> str:
+    # RFC 9207 section 2: iss in error responses too.
+    return response_uri(
+        uri, {"error": error, "error_description": description, "state": state, "iss": issuer}
+    )
+
+
+# --- codes (SQL) --------------------------------------------------------------------
+
+
+def _hash(raw: str) -> bytes:
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest()
+
+
+async def issue_code(
+    conn: asyncpg.Connection, request: AuthorizationRequest, session: BrowserSession
+) -> str:
+    """A single-use code for ``request``, bound to the signed-in browser session."""
+    raw = CODE_PREFIX + secrets.token_urlsafe(32)
+    # One round trip: store the code and count it as use of the browser session
+    # (its idle clock restarts).
+    await conn.execute(
+        "WITH code AS (INSERT INTO authorization_codes (code_hash, client_id, user_id,"
+        " browser_session_id, redirect_uri, code_challenge, scope, nonce, auth_time, amr,"
+        " expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+        " now() + make_interval(secs => $11)))"
+        " UPDATE browser_sessions SET last_seen_at = now() WHERE id = $4",
+        _hash(raw),
+        request.client_id,
+        session.user_id,
+        session.id,
+        request.redirect_uri,
+        request.code_challenge,
+        request.scope_text,
+        request.nonce,
+        session.auth_time,
+        session.amr,
+        CODE_TTL,
+    )
+    if random.random() < 1 / 64:
+        # Used and expired codes are kept a day, long enough to recognise a reuse.
+        await conn.execute(
+            "DELETE FROM authorization_codes WHERE expires_at < now() - interval '1 day'"
+        )
+    return raw
+
+
+# One statement: consume the code if it is this client's and unused. Of two
+# concurrent exchanges the second waits on the row lock, then finds used_at set.
+_CONSUME = """
+UPDATE authorization_codes c SET used_at = now()
+WHERE code_hash = $1 AND client_id = $2 AND used_at IS NULL
+RETURNING user_id, browser_session_id, redirect_uri, code_challenge, scope, nonce, auth_time,
+          amr, expires_at > now() AS live,
+          EXISTS (SELECT 1 FROM browser_sessions b WHERE b.id = c.browser_session_id
+                  AND b.revoked_at IS NULL AND b.expires_at > now()) AS signed_in
+"""
+
+
+async def authorization_code_grant(
+    services: Services,
+    app: AppRecord,
+    conn: asyncpg.Connection,
+    client: Client,
+    form: dict[str, str],
+    meta: audit.RequestMeta,
+) -> dict[str, Any] | OAuthError:
+    """RFC 6749 section 4.1.3 with RFC 7636 section 4.6.
+
+    Once the code is consumed, errors are returned rather than raised so that the
+    consumption, any revocation and the audit row commit before the 400.
+    """
+    if GRANT not in client.grant_types:
+        raise UnauthorizedClient("this client may not use the authorization_code grant")
+    raw = form.get("code")
+    if not raw:
+        raise InvalidRequest("code is required")
+    if not form.get("redirect_uri"):
+        raise InvalidRequest("redirect_uri is required")
+    digest = _hash(raw)
+    row = await conn.fetchrow(_CONSUME, digest, client.client_id)
+
+    async def failed(reason: str) -> InvalidGrant:
+        await audit.record(
+            conn,
+            "token.issue",
+            "failure",
+            meta,
+            actor_type="client",
+            actor_id=client.client_id,
+            details={"grant": GRANT, "reason": reason},
+        )
+        return InvalidGrant("the authorization code is invalid, expired or already used")
+
+    if row is None:
+        used = await conn.fetchrow(
+            "SELECT session_id FROM authorization_codes"
+            " WHERE code_hash = $1 AND client_id = $2 AND used_at IS NOT NULL",
+            digest,
+            client.client_id,
+        )
+        if used is None:
+            return await failed("unknown_code")
+        # O3 (ASVS 10.4.2): a second use means the code leaked; end what the first made.
+        if used["session_id"] is not None:
+            await sessions.revoke_session(conn, used["session_id"], reason="code_reuse")
+        await audit.record(
+            conn,
+            "token.code_reuse",
+            "denied",
+            meta,
+            actor_type="client",
+            actor_id=client.client_id,
+            target_type="session",
+            target_id=str(used["session_id"]) if used["session_id"] else None,
+            details={"action": "session_revoked" if used["session_id"] else "none"},
+        )
+        return InvalidGrant("the authorization code is invalid, expired or already used")
+    if not row["live"]:
+        return await failed("expired")
+    # Section 4.1.3: the same redirect_uri as in the authorization request, exactly.
+    if form["redirect_uri"] != row["redirect_uri"]:
+        return await failed("redirect_uri_mismatch")
+    if not pkce.verify(form.get("code_verifier"), row["code_challenge"]):
+        return await failed("pkce_verifier_mismatch")
+    user = await users_repo.by_id(conn, row["user_id"])
+    if user is None or user.status != "active" or not row["signed_in"]:
+        return await failed("session_ended")
+
+    issuer = await services.issuer(app, conn)
+    scope: str = row["scope"]
+    tokens, session = await start_session(
+        conn,
+        issuer,
+        user=user,
+        client=client,
+        amr=list(row["amr"]),
+        scope=scope,
+        meta=meta,
+        auth_time=row["auth_time"],
+    )
+    # Remember what this code produced (a reuse revokes it) and tie the new session
+    # to the browser session it came from (logout there ends it): one round trip.
+    await conn.execute(
+        "WITH code AS (UPDATE authorization_codes SET session_id = $2 WHERE code_hash = $1)"
+        " UPDATE sessions SET browser_session_id = $3 WHERE id = $2",
+        digest,
+        session.id,
+        row["browser_session_id"],
+    )
+    scopes = set(scope.split())
+    if "openid" in scopes:
+        extra: dict[str, Any] = {}
+        if "email" in scopes:
+            extra.update(email=user.email, email_verified=user.email_verified)
+        if "profile" in scopes:
+            extra["updated_at"] = int(user.updated_at.timestamp())
+        tokens["id_token"] = issuer.id_token(
+            sub=user.sub,
+            client_id=client.client_id,
+            auth_time=int(row["auth_time"].timestamp()),
+            access_token=tokens["access_token"],
+            nonce=row["nonce"],
+            sid=str(session.id),
+            amr=list(row["amr"]),
+            extra=extra,
+        )
+    await audit.record(
+        conn,
+        "token.issue",
+        "success",
+        meta,
+        actor_type="user",
+        actor_id=user.sub,
+        target_type="session",
+        target_id=str(session.id),
+        details={"grant": GRANT, "client_id": client.client_id},
+    )
+    return tokens

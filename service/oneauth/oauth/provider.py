@@ -1,0 +1,15 @@
+"""Every route that makes an app an OpenID Provider beyond the token endpoints:
+authorization endpoint with the hosted login and consent pages, UserInfo,
+RP-initiated logout, and the consent-management API."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from oneauth.api import consents
+from oneauth.oauth import logout, userinfo
+from oneauth.web import pages
+
+
+def routes() -> list[BaseRoute]:
+    return [*pages.routes(), *userinfo.routes(), *logout.routes(), *consents.routes()]

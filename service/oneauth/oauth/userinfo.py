@@ -1,0 +1,92 @@
+"""The UserInfo endpoint (OpenID Connect Core 1.0 section 5.3).
+
+A user's access token of this app with the ``openid`` scope, sent as a Bearer
+token (RFC 6750 section 2.1 header, or 2.2 form body on POST). Client
+credentials tokens act for no user and are refused (T4), as is any token of
+another app (B1: the verifier pins issuer, audience and app_id) and any token
+whose session has ended. Claims follow the scopes (section 5.4).
+Errors are RFC 6750 section 3 challenges.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from oneauth.errors import ApiError
+from oneauth.http.gate import current_app
+from oneauth.http.requests import bearer_token, read_form
+from oneauth.services import Services
+from oneauth.sessions import repo as sessions
+from oneauth.verifier import VerificationError
+
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+
+
+def _challenge(app_id: str, status: int, error: str | None, description: str) -> Response:
+    header = f'Bearer realm="{app_id}"'
+    body: dict[str, str] = {}
+    if error is not None:  # RFC 6750 3.1: no error code when no credentials were sent
+        header += f', error="{error}", error_description="{description}"'
+        body = {"error": error, "error_description": description}
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+        headers={**NO_STORE, "www-authenticate": header},
+    )
+
+
+async def _token(request: Request) -> str | None:
+    token = bearer_token(request)
+    if token is None and request.method == "POST":
+        try:
+            token = (await read_form(request)).get("access_token") or None
+        except ApiError:
+            return None
+    return token
+
+
+async def userinfo(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    token = await _token(request)
+    if token is None:
+        return _challenge(app.app_id, 401, None, "")
+    async with services.router.enter(app) as conn:
+        keys = await services.keys.get(app, conn)
+        try:
+            claims = keys.verifier.verify(token)
+        except VerificationError:
+            return _challenge(app.app_id, 401, "invalid_token", "the access token is not valid")
+        if claims.is_client_token:
+            return _challenge(app.app_id, 401, "invalid_token", "a user's access token is required")
+        if "openid" not in claims.scopes:
+            return _challenge(app.app_id, 403, "insufficient_scope", "the openid scope is needed")
+        try:
+            sid = uuid.UUID(claims.sid or "")
+        except ValueError:
+            return _challenge(app.app_id, 401, "invalid_token", "the access token has no session")
+        row = await sessions.active_session_user(conn, sid)
+    if row is None or str(row["id"]) != claims.sub:
+        return _challenge(app.app_id, 401, "invalid_token", "the session has ended")
+    body: dict[str, Any] = {"sub": claims.sub}
+    if "email" in claims.scopes:
+        body.update(email=row["email"], email_verified=row["email_verified"])
+    if "profile" in claims.scopes:
+        # We hold no name fields yet; updated_at is the one profile claim we have.
+        body["updated_at"] = int(row["updated_at"].timestamp())
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        media_type="application/json",
+        headers=NO_STORE,
+    )
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/oauth/userinfo", userinfo, methods=["GET", "POST"])]

@@ -1,0 +1,483 @@
+"""The authorization endpoint and the hosted login and consent pages of one app.
+
+    GET|POST /oauth/authorize            validate, then: code, login page or consent page
+    POST     /login                      the login form; 303 to /oauth/authorize/continue
+    GET      /oauth/authorize/continue   resume a sealed request after login
+    POST     /consent                    the consent form; 303 to the client
+    GET      /assets/style.css           the app's stylesheet (no inline styles anywhere)
+
+The request travels between these as a sealed ``flow`` value
+(:class:`~oneauth.oauth.authorize.AuthorizationRequest`); the browser session
+is a server-side row named by an app-scoped cookie (:mod:`.browser_session`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from oneauth import audit
+from oneauth.apps.models import AppRecord
+from oneauth.apps.policy import policy_of
+from oneauth.errors import (
+    ApiError,
+    EmailNotVerified,
+    InvalidCredentials,
+    ServiceUnavailable,
+    TooManyRequests,
+)
+from oneauth.flows import password
+from oneauth.http.gate import current_app
+from oneauth.http.requests import read_form, request_meta
+from oneauth.identity.users import User
+from oneauth.oauth import consents
+from oneauth.oauth import redirect_uri as redirect_uris
+from oneauth.oauth.authorize import (
+    AuthorizationRequest,
+    AuthorizeError,
+    PageError,
+    error_uri,
+    issue_code,
+    parse_request,
+    revalidate,
+    success_uri,
+)
+from oneauth.oauth.clients import Client
+from oneauth.services import Services
+from oneauth.web import browser_session, csrf
+from oneauth.web.browser_session import BrowserSession
+from oneauth.web.render import branding, redirect, render, stylesheet
+
+SCOPE_TEXT = {
+    "openid": "Know who you are (your account id)",
+    "profile": "See your basic profile",
+    "email": "See your email address and whether it is verified",
+    "offline_access": "Stay connected when you are not using it",
+}
+
+Step = Literal["login", "consent", "code"]
+
+
+def _targets(uri: str) -> tuple[str, ...]:
+    origin = redirect_uris.origin(uri)
+    return (origin,) if origin else ()
+
+
+def error_page(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    message: str,
+    *,
+    title: str = "This sign-in request cannot continue",
+    code: str | None = None,
+    status: int = 400,
+) -> Response:
+    return render(
+        request,
+        services,
+        app,
+        "error.html",
+        {"title": title, "message": message, "code": code},
+        status=status,
+    )
+
+
+def _to_client(
+    services: Services, app: AppRecord, error: AuthorizeError, status: int = 302
+) -> Response:
+    issuer = services.settings.issuer_for(app.app_id)
+    uri = error_uri(error.redirect_uri, error.error, error.description, error.state, issuer)
+    return redirect(uri, status)
+
+
+async def authorize(request: Request) -> Response:
+    """RFC 6749 section 3.1; OIDC Core 3.1.2.1 asks for GET and POST."""
+    app = current_app(request)
+    services = Services.of(request)
+    if request.method == "POST":
+        try:
+            form = await read_form(request)
+        except ApiError as exc:
+            return error_page(request, services, app, exc.detail, code="invalid_request")
+        items: list[tuple[str, str]] = list(form.items())
+    else:
+        items = list(request.query_params.multi_items())
+    try:
+        # One transaction: validate, then sign-in, consent or a code.
+        async with services.router.enter(app) as conn:
+            client, authz = await parse_request(services, app, conn, items)
+            step = await next_step(request, services, app, conn, client, authz)
+    except PageError as exc:
+        return error_page(request, services, app, exc.message, code=exc.code)
+    except AuthorizeError as exc:
+        return _to_client(services, app, exc)
+    return respond(request, services, app, client, authz, step, status=302)
+
+
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    kind: Step
+    session: BrowserSession | None = None
+    code: str | None = None
+
+
+async def next_step(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    conn: asyncpg.Connection,
+    client: Client,
+    authz: AuthorizationRequest,
+) -> NextStep:
+    """Sign-in, consent or a code (issued here), whichever the request and browser need."""
+    session = await browser_session.current(
+        conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
+    )
+    if _too_old(session, authz):
+        return NextStep("login")  # none, or prompt=login / max_age ask for a new sign-in
+    assert session is not None
+    if not client.first_party and (
+        "consent" in authz.prompt
+        or not await consents.covers(conn, session.user_id, client.client_id, authz.scope)
+    ):
+        return NextStep("consent", session)
+    code = await issue_code(conn, authz, session)
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    await _audit_code(conn, meta, authz, session.sub)
+    return NextStep("code", session, code)
+
+
+def respond(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    client: Client,
+    authz: AuthorizationRequest,
+    step: NextStep,
+    *,
+    status: Literal[302, 303],
+) -> Response:
+    issuer = services.settings.issuer_for(app.app_id)
+    session, code = step.session, step.code
+    if step.kind == "login":
+        if "none" in authz.prompt:  # OIDC Core 3.1.2.6
+            return _to_client(services, app, _prompt_none(authz, "login_required"), status)
+        return login_page(request, services, app, client, authz)
+    if step.kind == "consent":
+        if "none" in authz.prompt:
+            return _to_client(services, app, _prompt_none(authz, "consent_required"), status)
+        assert session is not None
+        return consent_page(request, services, app, client, authz, session.email)
+    assert code is not None
+    return redirect(success_uri(authz, code, issuer), status)
+
+
+def _too_old(session: BrowserSession | None, authz: AuthorizationRequest) -> bool:
+    return authz.needs_login(session.auth_time.timestamp() if session else None)
+
+
+def _prompt_none(authz: AuthorizationRequest, error: str) -> AuthorizeError:
+    return AuthorizeError(
+        error,
+        "user interaction is needed but prompt=none was requested",
+        redirect_uri=authz.redirect_uri,
+        state=authz.state,
+    )
+
+
+async def _audit_code(
+    conn: Any, meta: audit.RequestMeta, authz: AuthorizationRequest, sub: str
+) -> None:
+    await audit.record(
+        conn,
+        "oauth.authorize",
+        "success",
+        meta,
+        actor_type="user",
+        actor_id=sub,
+        target_type="client",
+        target_id=authz.client_id,
+        details={"scope": authz.scope_text},
+    )
+
+
+def login_page(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    client: Client,
+    authz: AuthorizationRequest,
+    *,
+    error: str | None = None,
+    email: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return render(
+        request,
+        services,
+        app,
+        "login.html",
+        {
+            "flow": authz.seal(services.box, app.app_id),
+            "client_name": None if client.first_party else client.name,
+            "email": email if email is not None else authz.login_hint,
+            "error": error,
+            # Sign-in by emailed code exists only where the app turned it on (issue 5).
+            "passwordless": bool(getattr(policy_of(app), "passwordless", False)),
+        },
+        status=status,
+        headers=headers,
+        # The POST ends, two redirects later, at the client's redirect URI.
+        form_targets=_targets(authz.redirect_uri),
+    )
+
+
+def consent_page(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    client: Client,
+    authz: AuthorizationRequest,
+    email: str,
+) -> Response:
+    scopes = [{"name": s, "text": SCOPE_TEXT.get(s, "Use the permission")} for s in authz.scope]
+    return render(
+        request,
+        services,
+        app,
+        "consent.html",
+        {
+            "flow": authz.seal(services.box, app.app_id),
+            "client_name": client.name,
+            "email": email,
+            "scopes": scopes,
+        },
+        # Chromium checks form-action on the 303 that follows the POST as well.
+        form_targets=_targets(authz.redirect_uri),
+    )
+
+
+async def _posted_flow(
+    request: Request, services: Services, app: AppRecord
+) -> tuple[dict[str, str], Client, AuthorizationRequest] | Response:
+    """The form of a hosted page, its CSRF check, and the request it continues."""
+    try:
+        form = await read_form(request)
+    except ApiError as exc:
+        return error_page(request, services, app, exc.detail, code="invalid_request")
+    if not csrf.check(request, services.settings, app.app_id, form.get(csrf.FIELD)):
+        return error_page(
+            request,
+            services,
+            app,
+            "This form has expired or did not come from this site. Go back to the"
+            " application and start again.",
+            code="csrf",
+            status=403,
+        )
+    authz = AuthorizationRequest.unseal(services.box, app.app_id, form.get("flow"))
+    if authz is None:
+        return _expired(request, services, app)
+    try:
+        async with services.router.enter(app) as conn:
+            client = await revalidate(services, app, conn, authz)
+    except PageError as exc:
+        return error_page(request, services, app, exc.message, code=exc.code)
+    except AuthorizeError as exc:
+        return _to_client(services, app, exc, 303)
+    return form, client, authz
+
+
+def _expired(request: Request, services: Services, app: AppRecord) -> Response:
+    return error_page(
+        request,
+        services,
+        app,
+        "This sign-in has expired. Go back to the application and start again.",
+        code="flow_expired",
+    )
+
+
+def continue_url(issuer: str, sealed: str) -> str:
+    return f"{issuer}/oauth/authorize/continue?{urlencode({'flow': sealed})}"
+
+
+async def login(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    posted = await _posted_flow(request, services, app)
+    if isinstance(posted, Response):
+        return posted
+    form, client, authz = posted
+    email = form.get("email", "").strip()[:320]
+    secret = form.get("password", "")
+    if not email or not secret:
+        return login_page(
+            request,
+            services,
+            app,
+            client,
+            authz,
+            error="Enter your email address and your password.",
+            email=email,
+            status=400,
+        )
+    settings = services.settings
+    policy = policy_of(app)
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+
+    async def sign_in(conn: Any, user: User) -> str:
+        raw, session = await browser_session.create(
+            conn,
+            user_id=user.id,
+            email=user.email,
+            amr=["pwd"],
+            ttl=policy.session_absolute_ttl,
+            ip_hash=meta.ip_hash,
+            user_agent=meta.user_agent,
+        )
+        # Rotated at login: whatever the browser held before is retired (no fixation).
+        await browser_session.replace_presented(conn, request, app.app_id, session)
+        await audit.record(
+            conn,
+            "auth.login",
+            "success",
+            meta,
+            actor_type="user",
+            actor_id=user.sub,
+            target_type="browser_session",
+            target_id=str(session.id),
+            details={"method": "password", "via": "hosted_page", "client_id": client.client_id},
+        )
+        return raw
+
+    def again(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+        return login_page(
+            request,
+            services,
+            app,
+            client,
+            authz,
+            error=message,
+            email=email,
+            status=status,
+            headers=headers,
+        )
+
+    try:
+        if len(secret) > password.MAX_PASSWORD_INPUT:
+            raise InvalidCredentials()
+        raw = await password.verify_password(services, app, email, secret, meta, sign_in)
+    except InvalidCredentials:
+        # One message for unknown accounts and wrong passwords (P4).
+        return again("The email address or password is not right.", 400)
+    except TooManyRequests as exc:
+        return again("Too many attempts. Wait a few minutes, then try again.", 429, exc.headers)
+    except EmailNotVerified:
+        return again("Confirm your email address first, then sign in.", 403)
+    except ServiceUnavailable as exc:
+        return again("We are very busy right now. Try again in a moment.", 503, exc.headers)
+    issuer = settings.issuer_for(app.app_id)
+    resumed = authz.signed_in().seal(services.box, app.app_id)
+    response = redirect(continue_url(issuer, resumed), 303)
+    browser_session.set_cookie(
+        response,
+        settings,
+        app.app_id,
+        browser_session.cookie_name(app.app_id),
+        raw,
+        policy.session_absolute_ttl,
+    )
+    return response
+
+
+async def resume(request: Request) -> Response:
+    """After login (and for other sign-in pages): continue a sealed request."""
+    app = current_app(request)
+    services = Services.of(request)
+    authz = AuthorizationRequest.unseal(services.box, app.app_id, request.query_params.get("flow"))
+    if authz is None:
+        return _expired(request, services, app)
+    try:
+        async with services.router.enter(app) as conn:
+            client = await revalidate(services, app, conn, authz)
+            step = await next_step(request, services, app, conn, client, authz)
+    except PageError as exc:
+        return error_page(request, services, app, exc.message, code=exc.code)
+    except AuthorizeError as exc:
+        return _to_client(services, app, exc)
+    return respond(request, services, app, client, authz, step, status=302)
+
+
+async def consent(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    posted = await _posted_flow(request, services, app)
+    if isinstance(posted, Response):
+        return posted
+    form, client, authz = posted
+    issuer = services.settings.issuer_for(app.app_id)
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    allow = form.get("decision") == "allow"
+    code = None
+    async with services.router.enter(app) as conn:
+        session = await browser_session.current(
+            conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
+        )
+        stale = _too_old(session, authz)
+        if not stale:
+            assert session is not None
+            await audit.record(
+                conn,
+                "consent.grant" if allow else "consent.deny",
+                "success",
+                meta,
+                actor_type="user",
+                actor_id=session.sub,
+                target_type="client",
+                target_id=client.client_id,
+                details={"scope": authz.scope_text},
+            )
+            if allow:
+                await consents.grant(conn, session.user_id, client.client_id, authz.scope)
+                code = await issue_code(conn, authz, session)
+                await _audit_code(conn, meta, authz, session.sub)
+    if stale:
+        # Signed out in another tab meanwhile: sign in again, then consent again.
+        return redirect(continue_url(issuer, authz.seal(services.box, app.app_id)), 303)
+    if code is None:
+        denied = AuthorizeError(
+            "access_denied",
+            "the user did not allow access",
+            redirect_uri=authz.redirect_uri,
+            state=authz.state,
+        )
+        return _to_client(services, app, denied, 303)
+    return redirect(success_uri(authz, code, issuer), 303)
+
+
+async def style(request: Request) -> Response:
+    brand = branding(current_app(request))
+    return Response(
+        stylesheet(brand.color, brand.text_color),
+        media_type="text/css",
+        headers={"cache-control": "public, max-age=300"},
+    )
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/oauth/authorize", authorize, methods=["GET", "POST"]),
+        Route("/oauth/authorize/continue", resume, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/consent", consent, methods=["POST"]),
+        Route("/assets/style.css", style, methods=["GET"]),
+    ]
