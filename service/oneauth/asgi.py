@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from oneauth import logs
+from oneauth.api import recovery as recovery_api
 from oneauth.api import views
 from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
@@ -23,7 +24,10 @@ from oneauth.http.gate import AppGate
 from oneauth.http.middleware import RequestContext
 from oneauth.http.problems import exception_handlers
 from oneauth.identity.passwords import PasswordHasher
+from oneauth.mail.outbox import CHANNEL as outbox_channel
+from oneauth.mail.worker import DeliveryWorker
 from oneauth.oauth import discovery, endpoints
+from oneauth.oauth import provider as oidc_provider
 from oneauth.oauth.clients import CHANNEL as clients_channel
 from oneauth.oauth.clients import ClientCache
 from oneauth.oauth.errors import OAuthError, oauth_error_handler
@@ -32,10 +36,18 @@ from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
 from oneauth.tokens.keystore import KeyStore
+from oneauth.web import recovery_pages
 
 
 def app_routes() -> list[BaseRoute]:
-    return [*views.routes(), *endpoints.routes(), *discovery.routes()]
+    return [
+        *views.routes(),
+        *recovery_api.routes(),
+        *endpoints.routes(),
+        *discovery.routes(),
+        *oidc_provider.routes(),
+        *recovery_pages.routes(),
+    ]
 
 
 def create_app(settings: Settings | None = None, *, configure_logging: bool = True) -> Starlette:
@@ -61,16 +73,22 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             notifier.subscribe(registry_channel, registry.on_change)
             notifier.subscribe(keys_channel, keys.on_change)
             notifier.subscribe(clients_channel, clients.on_change)
-            await notifier.start()
             router = Router(
                 pool, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
             )
+            delivery = DeliveryWorker.from_settings(settings, pool, registry, router, box)
+            if settings.mail_worker_inprocess:
+                notifier.subscribe(outbox_channel, delivery.on_notify)
+            await notifier.start()
             app.state.services = Services(
-                settings, pool, registry, router, notifier, keys, clients, hasher, box
+                settings, pool, registry, router, notifier, keys, clients, hasher, box, delivery
             )
+            if settings.mail_worker_inprocess:
+                await delivery.start()
             try:
                 yield
             finally:
+                await delivery.stop()
                 await notifier.stop()
         finally:
             await pool.close()

@@ -118,3 +118,13 @@ class EmailTaken(ApiError):
 
 class EmailNotVerified(ApiError):
     code, status, title = "email_not_verified", 403, "Verify your email address first"
+
+
+class InvalidLinkOrCode(ApiError):
+    # One answer for unknown, expired, used, locked and other apps' links and
+    # codes (P5, B1): the caller learns nothing about which it was.
+    code, status, title = "invalid_link_or_code", 400, "The link or code is invalid or has expired"
+
+
+class FeatureDisabled(ApiError):
+    code, status, title = "feature_disabled", 403, "This feature is not enabled for this app"

@@ -15,6 +15,7 @@ from oneauth.apps.registry import Registry
 from oneauth.db.notify import Notifier
 from oneauth.db.router import Router
 from oneauth.identity.passwords import PasswordHasher
+from oneauth.mail.worker import DeliveryWorker
 from oneauth.oauth.clients import ClientCache
 from oneauth.secretbox import SecretBox
 from oneauth.settings import Settings
@@ -33,6 +34,8 @@ class Services:
     clients: ClientCache
     hasher: PasswordHasher
     box: SecretBox
+    # The mail delivery worker; running in this process unless ONEAUTH_EMAIL_WORKER=off.
+    delivery: DeliveryWorker | None = None
 
     @cached_property
     def ip_hash_key(self) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
@@ -16,6 +17,9 @@ from urllib.parse import urlsplit
 
 Env = Literal["development", "test", "production"]
 LogFormat = Literal["auto", "json", "console"]
+EMAIL_BACKENDS = ("auto", "smtp", "console", "memory")
+SMTP_TLS_MODES = ("starttls", "tls", "none")
+EMAIL_WORKER_MODES = ("auto", "inprocess", "off")
 
 # Obviously fake; refused in production. Decodes to 32 bytes of a readable phrase.
 DEV_MASTER_KEY = base64.urlsafe_b64encode(b"oneauth-dev-master-key--NOT-SAFE").decode()
@@ -45,10 +49,50 @@ class Settings:
     log_level: str = "info"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Email (issue 5). "auto": console in development, memory in test, smtp in production.
+    email_backend: str = "auto"
+    email_from: str = ""  # "": no-reply@<host of public_url>; apps may override per app
+    # "auto": the delivery worker runs inside the service, except in tests
+    # (they drive it); "off" when `oneauth worker` runs it apart.
+    email_worker: str = "auto"
+    email_max_attempts: int = 8
+    email_sweep_interval: float = 30.0
+    email_templates_dir: str = ""
+    smtp_host: str = "localhost"
+    smtp_port: int = 0  # 0: 587 for starttls, 465 for tls, 25 for none
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_tls: str = "starttls"
+    smtp_timeout: float = 10.0
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def mail_backend(self) -> str:
+        if self.email_backend != "auto":
+            return self.email_backend
+        return {"development": "console", "test": "memory"}.get(self.env, "smtp")
+
+    @property
+    def mail_worker_inprocess(self) -> bool:
+        if self.email_worker == "auto":
+            return self.env != "test"
+        return self.email_worker == "inprocess"
+
+    @property
+    def mail_from(self) -> str:
+        if self.email_from:
+            return self.email_from
+        host = urlsplit(self.public_url).hostname or ""
+        if "." not in host or host.replace(".", "").isdigit():
+            host = "oneauth.invalid"  # loopback/IP development URL: obviously fake
+        return f"no-reply@{host}"
+
+    @property
+    def smtp_effective_port(self) -> int:
+        return self.smtp_port or {"starttls": 587, "tls": 465}.get(self.smtp_tls, 25)
 
     def issuer_for(self, app_id: str) -> str:
         return f"{self.public_url}/apps/{app_id}"
@@ -102,9 +146,42 @@ class Settings:
                 )
             if urlsplit(self.public_url).scheme != "https":
                 raise SettingsError("ONEAUTH_PUBLIC_URL: must be https in production")
+        self._validate_email()
+
+    def _validate_email(self) -> None:
+        if self.email_backend not in EMAIL_BACKENDS:
+            raise SettingsError("ONEAUTH_EMAIL_BACKEND: must be smtp, console, memory or auto")
+        if self.email_worker not in EMAIL_WORKER_MODES:
+            raise SettingsError("ONEAUTH_EMAIL_WORKER: must be inprocess, off or auto")
+        if self.smtp_tls not in SMTP_TLS_MODES:
+            raise SettingsError("ONEAUTH_SMTP_TLS: must be starttls, tls or none")
+        if self.email_from and not _EMAIL_ADDRESS.fullmatch(self.email_from):
+            raise SettingsError("ONEAUTH_EMAIL_FROM: expected an address like no-reply@example.com")
+        if not 1 <= self.email_max_attempts <= 100:
+            raise SettingsError("ONEAUTH_EMAIL_MAX_ATTEMPTS: must be from 1 to 100")
+        if not 1.0 <= self.email_sweep_interval <= 3600:
+            raise SettingsError("ONEAUTH_EMAIL_SWEEP_INTERVAL: must be from 1 to 3600 seconds")
+        if not 0.5 <= self.smtp_timeout <= 300:
+            raise SettingsError("ONEAUTH_SMTP_TIMEOUT: must be from 0.5 to 300 seconds")
+        if not self.smtp_host or any(ch in self.smtp_host for ch in " /@"):
+            raise SettingsError("ONEAUTH_SMTP_HOST: expected a host name or address")
+        if bool(self.smtp_username) != bool(self.smtp_password):
+            raise SettingsError("ONEAUTH_SMTP_USERNAME and ONEAUTH_SMTP_PASSWORD go together")
+        if self.smtp_username and self.smtp_tls == "none" and self.smtp_host not in _LOOPBACK:
+            raise SettingsError("ONEAUTH_SMTP_TLS: none would send the SMTP password in clear")
+        if self.is_production:
+            if self.mail_backend != "smtp":
+                # console prints live links into logs; memory drops every message.
+                raise SettingsError("ONEAUTH_EMAIL_BACKEND: must be smtp in production")
+            if self.smtp_tls == "none" and self.smtp_host not in _LOOPBACK:
+                raise SettingsError(
+                    "ONEAUTH_SMTP_TLS: none is allowed in production only for a loopback relay"
+                )
 
 
 T = TypeVar("T")
+_EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 def _str(raw: str) -> str:
@@ -140,6 +217,13 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "migrate_parallelism": _int,
     "registry_cache_ttl": _float,
     "port": _port,
+    "email_max_attempts": _int,
+    "email_sweep_interval": _float,
+    "smtp_port": _port,
+    "smtp_timeout": _float,
+    "email_backend": lambda raw: raw.strip().lower(),
+    "email_worker": lambda raw: raw.strip().lower(),
+    "smtp_tls": lambda raw: raw.strip().lower(),
     "public_url": lambda raw: raw.strip().rstrip("/"),
     "log_format": lambda raw: raw.strip().lower(),
     "log_level": lambda raw: raw.strip().lower(),

@@ -7,6 +7,8 @@ hand-edited registry row cannot take an app down.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -17,6 +19,7 @@ from oneauth.tokens.keys import SUPPORTED_ALGS, Alg
 # The longest an access or ID token may live; retired keys stay published this
 # long (plus the JWKS cache time) so every token they signed can still verify.
 MAX_TOKEN_TTL = 3600
+_SENDER = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 
 
 class PolicyError(ValueError):
@@ -37,6 +40,11 @@ class AppPolicy:
     require_verified_email: bool = False
     logo_url: str | None = None
     primary_color: str | None = None
+    # Sign-in by magic link and email one-time code (issue 5); off by default.
+    passwordless: bool = False
+    # Sender of this app's mail; defaults: ONEAUTH_EMAIL_FROM and the display name.
+    email_from: str | None = None
+    email_from_name: str | None = None
 
     def audience_for(self, issuer: str) -> str:
         return self.audience or f"{issuer}/api"
@@ -68,9 +76,19 @@ def parse(settings: dict[str, Any]) -> AppPolicy:
         values["require_verified_email"], bool
     ):
         raise PolicyError("require_verified_email must be true or false")
-    for key in ("audience", "logo_url", "primary_color"):
+    for key in ("audience", "logo_url", "primary_color", "email_from", "email_from_name"):
         if key in values and values[key] is not None and not isinstance(values[key], str):
             raise PolicyError(f"{key} must be a string")
+    if "passwordless" in values and not isinstance(values["passwordless"], bool):
+        raise PolicyError("passwordless must be true or false")
+    if values.get("email_from") is not None and not _SENDER.fullmatch(values["email_from"]):
+        raise PolicyError("email_from must be a plain address like no-reply@example.com")
+    name = values.get("email_from_name")
+    if name is not None and (
+        not 1 <= len(name) <= 100 or any(unicodedata.category(ch)[0] == "C" for ch in name)
+    ):
+        # Goes into a From header: no control characters (header injection).
+        raise PolicyError("email_from_name must be 1 to 100 characters without control characters")
     policy = AppPolicy(**values)
     if policy.refresh_idle_ttl > policy.session_absolute_ttl:
         raise PolicyError("refresh_idle_ttl must not exceed session_absolute_ttl")

@@ -1,0 +1,76 @@
+"""``oneauth worker``: run the email delivery worker apart from the HTTP service.
+
+Use it with ``ONEAUTH_EMAIL_WORKER=off`` on the service processes (any number of
+workers may run: claims skip rows another worker holds). ``--once`` delivers
+what is due now in every app and exits (cron, smoke tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+from oneauth.cli.common import load_settings
+from oneauth.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "worker",
+        help="run the email delivery worker",
+        description="Deliver queued email of every app (settings from ONEAUTH_*).",
+    )
+    p.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
+    p.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    asyncio.run(run(settings, once=args.once))
+
+
+async def run(settings: Settings, *, once: bool = False) -> None:
+    from oneauth.apps.registry import CHANNEL as registry_channel
+    from oneauth.apps.registry import Registry
+    from oneauth.db.notify import Notifier
+    from oneauth.db.pool import create_pool
+    from oneauth.db.router import Router
+    from oneauth.mail.outbox import CHANNEL as outbox_channel
+    from oneauth.mail.worker import DeliveryWorker
+    from oneauth.secretbox import SecretBox
+
+    pool = await create_pool(settings)
+    try:
+        registry = Registry(pool, ttl=settings.registry_cache_ttl)
+        router = Router(
+            pool, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
+        )
+        box = SecretBox.from_config(settings.master_key)
+        worker = DeliveryWorker.from_settings(settings, pool, registry, router, box)
+        if once:
+            report = await worker.deliver_all()
+            print(
+                f"sent {report.sent}, retrying {report.retried}, dead {report.dead},"
+                f" expired {report.expired}"
+            )
+            return
+        notifier = Notifier(settings.database_url)
+        notifier.subscribe(registry_channel, registry.on_change)
+        notifier.subscribe(outbox_channel, worker.on_notify)
+        await notifier.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await worker.start()
+        print(f"oneauth worker: delivering with the {worker.backend.name} backend", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await worker.stop()
+            await notifier.stop()
+    finally:
+        await pool.close()

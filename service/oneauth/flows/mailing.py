@@ -1,0 +1,183 @@
+"""What every email flow shares: links, drafts, the send throttle, redeeming a token.
+
+Links point only where the app allows (B1): its hosted pages under
+``{public_url}/apps/{app_id}/...``, or a redirect URI registered for one of the
+app's clients, matched exactly (RFC 9700 section 2.1). Links land on a page
+that asks for a click (POST) before using the token, so mail scanners that
+fetch every link cannot burn a single-use link.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from oneauth import audit
+from oneauth.apps.models import AppRecord
+from oneauth.errors import TooManyRequests, ValidationFailed
+from oneauth.identity import one_time
+from oneauth.identity.users import InvalidEmail, normalize_email
+from oneauth.mail import outbox
+from oneauth.mail import throttle as mail_throttle
+from oneauth.services import Services
+
+CODE_TTL = 10 * 60  # P5: one-time codes live <= 10 minutes
+
+
+def with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def mask_email(email: str) -> str:
+    """``j***@example.com``: enough to recognise, not enough to harvest."""
+    local, _, domain = email.strip().rpartition("@")
+    return f"{local[:1]}***@{domain}" if local else "***"
+
+
+def normalize_or_fail(email: str) -> str:
+    try:
+        return normalize_email(email)
+    except InvalidEmail as exc:
+        raise ValidationFailed(str(exc), extra={"field": "email"}) from None
+
+
+@dataclass
+class Mailer:
+    """One app's mail helpers for one request."""
+
+    services: Services
+    app: AppRecord
+
+    @cached_property
+    def macs(self) -> one_time.Macs:
+        return one_time.Macs(self.services.settings.master_key, self.app.app_id)
+
+    def page(self, path: str) -> str:
+        return f"{self.services.settings.issuer_for(self.app.app_id)}/{path}"
+
+    async def link_base(self, conn: asyncpg.Connection, page: str, redirect_uri: str | None) -> str:
+        if redirect_uri is None:
+            return self.page(page)
+        if not await one_time.redirect_uri_registered(conn, redirect_uri):
+            raise ValidationFailed(
+                "redirect_uri is not registered for any client of this app",
+                extra={"field": "redirect_uri"},
+            )
+        return redirect_uri
+
+    def draft(
+        self,
+        kind: str,
+        recipient: str,
+        *,
+        context: dict[str, Any] | None = None,
+        secrets: dict[str, str] | None = None,
+        ttl: int | None = None,
+    ) -> outbox.Draft:
+        return outbox.draft(
+            self.services.box,
+            self.app.app_id,
+            kind,
+            recipient,
+            context=context,
+            secrets=secrets,
+            max_attempts=self.services.settings.email_max_attempts,
+            ttl=ttl,
+        )
+
+    async def throttled(
+        self, conn: asyncpg.Connection, address: str, meta: audit.RequestMeta, event: str
+    ) -> int | None:
+        """Count a message for this address and IP; audit and return the wait if over."""
+        wait = await mail_throttle.take(conn, address, meta.ip_hash)
+        if wait is not None:
+            await audit.record(
+                conn,
+                event,
+                "denied",
+                meta,
+                target_type="account",
+                target_id=account_ref(address),
+                details={"reason": "mail_throttled"},
+            )
+        return wait
+
+
+def too_many(wait: int) -> TooManyRequests:
+    return TooManyRequests(
+        "too many messages asked for; wait before trying again",
+        headers={"retry-after": str(wait)},
+    )
+
+
+def account_ref(email_normalized: str) -> str:
+    """The audit target for an address that may have no account (hash only)."""
+    return mail_throttle.keys_for(email_normalized, None).popitem()[0].removeprefix("mail:")
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    found: one_time.Found | None
+    reason: str  # "ok", or why not (audit only; the caller answers the same for all)
+
+
+async def redeem(
+    conn: asyncpg.Connection,
+    macs: one_time.Macs,
+    purpose: one_time.Purpose,
+    *,
+    token: str | None,
+    flow_token: str | None,
+    code: str | None,
+    link_needs_flow: bool = False,
+    consume: bool = True,
+) -> Redemption:
+    """Check a link (``token``) or a code (``flow_token`` + ``code``) and use it up.
+
+    A wrong code counts against that code's attempts (the row is locked, so
+    concurrent guesses are serialized); at ``max_attempts`` the code is dead.
+    The caller must let the transaction commit (raise after ``async with``).
+    """
+    if token is not None:
+        if len(token) > one_time.MAX_SECRET_INPUT:
+            return Redemption(None, "malformed")
+        # Found by its MAC through a unique index: the MAC is keyed, so timing
+        # of the lookup tells nothing about any stored value.
+        found = await one_time.by_link(conn, purpose, macs.link(purpose, token))
+        if found is None:
+            return Redemption(None, "unknown")
+        if not found.link_usable:
+            return Redemption(None, "used" if found.used else "expired_or_unbound")
+        if link_needs_flow and (
+            flow_token is None
+            or found.flow_hash is None
+            or not hmac.compare_digest(macs.flow(purpose, flow_token), found.flow_hash)
+        ):
+            return Redemption(None, "other_browser")
+    elif flow_token is not None and code is not None:
+        if len(flow_token) > one_time.MAX_SECRET_INPUT:
+            return Redemption(None, "malformed")
+        flow_hash = macs.flow(purpose, flow_token)
+        found = await one_time.by_flow(conn, purpose, flow_hash)
+        if found is None:
+            return Redemption(None, "unknown")
+        if not found.code_usable or found.code_hash is None:
+            return Redemption(None, "used" if found.used else "expired_locked_or_unbound")
+        digits = one_time.clean_code(code)
+        expected = found.code_hash
+        presented = macs.code(purpose, flow_hash, digits or "")
+        if digits is None or not hmac.compare_digest(presented, expected):
+            await one_time.count_failed_attempt(conn, found.id)
+            return Redemption(None, "wrong_code")
+    else:
+        return Redemption(None, "missing")
+    if consume and not await one_time.consume(conn, found.id):
+        return Redemption(None, "used")
+    return Redemption(found, "ok")
