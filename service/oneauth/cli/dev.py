@@ -97,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"  health:     {base}/healthz   readiness: {base}/readyz")
     print(f"  demo app:   {base}/apps/{app_id}/v1/app")
     print(f"  issuer:     {settings.issuer_for(app_id)}")
+    print(f"  discovery:  {settings.issuer_for(app_id)}/.well-known/openid-configuration")
+    print(f"  recovery:   {settings.issuer_for(app_id)}/recover")
     for key, value in result.extra.items():
         print(f"  {key}: {value}")
     print("Ctrl-C stops the service; the data stays for the next `make run`.")
