@@ -10,7 +10,13 @@ import asyncpg
 
 from oneauth import audit
 from oneauth.apps.models import AppRecord
-from oneauth.errors import Forbidden, InvalidToken, ServiceUnavailable, Unauthorized
+from oneauth.errors import (
+    Forbidden,
+    InvalidToken,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
 from oneauth.identity.passwords import HasherBusy
 from oneauth.identity.users import User
 from oneauth.oauth.clients import Client
@@ -72,6 +78,48 @@ async def start_session(
         email_verified=user.email_verified,
     )
     return token_response(access, ttl, scope, refresh_token=refresh), session
+
+
+async def first_party_sign_in(
+    services: Services,
+    app: AppRecord,
+    conn: asyncpg.Connection,
+    user: User,
+    *,
+    amr: list[str],
+    method: str,
+    meta: audit.RequestMeta,
+) -> dict[str, Any]:
+    """Sign a user in to the app's first-party client: session, tokens, audit row.
+
+    Shared by password login and signup, magic links and email codes, so every
+    way in starts the same kind of session and leaves the same audit trail.
+    """
+    client = await services.clients.default_client(conn, app.app_id)
+    if client is None:
+        raise ValidationFailed("this app has no first-party client; create one with the CLI")
+    issuer = await services.issuer(app, conn)
+    tokens, session = await start_session(
+        conn,
+        issuer,
+        user=user,
+        client=client,
+        amr=amr,
+        scope=" ".join(sorted(client.scopes)),
+        meta=meta,
+    )
+    await audit.record(
+        conn,
+        "auth.login",
+        "success",
+        meta,
+        actor_type="user",
+        actor_id=user.sub,
+        target_type="session",
+        target_id=str(session.id),
+        details={"method": method},
+    )
+    return tokens
 
 
 async def authenticate_bearer(

@@ -24,12 +24,11 @@ from oneauth.errors import (
     WeakPasswordError,
 )
 from oneauth.flows import verification
-from oneauth.flows.common import busy, session_id_of, start_session
+from oneauth.flows.common import busy, first_party_sign_in, session_id_of
 from oneauth.identity import one_time, throttle
 from oneauth.identity import users as users_repo
 from oneauth.identity.passwords import HasherBusy, WeakPassword, check_password
 from oneauth.identity.users import InvalidEmail, normalize_email
-from oneauth.oauth.clients import Client
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
 from oneauth.verifier import AccessTokenClaims
@@ -43,13 +42,6 @@ def _check_new_password(password: str, email: str, app: AppRecord) -> None:
         check_password(password, email=email, app_name=app.display_name)
     except WeakPassword as exc:
         raise WeakPasswordError(exc.message, extra={"reason": exc.reason_code}) from None
-
-
-async def _first_party_client(services: Services, app: AppRecord, conn: Any) -> Client:
-    client = await services.clients.default_client(conn, app.app_id)
-    if client is None:
-        raise ValidationFailed("this app has no first-party client; create one with the CLI")
-    return client
 
 
 async def signup(
@@ -98,27 +90,8 @@ async def signup(
                 target_id=user.sub,
             )
             if not policy.require_verified_email:
-                client = await _first_party_client(services, app, conn)
-                issuer = await services.issuer(app, conn)
-                tokens, _ = await start_session(
-                    conn,
-                    issuer,
-                    user=user,
-                    client=client,
-                    amr=["pwd"],
-                    scope=" ".join(sorted(client.scopes)),
-                    meta=meta,
-                )
-                await audit.record(
-                    conn,
-                    "auth.login",
-                    "success",
-                    meta,
-                    actor_type="user",
-                    actor_id=user.sub,
-                    target_type="user",
-                    target_id=user.sub,
-                    details={"method": "signup"},
+                tokens = await first_party_sign_in(
+                    services, app, conn, user, amr=["pwd"], method="signup", meta=meta
                 )
     if policy.require_verified_email:
         # Same answer whether or not the address was already registered.
@@ -236,29 +209,9 @@ async def login(
     """``POST /v1/login``: the first-party client's session and tokens."""
 
     async def begin(conn: asyncpg.Connection, user: users_repo.User) -> dict[str, Any]:
-        client = await _first_party_client(services, app, conn)
-        issuer = await services.issuer(app, conn)
-        tokens, session = await start_session(
-            conn,
-            issuer,
-            user=user,
-            client=client,
-            amr=["pwd"],
-            scope=" ".join(sorted(client.scopes)),
-            meta=meta,
+        return await first_party_sign_in(
+            services, app, conn, user, amr=["pwd"], method="password", meta=meta
         )
-        await audit.record(
-            conn,
-            "auth.login",
-            "success",
-            meta,
-            actor_type="user",
-            actor_id=user.sub,
-            target_type="session",
-            target_id=str(session.id),
-            details={"method": "password"},
-        )
-        return tokens
 
     return await verify_password(services, app, email, password, meta, begin)
 

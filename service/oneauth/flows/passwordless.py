@@ -20,7 +20,7 @@ from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import FeatureDisabled, InvalidLinkOrCode, ValidationFailed
-from oneauth.flows.common import start_session
+from oneauth.flows.common import first_party_sign_in
 from oneauth.flows.mailing import (
     CODE_TTL,
     Mailer,
@@ -175,31 +175,10 @@ async def complete(
     """Exchange a magic link or code (with its flow token) for the app's tokens."""
 
     async def tokens_for(conn: asyncpg.Connection, user: User, amr: list[str]) -> dict[str, Any]:
-        client = await services.clients.default_client(conn, app.app_id)
-        if client is None:
-            raise ValidationFailed("this app has no first-party client; create one with the CLI")
-        issuer = await services.issuer(app, conn)
-        tokens, session = await start_session(
-            conn,
-            issuer,
-            user=user,
-            client=client,
-            amr=amr,
-            scope=" ".join(sorted(client.scopes)),
-            meta=meta,
+        method = "magic_link" if amr == ["email"] else "email_otp"
+        return await first_party_sign_in(
+            services, app, conn, user, amr=amr, method=method, meta=meta
         )
-        await audit.record(
-            conn,
-            "auth.login",
-            "success",
-            meta,
-            actor_type="user",
-            actor_id=user.sub,
-            target_type="session",
-            target_id=str(session.id),
-            details={"method": "magic_link" if amr == ["email"] else "email_otp"},
-        )
-        return tokens
 
     return await complete_with(
         services, app, meta, tokens_for, flow_token=flow_token, token=token, code=code
