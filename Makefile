@@ -48,8 +48,10 @@ provision-app: $(STAMP) ## provision an app: make provision-app APP=shop [NAME="
 stop-db: $(STAMP) ## stop the embedded Postgres under .data/
 	$(BIN)/oneauth dev stop-db
 
-bench: $(STAMP) ## benchmarks (not built yet: see issue "Benchmark harness")
-	@echo "make bench: the benchmark harness is not built yet" >&2; exit 2
+bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1] (writes bench/results.*)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 2; }
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m ops.bench --out bench $(if $(QUICK),--quick)
 
 clean: ## remove the virtualenv and caches (keeps .data/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,356 @@
+"""One benchmark run: limits, then each fleet size in turn, then the fleet-wide probes.
+
+For each fleet size (ascending, the fleet only grows): provision the missing
+apps (one-app provisioning timed alone), time migrate-all, start the service
+fresh (cold caches, like a deploy), prepare accounts and clients for the
+active apps, run every scenario, and read the memory of the service's
+Postgres backends while they are still connected.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ops.bench import fleet, limits, pgstats, profile, servers, verifier_load, wrk
+from ops.bench.bank import Bank, BankError, wanted_accounts
+from ops.bench.cluster import DATABASE, ROLE, BenchCluster
+from ops.bench.config import BenchConfig
+from ops.bench.cpu_limits import CpuPool
+from ops.bench.loadrun import LoadSpec, Shape, measure
+from ops.bench.procstat import CpuMeter, backend_memory, backend_pids
+from ops.bench.scenarios import Definition, ScenarioFailed, Stage, Unavailable, definitions
+from ops.bench.stats import Limit, ScenarioResult, Target, summarize
+
+from oneauth.settings import Settings
+
+Log = Callable[[str], None]
+VERIFIER_TARGET = Target(">= 70% of raw signature verify, 0 errors", min_ratio=0.70)
+VERIFIER_TOKENS = 32
+
+
+def shape_of(cfg: BenchConfig) -> Shape:
+    return Shape(
+        connections=cfg.connections,
+        threads=cfg.wrk_threads,
+        duration=cfg.duration,
+        warmup=cfg.warmup,
+        reps=cfg.reps,
+        # A disturbed repetition is repeated; on a busy box that costs more
+        # time than a quick run has.
+        retries=1 if cfg.quick else 2,
+    )
+
+
+def run_limits(
+    cfg: BenchConfig, cluster: BenchCluster, pool: CpuPool, log: Log
+) -> dict[str, Limit]:
+    log("limits:")
+    # Signatures vary little between repetitions; a quick run measures them once.
+    found = limits.cpu_limits_all(
+        pool, cfg.limit_seconds, cfg.reps, log, signature_reps=1 if cfg.quick else cfg.reps
+    )
+    found += limits.http_limits(
+        dsn=cluster.dsn,
+        workers=cfg.workers,
+        shape=shape_of(cfg),
+        pg_root=cluster.postmaster,
+        cores=cfg.cores,
+        log=log,
+    )
+    return {lim.name: lim for lim in found}
+
+
+class StageRunner:
+    def __init__(
+        self,
+        cfg: BenchConfig,
+        cluster: BenchCluster,
+        limits_found: dict[str, Limit],
+        bank: Bank,
+        port: int,
+        pool: CpuPool,
+        log: Log,
+    ) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.cluster = cluster
+        self.limits = limits_found
+        self.bank = bank
+        self.port = port
+        self.log = log
+        self.settings = Settings(
+            env="development",
+            database_url=cluster.dsn,
+            public_url=f"http://127.0.0.1:{port}",
+            master_key=cluster.master_key,
+        )
+        self.defs = definitions(cfg.cores)
+
+    def run(self, apps: int, first: bool) -> tuple[dict[str, Any], list[ScenarioResult]]:
+        cfg, log = self.cfg, self.log
+        log(f"\nfleet of {apps:,} apps:")
+        timing = fleet.ensure(
+            self.settings,
+            apps,
+            parallel=cfg.provision_parallel,
+            single_samples=cfg.provision_samples,
+            progress=log,
+        )
+        log(f"  provisioned {timing.provisioned_now:,} apps in {timing.seconds:.1f} s")
+        noop = fleet.migrate_noop(self.cluster.dsn, self.settings.migrate_parallelism)
+        log(f"  migrate-all with nothing pending: {noop['seconds']:.2f} s for {noop['schemas']:,}")
+        stage_doc: dict[str, Any] = {"apps": apps, "fleet": timing.to_json(), "migrate_noop": noop}
+        active = [fleet.app_id(i) for i in range(1, min(apps, cfg.active) + 1)]
+        results: list[ScenarioResult] = []
+        with (
+            tempfile.TemporaryDirectory(prefix="oneauth-bench-") as tmp,
+            servers.start_service(
+                dsn=self.cluster.dsn,
+                master_key=self.cluster.master_key,
+                workers=cfg.workers,
+                port=self.port,
+                whatif=cfg.whatif,
+            ) as srv,
+        ):
+            meter = CpuMeter(service=srv.pid, postgres=self.cluster.postmaster, cores=cfg.cores)
+            stage = Stage(
+                apps=apps,
+                active=active,
+                wanted=wanted_accounts(active, cfg.connections),
+                base=srv.base,
+                dsn=self.cluster.dsn,
+                bank=self.bank,
+                tmp=Path(tmp),
+                log=log,
+            )
+            blocked = self._prepare(stage)
+            for name in cfg.only:
+                if name == "verifier":
+                    if first:
+                        reason = blocked.get("apps") or blocked.get("accounts")
+                        results.append(self._verifier(stage, reason))
+                    continue
+                defn = self.defs[name]
+                results.append(self._scenario(defn, stage, meter, srv, blocked))
+            pids = backend_pids(self.cluster.postmaster or 0, ROLE)
+            stage_doc["postgres_memory"] = backend_memory(pids)
+        stage_doc["active_apps"] = len(active)
+        return stage_doc, results
+
+    # ---------------------------------------------------------------- preparation
+
+    def _prepare(self, stage: Stage) -> dict[str, str]:
+        """Apps, clients and accounts; returns "status: why" for what could not be prepared."""
+
+        def why(exc: BankError) -> str:
+            return f"{'unavailable' if exc.missing else 'failed'}: {exc}"
+
+        blocked: dict[str, str] = {}
+        t0 = time.perf_counter()
+        try:
+            stage.run(lambda c: self.bank.load_apps(c, stage.active))
+        except BankError as exc:
+            return {"apps": why(exc)}
+        try:
+            self.bank.create_cc_clients(stage.dsn, stage.active)
+        except Exception as exc:  # any failure here only blocks the scenarios that need it
+            blocked["cc"] = f"failed: creating confidential clients: {exc}"
+        try:
+            made = stage.run(lambda c: self.bank.ensure_accounts(c, stage.wanted))
+            self.log(
+                f"  prepared {len(stage.wanted):,} accounts ({made} signups/logins) in "
+                f"{time.perf_counter() - t0:.1f} s"
+            )
+        except BankError as exc:
+            blocked["accounts"] = why(exc)
+        return blocked
+
+    # ---------------------------------------------------------------- scenarios
+
+    def _result(
+        self, defn_name: str, title: str, stage: Stage, status: str, note: str = ""
+    ) -> ScenarioResult:
+        return ScenarioResult(
+            scenario=defn_name,
+            title=title,
+            apps=stage.apps,
+            active_apps=len(stage.active),
+            status=status,
+            note=note,
+            connections=self.cfg.connections,
+        )
+
+    def _scenario(
+        self,
+        defn: Definition,
+        stage: Stage,
+        meter: CpuMeter,
+        srv: servers.Server,
+        blocked: dict[str, str],
+    ) -> ScenarioResult:
+        res = self._result(defn.name, defn.title, stage, "ok")
+        res.keycloak_2vcpu = defn.keycloak_2vcpu
+        limit = self.limits.get(defn.limit)
+        reason = next((blocked[n] for n in defn.needs if n in blocked), None)
+        if reason:
+            status, _, why = reason.partition(":")
+            res.status, res.note = status, why.strip()[:300]
+            res.evaluate(defn.target, limit)
+            self.log(f"  {defn.name}: {status} ({res.note})")
+            return res
+        try:
+            spec = defn.build(stage)
+            db_dsn = self.cluster.pg.admin_dsn(DATABASE)
+            before = pgstats.snapshot(self.cluster.admin_dsn, DATABASE)
+            tables_before = pgstats.table_snapshot(db_dsn)
+            measured = measure(self.port, spec, shape_of(self.cfg), meter)
+            after = pgstats.snapshot(self.cluster.admin_dsn, DATABASE)
+            tables_after = pgstats.table_snapshot(db_dsn)
+        except Unavailable as exc:
+            res.status, res.note = "unavailable", str(exc)
+        except BankError as exc:
+            res.status, res.note = ("unavailable" if exc.missing else "failed"), str(exc)[:500]
+        except (ScenarioFailed, wrk.WrkError) as exc:
+            res.status, res.note = "failed", str(exc)[:500]
+        if res.status != "ok":
+            res.evaluate(defn.target, limit)
+            self.log(f"  {defn.name}: {res.status} ({res.note})")
+            return res
+        res.samples = measured.samples
+        res.summary = summarize(measured.samples)
+        res.cpu = measured.cpu
+        if res.cpu is not None and res.cpu.loadgen > 0:
+            res.loadgen_capacity_rps = res.summary.rps / res.cpu.loadgen
+        total = res.summary.requests + measured.extra_requests
+        res.db_per_request = pgstats.per_request(before, after, total)
+        res.db_per_request["tables"] = pgstats.top_tables(tables_before, tables_after, total)
+        notes = []
+        if measured.discarded:
+            notes.append("repeated (disturbed): " + "; ".join(measured.discarded))
+        if measured.warmup_errors:
+            notes.append(f"{measured.warmup_errors} errors during warm-up")
+        res.note = " ".join(notes)
+        if defn.name == "login":
+            limit = self._argon2_now(limit, res)
+        res.evaluate(defn.target, limit)
+        s = res.summary
+        cpu = res.cpu
+        self.log(
+            f"  {defn.name}: {s.rps:,.0f}/s p50 {s.p50_ms:.1f} p95 {s.p95_ms:.1f}"
+            f" p99 {s.p99_ms:.1f} ms"
+            f" errors {s.errors} spread {s.rps_spread:.0%}"
+            + (
+                f" cpu svc {cpu.service:.2f} pg {cpu.postgres:.2f} wrk {cpu.loadgen:.2f}"
+                f" irq {cpu.irq:.2f} other {cpu.other:.2f}"
+                if cpu
+                else ""
+            )
+            + (f" ratio {res.ratio:.0%}" if res.ratio is not None else "")
+            + f" -> {'PASS' if res.passed else 'FAIL'}"
+        )
+        if defn.name in self.cfg.profile:
+            self._profile(defn, spec, stage, srv, meter)
+        return res
+
+    def _argon2_now(self, measured_before: Limit | None, res: ScenarioResult) -> Limit:
+        """argon2 measured again right after the login runs, under the same conditions.
+
+        On a shared machine the start-of-run figure can be minutes and a
+        different neighbour away; the login ratio is computed against this one.
+        """
+        lim = limits.argon2_limit(
+            self.pool, 2 * self.cfg.limit_seconds, 1, "argon2id_verify_now", per_core=False
+        )
+        if measured_before is not None:
+            res.note = (
+                res.note + f" argon2 limit re-measured after the run: {lim.rate:.1f}/s"
+                f" (at start: {measured_before.rate:.1f}/s)."
+            ).strip()
+        return lim
+
+    def _profile(
+        self, defn: Definition, spec: LoadSpec, stage: Stage, srv: servers.Server, meter: CpuMeter
+    ) -> None:
+        seconds = max(5.0, self.cfg.duration)
+        workers = sorted(servers.worker_pids(srv))
+        label = f"{defn.name}-{stage.apps}"
+        started = profile.start(workers, seconds, self.cfg.out, label)
+        if not started:
+            self.log("  (py-spy not installed: .venv/bin/pip install py-spy)")
+            return
+        shape = Shape(self.cfg.connections, self.cfg.wrk_threads, seconds + 1, 0, 1)
+        measure(self.port, spec, shape, meter)
+        paths = profile.finish(started, timeout=seconds + 30)
+        summary = self.cfg.out / f"profile-{label}.txt"
+        profile.write_summary(paths, summary)
+        self.log(f"  profile: {summary}")
+
+    def _verifier(self, stage: Stage, blocked: str | None) -> ScenarioResult:
+        res = self._result("verifier", "in-process verifier (Verifier.verify)", stage, "ok")
+        res.connections = 0
+        if blocked:
+            status, _, why = blocked.partition(":")
+            res.status, res.note = status, why.strip()[:300]
+            return res
+        app = stage.active[0]
+        info = self.bank.apps[app]
+        key = stage.wanted[0]
+        try:
+            tokens = []
+            # A chain of refreshes on one account: each yields a distinct access token.
+            for _ in range(VERIFIER_TOKENS):
+                tokens.append(stage.run(lambda c: self.bank.access_tokens(c, [key]))[key])
+            alg = _token_alg(tokens[0])
+            job = verifier_load.VerifierJob(info.issuer, info.audience, app, tuple(tokens))
+            reps = verifier_load.run(
+                job, processes=self.cfg.cores, seconds=self.cfg.duration, reps=self.cfg.reps
+            )
+        except (BankError, ValueError, OSError) as exc:
+            res.status, res.note = "failed", str(exc)[:300]
+            return res
+        except Exception as exc:  # raised inside the spawned workers (e.g. JWKS fetch)
+            res.status, res.note = "failed", f"{type(exc).__name__}: {str(exc)[:300]}"
+            return res
+        res.samples = [r.sample for r in reps]
+        res.summary = summarize(res.samples)
+        raw = statistics.median(r.raw_rate for r in reps)
+        standalone = self.limits.get(f"{alg}_verify")
+        res.note = (
+            f"alg {alg}; {self.cfg.cores} processes; independent of the fleet size; limit ="
+            f" bare cryptography verify of the same tokens, interleaved in the same processes"
+            + (f" (standalone {alg}_verify: {standalone.rate:,.0f}/s)" if standalone else "")
+        )
+        res.evaluate(VERIFIER_TARGET, Limit(f"{alg}_verify_interleaved", raw, "verifies/s"))
+        s = res.summary
+        self.log(
+            f"  verifier: {s.rps:,.0f}/s p50 {s.p50_ms * 1000:.0f} µs p99 {s.p99_ms * 1000:.0f} µs"
+            f" errors {s.errors}" + (f" ratio {res.ratio:.0%}" if res.ratio is not None else "")
+        )
+        return res
+
+
+def _token_alg(token: str) -> str:
+    import base64
+    import json
+
+    head = token.split(".", 1)[0]
+    data = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    return str(data["alg"])
+
+
+def migrate_probe(cfg: BenchConfig, cluster: BenchCluster, log: Log) -> dict[str, Any] | None:
+    if cfg.skip_migrate_probe:
+        return None
+    parallelism = Settings().migrate_parallelism
+    result = fleet.migrate_one_new(cluster.dsn, parallelism)
+    log(
+        f"\napplying one new migration to {result['schemas']:,} schemas: {result['seconds']:.1f} s"
+        f" (parallelism {parallelism}, {result['failed']} failed)"
+        + (f": {result['first_error']}" if result["first_error"] else "")
+    )
+    return result

@@ -1,0 +1,178 @@
+"""Entry point: ``.venv/bin/python -m ops.bench [--quick] [--out bench] ...`` (see --help).
+
+Prints the machine, measures, writes ``results.json``, ``results.md`` and
+``results.png`` into ``--out``, prints the table. Exit status: 0 when the
+harness ran to the end (targets may still be failed: see the table), 1 when
+it stopped early (partial results are still written), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from ops.bench import chart, cluster, report
+from ops.bench.bank import Bank
+from ops.bench.config import BenchConfig, from_args
+from ops.bench.cpu_limits import CpuPool
+from ops.bench.machine import describe, machine_info
+from ops.bench.pipeline import StageRunner, migrate_probe, run_limits
+from ops.bench.stats import Limit, ScenarioResult, scale_check
+
+from oneauth.localpg import find_bindir, free_port
+
+# Private (non-shared) memory a backend may hold: the router recycles a pooled
+# connection after 256 distinct apps (~62 KiB of catalog cache each, ~16 MiB),
+# plus the baseline of a fresh backend and its plan caches.
+MEMORY_BOUND_MIB = 32.0
+
+
+_T0 = time.monotonic()
+
+
+def log(text: str) -> None:
+    """Print with the elapsed time, so a slow step shows in the output."""
+    stamp = f"[{int(time.monotonic() - _T0) // 60:02d}:{int(time.monotonic() - _T0) % 60:02d}]"
+    lead = len(text) - len(text.lstrip("\n"))
+    print("\n" * lead + (f"{stamp} {text[lead:]}" if text.strip() else text[lead:]), flush=True)
+
+
+def _config_doc(cfg: BenchConfig) -> dict[str, Any]:
+    return {
+        "quick": cfg.quick,
+        "apps": list(cfg.apps),
+        "active": cfg.active,
+        "only": list(cfg.only),
+        "duration": cfg.duration,
+        "warmup": cfg.warmup,
+        "reps": cfg.reps,
+        "connections": cfg.connections,
+        "wrk_threads": cfg.wrk_threads,
+        "workers": cfg.workers,
+        "durable": cfg.durable,
+        "cluster_dir": str(cfg.cluster_dir) if cfg.cluster_dir else None,
+        "whatif": cfg.whatif or None,
+    }
+
+
+def _limit_doc(lim: Limit) -> dict[str, Any]:
+    return {"rate": lim.rate, "unit": lim.unit, "detail": lim.detail}
+
+
+def _scale(results: list[ScenarioResult], sizes: Sequence[int]) -> list[dict[str, Any]]:
+    """Each scenario at each larger fleet against the same scenario at the smallest."""
+    if len(sizes) < 2:
+        return []
+    base = {r.scenario: r for r in results if r.apps == sizes[0] and r.summary}
+    out = []
+    for r in results:
+        if r.apps != sizes[0] and r.summary and r.scenario in base:
+            check = scale_check(base[r.scenario], r)
+            if check:
+                out.append(check)
+    return out
+
+
+def _memory_bound(stages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    worst = [
+        s["postgres_memory"]["anonymous_mib_max"]
+        for s in stages
+        if s.get("postgres_memory", {}).get("backends")
+    ]
+    if not worst:
+        return None
+    return {
+        "bound_mib": MEMORY_BOUND_MIB,
+        "max_mib": max(worst),
+        "passed": max(worst) <= MEMORY_BOUND_MIB,
+        "method": "Anonymous from /proc/<pid>/smaps_rollup of each backend of the service's "
+        "login role, read after the stage's scenarios with the service still connected",
+    }
+
+
+def _notes(results: list[ScenarioResult]) -> list[str]:
+    notes = []
+    for r in results:
+        if r.note:
+            notes.append(f"{r.scenario} @ {r.apps:,} apps: {r.note}")
+        if r.summary and not r.summary.repeatable:
+            notes.append(
+                f"{r.scenario} @ {r.apps:,} apps: repetitions spread {r.summary.rps_spread:.0%} "
+                f"(> 10%): {', '.join(f'{s.rps:,.0f}' for s in r.samples)}/s"
+            )
+    return notes
+
+
+def execute(cfg: BenchConfig) -> dict[str, Any]:
+    started = time.monotonic()
+    info = machine_info(find_bindir())
+    log(describe(info))
+    log(
+        f"plan: fleets {', '.join(f'{n:,}' for n in cfg.apps)}; traffic over <= {cfg.active:,} "
+        f"apps; {cfg.workers} uvicorn workers; wrk {cfg.connections} connections; "
+        f"{cfg.reps} x {cfg.duration:.0f} s after {cfg.warmup:.0f} s warm-up\n"
+    )
+    doc: dict[str, Any] = {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "config": _config_doc(cfg),
+        "machine": info,
+    }
+    pg = cluster.start(cfg.cluster_dir, durable=cfg.durable)
+    pool = CpuPool(cfg.cores, retries=1 if cfg.quick else 2)
+    results: list[ScenarioResult] = []
+    stages: list[dict[str, Any]] = []
+    try:
+        doc["postgres_settings"] = pg.settings_text()
+        limits_found = {} if cfg.skip_limits else run_limits(cfg, pg, pool, log)
+        doc["limits"] = {name: _limit_doc(lim) for name, lim in limits_found.items()}
+        bank = Bank.from_state(pg.load_state(), log)
+        runner = StageRunner(cfg, pg, limits_found, bank, free_port(), pool, log)
+        for i, apps in enumerate(cfg.apps):
+            stage_doc, stage_results = runner.run(apps, first=i == 0)
+            stages.append(stage_doc)
+            results.extend(stage_results)
+            pg.save_state(bank.to_state())
+        doc["migrate_one_new"] = migrate_probe(cfg, pg, log)
+    except Exception as exc:
+        # Keep what was measured: a partial results.json beats none.
+        doc["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"\nbenchmark stopped: {doc['error']}\n{traceback.format_exc()}")
+    finally:
+        pool.close()
+        pg.close()
+    doc["stages"] = stages
+    doc["scenarios"] = [r.to_json() for r in results]
+    doc["scale"] = _scale(results, cfg.apps)
+    doc["postgres_memory_bound"] = _memory_bound(stages)
+    doc["targets"] = report.summarize_targets(doc)
+    doc["notes"] = _notes(results)
+    doc["duration_s"] = round(time.monotonic() - started, 1)
+    return doc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = from_args(argv)
+    try:
+        doc = execute(cfg)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 1
+    written = report.write(cfg.out, doc)
+    png = cfg.out / "results.png"
+    why_not = chart.write_png(png, doc)
+    if why_not:
+        log(why_not)
+    else:
+        written.append(png)
+    print("\n" + report.scenario_table_for_console(doc), flush=True)
+    log(f"\nwrote {', '.join(str(p) for p in written)} in {doc['duration_s']:.0f} s")
+    return 1 if doc.get("error") else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
