@@ -195,14 +195,28 @@ def list_keys(conn: SyncConn) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class AppKeys:
     app_id: str
-    signers: Mapping[str, SigningKey]  # alg -> the active key
     published_kids: frozenset[str]
     jwks: bytes  # pre-rendered JSON document
     verifier: Verifier
     expires: float
+    # alg -> (kid, sealed private JWK) of the active key; opened on first use.
+    sealed: Mapping[str, tuple[str, str]] = field(repr=False)
+    box: SecretBox = field(repr=False)
+    _signers: dict[str, SigningKey] = field(default_factory=dict, repr=False)
 
     def signer(self, alg: str) -> SigningKey:
-        return self.signers[alg]
+        """The active key for ``alg``, decrypted and parsed once per process.
+
+        Lazily, because loading an RSA private key runs a consistency check of
+        ~60 ms: paying it for every app on every cache refresh, for ID tokens
+        that most apps never sign, cost whole cores at 1,000 active apps.
+        """
+        key = self._signers.get(alg)
+        if key is None:
+            kid, sealed = self.sealed[alg]
+            plain = self.box.open(sealed, context=key_context(self.app_id, kid))
+            key = self._signers[alg] = SigningKey.from_private_json(plain, cast(Alg, alg))
+        return key
 
 
 _LOAD = (
@@ -213,7 +227,9 @@ _LOAD = (
 
 
 class KeyStore:
-    def __init__(self, box: SecretBox, *, issuer_for: Any, ttl: float = 60.0) -> None:
+    # Rotations reach every process by NOTIFY at once; the TTL is only the
+    # safety net for a lost notice (and lets expired retired keys drop out).
+    def __init__(self, box: SecretBox, *, issuer_for: Any, ttl: float = 300.0) -> None:
         self._box = box
         self._issuer_for = issuer_for
         self._ttl = ttl
@@ -247,16 +263,13 @@ class KeyStore:
 
     async def _load(self, app: AppRecord, conn: asyncpg.Connection) -> AppKeys:
         rows = await conn.fetch(_LOAD)
-        signers: dict[str, SigningKey] = {}
+        sealed: dict[str, tuple[str, str]] = {}
         public: list[dict[str, Any]] = []
         for row in rows:
             jwk = row["public_jwk"]
             public.append(json.loads(jwk) if isinstance(jwk, str) else dict(jwk))
             if row["state"] == "active":
-                plain = self._box.open(
-                    row["private_sealed"], context=key_context(app.app_id, row["kid"])
-                )
-                signers[row["alg"]] = SigningKey.from_private_json(plain, cast(Alg, row["alg"]))
+                sealed[row["alg"]] = (row["kid"], row["private_sealed"])
         document = {"keys": public}
         issuer = self._issuer_for(app.app_id)
         policy = policy_of(app)
@@ -265,9 +278,10 @@ class KeyStore:
         )
         return AppKeys(
             app_id=app.app_id,
-            signers=signers,
             published_kids=frozenset(str(k["kid"]) for k in public),
             jwks=json.dumps(document, separators=(",", ":")).encode(),
             verifier=verifier,
             expires=time.monotonic() + self._ttl,
+            sealed=sealed,
+            box=self._box,
         )
