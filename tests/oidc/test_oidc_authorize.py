@@ -534,10 +534,7 @@ async def test_browser_sessions_expire_when_idle(
 async def test_passwordless_apps_link_to_sign_in_by_code(
     provision: Callable[..., AppRecord], settings: Settings, browser: httpx.AsyncClient
 ) -> None:
-    try:
-        app = provision(app_settings={"passwordless": True})
-    except Exception as exc:  # the setting arrives with issue 5
-        pytest.skip(f"passwordless setting not available: {exc}")
+    app = provision(app_settings={"passwordless": True})
     client_id, _ = register(settings, app)
     _, challenge = pkce_pair()
     page = await browser.get(
