@@ -43,6 +43,7 @@ class BenchConfig:
     skip_migrate_probe: bool
     profile: tuple[str, ...]  # scenarios to py-spy after measuring
     whatif: str  # experimental service patches (ops/bench/whatif.py), "" for none
+    service_env: tuple[tuple[str, str], ...]  # extra ONEAUTH_* settings for the service
 
     @property
     def cores(self) -> int:
@@ -129,7 +130,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the service with experimental patches, e.g. rsa_skip,keys_ttl=3600,"
         "hasher_threads=1 (see ops/bench/whatif.py); results are marked as a what-if",
     )
+    p.add_argument(
+        "--service-env",
+        type=_service_env,
+        action="append",
+        default=[],
+        metavar="ONEAUTH_NAME=VALUE",
+        help="a service setting for this run, e.g. ONEAUTH_POOL_MAX_SIZE=20 (repeatable)",
+    )
     return p
+
+
+def _service_env(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("ONEAUTH_") or name in _OWNED_ENV:
+        raise argparse.ArgumentTypeError(
+            f"expected ONEAUTH_NAME=VALUE, not one the harness sets ({', '.join(_OWNED_ENV)})"
+        )
+    return name, value
+
+
+# Set by the harness itself (where the service listens and what it connects to).
+_OWNED_ENV = (
+    "ONEAUTH_DATABASE_URL",
+    "ONEAUTH_PUBLIC_URL",
+    "ONEAUTH_MASTER_KEY",
+    "ONEAUTH_HOST",
+    "ONEAUTH_PORT",
+)
 
 
 def _whatif(text: str) -> str:
@@ -168,4 +196,5 @@ def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
         skip_migrate_probe=bool(args.skip_migrate_probe),
         profile=args.profile,
         whatif=args.whatif,
+        service_env=tuple(args.service_env),
     )

@@ -9,6 +9,7 @@ when a scenario is far below the bare asyncpg limit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -57,16 +58,32 @@ def table_snapshot(dsn: str) -> dict[str, tuple[int, ...]]:
     return {str(r[0]): tuple(int(x or 0) for x in r[1:]) for r in rows}
 
 
+Snapshot = Mapping[str, tuple[int, ...]]
+
+
 def top_tables(
-    before: dict[str, tuple[int, ...]], after: dict[str, tuple[int, ...]], requests: int, n: int = 6
+    before: Snapshot,
+    after: Snapshot,
+    requests: int,
+    n: int = 6,
+    own_cost: tuple[Snapshot, Snapshot] | None = None,
 ) -> list[dict[str, Any]]:
-    """The tables with the most rows read per request, with their scan kinds."""
+    """The tables with the most rows read per request, with their scan kinds.
+
+    ``own_cost``: two back-to-back snapshots; their difference (the reads of
+    one snapshot query) is subtracted, since the "before" snapshot's own reads
+    fall inside the interval.
+    """
     if requests <= 0:
         return []
+    zero = (0, 0, 0, 0)
     out: list[dict[str, Any]] = []
     for name, now in after.items():
-        was = before.get(name, (0, 0, 0, 0))
+        was = before.get(name, zero)
         d = [b - a for a, b in zip(was, now, strict=True)]
+        if own_cost is not None:
+            first, second = own_cost[0].get(name, zero), own_cost[1].get(name, zero)
+            d = [max(0, x - (b - a)) for x, a, b in zip(d, first, second, strict=True)]
         rows = d[1] + d[3]
         if rows > 0:
             out.append(

@@ -150,6 +150,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
             if cfg.get("whatif")
             else []
         ),
+        *(
+            [f"Service settings for this run: {cfg['service_env']}.", ""]
+            if cfg.get("service_env")
+            else []
+        ),
         "## Scenarios",
         "",
         *scenario_rows(doc),

@@ -56,6 +56,7 @@ def _config_doc(cfg: BenchConfig) -> dict[str, Any]:
         "durable": cfg.durable,
         "cluster_dir": str(cfg.cluster_dir) if cfg.cluster_dir else None,
         "whatif": cfg.whatif or None,
+        "service_env": dict(cfg.service_env),
     }
 
 

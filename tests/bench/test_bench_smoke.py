@@ -16,6 +16,7 @@ import pytest
 from ops.bench import report
 from ops.bench.bank import AppInfo, Bank, wanted_accounts
 from ops.bench.config import from_args
+from ops.bench.pgstats import top_tables
 from ops.bench.procstat import parse_smaps_rollup, parse_stat
 from ops.bench.profile import summarize as summarize_profile
 from ops.bench.stats import (
@@ -343,3 +344,20 @@ def test_options_refuse_unknown_scenarios_and_patches(capsys: pytest.CaptureFixt
         from_args(["--whatif", "rsa_skip,turbo"])
     assert "unknown what-if patch 'turbo'" in capsys.readouterr().err
     assert parse_whatif("rsa_skip, keys_ttl=3600") == {"rsa_skip": "", "keys_ttl": "3600"}
+
+
+def test_top_tables_subtract_the_snapshots_own_reads() -> None:
+    first = {"pg_catalog.pg_class": (10, 1000, 0, 0), "app.users": (0, 0, 5, 5)}
+    before = {"pg_catalog.pg_class": (11, 1800, 0, 0), "app.users": (0, 0, 5, 5)}
+    after = {"pg_catalog.pg_class": (12, 2700, 0, 0), "app.users": (0, 0, 105, 105)}
+    rows = {r["table"]: r for r in top_tables(before, after, 100, own_cost=(first, before))}
+    assert rows["app.users"] == {
+        "table": "app.users",
+        "rows_per_request": 1.0,
+        "seq_scans_per_request": 0.0,
+        "seq_rows_per_request": 0.0,
+        "idx_scans_per_request": 1.0,
+    }
+    # 900 rows read in the interval, 800 of them by the "before" snapshot itself.
+    assert rows["pg_catalog.pg_class"]["rows_per_request"] == 1.0
+    assert rows["pg_catalog.pg_class"]["seq_scans_per_request"] == 0.0
