@@ -92,6 +92,55 @@ class Mailer:
             ttl=ttl,
         )
 
+    def link_and_code(
+        self, purpose: one_time.Purpose, base: str, *, link_ttl: int
+    ) -> tuple[str, one_time.Issue, dict[str, str]]:
+        """A flow token, a link token and a 6-digit code for ``purpose``: the MACs to
+        store and the raw values for the message (the only place they live)."""
+        flow, token, code = one_time.new_secret(), one_time.new_secret(), one_time.new_code()
+        flow_hash = self.macs.flow(purpose, flow)
+        issue = one_time.Issue(
+            purpose,
+            token_hash=self.macs.link(purpose, token),
+            code_hash=self.macs.code(purpose, flow_hash, code),
+            flow_hash=flow_hash,
+            ttl=link_ttl,
+            code_ttl=CODE_TTL,
+        )
+        return flow, issue, {"link": with_query(base, token=token), "code": code}
+
+    async def request_for_address(
+        self,
+        conn: asyncpg.Connection,
+        email_n: str,
+        issue: one_time.Issue,
+        draft: outbox.Draft,
+        meta: audit.RequestMeta,
+        event: str,
+        *,
+        only_unverified: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> int | None:
+        """Throttle, then store the one-time value and queue its mail only if the
+        account exists, auditing the same way either way (P4). Returns the wait
+        when throttled; the caller raises ``too_many`` after its transaction."""
+        wait = await self.throttled(conn, email_n, meta, event)
+        if wait is not None:
+            return wait
+        issued = await one_time.issue_for_address(
+            conn, self.app.app_id, email_n, issue, draft, only_unverified=only_unverified
+        )
+        await audit.record(
+            conn,
+            event,
+            "success",
+            meta,
+            target_type="user" if issued else "account",
+            target_id=str(issued.user_id) if issued else account_ref(email_n),
+            details={**(details or {}), "queued": issued is not None},
+        )
+        return None
+
     async def throttled(
         self, conn: asyncpg.Connection, address: str, meta: audit.RequestMeta, event: str
     ) -> int | None:

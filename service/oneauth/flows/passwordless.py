@@ -24,7 +24,6 @@ from oneauth.flows.common import first_party_sign_in
 from oneauth.flows.mailing import (
     CODE_TTL,
     Mailer,
-    account_ref,
     normalize_or_fail,
     redeem,
     too_many,
@@ -91,18 +90,15 @@ async def start(
             secrets=secrets,
             ttl=issue.ttl,
         )
-        wait = await m.throttled(conn, email_n, meta, "auth.passwordless_request")
-        if wait is None:
-            issued = await one_time.issue_for_address(conn, app.app_id, email_n, issue, draft)
-            await audit.record(
-                conn,
-                "auth.passwordless_request",
-                "success",
-                meta,
-                target_type="user" if issued else "account",
-                target_id=str(issued.user_id) if issued else account_ref(email_n),
-                details={"method": method, "queued": issued is not None},
-            )
+        wait = await m.request_for_address(
+            conn,
+            email_n,
+            issue,
+            draft,
+            meta,
+            "auth.passwordless_request",
+            details={"method": method},
+        )
     if wait is not None:
         raise too_many(wait)
     return {"flow_token": flow, "method": method, "expires_in": issue.ttl}

@@ -24,11 +24,9 @@ from oneauth.flows.common import busy
 from oneauth.flows.mailing import (
     CODE_TTL,
     Mailer,
-    account_ref,
     normalize_or_fail,
     redeem,
     too_many,
-    with_query,
 )
 from oneauth.identity import addresses, one_time
 from oneauth.identity import users as users_repo
@@ -50,38 +48,20 @@ async def request(
 ) -> dict[str, Any]:
     email_n = normalize_or_fail(email)
     m = Mailer(services, app)
-    # Secrets are made before we know whether the account exists: same work.
-    flow, token, code = one_time.new_secret(), one_time.new_secret(), one_time.new_code()
-    flow_hash = m.macs.flow(PURPOSE, flow)
-    issue = one_time.Issue(
-        PURPOSE,
-        token_hash=m.macs.link(PURPOSE, token),
-        code_hash=m.macs.code(PURPOSE, flow_hash, code),
-        flow_hash=flow_hash,
-        ttl=LINK_TTL,
-        code_ttl=CODE_TTL,
-    )
     async with services.router.enter(app) as conn:
         base = await m.link_base(conn, "reset", redirect_uri)
+        # Secrets are made before we know whether the account exists: same work.
+        flow, issue, secrets = m.link_and_code(PURPOSE, base, link_ttl=LINK_TTL)
         draft = m.draft(
             "reset_password",
             email_n,
             context={"link_minutes": LINK_TTL // 60, "code_minutes": CODE_TTL // 60},
-            secrets={"link": with_query(base, token=token), "code": code},
+            secrets=secrets,
             ttl=LINK_TTL,
         )
-        wait = await m.throttled(conn, email_n, meta, "password.reset_request")
-        if wait is None:
-            issued = await one_time.issue_for_address(conn, app.app_id, email_n, issue, draft)
-            await audit.record(
-                conn,
-                "password.reset_request",
-                "success",
-                meta,
-                target_type="user" if issued else "account",
-                target_id=str(issued.user_id) if issued else account_ref(email_n),
-                details={"queued": issued is not None},
-            )
+        wait = await m.request_for_address(
+            conn, email_n, issue, draft, meta, "password.reset_request"
+        )
     if wait is not None:
         raise too_many(wait)
     return {"flow_token": flow, "code_expires_in": CODE_TTL}

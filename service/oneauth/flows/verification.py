@@ -18,11 +18,9 @@ from oneauth.errors import InvalidLinkOrCode
 from oneauth.flows.mailing import (
     CODE_TTL,
     Mailer,
-    account_ref,
     normalize_or_fail,
     redeem,
     too_many,
-    with_query,
 )
 from oneauth.identity import addresses, one_time
 from oneauth.identity import users as users_repo
@@ -35,17 +33,7 @@ PURPOSE: one_time.Purpose = "verify_email"
 
 
 def _secrets(m: Mailer, base: str) -> tuple[str, one_time.Issue, dict[str, str]]:
-    flow, token, code = one_time.new_secret(), one_time.new_secret(), one_time.new_code()
-    flow_hash = m.macs.flow(PURPOSE, flow)
-    issue = one_time.Issue(
-        PURPOSE,
-        token_hash=m.macs.link(PURPOSE, token),
-        code_hash=m.macs.code(PURPOSE, flow_hash, code),
-        flow_hash=flow_hash,
-        ttl=LINK_TTL,
-        code_ttl=CODE_TTL,
-    )
-    return flow, issue, {"link": with_query(base, token=token), "code": code}
+    return m.link_and_code(PURPOSE, base, link_ttl=LINK_TTL)
 
 
 _CONTEXT = {"link_minutes": LINK_TTL // 60, "code_minutes": CODE_TTL // 60}
@@ -107,20 +95,9 @@ async def request(
         base = await m.link_base(conn, "verify", redirect_uri)
         flow, issue, secrets = _secrets(m, base)
         draft = m.draft("verify_email", email_n, context=_CONTEXT, secrets=secrets, ttl=LINK_TTL)
-        wait = await m.throttled(conn, email_n, meta, "email.verify_request")
-        if wait is None:
-            issued = await one_time.issue_for_address(
-                conn, app.app_id, email_n, issue, draft, only_unverified=True
-            )
-            await audit.record(
-                conn,
-                "email.verify_request",
-                "success",
-                meta,
-                target_type="user" if issued else "account",
-                target_id=str(issued.user_id) if issued else account_ref(email_n),
-                details={"queued": issued is not None},
-            )
+        wait = await m.request_for_address(
+            conn, email_n, issue, draft, meta, "email.verify_request", only_unverified=True
+        )
     if wait is not None:
         raise too_many(wait)
     return {"flow_token": flow, "code_expires_in": CODE_TTL}
