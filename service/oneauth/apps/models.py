@@ -19,6 +19,9 @@ class AppRecord:
     schema_version: int
     created_at: datetime
     settings: dict[str, Any] = field(default_factory=dict)
+    # The parsed AppPolicy, filled on first use by apps.policy.policy_of. The
+    # registry builds a new record whenever settings change, so it never goes stale.
+    parsed_policy: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def names(self) -> AppNames:

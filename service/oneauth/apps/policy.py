@@ -1,8 +1,8 @@
 """Per-app policy, read from the registry's ``settings`` JSON with defaults.
 
-Settings are validated when an app is provisioned or changed; at run time an
-unknown key is ignored and a bad value falls back to the default (logged), so a
-hand-edited registry row cannot take an app down.
+Settings are validated when an app is provisioned; at run time a settings row
+that does not validate (say, edited by hand) falls back to the defaults with a
+warning in the log, so it cannot take the app down.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from typing import Any
+
+import structlog
 
 from oneauth.apps.models import AppRecord
 from oneauth.tokens.keys import SUPPORTED_ALGS, Alg
@@ -95,17 +96,17 @@ def parse(settings: dict[str, Any]) -> AppPolicy:
     return policy
 
 
-@lru_cache(maxsize=4096)
-def _cached(app_id: str, frozen: str) -> AppPolicy:
-    import json
-
-    try:
-        return parse(json.loads(frozen))
-    except PolicyError:
-        return AppPolicy()
-
-
 def policy_of(app: AppRecord) -> AppPolicy:
-    import json
-
-    return _cached(app.app_id, json.dumps(app.settings, sort_keys=True))
+    """The app's policy, parsed once per registry record (no work on the hot path)."""
+    policy = app.parsed_policy
+    if policy is None:
+        try:
+            policy = parse(app.settings)
+        except PolicyError as exc:
+            structlog.get_logger("oneauth.policy").warning(
+                "app_settings_invalid", app_id=app.app_id, error=str(exc)
+            )
+            policy = AppPolicy()
+        object.__setattr__(app, "parsed_policy", policy)
+    assert isinstance(policy, AppPolicy)
+    return policy

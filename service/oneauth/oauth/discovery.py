@@ -77,7 +77,7 @@ def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> dict[
     return doc
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)  # one entry per active app: 10,000 apps fit
 def _rendered(issuer: str, policy: AppPolicy, endpoints: tuple[tuple[str, str], ...]) -> bytes:
     return json.dumps(metadata(issuer, policy, dict(endpoints)), separators=(",", ":")).encode()
 
