@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -11,7 +13,9 @@ import pytest
 from oneauth.apps import lifecycle
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
-from oneauth.db.router import TransactionAborted
+from oneauth.db.naming import quote_ident
+from oneauth.db.pool import AppPools, create_app_pools, default_shards, shard_sizes
+from oneauth.db.router import Router, TransactionAborted
 from oneauth.errors import AppNotFound
 from oneauth.services import Services
 from oneauth.settings import Settings
@@ -153,7 +157,6 @@ async def test_connections_are_recycled_after_many_apps(
     services: Services, provision: Callable[..., AppRecord], settings: Settings
 ) -> None:
     from oneauth.db.pool import create_pool
-    from oneauth.db.router import Router
 
     apps = [provision() for _ in range(5)]
     pool = await create_pool(settings, min_size=1, max_size=1)
@@ -168,3 +171,112 @@ async def test_connections_are_recycled_after_many_apps(
         assert pids[0] == pids[1]
     finally:
         await pool.close()
+
+
+def _apps_with_homes(apps: list[AppRecord], pools: AppPools) -> dict[int, AppRecord]:
+    homes: dict[int, AppRecord] = {}
+    for app in apps:
+        homes.setdefault(pools.home(app.app_id), app)
+    return homes
+
+
+async def test_each_app_stays_on_its_home_shard(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    apps = [provision() for _ in range(6)]
+    pools = await create_app_pools(
+        replace(settings, pool_min_size=1, pool_max_size=3, pool_shards=3)
+    )
+    try:
+        router = Router(pools, services.registry)
+        backends: dict[str, set[int]] = {}
+        for _ in range(3):
+            for app in apps:
+                async with router.app(app.app_id) as conn:
+                    pid = await conn.fetchval("SELECT pg_backend_pid()")
+                    backends.setdefault(app.app_id, set()).add(pid)
+        # One connection per shard and nothing concurrent: an app always meets the
+        # same backend, and apps with different homes meet different backends.
+        assert all(len(pids) == 1 for pids in backends.values())
+        homes = _apps_with_homes(apps, pools)
+        assert len({next(iter(backends[a.app_id])) for a in homes.values()}) == len(homes)
+        assert pools.borrowed == 0
+    finally:
+        await pools.close()
+
+
+async def test_busy_home_shard_borrows_an_idle_connection(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    pools = await create_app_pools(
+        replace(settings, pool_min_size=2, pool_max_size=2, pool_shards=2)
+    )
+    try:
+        router = Router(pools, services.registry)
+        app = provision()
+        other = provision()
+        home = pools.pools[pools.home(app.app_id)]
+        async with router.app(app.app_id) as first:
+            assert home.get_idle_size() == 0
+            # Home is full: the second unit borrows the other shard's idle
+            # connection instead of queueing, and is still confined to its app.
+            async with router.app(app.app_id) as second:
+                assert second is not first
+                assert pools.borrowed == 1
+                await second.execute(INSERT_USER, "borrowed@example.com")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                async with router.app(app.app_id) as third:
+                    assert pools.borrowed == 2
+                    await third.execute(f"SELECT 1 FROM {quote_ident(other.names.schema)}.users")
+        async with router.app(other.app_id) as conn:
+            assert await conn.fetchval("SELECT count(*) FROM users") == 0
+        async with router.app(app.app_id) as conn:
+            assert await conn.fetchval("SELECT count(*) FROM users") == 1
+    finally:
+        await pools.close()
+
+
+async def test_all_shards_busy_waits_for_home(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    pools = await create_app_pools(
+        replace(settings, pool_min_size=2, pool_max_size=2, pool_shards=2)
+    )
+    try:
+        router = Router(pools, services.registry)
+        app = provision()
+        inside: list[int] = []
+        both_inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with router.app(app.app_id) as conn:
+                inside.append(conn.get_server_pid())
+                if len(inside) == 2:
+                    both_inside.set()
+                await release.wait()
+
+        holders = [asyncio.create_task(hold()) for _ in range(2)]
+        await asyncio.wait_for(both_inside.wait(), 10)
+        assert sum(p.get_idle_size() for p in pools.pools) == 0
+        waiter = asyncio.create_task(_count_users(router, app.app_id))
+        await asyncio.sleep(0.1)
+        assert not waiter.done()  # no connection anywhere: it queues, it does not fail
+        release.set()
+        assert await asyncio.wait_for(waiter, 10) == 0
+        await asyncio.gather(*holders)
+    finally:
+        await pools.close()
+
+
+async def _count_users(router: Router, app_id: str) -> int:
+    async with router.app(app_id) as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM users"))
+
+
+def test_shard_sizes_split_evenly() -> None:
+    assert shard_sizes(10, 5) == [2, 2, 2, 2, 2]
+    assert shard_sizes(10, 4) == [3, 3, 2, 2]
+    assert shard_sizes(1, 3) == [1, 0, 0]
+    assert default_shards(10) == 5
+    assert default_shards(1) == 1

@@ -48,6 +48,9 @@ def test_production_refuses_dev_defaults(override: dict[str, str], message: str)
     [
         ({"ONEAUTH_POOL_MAX_SIZE": "many"}, "ONEAUTH_POOL_MAX_SIZE: expected an integer"),
         ({"ONEAUTH_POOL_MIN_SIZE": "20"}, "ONEAUTH_POOL_MIN_SIZE"),
+        ({"ONEAUTH_POOL_SHARDS": "11"}, "ONEAUTH_POOL_SHARDS: must be >= 0"),
+        ({"ONEAUTH_POOL_SHARDS": "-1"}, "ONEAUTH_POOL_SHARDS: must be >= 0"),
+        ({"ONEAUTH_PASSWORD_HASH_THREADS": "-2"}, "ONEAUTH_PASSWORD_HASH_THREADS"),
         ({"ONEAUTH_PORT": "70000"}, "ONEAUTH_PORT: expected a TCP port"),
         ({"ONEAUTH_DATABASE_URL": "mysql://x"}, "ONEAUTH_DATABASE_URL: expected a postgres"),
         ({"ONEAUTH_PUBLIC_URL": "ftp://x"}, "ONEAUTH_PUBLIC_URL: expected a http"),
@@ -66,3 +69,12 @@ def test_trailing_slash_is_trimmed_from_public_url() -> None:
     assert Settings.from_env({"ONEAUTH_PUBLIC_URL": "https://a.example/"}).public_url == (
         "https://a.example"
     )
+
+
+def test_hash_threads_share_the_cores_among_server_workers() -> None:
+    from oneauth.cli.serve import hash_threads
+
+    assert hash_threads(2, cores=2) == 1
+    assert hash_threads(1, cores=4) == 4
+    assert hash_threads(3, cores=4) == 2
+    assert hash_threads(8, cores=2) == 1

@@ -17,7 +17,7 @@ from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
 from oneauth.db.bootstrap import describe_unsafe
 from oneauth.db.notify import Notifier
-from oneauth.db.pool import create_pool
+from oneauth.db.pool import create_app_pools, create_pool
 from oneauth.db.router import Router
 from oneauth.http import health
 from oneauth.http.gate import AppGate
@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = await create_pool(settings)
-        hasher = PasswordHasher()
+        app_pools = await create_app_pools(settings)
+        hasher = PasswordHasher(max_workers=settings.password_hash_threads or None)
         try:
             row = await pool.fetchrow(
                 "SELECT rolsuper, rolinherit FROM pg_roles WHERE rolname = current_user"
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             notifier.subscribe(keys_channel, keys.on_change)
             notifier.subscribe(clients_channel, clients.on_change)
             router = Router(
-                pool, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
+                app_pools, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
             )
             delivery = DeliveryWorker.from_settings(settings, pool, registry, router, box)
             if settings.mail_worker_inprocess:
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
                 await delivery.stop()
                 await notifier.stop()
         finally:
+            await app_pools.close()
             await pool.close()
             hasher.close()
 

@@ -39,11 +39,17 @@ class Settings:
     master_key: str = DEV_MASTER_KEY
     pool_min_size: int = 2
     pool_max_size: int = 10
-    # Each pooled connection caches catalog entries (~62 KB) for every schema it
-    # touches and never frees them; after this many distinct apps it is replaced.
+    # App connections are split into shards; an app always starts on its home
+    # shard (0: pool_max_size // 2 shards of two connections).
+    pool_shards: int = 0
+    # Each pooled connection caches catalog entries (~100-370 KB) for every schema
+    # it touches and never frees them; after this many distinct apps it is replaced.
     pool_max_apps_per_connection: int = 256
     pool_max_queries: int = 50_000
     registry_cache_ttl: float = 5.0
+    # argon2 threads per process (0: the cores divided by the server's worker
+    # processes, so N workers do not run N x cores hashes at once)
+    password_hash_threads: int = 0
     migrate_parallelism: int = 4
     log_format: LogFormat = "auto"  # console on a terminal, JSON lines otherwise
     log_level: str = "info"
@@ -129,8 +135,14 @@ class Settings:
             raise SettingsError("ONEAUTH_PUBLIC_URL: must not carry a query or fragment")
         if not 1 <= self.pool_min_size <= self.pool_max_size:
             raise SettingsError("ONEAUTH_POOL_MIN_SIZE: must be >= 1 and <= ONEAUTH_POOL_MAX_SIZE")
+        if not 0 <= self.pool_shards <= self.pool_max_size:
+            raise SettingsError(
+                "ONEAUTH_POOL_SHARDS: must be >= 0 (0: automatic) and <= ONEAUTH_POOL_MAX_SIZE"
+            )
         if self.pool_max_apps_per_connection < 1:
             raise SettingsError("ONEAUTH_POOL_MAX_APPS_PER_CONNECTION: must be >= 1")
+        if self.password_hash_threads < 0:
+            raise SettingsError("ONEAUTH_PASSWORD_HASH_THREADS: must be >= 0 (0: automatic)")
         if self.migrate_parallelism < 1:
             raise SettingsError("ONEAUTH_MIGRATE_PARALLELISM: must be >= 1")
         _check_master_key(self.master_key)
@@ -212,9 +224,11 @@ def _port(raw: str) -> int:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "pool_min_size": _int,
     "pool_max_size": _int,
+    "pool_shards": _int,
     "pool_max_apps_per_connection": _int,
     "pool_max_queries": _int,
     "migrate_parallelism": _int,
+    "password_hash_threads": _int,
     "registry_cache_ttl": _float,
     "port": _port,
     "email_max_attempts": _int,

@@ -35,17 +35,18 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     from oneauth.apps.registry import CHANNEL as registry_channel
     from oneauth.apps.registry import Registry
     from oneauth.db.notify import Notifier
-    from oneauth.db.pool import create_pool
+    from oneauth.db.pool import create_app_pools, create_pool
     from oneauth.db.router import Router
     from oneauth.mail.outbox import CHANNEL as outbox_channel
     from oneauth.mail.worker import DeliveryWorker
     from oneauth.secretbox import SecretBox
 
     pool = await create_pool(settings)
+    app_pools = await create_app_pools(settings)
     try:
         registry = Registry(pool, ttl=settings.registry_cache_ttl)
         router = Router(
-            pool, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
+            app_pools, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
         )
         box = SecretBox.from_config(settings.master_key)
         worker = DeliveryWorker.from_settings(settings, pool, registry, router, box)
@@ -73,4 +74,5 @@ async def run(settings: Settings, *, once: bool = False) -> None:
             await worker.stop()
             await notifier.stop()
     finally:
+        await app_pools.close()
         await pool.close()

@@ -1,14 +1,31 @@
-"""The service's asyncpg pool.
+"""The service's asyncpg pools.
 
 Connections carry no session state of ours: the router sets role and
 search_path transaction-locally, so a connection is clean again at COMMIT or
 ROLLBACK and safe to share through PgBouncer in transaction mode. The pool's
 reset therefore only rolls back a stray transaction (asyncpg does that before
 calling ours) and costs no extra round trip.
+
+Two kinds of pool per process:
+
+* the control pool (``create_pool``): registry lookups, health, the mail
+  outbox scan; it runs as the login role and never enters an app;
+* the app pools (``create_app_pools``): what the router hands out. A Postgres
+  backend keeps the catalog entries of every schema it has touched (measured
+  ~100-370 KB per schema, depending on how many tables a request touches) and
+  pays ~0.7 ms per table the first time. Spreading every app over every
+  connection makes each backend warm up, and hold, every active app. So the
+  app connections are split into shards and each app has a home shard (a
+  stable hash of its id): a backend sees about active_apps / shards apps,
+  stays warm and is rarely recycled. When the home shard is busy, an idle
+  connection of another shard is borrowed rather than making the request
+  queue, so one hot app can still use every connection.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -33,10 +50,12 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
     return None
 
 
-async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
-    options: dict[str, Any] = {
-        "min_size": settings.pool_min_size,
-        "max_size": settings.pool_max_size,
+# Registry misses, /readyz and the outbox scan: short queries, rarely concurrent.
+CONTROL_POOL_SIZE = 2
+
+
+def _options(settings: Settings) -> dict[str, Any]:
+    return {
         "max_queries": settings.pool_max_queries,
         "max_inactive_connection_lifetime": 300.0,
         "connection_class": RoutedConnection,
@@ -44,7 +63,76 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
         "server_settings": {"application_name": "oneauth"},
         "command_timeout": 30,
     }
+
+
+async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
+    """The control pool (or, with overrides, any single pool, e.g. in tests)."""
+    options = _options(settings) | {"min_size": 1, "max_size": CONTROL_POOL_SIZE}
     options.update(overrides)
     pool = await asyncpg.create_pool(settings.database_url, **options)
     assert pool is not None
     return pool
+
+
+def shard_sizes(total: int, shards: int) -> list[int]:
+    """Split ``total`` connections over ``shards`` sub-pools as evenly as possible."""
+    base, extra = divmod(total, shards)
+    return [base + (1 if i < extra else 0) for i in range(shards)]
+
+
+def default_shards(max_size: int) -> int:
+    # Two connections per shard: one app's bursts rarely need to borrow, and
+    # 10 connections per process give 5 shards, each backend seeing ~1/5 of
+    # the active apps of that process.
+    return max(1, max_size // 2)
+
+
+class AppPools:
+    """The router's connections: one sub-pool per shard, an app's home by hash."""
+
+    def __init__(self, pools: Sequence[asyncpg.Pool]) -> None:
+        if not pools:
+            raise ValueError("AppPools needs at least one pool")
+        self.pools = tuple(pools)
+        self.borrowed = 0  # transactions served outside their app's home shard
+
+    def home(self, app_id: str) -> int:
+        # crc32, not hash(): the same home in every process and every restart.
+        return zlib.crc32(app_id.encode()) % len(self.pools)
+
+    async def acquire(self, app_id: str) -> tuple[asyncpg.Pool, asyncpg.Connection]:
+        home = self.pools[self.home(app_id)]
+        if len(self.pools) > 1 and _exhausted(home):
+            spare = max(self.pools, key=lambda pool: pool.get_idle_size())
+            if spare.get_idle_size() > 0:
+                self.borrowed += 1
+                return spare, await spare.acquire()
+        return home, await home.acquire()
+
+    async def close(self) -> None:
+        for pool in self.pools:
+            await pool.close()
+
+
+def _exhausted(pool: asyncpg.Pool) -> bool:
+    """No idle connection and no room to open one: acquiring would queue."""
+    idle: int = pool.get_idle_size()
+    return idle == 0 and pool.get_size() >= pool.get_max_size()
+
+
+async def create_app_pools(settings: Settings) -> AppPools:
+    shards = settings.pool_shards or default_shards(settings.pool_max_size)
+    sizes = shard_sizes(settings.pool_max_size, shards)
+    minimums = shard_sizes(settings.pool_min_size, shards)
+    pools: list[asyncpg.Pool] = []
+    try:
+        for size, minimum in zip(sizes, minimums, strict=True):
+            options = _options(settings) | {"min_size": minimum, "max_size": size}
+            pool = await asyncpg.create_pool(settings.database_url, **options)
+            assert pool is not None
+            pools.append(pool)
+    except BaseException:
+        for pool in pools:
+            await pool.close()
+        raise
+    return AppPools(pools)

@@ -7,6 +7,11 @@ search_path, all transaction-local and in one round trip. Postgres privileges,
 not the search_path, keep app A's context out of app B's schema (B2).
 Nothing is set at session level, so this is safe behind PgBouncer in
 transaction mode.
+
+Which connection: ``AppPools`` keeps each app on a home shard of the
+connections, so a backend's catalog cache holds a bounded, stable share of the
+apps (see oneauth.db.pool); a connection that has still seen more than
+``max_apps_per_connection`` distinct apps is closed after its unit.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncpg
 from oneauth.apps.models import AppRecord
 from oneauth.apps.registry import Registry
 from oneauth.db.naming import AppNames, quote_ident
+from oneauth.db.pool import AppPools
 
 
 class TransactionAborted(RuntimeError):
@@ -38,9 +44,13 @@ def _enter_sql(names: AppNames) -> str:
 
 class Router:
     def __init__(
-        self, pool: asyncpg.Pool, registry: Registry, *, max_apps_per_connection: int = 256
+        self,
+        pools: AppPools | asyncpg.Pool,
+        registry: Registry,
+        *,
+        max_apps_per_connection: int = 256,
     ) -> None:
-        self.pool = pool
+        self.pools = pools if isinstance(pools, AppPools) else AppPools([pools])
         self.registry = registry
         self.max_apps_per_connection = max_apps_per_connection
         self._enter_cache: dict[str, str] = {}
@@ -57,7 +67,7 @@ class Router:
         enter_sql = self._enter_cache.get(record.app_id)
         if enter_sql is None:
             enter_sql = self._enter_cache[record.app_id] = _enter_sql(record.names)
-        conn = await self.pool.acquire()
+        pool, conn = await self.pools.acquire(record.app_id)
         recycle = False
         try:
             await conn.execute(enter_sql)
@@ -82,4 +92,4 @@ class Router:
                 # fresh one on demand.
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=5)
-            await self.pool.release(conn)
+            await pool.release(conn)
