@@ -92,7 +92,10 @@ class SigningKey:
             raise ValueError(f"unsupported alg {alg!r}")
         if not jwk.has_private:
             raise ValueError("a signing key needs the private part")
-        _check_key_type(jwk, alg)
+        # Derived (and, for RSA, consistency-checked: ~60 ms) once, here; jwcrypto
+        # would repeat that for every JWK object and every signature.
+        key = jwk.get_op_key("sign")
+        _check_key_type(jwk, alg, key)
         kid = cast(str, jwk.thumbprint())
         if jwk.get("kid", kid) != kid:
             raise ValueError("stored kid does not match the key's RFC 7638 thumbprint")
@@ -110,7 +113,7 @@ class SigningKey:
             alg=alg,
             private_jwk=full,
             _public=MappingProxyType(public),
-            _signer=_make_signer(full, alg),
+            _signer=_make_signer(key, alg),
         )
 
 
@@ -127,7 +130,7 @@ def generate_signing_key(alg: Alg) -> SigningKey:
     return SigningKey.from_jwk(jwk, alg)
 
 
-def _check_key_type(jwk: JWK, alg: Alg) -> None:
+def _check_key_type(jwk: JWK, alg: Alg, key: object) -> None:
     kty, crv = jwk.get("kty"), jwk.get("crv")
     if alg == "ES256" and (kty, crv) != ("EC", "P-256"):
         raise ValueError("ES256 needs an EC P-256 key")
@@ -136,15 +139,12 @@ def _check_key_type(jwk: JWK, alg: Alg) -> None:
     if alg == "RS256":
         if kty != "RSA":
             raise ValueError("RS256 needs an RSA key")
-        bits = cast(rsa.RSAPrivateKey, jwk.get_op_key("sign")).key_size
+        bits = cast(rsa.RSAPrivateKey, key).key_size
         if bits < RSA_KEY_BITS:
             raise ValueError(f"RS256 needs an RSA key of >= {RSA_KEY_BITS} bits, got {bits}")
 
 
-def _make_signer(jwk: JWK, alg: Alg) -> Signer:
-    # The cryptography key object is extracted once here; jwcrypto would re-derive and
-    # re-validate it on every signature.
-    key = jwk.get_op_key("sign")
+def _make_signer(key: object, alg: Alg) -> Signer:
     if alg == "ES256":
         ec_key = cast(ec.EllipticCurvePrivateKey, key)
         algorithm = ec.ECDSA(hashes.SHA256())
