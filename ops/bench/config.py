@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--whatif",
         type=_whatif,
         default="",
-        help="run the service with experimental patches, e.g. rsa_skip,keys_ttl=3600,"
-        "hasher_threads=1 (see ops/bench/whatif.py); results are marked as a what-if",
+        help="run the service with experimental patches, e.g. rsa_skip,"
+        "keys_ttl=3600 (see ops/bench/whatif.py); results are marked as a what-if",
     )
     p.add_argument(
         "--service-env",
