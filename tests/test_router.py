@@ -236,6 +236,44 @@ async def test_busy_home_shard_borrows_an_idle_connection(
         await pools.close()
 
 
+async def test_no_borrowing_past_a_backends_app_bound(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    pools = await create_app_pools(
+        replace(settings, pool_min_size=2, pool_max_size=2, pool_shards=2)
+    )
+    try:
+        router = Router(pools, services.registry, max_apps_per_connection=1)
+        homes: dict[int, AppRecord] = {}
+        while len(homes) < 2:  # random app ids: provision until both shards are someone's home
+            new = provision()
+            homes.setdefault(pools.home(new.app_id), new)
+        app, other = homes[0], homes[1]
+        async with router.app(other.app_id):
+            pass  # the other shard's only backend now holds its one app
+        release = asyncio.Event()
+        entered = asyncio.Event()
+
+        async def hold() -> None:
+            async with router.app(app.app_id):
+                entered.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold())
+        await asyncio.wait_for(entered.wait(), 10)
+        waiter = asyncio.create_task(_count_users(router, app.app_id))
+        await asyncio.sleep(0.1)
+        # The idle backend is full (it knows one app, the bound is one):
+        # waiting for the home shard beats growing that backend's caches.
+        assert not waiter.done()
+        assert (pools.borrowed, pools.declined) == (0, 1)
+        release.set()
+        assert await asyncio.wait_for(waiter, 10) == 0
+        await holder
+    finally:
+        await pools.close()
+
+
 async def test_all_shards_busy_waits_for_home(
     services: Services, provision: Callable[..., AppRecord], settings: Settings
 ) -> None:
@@ -278,5 +316,5 @@ def test_shard_sizes_split_evenly() -> None:
     assert shard_sizes(10, 5) == [2, 2, 2, 2, 2]
     assert shard_sizes(10, 4) == [3, 3, 2, 2]
     assert shard_sizes(1, 3) == [1, 0, 0]
-    assert default_shards(10) == 5
+    assert default_shards(10) == 10
     assert default_shards(1) == 1

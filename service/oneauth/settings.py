@@ -40,7 +40,7 @@ class Settings:
     pool_min_size: int = 2
     pool_max_size: int = 10
     # App connections are split into shards; an app always starts on its home
-    # shard (0: pool_max_size // 2 shards of two connections).
+    # shard (0: one shard per connection, pool_max_size shards).
     pool_shards: int = 0
     # Each pooled connection caches catalog entries (~100-370 KB) for every schema
     # it touches and never frees them; after this many distinct apps it is replaced.

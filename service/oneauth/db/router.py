@@ -11,7 +11,8 @@ transaction mode.
 Which connection: ``AppPools`` keeps each app on a home shard of the
 connections, so a backend's catalog cache holds a bounded, stable share of the
 apps (see oneauth.db.pool); a connection that has still seen more than
-``max_apps_per_connection`` distinct apps is closed after its unit.
+``max_apps_per_connection`` distinct apps (its home shard has more active
+apps than that) is closed after its unit.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Router:
         enter_sql = self._enter_cache.get(record.app_id)
         if enter_sql is None:
             enter_sql = self._enter_cache[record.app_id] = _enter_sql(record.names)
-        pool, conn = await self.pools.acquire(record.app_id)
+        pool, conn = await self.pools.acquire(record.app_id, max_apps=self.max_apps_per_connection)
         recycle = False
         try:
             await conn.execute(enter_sql)
