@@ -5,6 +5,7 @@ the token (the old one is marked used, a new one issued); presenting a used
 token again is a replay and revokes the session with every token in it
 (RFC 9700 section 4.14.2, ASVS 10.4.5). The rotation is one UPDATE with a
 ``used_at IS NULL`` guard, so of two concurrent uses at most one succeeds.
+Whatever changes a family locks its session row first, then its tokens.
 """
 
 from __future__ import annotations
@@ -102,13 +103,24 @@ class Replayed:
     session_id: uuid.UUID
 
 
-# One round trip: mark the presented token used (only if unused, unrevoked,
-# unexpired and of this client), check its session, issue the next token of
-# the family, and touch the session.
+# One round trip: lock the family's session, mark the presented token used
+# (only if unused, unrevoked, unexpired and of this client), check the session,
+# issue the next token of the family, and touch the session.
+#
+# Lock order: the session row before any of its refresh tokens, as every
+# revocation does (UPDATE sessions, then its tokens). A rotation that locked
+# the token first deadlocked against a concurrent revocation: a losing rotation
+# keeps the lock on the token's newest version (READ COMMITTED re-check) and
+# then, as a replay, revokes the session that a third request held.
 _ROTATE = """
-WITH used AS (
+WITH family AS (
+    SELECT s.id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+    WHERE t.token_hash = $1 AND t.client_id = $2
+    FOR NO KEY UPDATE OF s
+), used AS (
     UPDATE refresh_tokens SET used_at = now()
     WHERE token_hash = $1 AND client_id = $2 AND used_at IS NULL AND revoked_at IS NULL
+      AND session_id = (SELECT id FROM family)
       AND expires_at > now()
       AND ($5::text IS NULL OR string_to_array($5, ' ') <@ string_to_array(scope, ' '))
     RETURNING session_id, scope
