@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from starlette import routing
 from starlette.applications import Starlette
@@ -57,10 +58,13 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = await create_pool(settings)
-        app_pools = await create_app_pools(settings)
-        hasher = PasswordHasher(max_workers=settings.password_hash_threads or None)
-        try:
+        async with contextlib.AsyncExitStack() as stack:  # closes in reverse order
+            pool = await create_pool(settings)
+            stack.push_async_callback(pool.close)
+            app_pools = await create_app_pools(settings)
+            stack.push_async_callback(app_pools.close)
+            hasher = PasswordHasher(max_workers=settings.password_hash_threads or None)
+            stack.callback(hasher.close)
             row = await pool.fetchrow(
                 "SELECT rolsuper, rolinherit FROM pg_roles WHERE rolname = current_user"
             )
@@ -74,27 +78,29 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             notifier.subscribe(registry_channel, registry.on_change)
             notifier.subscribe(keys_channel, keys.on_change)
             notifier.subscribe(clients_channel, clients.on_change)
-            router = Router(
-                app_pools, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
-            )
-            delivery = DeliveryWorker.from_settings(settings, pool, registry, router, box)
+            limit = settings.pool_max_apps_per_connection
+            router = Router(app_pools, registry, max_apps_per_connection=limit)
+            mail_router = router
+            if settings.mail_worker_inprocess:
+                # Its own connections: a sweep enters many apps' schemas and
+                # must not fill the request connections' catalog caches.
+                mail_pools = await create_app_pools(
+                    replace(settings, pool_min_size=1, pool_max_size=2, pool_shards=1)
+                )
+                stack.push_async_callback(mail_pools.close)
+                mail_router = Router(mail_pools, registry, max_apps_per_connection=limit)
+            delivery = DeliveryWorker.from_settings(settings, pool, registry, mail_router, box)
             if settings.mail_worker_inprocess:
                 notifier.subscribe(outbox_channel, delivery.on_notify)
             await notifier.start()
+            stack.push_async_callback(notifier.stop)
             app.state.services = Services(
                 settings, pool, registry, router, notifier, keys, clients, hasher, box, delivery
             )
+            stack.push_async_callback(delivery.stop)
             if settings.mail_worker_inprocess:
                 await delivery.start()
-            try:
-                yield
-            finally:
-                await delivery.stop()
-                await notifier.stop()
-        finally:
-            await app_pools.close()
-            await pool.close()
-            hasher.close()
+            yield
 
     routes: list[BaseRoute] = [
         Route("/healthz", health.healthz, methods=["GET"]),

@@ -197,3 +197,32 @@ def test_cli_worker_once(
     monkeypatch.setenv("ONEAUTH_EMAIL_BACKEND", "console")
     main(["worker", "--once"])
     assert "sent " in capsys.readouterr().out
+
+
+async def test_sweep_visits_only_apps_whose_outbox_changed(
+    services: Services,
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    mailbox: MemoryBackend,
+) -> None:
+    worker = services.delivery
+    assert worker is not None
+    quiet, busy = provision(), provision()
+    first = await worker.sweep()
+    assert {quiet.app_id, busy.app_id} <= set(first)  # never visited: both
+    second = await worker.sweep()
+    assert quiet.app_id not in second
+    assert busy.app_id not in second
+    # Mail queued while no worker listens (nothing consumes the NOTIFY here):
+    # the outbox's change counter moves once the writer flushes its statistics
+    # (about a second), and the next sweep visits that app, and only it.
+    addr = unique_email()
+    assert (await signup(client, busy, addr)).status_code == 201
+    for _ in range(100):
+        visited = await worker.sweep()
+        assert quiet.app_id not in visited
+        if mailbox.to(addr):
+            break
+        await asyncio.sleep(0.2)
+    assert len(mailbox.to(addr)) == 1
+    assert busy.app_id in visited

@@ -10,9 +10,16 @@ worker learns *which* apps have mail in two ways:
 
 * ``NOTIFY oneauth_outbox, '<app_id>'`` sent in the transaction that queued the
   message (delivered at commit): the worker wakes at once and visits that app.
-* A slow sweep (``ONEAUTH_EMAIL_SWEEP_INTERVAL``) over every active app in the
+* A slow sweep (``ONEAUTH_EMAIL_SWEEP_INTERVAL``) over the active apps in the
   registry catches what a notice cannot: messages queued while no worker
-  listened, retries of a previous process, lost connections.
+  listened, retries of a previous process, lost connections. It does not
+  enter every schema: Postgres counts the rows inserted, updated and deleted
+  in each outbox table (``pg_stat_all_tables``, readable without any right on
+  the table), so the sweep visits only apps whose counter moved since this
+  worker last looked, apps with a retry due, and apps it has never visited.
+  Entering 10,000 schemas every 30 s per process had cost more than the
+  request traffic of 1,000 active apps (and evicted the request connections'
+  catalog caches). With ``track_counts`` off, every app is visited.
 
 After visiting an app the worker remembers when its next retry is due. We chose
 this over a hint table in the control schema because app roles would then
@@ -58,6 +65,17 @@ log = structlog.get_logger("oneauth.mail")
 def outbox_schema_version() -> int:
     """The app schema version from which an app has an outbox table."""
     return next(t.version for t in templates.load("app") if t.name == "outbox")
+
+
+# Rows ever inserted, updated or deleted in each app's outbox (statistics of the
+# cumulative stats system, flushed by the writing backend within about a second).
+# (pg_stat_all_tables would do; its grouping doubles the cost: 55 vs 24 ms at 10,000 apps.)
+_OUTBOX_CHANGES = (
+    "SELECT n.nspname AS schemaname, pg_stat_get_tuples_inserted(c.oid)"
+    " + pg_stat_get_tuples_updated(c.oid) + pg_stat_get_tuples_deleted(c.oid) AS changes"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relname = 'outbox' AND c.relkind IN ('r', 'p')"
+)
 
 
 @dataclass
@@ -109,6 +127,8 @@ class DeliveryWorker:
         self._dirty: set[str] = set()
         self._sweep_requested = True
         self._due: dict[str, float] = {}
+        # app_id -> its outbox's change counter, read before this worker's last visit
+        self._looked: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._min_version = outbox_schema_version()
 
@@ -167,10 +187,9 @@ class DeliveryWorker:
                 if self._sweep_requested or now >= next_sweep:
                     self._sweep_requested = False
                     next_sweep = now + self.config.sweep_interval
-                    apps = await self.active_apps()
+                    await self.sweep(dirty | due)
                 else:
-                    apps = await self._lookup(dirty | due)
-                await self.deliver_apps(apps)
+                    await self.deliver_apps(await self._lookup(dirty | due))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: try again shortly
@@ -189,6 +208,39 @@ class DeliveryWorker:
             self._min_version,
         )
         return [record_from_row(r) for r in rows]
+
+    async def sweep(self, wanted: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Visit the apps that may have mail (see the module doc); their ids."""
+        apps, looked = await self.sweep_candidates(wanted)
+        await self.deliver_apps(apps)
+        self._looked.update(looked)
+        return [app.app_id for app in apps]
+
+    async def sweep_candidates(
+        self, wanted: set[str] | frozenset[str]
+    ) -> tuple[list[AppRecord], dict[str, int]]:
+        """The active apps a sweep must visit, and their outbox counters as read now.
+
+        An app is visited when its counter differs from the one read before this
+        worker's last visit (new, claimed or retried mail, by anyone), when it is
+        in ``wanted`` (notified or due), or when this worker has not visited it.
+        The caller records the counters once the visits are done.
+        """
+        apps = await self.active_apps()
+        async with self.pool.acquire() as conn:
+            counting = await conn.fetchval("SELECT current_setting('track_counts')::bool")
+            rows = await conn.fetch(_OUTBOX_CHANGES) if counting else []
+        if not counting:
+            return apps, {}
+        changes: dict[str, int] = {r["schemaname"]: r["changes"] for r in rows}
+        picked: list[AppRecord] = []
+        looked: dict[str, int] = {}
+        for app in apps:
+            current = changes.get(app.names.schema, -1)
+            if app.app_id in wanted or self._looked.get(app.app_id) != current:
+                picked.append(app)
+                looked[app.app_id] = current
+        return picked, looked
 
     async def _lookup(self, app_ids: set[str]) -> list[AppRecord]:
         found = []
