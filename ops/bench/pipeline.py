@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ops.bench import fleet, limits, pgstats, profile, servers, verifier_load, wrk
+import psycopg
+from ops.bench import catalog, fleet, limits, pgstats, profile, servers, verifier_load, wrk
 from ops.bench.bank import Bank, BankError, wanted_accounts
 from ops.bench.cluster import DATABASE, ROLE, BenchCluster
 from ops.bench.config import BenchConfig
@@ -31,6 +32,7 @@ from oneauth.settings import Settings
 Log = Callable[[str], None]
 VERIFIER_TARGET = Target(">= 70% of raw signature verify, 0 errors", min_ratio=0.70)
 VERIFIER_TOKENS = 32
+CATALOG_SAMPLES = 41  # apps one probe backend enters: one for its baseline, 40 measured
 
 
 def shape_of(cfg: BenchConfig) -> Shape:
@@ -143,6 +145,14 @@ class StageRunner:
                 results.append(self._scenario(defn, stage, meter, srv, blocked))
             pids = backend_pids(self.cluster.postmaster or 0, ROLE)
             stage_doc["postgres_memory"] = backend_memory(pids)
+        probe = [fleet.app_id(i) for i in range(1, min(apps, CATALOG_SAMPLES) + 1)]
+        try:
+            stage_doc["catalog_per_app"] = catalog.per_app_cost(self.cluster.dsn, probe)
+        except (psycopg.Error, RuntimeError) as exc:
+            stage_doc["catalog_per_app"] = {"error": f"{type(exc).__name__}: {exc}"}
+        cost = stage_doc["catalog_per_app"]
+        if cost and "kib_per_app" in cost:
+            self.log(f"  one more app schema costs a backend {cost['kib_per_app']:.0f} KiB")
         stage_doc["active_apps"] = len(active)
         return stage_doc, results
 

@@ -105,8 +105,8 @@ def scale_rows(doc: dict[str, Any]) -> list[str]:
 def fleet_rows(doc: dict[str, Any]) -> list[str]:
     rows = [
         "| apps | provisioned now | time | one app (median) | migrate-all, nothing pending "
-        "| Postgres memory per backend (anon p50 / max; Pss max) |",
-        "|---:|---:|---:|---:|---:|---|",
+        "| Postgres memory per backend (anon p50 / max; Pss max) | one app schema |",
+        "|---:|---:|---:|---:|---:|---|---:|",
     ]
     for st in doc.get("stages", []):
         f = st.get("fleet", {})
@@ -122,7 +122,8 @@ def fleet_rows(doc: dict[str, Any]) -> list[str]:
             f"| {st['apps']:,} | {f.get('provisioned_now', 0):,} | "
             f"{_num(f.get('seconds'), '.1f')} s "
             f"| {_num(f.get('single_app_median_s'), '.3f')} s | "
-            f"{_num(m.get('seconds'), '.2f')} s ({m.get('schemas', 0):,} schemas) | {mem_text} |"
+            f"{_num(m.get('seconds'), '.2f')} s ({m.get('schemas', 0):,} schemas) | {mem_text} "
+            f"| {_num((st.get('catalog_per_app') or {}).get('kib_per_app'))} KiB |"
         )
     return rows
 
@@ -241,8 +242,9 @@ def summarize_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if mem:
         out.append(
             {
-                "target": f"Postgres memory per connection bounded (<= {mem['bound_mib']:.0f} MiB"
-                " anonymous)",
+                "target": "Postgres memory per connection bounded (<= "
+                f"{mem['bound_mib']:.0f} MiB anonymous: {mem['baseline_mib']:.0f} MiB + "
+                f"{mem['max_apps_per_connection']} apps x {mem['per_app_kib']:.0f} KiB)",
                 "measured": f"max {mem['max_mib']:.1f} MiB over all stages",
                 "passed": mem["passed"],
             }

@@ -24,11 +24,12 @@ from ops.bench.pipeline import StageRunner, migrate_probe, run_limits
 from ops.bench.stats import Limit, ScenarioResult, scale_check
 
 from oneauth.localpg import find_bindir, free_port
+from oneauth.settings import Settings
 
-# Private (non-shared) memory a backend may hold: the router recycles a pooled
-# connection after 256 distinct apps (~62 KiB of catalog cache each, ~16 MiB),
-# plus the baseline of a fresh backend and its plan caches.
-MEMORY_BOUND_MIB = 32.0
+# Private (non-shared) memory a service backend may hold: its baseline (the
+# one-app stage's backends) plus, for every app the router lets a connection
+# enter, the measured cache of one app schema (ops/bench/catalog.py).
+MAX_APPS_ENV = "ONEAUTH_POOL_MAX_APPS_PER_CONNECTION"
 
 
 _T0 = time.monotonic()
@@ -78,20 +79,30 @@ def _scale(results: list[ScenarioResult], sizes: Sequence[int]) -> list[dict[str
     return out
 
 
-def _memory_bound(stages: list[dict[str, Any]]) -> dict[str, Any] | None:
-    worst = [
-        s["postgres_memory"]["anonymous_mib_max"]
+def _memory_bound(stages: list[dict[str, Any]], max_apps: int) -> dict[str, Any] | None:
+    measured = [s for s in stages if s.get("postgres_memory", {}).get("backends")]
+    costs = [
+        s["catalog_per_app"]["kib_per_app"]
         for s in stages
-        if s.get("postgres_memory", {}).get("backends")
+        if "kib_per_app" in (s.get("catalog_per_app") or {})
     ]
-    if not worst:
+    if not measured or not costs:
         return None
+    worst = max(s["postgres_memory"]["anonymous_mib_max"] for s in measured)
+    baseline = measured[0]["postgres_memory"]["anonymous_mib_max"]
+    per_app_mib = max(costs) / 1024
+    bound = baseline + max_apps * per_app_mib
     return {
-        "bound_mib": MEMORY_BOUND_MIB,
-        "max_mib": max(worst),
-        "passed": max(worst) <= MEMORY_BOUND_MIB,
+        "bound_mib": bound,
+        "baseline_mib": baseline,
+        "per_app_kib": max(costs),
+        "max_apps_per_connection": max_apps,
+        "max_mib": worst,
+        "passed": worst <= bound,
         "method": "Anonymous from /proc/<pid>/smaps_rollup of each backend of the service's "
-        "login role, read after the stage's scenarios with the service still connected",
+        "login role, read after the stage's scenarios with the service still connected; "
+        "bound = the smallest fleet's largest backend + max apps per connection x the "
+        "measured cache of one app schema",
     }
 
 
@@ -149,7 +160,8 @@ def execute(cfg: BenchConfig) -> dict[str, Any]:
     doc["stages"] = stages
     doc["scenarios"] = [r.to_json() for r in results]
     doc["scale"] = _scale(results, cfg.apps)
-    doc["postgres_memory_bound"] = _memory_bound(stages)
+    max_apps = int(dict(cfg.service_env).get(MAX_APPS_ENV, Settings().pool_max_apps_per_connection))
+    doc["postgres_memory_bound"] = _memory_bound(stages, max_apps)
     doc["targets"] = report.summarize_targets(doc)
     doc["notes"] = _notes(results)
     doc["duration_s"] = round(time.monotonic() - started, 1)

@@ -19,6 +19,7 @@ from ops.bench.config import from_args
 from ops.bench.pgstats import top_tables
 from ops.bench.procstat import parse_smaps_rollup, parse_stat
 from ops.bench.profile import summarize as summarize_profile
+from ops.bench.run import _memory_bound
 from ops.bench.stats import (
     CpuSplit,
     Limit,
@@ -305,6 +306,26 @@ def test_markdown_table_shows_figures_limits_and_verdicts() -> None:
     provisioning = [t for t in doc["targets"] if t["target"].startswith("provisioning one app")]
     assert provisioning
     assert provisioning[0]["passed"] is True
+
+
+def test_memory_bound_is_baseline_plus_apps_times_schema_cost() -> None:
+    one = {"apps": 1, "postgres_memory": {"backends": 2, "anonymous_mib_max": 8.0}}
+    many = {
+        "apps": 1000,
+        "postgres_memory": {"backends": 20, "anonymous_mib_max": 40.0},
+        "catalog_per_app": {"kib_per_app": 256.0},
+    }
+    bound = _memory_bound([one, many], max_apps=100)
+    assert bound is not None
+    assert bound["bound_mib"] == pytest.approx(8.0 + 100 * 0.25)
+    assert bound["max_mib"] == 40.0
+    assert bound["passed"] is False
+    assert _memory_bound([one, many], max_apps=256)["passed"] is True  # type: ignore[index]
+    assert _memory_bound([one], max_apps=256) is None  # no schema cost measured
+    doc = synthetic_doc()
+    doc["postgres_memory_bound"] = _memory_bound([one, many], max_apps=256)
+    target = report.summarize_targets(doc)[-1]
+    assert target["target"].endswith("(<= 72 MiB anonymous: 8 MiB + 256 apps x 256 KiB)")
 
 
 def test_json_round_trip(tmp_path: Path) -> None:

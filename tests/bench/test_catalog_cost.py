@@ -1,0 +1,27 @@
+"""The bench's measure of what one app schema costs a Postgres backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from ops.bench import catalog
+
+from oneauth.apps.models import AppRecord
+from oneauth.settings import Settings
+
+
+def test_each_app_schema_entered_adds_catalog_memory(
+    provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    apps = [provision().app_id for _ in range(6)]
+    try:
+        cost = catalog.per_app_cost(settings.database_url, apps)
+    except catalog.NotLocal as exc:
+        pytest.skip(str(exc))
+    assert cost is not None
+    assert cost["apps"] == 5
+    assert cost["tables_per_app"] >= 10  # every table of the schema was planned
+    # Each schema's relations, indexes and their catalog rows: tens of KiB at least.
+    assert cost["kib_per_app"] > 20
+    assert catalog.per_app_cost(settings.database_url, apps[:1]) is None
