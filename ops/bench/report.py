@@ -90,14 +90,20 @@ def limit_rows(doc: dict[str, Any]) -> list[str]:
 
 def scale_rows(doc: dict[str, Any]) -> list[str]:
     rows = [
-        "| scenario | apps | p50 vs 1 app | p99 vs 1 app | rate vs 1 app | target | pass |",
-        "|---|---:|---:|---:|---:|---|---|",
+        "| scenario | apps | p50 vs 1 app | p99 vs 1 app | rate vs 1 app | target | pass "
+        "| p50 vs next smaller fleet |",
+        "|---|---:|---:|---:|---:|---|---|---:|",
     ]
     for s in doc.get("scale", []):
+        prev = (
+            f"{s['p50_factor_prev']:.2f}x (vs {s['prev_apps']:,})"
+            if "p50_factor_prev" in s
+            else "–"
+        )
         rows.append(
             f"| {s['scenario']} | {s['apps']:,} | {s['p50_factor']:.2f}x | {s['p99_factor']:.2f}x "
             f"| {_num(s.get('rps_factor'), '.2f')}x | p50 <= {s['max_factor']}x | "
-            f"{_pass(s['passed'])} |"
+            f"{_pass(s['passed'])} | {prev} |"
         )
     return rows
 

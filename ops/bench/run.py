@@ -69,13 +69,23 @@ def _scale(results: list[ScenarioResult], sizes: Sequence[int]) -> list[dict[str
     """Each scenario at each larger fleet against the same scenario at the smallest."""
     if len(sizes) < 2:
         return []
-    base = {r.scenario: r for r in results if r.apps == sizes[0] and r.summary}
+    by_size = {(r.scenario, r.apps): r for r in results if r.summary}
     out = []
     for r in results:
-        if r.apps != sizes[0] and r.summary and r.scenario in base:
-            check = scale_check(base[r.scenario], r)
-            if check:
-                out.append(check)
+        base = by_size.get((r.scenario, sizes[0]))
+        if r.apps == sizes[0] or base is None or r.summary is None:
+            continue
+        check = scale_check(base, r)
+        if check is None:
+            continue
+        # Against the next smaller fleet too: with the same active apps, this
+        # is what the extra provisioned-but-idle apps cost.
+        smaller = [n for n in sizes if n < r.apps]
+        prev = by_size.get((r.scenario, smaller[-1]))
+        if len(smaller) > 1 and prev is not None and prev.summary and prev.summary.p50_ms > 0:
+            check["prev_apps"] = smaller[-1]
+            check["p50_factor_prev"] = r.summary.p50_ms / prev.summary.p50_ms
+        out.append(check)
     return out
 
 

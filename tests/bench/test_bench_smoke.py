@@ -19,7 +19,7 @@ from ops.bench.config import from_args
 from ops.bench.pgstats import top_tables
 from ops.bench.procstat import parse_smaps_rollup, parse_stat
 from ops.bench.profile import summarize as summarize_profile
-from ops.bench.run import _memory_bound
+from ops.bench.run import _memory_bound, _scale
 from ops.bench.stats import (
     CpuSplit,
     Limit,
@@ -116,6 +116,22 @@ def test_scale_check_compares_median_latency() -> None:
     check = scale_check(one, slow)
     assert check is not None
     assert check["passed"] is False
+
+
+def test_scale_rows_compare_with_one_app_and_the_next_smaller_fleet() -> None:
+    def result(apps: int, p99: float) -> ScenarioResult:
+        return ScenarioResult(
+            "me", "m", apps, min(apps, 1000), "ok", summary=summarize([sample(1000, p99)])
+        )
+
+    rows = _scale([result(1, 10), result(1000, 20), result(10000, 22)], [1, 1000, 10000])
+    assert [(r["apps"], round(r["p50_factor"], 2)) for r in rows] == [(1000, 2.0), (10000, 2.2)]
+    assert "p50_factor_prev" not in rows[0]  # the next smaller fleet is the one-app baseline
+    assert rows[1]["prev_apps"] == 1000
+    assert rows[1]["p50_factor_prev"] == pytest.approx(1.1)
+    md = "\n".join(report.scale_rows({"scale": rows}))
+    assert "| me | 10,000 | 2.20x |" in md
+    assert "1.10x (vs 1,000) |" in md
 
 
 def test_cpu_split_percent_of_machine() -> None:
