@@ -25,6 +25,8 @@ Two kinds of pool per process:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -96,6 +98,9 @@ class AppPools:
         self.pools = tuple(pools)
         self.borrowed = 0  # units served outside their app's home shard
         self.declined = 0  # idle connections not borrowed: no room for another app
+        self.queued = 0  # units that found no connection and waited for one
+        self._waiting = 0
+        self._freed = asyncio.Condition()
 
     def home(self, app_id: str) -> int:
         # crc32, not hash(): the same home in every process and every restart.
@@ -104,7 +109,7 @@ class AppPools:
     async def acquire(
         self, app_id: str, *, max_apps: int
     ) -> tuple[asyncpg.Pool, asyncpg.Connection]:
-        """A connection for ``app_id`` and the pool to release it to.
+        """A connection for ``app_id`` and the pool to release it to (``release``).
 
         The home shard's when it has one free (or can open one). Otherwise an
         idle connection of another shard, if that backend already knows the
@@ -112,25 +117,64 @@ class AppPools:
         few active apps, one hot app spreads over every connection; with many,
         backends keep to their home share and a cold borrow (a first touch of
         a schema, ~0.7 ms per table, and cache memory for good) is not worth
-        saving a short wait. Failing both, wait for the home shard.
+        saving a short wait.
+
+        Failing both, the unit queues, and every release wakes the queue to try
+        again in arrival order: it takes whichever usable connection frees
+        first. Waiting on the home shard's own queue instead made one hot app
+        line up behind its home's single connection while others went idle
+        (refresh p99 at one app: 14 ms before sharding, 100 ms with it).
 
         Measured on 2 cores, 10,000 apps, traffic over 1,000, 10 connections:
         borrowing whenever a backend had room filled every backend with foreign
         apps and recycled them constantly (1,144 units/s); home-only 2,602/s.
         """
         home = self.pools[self.home(app_id)]
-        if len(self.pools) > 1 and _exhausted(home):
-            # An idle connection, else room to open one (it starts knowing no app).
-            spare = max(self.pools, key=_spare_rank)
-            if _spare_rank(spare) > (0, 0):
-                conn = await spare.acquire()
-                known: set[str] = getattr(conn, "oneauth_apps", set())
-                if app_id in known or len(known) < max(1, max_apps // 4):
-                    self.borrowed += 1
-                    return spare, conn
-                self.declined += 1
-                await spare.release(conn)
-        return home, await home.acquire()
+        if not self._waiting:
+            got = await self._try(app_id, home, max_apps)
+            if got is not None:
+                return got
+        self.queued += 1
+        self._waiting += 1
+        try:
+            async with self._freed:
+                while True:
+                    got = await self._try(app_id, home, max_apps)
+                    if got is not None:
+                        return got
+                    # The timeout only guards against a wake-up lost to a
+                    # connection that left the pool without a release.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._freed.wait(), 1.0)
+        finally:
+            self._waiting -= 1
+
+    async def _try(
+        self, app_id: str, home: asyncpg.Pool, max_apps: int
+    ) -> tuple[asyncpg.Pool, asyncpg.Connection] | None:
+        if not _exhausted(home):
+            return home, await home.acquire()
+        if len(self.pools) == 1:
+            return None
+        # An idle connection, else room to open one (it starts knowing no app).
+        spare = max(self.pools, key=_spare_rank)
+        if _spare_rank(spare) == (0, 0):
+            return None
+        conn = await spare.acquire()
+        known: set[str] = getattr(conn, "oneauth_apps", set())
+        if app_id in known or len(known) < max(1, max_apps // 4):
+            self.borrowed += 1
+            return spare, conn
+        self.declined += 1
+        await spare.release(conn)
+        return None
+
+    async def release(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+        """Give a connection back and wake the units queued for one."""
+        await pool.release(conn)
+        if self._waiting:
+            async with self._freed:
+                self._freed.notify_all()
 
     async def close(self) -> None:
         for pool in self.pools:

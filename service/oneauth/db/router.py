@@ -93,4 +93,4 @@ class Router:
                 # fresh one on demand.
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=5)
-            await pool.release(conn)
+            await self.pools.release(pool, conn)
