@@ -111,7 +111,10 @@ class Replayed:
 # revocation does (UPDATE sessions, then its tokens). A rotation that locked
 # the token first deadlocked against a concurrent revocation: a losing rotation
 # keeps the lock on the token's newest version (READ COMMITTED re-check) and
-# then, as a replay, revokes the session that a third request held.
+# then, as a replay, revokes the session that a third request held. The
+# EXISTS is a one-time filter: it runs (and locks) before the token is read,
+# and, unlike ``session_id = (SELECT ...)``, it never tempts the planner into
+# the session_id index, which walks the whole family (hundreds of used tokens).
 _ROTATE = """
 WITH family AS (
     SELECT s.id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
@@ -120,7 +123,7 @@ WITH family AS (
 ), used AS (
     UPDATE refresh_tokens SET used_at = now()
     WHERE token_hash = $1 AND client_id = $2 AND used_at IS NULL AND revoked_at IS NULL
-      AND session_id = (SELECT id FROM family)
+      AND EXISTS (SELECT FROM family)
       AND expires_at > now()
       AND ($5::text IS NULL OR string_to_array($5, ' ') <@ string_to_array(scope, ' '))
     RETURNING session_id, scope
