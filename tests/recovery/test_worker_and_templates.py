@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
@@ -226,3 +228,37 @@ async def test_sweep_visits_only_apps_whose_outbox_changed(
         await asyncio.sleep(0.2)
     assert len(mailbox.to(addr)) == 1
     assert busy.app_id in visited
+
+
+async def test_a_new_worker_starts_from_what_earlier_sweeps_learned(
+    services: Services,
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    mailbox: MemoryBackend,
+    settings: Settings,
+    pg_admin_dsn: str,
+) -> None:
+    worker = services.delivery
+    assert worker is not None
+    quiet, busy = provision(), provision()
+    await worker.sweep()
+    # A worker of a new process (a deploy): it does not enter apps whose outbox
+    # has not moved since a recorded visit, but does enter the one that has.
+    addr = unique_email()
+    assert (await signup(client, busy, addr)).status_code == 201
+    fresh = dataclasses.replace(worker)
+    for _ in range(100):
+        visited = await fresh.sweep()
+        assert quiet.app_id not in visited
+        if mailbox.to(addr):
+            break
+        fresh = dataclasses.replace(worker)
+        await asyncio.sleep(0.2)
+    assert len(mailbox.to(addr)) == 1
+    # After a statistics reset the saved counters are from another epoch:
+    # a new worker visits every app once.
+    database = conninfo_to_dict(settings.database_url)["dbname"]
+    with psycopg.connect(make_conninfo(pg_admin_dsn, dbname=database), autocommit=True) as admin:
+        admin.execute("SELECT pg_stat_reset()")
+    fresh = dataclasses.replace(worker)
+    assert {quiet.app_id, busy.app_id} <= set(await fresh.sweep())

@@ -15,11 +15,19 @@ worker learns *which* apps have mail in two ways:
   listened, retries of a previous process, lost connections. It does not
   enter every schema: Postgres counts the rows inserted, updated and deleted
   in each outbox table (``pg_stat_all_tables``, readable without any right on
-  the table), so the sweep visits only apps whose counter moved since this
-  worker last looked, apps with a retry due, and apps it has never visited.
-  Entering 10,000 schemas every 30 s per process had cost more than the
-  request traffic of 1,000 active apps (and evicted the request connections'
-  catalog caches). With ``track_counts`` off, every app is visited.
+  the table), so the sweep visits only apps whose counter moved since it was
+  last read before a visit, and apps with a retry due. Entering 10,000
+  schemas every 30 s per process had cost more than the request traffic of
+  1,000 active apps (and evicted the request connections' catalog caches).
+  With ``track_counts`` off, every app is visited.
+
+What a sweep learned (each visited app's counter and its next retry) is kept
+in ``oneauth.mail_sweep``, shared by all workers and read by a worker's first
+sweep: a deploy's new processes do not each enter every schema (at 10,000
+apps that first sweep had pegged Postgres for minutes, and sign-ins with it).
+Statistics restart from zero after a crash; the table's own write counter
+then reads zero too, and the saved counters are ignored (every app is
+visited once), so the state can cause extra visits but never skip mail.
 
 After visiting an app the worker remembers when its next retry is due. We chose
 this over a hint table in the control schema because app roles would then
@@ -78,6 +86,24 @@ _OUTBOX_CHANGES = (
 )
 
 
+_LOAD_STATE = "SELECT app_id, changes, next_due_at - now() AS wait FROM oneauth.mail_sweep"
+# Every save moves this table's own counter, and only a statistics reset (a
+# crash, pg_stat_reset) brings it back to zero: then the saved counters are
+# from another epoch and are not trusted.
+_STATE_WRITES = (
+    "SELECT pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)"
+    " FROM pg_class c WHERE c.oid = 'oneauth.mail_sweep'::regclass"
+)
+_SAVE_STATE = (
+    "INSERT INTO oneauth.mail_sweep AS s (app_id, changes, next_due_at)"
+    " SELECT a, c, now() + make_interval(secs => w)"
+    " FROM unnest($1::text[], $2::bigint[], $3::float8[]) AS t (a, c, w)"
+    " WHERE EXISTS (SELECT FROM oneauth.apps WHERE app_id = t.a)"
+    " ON CONFLICT (app_id) DO UPDATE SET changes = excluded.changes,"
+    " next_due_at = excluded.next_due_at, updated_at = now()"
+)
+
+
 @dataclass
 class Report:
     sent: int = 0
@@ -127,8 +153,10 @@ class DeliveryWorker:
         self._dirty: set[str] = set()
         self._sweep_requested = True
         self._due: dict[str, float] = {}
-        # app_id -> its outbox's change counter, read before this worker's last visit
+        # app_id -> its outbox's change counter, read before the last visit
+        # (by this worker, or by any worker before it started: oneauth.mail_sweep)
         self._looked: dict[str, int] = {}
+        self._state_loaded = False
         self._task: asyncio.Task[None] | None = None
         self._min_version = outbox_schema_version()
 
@@ -211,19 +239,45 @@ class DeliveryWorker:
 
     async def sweep(self, wanted: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Visit the apps that may have mail (see the module doc); their ids."""
+        if not self._state_loaded:
+            await self._load_state()
         apps, looked = await self.sweep_candidates(wanted)
         await self.deliver_apps(apps)
         self._looked.update(looked)
+        await self._save_state(looked)
         return [app.app_id for app in apps]
+
+    async def _load_state(self) -> None:
+        """Adopt what earlier workers learned (counters, retries) from oneauth.mail_sweep."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_LOAD_STATE)
+            writes = await conn.fetchval(_STATE_WRITES)
+        now = time.monotonic()
+        trusted = bool(writes)  # rows but no writes counted: statistics were reset
+        for r in rows:
+            if trusted:
+                self._looked.setdefault(r["app_id"], r["changes"])
+            if r["wait"] is not None and r["app_id"] not in self._due:
+                self._due[r["app_id"]] = now + max(0.0, r["wait"].total_seconds())
+        self._state_loaded = True
+        log.info("mail_sweep_state", apps=len(rows), trusted=trusted)
+
+    async def _save_state(self, looked: dict[str, int]) -> None:
+        if not looked:
+            return
+        now = time.monotonic()
+        ids = sorted(looked)
+        waits = [None if self._due.get(a) is None else max(0.0, self._due[a] - now) for a in ids]
+        await self.pool.execute(_SAVE_STATE, ids, [looked[a] for a in ids], waits)
 
     async def sweep_candidates(
         self, wanted: set[str] | frozenset[str]
     ) -> tuple[list[AppRecord], dict[str, int]]:
         """The active apps a sweep must visit, and their outbox counters as read now.
 
-        An app is visited when its counter differs from the one read before this
-        worker's last visit (new, claimed or retried mail, by anyone), when it is
-        in ``wanted`` (notified or due), or when this worker has not visited it.
+        An app is visited when its counter differs from the one read before the
+        last visit (new, claimed or retried mail, by anyone), when it is in
+        ``wanted`` (notified or due), or when no worker has recorded a visit.
         The caller records the counters once the visits are done.
         """
         apps = await self.active_apps()
