@@ -157,6 +157,13 @@ def provision(
             "UPDATE oneauth.apps SET schema_version = %s, updated_at = now() WHERE app_id = %s",
             (result.version, app_id),
         )
+        # A new app has no mail: delivery workers need not look into it until
+        # its outbox's statistics counter moves (oneauth.mail.worker).
+        conn.execute(
+            "INSERT INTO oneauth.mail_sweep (app_id, changes) VALUES (%s, 0)"
+            " ON CONFLICT (app_id) DO NOTHING",
+            (app_id,),
+        )
         record = _fetch(conn, app_id)
         assert record is not None
     return ProvisionResult(app=record, created=True, extra=extra)

@@ -86,6 +86,7 @@ _OUTBOX_CHANGES = (
 )
 
 
+SWEEP_CHUNK = 200  # apps visited between two records of the sweep's progress
 _LOAD_STATE = "SELECT app_id, changes, next_due_at - now() AS wait FROM oneauth.mail_sweep"
 # Every save moves this table's own counter, and only a statistics reset (a
 # crash, pg_stat_reset) brings it back to zero: then the saved counters are
@@ -157,6 +158,7 @@ class DeliveryWorker:
         # (by this worker, or by any worker before it started: oneauth.mail_sweep)
         self._looked: dict[str, int] = {}
         self._state_loaded = False
+        self._trusted = False
         self._task: asyncio.Task[None] | None = None
         self._min_version = outbox_schema_version()
 
@@ -238,14 +240,47 @@ class DeliveryWorker:
         return [record_from_row(r) for r in rows]
 
     async def sweep(self, wanted: set[str] | frozenset[str] = frozenset()) -> list[str]:
-        """Visit the apps that may have mail (see the module doc); their ids."""
+        """Visit the apps that may have mail (see the module doc); their ids.
+
+        In chunks, each recorded in ``oneauth.mail_sweep`` once visited: a long
+        sweep (thousands of never-seen apps) interrupted by a restart keeps its
+        progress, and workers sweeping at once (the processes of one deploy),
+        each in its own random order, skip the apps another has just visited.
+        """
         if not self._state_loaded:
             await self._load_state()
         apps, looked = await self.sweep_candidates(wanted)
-        await self.deliver_apps(apps)
-        self._looked.update(looked)
-        await self._save_state(looked)
-        return [app.app_id for app in apps]
+        random.shuffle(apps)
+        visited: list[str] = []
+        for start in range(0, len(apps), SWEEP_CHUNK):
+            chunk = apps[start : start + SWEEP_CHUNK]
+            if self._trusted:
+                chunk = await self._not_visited_since(chunk, looked, wanted)
+            await self.deliver_apps(chunk)
+            done = {a.app_id: looked[a.app_id] for a in chunk if a.app_id in looked}
+            self._looked.update(done)
+            await self._save_state(done)
+            visited.extend(a.app_id for a in chunk)
+        return visited
+
+    async def _not_visited_since(
+        self, apps: list[AppRecord], looked: dict[str, int], wanted: set[str] | frozenset[str]
+    ) -> list[AppRecord]:
+        """Drop the apps whose recorded counter is the one this sweep read: another
+        worker visited them meanwhile, or they were provisioned (no mail) since
+        this worker loaded the state."""
+        rows = await self.pool.fetch(
+            "SELECT app_id, changes FROM oneauth.mail_sweep WHERE app_id = ANY($1::text[])",
+            [a.app_id for a in apps],
+        )
+        recorded = {r["app_id"]: r["changes"] for r in rows}
+        return [
+            a
+            for a in apps
+            if a.app_id in wanted
+            or a.app_id not in looked
+            or recorded.get(a.app_id) != looked[a.app_id]
+        ]
 
     async def _load_state(self) -> None:
         """Adopt what earlier workers learned (counters, retries) from oneauth.mail_sweep."""
@@ -253,7 +288,8 @@ class DeliveryWorker:
             rows = await conn.fetch(_LOAD_STATE)
             writes = await conn.fetchval(_STATE_WRITES)
         now = time.monotonic()
-        trusted = bool(writes)  # rows but no writes counted: statistics were reset
+        # Rows but no writes counted: the statistics were reset since they were saved.
+        self._trusted = trusted = bool(writes)
         for r in rows:
             if trusted:
                 self._looked.setdefault(r["app_id"], r["changes"])
