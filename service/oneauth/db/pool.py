@@ -97,7 +97,7 @@ class AppPools:
             raise ValueError("AppPools needs at least one pool")
         self.pools = tuple(pools)
         self.borrowed = 0  # units served outside their app's home shard
-        self.declined = 0  # idle connections not borrowed: no room for another app
+        self.declined = 0  # units that found an idle connection with no room for their app
         self.queued = 0  # units that found no connection and waited for one
         self._waiting = 0
         self._freed = asyncio.Condition()
@@ -130,16 +130,19 @@ class AppPools:
         apps and recycled them constantly (1,144 units/s); home-only 2,602/s.
         """
         home = self.pools[self.home(app_id)]
+        declined: set[int] = set()  # backends this unit found full: counted once
         if not self._waiting:
-            got = await self._try(app_id, home, max_apps)
+            got = await self._try(app_id, home, max_apps, declined)
             if got is not None:
                 return got
         self.queued += 1
         self._waiting += 1
         try:
             async with self._freed:
+                # Try again before the first wait: a release between the try
+                # above and taking the condition notified nobody.
                 while True:
-                    got = await self._try(app_id, home, max_apps)
+                    got = await self._try(app_id, home, max_apps, declined)
                     if got is not None:
                         return got
                     # The timeout only guards against a wake-up lost to a
@@ -150,7 +153,7 @@ class AppPools:
             self._waiting -= 1
 
     async def _try(
-        self, app_id: str, home: asyncpg.Pool, max_apps: int
+        self, app_id: str, home: asyncpg.Pool, max_apps: int, declined: set[int]
     ) -> tuple[asyncpg.Pool, asyncpg.Connection] | None:
         if not _exhausted(home):
             return home, await home.acquire()
@@ -165,7 +168,10 @@ class AppPools:
         if app_id in known or len(known) < max(1, max_apps // 4):
             self.borrowed += 1
             return spare, conn
-        self.declined += 1
+        backend = conn.get_server_pid()  # each acquire wraps it in a new proxy
+        if backend not in declined:
+            declined.add(backend)
+            self.declined += 1
         await spare.release(conn)
         return None
 
