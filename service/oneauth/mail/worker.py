@@ -22,8 +22,9 @@ worker learns *which* apps have mail in two ways:
   With ``track_counts`` off, every app is visited.
 
 What a sweep learned (each visited app's counter and its next retry) is kept
-in ``oneauth.mail_sweep``, shared by all workers and read by a worker's first
-sweep: a deploy's new processes do not each enter every schema (at 10,000
+in ``oneauth.mail_sweep``, shared by all workers and read by every sweep (the
+retries once, at a worker's start): a deploy's new processes do not each enter
+every schema (at 10,000
 apps that first sweep had pegged Postgres for minutes, and sign-ins with it).
 Statistics restart from zero after a crash; the table's own write counter
 then reads zero too, and the saved counters are ignored (every app is
@@ -87,7 +88,11 @@ _OUTBOX_CHANGES = (
 
 
 SWEEP_CHUNK = 200  # apps visited between two records of the sweep's progress
-_LOAD_STATE = "SELECT app_id, changes, next_due_at - now() AS wait FROM oneauth.mail_sweep"
+_RECORDED = "SELECT app_id, changes FROM oneauth.mail_sweep"
+_RETRIES = (
+    "SELECT app_id, next_due_at - now() AS wait FROM oneauth.mail_sweep"
+    " WHERE next_due_at IS NOT NULL"
+)
 # Every save moves this table's own counter, and only a statistics reset (a
 # crash, pg_stat_reset) brings it back to zero: then the saved counters are
 # from another epoch and are not trusted.
@@ -154,11 +159,7 @@ class DeliveryWorker:
         self._dirty: set[str] = set()
         self._sweep_requested = True
         self._due: dict[str, float] = {}
-        # app_id -> its outbox's change counter, read before the last visit
-        # (by this worker, or by any worker before it started: oneauth.mail_sweep)
-        self._looked: dict[str, int] = {}
-        self._state_loaded = False
-        self._trusted = False
+        self._retries_loaded = False
         self._task: asyncio.Task[None] | None = None
         self._min_version = outbox_schema_version()
 
@@ -247,28 +248,56 @@ class DeliveryWorker:
         progress, and workers sweeping at once (the processes of one deploy),
         each in its own random order, skip the apps another has just visited.
         """
-        if not self._state_loaded:
-            await self._load_state()
-        apps, looked = await self.sweep_candidates(wanted)
+        if not self._retries_loaded:
+            await self._load_retries()
+        apps, looked, trusted = await self.sweep_candidates(wanted)
         random.shuffle(apps)
         visited: list[str] = []
         for start in range(0, len(apps), SWEEP_CHUNK):
             chunk = apps[start : start + SWEEP_CHUNK]
-            if self._trusted:
+            if start and trusted:
                 chunk = await self._not_visited_since(chunk, looked, wanted)
             await self.deliver_apps(chunk)
-            done = {a.app_id: looked[a.app_id] for a in chunk if a.app_id in looked}
-            self._looked.update(done)
-            await self._save_state(done)
+            await self._record({a.app_id: looked[a.app_id] for a in chunk if a.app_id in looked})
             visited.extend(a.app_id for a in chunk)
         return visited
+
+    async def sweep_candidates(
+        self, wanted: set[str] | frozenset[str]
+    ) -> tuple[list[AppRecord], dict[str, int], bool]:
+        """The active apps a sweep must visit, their outbox counters as read now,
+        and whether the recorded counters were trusted.
+
+        An app is visited when its counter differs from the one recorded before
+        the last visit (new, claimed or retried mail, by anyone), when it is in
+        ``wanted`` (notified or due), or when no visit is recorded. The caller
+        records the counters once the visits are done.
+        """
+        apps = await self.active_apps()
+        async with self.pool.acquire() as conn:
+            if not await conn.fetchval("SELECT current_setting('track_counts')::bool"):
+                return apps, {}, False
+            changes = {r["schemaname"]: r["changes"] for r in await conn.fetch(_OUTBOX_CHANGES)}
+            # Rows recorded but no writes counted: the statistics were reset
+            # since, and the recorded counters belong to another epoch.
+            trusted = bool(await conn.fetchval(_STATE_WRITES))
+            recorded = {r["app_id"]: r["changes"] for r in await conn.fetch(_RECORDED)}
+        if not trusted:
+            recorded = {}
+        picked: list[AppRecord] = []
+        looked: dict[str, int] = {}
+        for app in apps:
+            current = changes.get(app.names.schema, -1)
+            if app.app_id in wanted or recorded.get(app.app_id) != current:
+                picked.append(app)
+                looked[app.app_id] = current
+        return picked, looked, trusted
 
     async def _not_visited_since(
         self, apps: list[AppRecord], looked: dict[str, int], wanted: set[str] | frozenset[str]
     ) -> list[AppRecord]:
-        """Drop the apps whose recorded counter is the one this sweep read: another
-        worker visited them meanwhile, or they were provisioned (no mail) since
-        this worker loaded the state."""
+        """Drop the apps whose recorded counter became the one this sweep read:
+        another worker visited them since the sweep began."""
         rows = await self.pool.fetch(
             "SELECT app_id, changes FROM oneauth.mail_sweep WHERE app_id = ANY($1::text[])",
             [a.app_id for a in apps],
@@ -282,55 +311,21 @@ class DeliveryWorker:
             or recorded.get(a.app_id) != looked[a.app_id]
         ]
 
-    async def _load_state(self) -> None:
-        """Adopt what earlier workers learned (counters, retries) from oneauth.mail_sweep."""
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_LOAD_STATE)
-            writes = await conn.fetchval(_STATE_WRITES)
+    async def _load_retries(self) -> None:
+        """Adopt the retries earlier workers left waiting (oneauth.mail_sweep)."""
         now = time.monotonic()
-        # Rows but no writes counted: the statistics were reset since they were saved.
-        self._trusted = trusted = bool(writes)
-        for r in rows:
-            if trusted:
-                self._looked.setdefault(r["app_id"], r["changes"])
-            if r["wait"] is not None and r["app_id"] not in self._due:
-                self._due[r["app_id"]] = now + max(0.0, r["wait"].total_seconds())
-        self._state_loaded = True
-        log.info("mail_sweep_state", apps=len(rows), trusted=trusted)
+        for r in await self.pool.fetch(_RETRIES):
+            self._due.setdefault(r["app_id"], now + max(0.0, r["wait"].total_seconds()))
+        self._retries_loaded = True
 
-    async def _save_state(self, looked: dict[str, int]) -> None:
+    async def _record(self, looked: dict[str, int]) -> None:
+        """Record the visited apps' counters (read before the visit) and next retries."""
         if not looked:
             return
         now = time.monotonic()
         ids = sorted(looked)
         waits = [None if self._due.get(a) is None else max(0.0, self._due[a] - now) for a in ids]
         await self.pool.execute(_SAVE_STATE, ids, [looked[a] for a in ids], waits)
-
-    async def sweep_candidates(
-        self, wanted: set[str] | frozenset[str]
-    ) -> tuple[list[AppRecord], dict[str, int]]:
-        """The active apps a sweep must visit, and their outbox counters as read now.
-
-        An app is visited when its counter differs from the one read before the
-        last visit (new, claimed or retried mail, by anyone), when it is in
-        ``wanted`` (notified or due), or when no worker has recorded a visit.
-        The caller records the counters once the visits are done.
-        """
-        apps = await self.active_apps()
-        async with self.pool.acquire() as conn:
-            counting = await conn.fetchval("SELECT current_setting('track_counts')::bool")
-            rows = await conn.fetch(_OUTBOX_CHANGES) if counting else []
-        if not counting:
-            return apps, {}
-        changes: dict[str, int] = {r["schemaname"]: r["changes"] for r in rows}
-        picked: list[AppRecord] = []
-        looked: dict[str, int] = {}
-        for app in apps:
-            current = changes.get(app.names.schema, -1)
-            if app.app_id in wanted or self._looked.get(app.app_id) != current:
-                picked.append(app)
-                looked[app.app_id] = current
-        return picked, looked
 
     async def _lookup(self, app_ids: set[str]) -> list[AppRecord]:
         found = []
