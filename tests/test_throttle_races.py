@@ -77,14 +77,18 @@ async def test_concurrent_guesses_verify_at_most_the_pair_allowance(
     provision: Callable[..., AppRecord],
     verifies: VerifyCounter,
 ) -> None:
-    app = provision()
-    await signup(client, app.app_id, "burst@example.com")
+    app, other = provision(), provision()
+    for each in (app, other):
+        await signup(client, each.app_id, "burst@example.com")
     verifies.calls = 0
     async with client_at(service, ATTACKER) as attacker:
         statuses = await burst(attacker, app.app_id, "burst@example.com", BURST)
-    print(f"\n{BURST} concurrent wrong passwords: {verifies.calls} argon2 verifies ran")
-    assert verifies.calls <= throttle.PAIR.free, verifies.calls
-    assert statuses.count(401) == verifies.calls  # every verified guess was a 401 ...
+        verified = verifies.calls
+        # The same address and email at another app: its own counters, untouched.
+        assert (await login(attacker, other.app_id, "burst@example.com")).status_code == 200
+    print(f"\n{BURST} concurrent wrong passwords: {verified} argon2 verifies ran")
+    assert verified <= throttle.PAIR.free, verified
+    assert statuses.count(401) == verified  # every verified guess was a 401 ...
     assert set(statuses) <= {401, 429}  # ... and every other one a 429, never a 5xx
     assert statuses.count(401) >= 1
 
