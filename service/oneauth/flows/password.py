@@ -118,10 +118,11 @@ async def verify_password(
 ) -> T:
     """The password check every sign-in shares (the JSON API and the hosted login page).
 
-    Throttles per account, IP and pair (P3), costs a dummy hash for unknown
-    accounts (P4), rehashes when parameters changed (P1) and audits failures (A1).
-    On success ``on_success(conn, user)`` runs in the transaction that resets the
-    throttle; it starts whatever session the caller needs and audits it.
+    Reserves the attempt on the account, IP and pair throttles before any argon2
+    work (P3, P8), costs a dummy hash for unknown accounts (P4), rehashes when
+    parameters changed (P1) and audits failures (A1). On success
+    ``on_success(conn, user)`` runs in the transaction that releases the
+    reservation; it starts whatever session the caller needs and audits it.
 
     Raises TooManyRequests, InvalidCredentials, EmailNotVerified or
     ServiceUnavailable (hasher busy); the failure rows commit first.
