@@ -17,6 +17,7 @@ from oneauth.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from oneauth.identity import throttle
 from oneauth.identity.passwords import HasherBusy
 from oneauth.identity.users import User
 from oneauth.oauth.clients import Client
@@ -32,7 +33,20 @@ def busy() -> ServiceUnavailable:
     )
 
 
-__all__ = ["HasherBusy", "authenticate_bearer", "busy", "start_session"]
+__all__ = ["HasherBusy", "authenticate_bearer", "busy", "settle_attempt", "start_session"]
+
+
+async def settle_attempt(
+    services: Services, app: AppRecord, reservation: throttle.Reservation, *, verified: bool
+) -> None:
+    """Settle a throttle reservation in a transaction of its own (P8), for a flow
+    that stops between the verify and its own write: ``verified`` when the
+    password was right, else no password was checked (hasher busy)."""
+    async with services.router.enter(app) as conn:
+        if verified:
+            await throttle.succeeded(conn, reservation)
+        else:
+            await throttle.cancel(conn, reservation)
 
 
 async def start_session(

@@ -24,7 +24,7 @@ from oneauth.errors import (
     TooManyRequests,
     ValidationFailed,
 )
-from oneauth.flows.common import busy, session_id_of
+from oneauth.flows.common import busy, session_id_of, settle_attempt
 from oneauth.flows.mailing import (
     CODE_TTL,
     Mailer,
@@ -59,36 +59,40 @@ async def request(
 ) -> dict[str, Any]:
     new_n = normalize_or_fail(new_email)
     sid = session_id_of(claims)
+    names = throttle.Names(services.settings.master_key, app.app_id)
     async with services.router.enter(app) as conn:
         live = await sessions.active_session_user(conn, sid)
         user = await users_repo.by_id(conn, claims.sub)
         old_n = normalize_email(user.email) if user else claims.sub
-        keys = throttle.ThrottleKeys.for_login(old_n, meta.ip_hash)
-        wait = await throttle.retry_after(conn, keys)
+        keys = throttle.ThrottleKeys.for_login(names, old_n, meta.ip_hash)
+        usable = live is not None and user is not None and str(live["id"]) == claims.sub
+        # The login's counters (P8): reserved before the verify, only when one runs.
+        reservation = await throttle.reserve(conn, keys) if usable and new_n != old_n else None
     if live is None or user is None or str(live["id"]) != claims.sub:
         raise InvalidToken("the session behind this token has ended")
-    if wait is not None:
-        raise TooManyRequests(
-            "too many failed attempts; wait before trying again", headers={"retry-after": str(wait)}
-        )
-    if new_n == old_n:
+    if reservation is None:
         raise ValidationFailed("that is already the account's address", extra={"field": "email"})
+    if not reservation.allowed:
+        raise TooManyRequests(
+            "too many failed attempts; wait before trying again",
+            headers={"retry-after": str(reservation.retry_after)},
+        )
     try:
         ok = bool(user.password_hash) and await services.hasher.verify(
             user.password_hash or "", password
         )
     except HasherBusy:
+        await settle_attempt(services, app, reservation, verified=False)
         raise busy() from None
     m = Mailer(services, app)
     flow, token, code = one_time.new_secret(), one_time.new_secret(), one_time.new_code()
     flow_hash = m.macs.flow(PURPOSE, flow)
     mail_wait: int | None = None
     async with services.router.enter(app) as conn:
-        if not ok:
-            await throttle.record_failure(conn, keys)
+        if not ok:  # the reservation counted the failure
             await _audit(conn, meta, user.sub, "failure", {"reason": "invalid_credentials"})
         else:
-            await throttle.record_success(conn, keys)
+            await throttle.succeeded(conn, reservation)
             base = await m.link_base(conn, "email/confirm", redirect_uri)
             mail_wait = await m.throttled(conn, new_n, meta, "user.email_change_request")
             if mail_wait is None:

@@ -20,7 +20,7 @@ import asyncpg
 from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.errors import TooManyRequests, ValidationFailed
-from oneauth.identity import one_time
+from oneauth.identity import one_time, throttle
 from oneauth.identity.users import InvalidEmail, normalize_email
 from oneauth.mail import outbox
 from oneauth.mail import throttle as mail_throttle
@@ -58,6 +58,11 @@ class Mailer:
     @cached_property
     def macs(self) -> one_time.Macs:
         return one_time.Macs(self.services.settings.master_key, self.app.app_id)
+
+    @cached_property
+    def names(self) -> throttle.Names:
+        """Keyed names of addresses for the throttle and the audit log."""
+        return throttle.Names(self.services.settings.master_key, self.app.app_id)
 
     def page(self, path: str) -> str:
         return f"{self.services.settings.issuer_for(self.app.app_id)}/{path}"
@@ -136,7 +141,7 @@ class Mailer:
             "success",
             meta,
             target_type="user" if issued else "account",
-            target_id=str(issued.user_id) if issued else account_ref(email_n),
+            target_id=str(issued.user_id) if issued else self.names.account(email_n),
             details={**(details or {}), "queued": issued is not None},
         )
         return None
@@ -144,8 +149,9 @@ class Mailer:
     async def throttled(
         self, conn: asyncpg.Connection, address: str, meta: audit.RequestMeta, event: str
     ) -> int | None:
-        """Count a message for this address and IP; audit and return the wait if over."""
-        wait = await mail_throttle.take(conn, address, meta.ip_hash)
+        """Count a message for this address, requester and IP; audit and return the wait
+        if over."""
+        wait = await mail_throttle.take(conn, self.names, address, meta.ip_hash)
         if wait is not None:
             await audit.record(
                 conn,
@@ -153,7 +159,7 @@ class Mailer:
                 "denied",
                 meta,
                 target_type="account",
-                target_id=account_ref(address),
+                target_id=self.names.account(address),
                 details={"reason": "mail_throttled"},
             )
         return wait
@@ -164,11 +170,6 @@ def too_many(wait: int) -> TooManyRequests:
         "too many messages asked for; wait before trying again",
         headers={"retry-after": str(wait)},
     )
-
-
-def account_ref(email_normalized: str) -> str:
-    """The audit target for an address that may have no account (hash only)."""
-    return mail_throttle.keys_for(email_normalized, None).popitem()[0].removeprefix("mail:")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from oneauth.errors import (
     WeakPasswordError,
 )
 from oneauth.flows import verification
-from oneauth.flows.common import busy, first_party_sign_in, session_id_of
+from oneauth.flows.common import busy, first_party_sign_in, session_id_of, settle_attempt
 from oneauth.identity import one_time, throttle
 from oneauth.identity import users as users_repo
 from oneauth.identity.passwords import HasherBusy, WeakPassword, check_password
@@ -118,10 +118,11 @@ async def verify_password(
 ) -> T:
     """The password check every sign-in shares (the JSON API and the hosted login page).
 
-    Throttles per account, IP and pair (P3), costs a dummy hash for unknown
-    accounts (P4), rehashes when parameters changed (P1) and audits failures (A1).
-    On success ``on_success(conn, user)`` runs in the transaction that resets the
-    throttle; it starts whatever session the caller needs and audits it.
+    Reserves the attempt on the account, IP and pair throttles before any argon2
+    work (P3, P8), costs a dummy hash for unknown accounts (P4), rehashes when
+    parameters changed (P1) and audits failures (A1). On success
+    ``on_success(conn, user)`` runs in the transaction that releases the
+    reservation; it starts whatever session the caller needs and audits it.
 
     Raises TooManyRequests, InvalidCredentials, EmailNotVerified or
     ServiceUnavailable (hasher busy); the failure rows commit first.
@@ -131,11 +132,13 @@ async def verify_password(
         email_n: str | None = normalize_email(email)
     except InvalidEmail:
         email_n = None  # treated exactly like an unknown account
-    keys = throttle.ThrottleKeys.for_login(email_n or email.strip().lower(), meta.ip_hash)
+    names = throttle.Names(services.settings.master_key, app.app_id)
+    keys = throttle.ThrottleKeys.for_login(names, email_n or email.strip().lower(), meta.ip_hash)
     async with services.router.enter(app) as conn:
-        wait = await throttle.retry_after(conn, keys)
-        user = await users_repo.by_email(conn, email_n) if wait is None and email_n else None
-        if wait is not None:
+        reservation = await throttle.reserve(conn, keys)
+        allowed = reservation.allowed
+        user = await users_repo.by_email(conn, email_n) if allowed and email_n else None
+        if not allowed:
             await audit.record(
                 conn,
                 "auth.login",
@@ -145,11 +148,12 @@ async def verify_password(
                 target_id=keys.account,
                 details={"reason": "throttled"},
             )
-    if wait is not None:
+    if not allowed:
         raise TooManyRequests(
             "too many failed attempts; wait before trying again",
-            headers={"retry-after": str(wait)},
+            headers={"retry-after": str(reservation.retry_after)},
         )
+    # The reservation has committed: argon2 runs with no connection held (P8).
     ok, new_hash = False, None
     try:
         if user is not None and user.password_hash and user.status == "active":
@@ -158,6 +162,7 @@ async def verify_password(
         else:
             await services.hasher.verify_dummy(password)
     except HasherBusy:
+        await settle_attempt(services, app, reservation, verified=False)
         raise busy() from None
     unverified = (
         ok and user is not None and policy.require_verified_email and not user.email_verified
@@ -166,7 +171,7 @@ async def verify_password(
     outcome: T | None = None
     async with services.router.enter(app) as conn:
         if not ok or user is None:
-            await throttle.record_failure(conn, keys)
+            # The reservation already counted this failure (and any lock it earned).
             await audit.record(
                 conn,
                 "auth.login",
@@ -177,7 +182,7 @@ async def verify_password(
                 details={"reason": "invalid_credentials", "method": "password"},
             )
         else:
-            await throttle.record_success(conn, keys)
+            await throttle.succeeded(conn, reservation)
             if new_hash is not None:
                 await users_repo.set_password(conn, user.id, new_hash, changed=False)
             if unverified:
@@ -226,28 +231,36 @@ async def change_password(
 ) -> None:
     """Re-authenticate with the current password, set the new one, end other sessions."""
     sid = session_id_of(claims)
+    names = throttle.Names(services.settings.master_key, app.app_id)
     async with services.router.enter(app) as conn:
         user = await users_repo.by_id(conn, claims.sub)
         keys = throttle.ThrottleKeys.for_login(
-            normalize_email(user.email) if user else claims.sub, meta.ip_hash
+            names, normalize_email(user.email) if user else claims.sub, meta.ip_hash
         )
-        wait = await throttle.retry_after(conn, keys)
-    if wait is not None:
+        reservation = await throttle.reserve(conn, keys)  # the login's counters (P8)
+    if not reservation.allowed:
         raise TooManyRequests(
-            "too many failed attempts; wait before trying again", headers={"retry-after": str(wait)}
+            "too many failed attempts; wait before trying again",
+            headers={"retry-after": str(reservation.retry_after)},
         )
     if user is None or user.status != "active" or not user.password_hash:
         raise InvalidCredentials("the current password is not right")
     try:
         ok = await services.hasher.verify(user.password_hash, current)
+    except HasherBusy:
+        await settle_attempt(services, app, reservation, verified=False)
+        raise busy() from None
+    try:
         if ok:
             _check_new_password(new, user.email, app)
             new_hash = await services.hasher.hash(new)
-    except HasherBusy:
-        raise busy() from None
+    except (WeakPasswordError, HasherBusy) as exc:
+        await settle_attempt(services, app, reservation, verified=True)
+        if isinstance(exc, HasherBusy):
+            raise busy() from None
+        raise
     async with services.router.enter(app) as conn:
-        if not ok:
-            await throttle.record_failure(conn, keys)
+        if not ok:  # the reservation counted the failure
             await audit.record(
                 conn,
                 "user.password_change",
@@ -260,6 +273,7 @@ async def change_password(
                 details={"reason": "invalid_credentials"},
             )
         else:
+            await throttle.succeeded(conn, reservation)
             await users_repo.set_password(conn, user.id, new_hash)
             ended = await sessions.revoke_user_sessions(
                 conn, user.id, reason="password_change", except_session=sid
