@@ -80,6 +80,7 @@ async def request(
     except HasherBusy:
         raise busy() from None
     m = Mailer(services, app)
+    base = m.link_base("email/confirm", redirect_uri)
     flow, token, code = one_time.new_secret(), one_time.new_secret(), one_time.new_code()
     flow_hash = m.macs.flow(PURPOSE, flow)
     mail_wait: int | None = None
@@ -89,7 +90,6 @@ async def request(
             await _audit(conn, meta, user.sub, "failure", {"reason": "invalid_credentials"})
         else:
             await throttle.record_success(conn, keys)
-            base = await m.link_base(conn, "email/confirm", redirect_uri)
             mail_wait = await m.throttled(conn, new_n, meta, "user.email_change_request")
             if mail_wait is None:
                 taken = await users_repo.by_email(conn, new_n)

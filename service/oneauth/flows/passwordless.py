@@ -80,9 +80,9 @@ async def start(
             ttl=CODE_TTL,
             code_ttl=CODE_TTL,
         )
+    base = m.link_base("signin/link", redirect_uri)
+    secrets = {"link": with_query(base, token=token)} if method == "link" else {"code": code}
     async with services.router.enter(app) as conn:
-        base = await m.link_base(conn, "signin/link", redirect_uri)
-        secrets = {"link": with_query(base, token=token)} if method == "link" else {"code": code}
         draft = m.draft(
             purpose,
             email_n,

@@ -48,8 +48,8 @@ async def request(
 ) -> dict[str, Any]:
     email_n = normalize_or_fail(email)
     m = Mailer(services, app)
+    base = m.link_base("reset", redirect_uri)
     async with services.router.enter(app) as conn:
-        base = await m.link_base(conn, "reset", redirect_uri)
         # Secrets are made before we know whether the account exists: same work.
         flow, issue, secrets = m.link_and_code(PURPOSE, base, link_ttl=LINK_TTL)
         draft = m.draft(

@@ -91,8 +91,8 @@ async def request(
     """Send a new verification mail to an unverified account; the same answer for any address."""
     email_n = normalize_or_fail(email)
     m = Mailer(services, app)
+    base = m.link_base("verify", redirect_uri)
     async with services.router.enter(app) as conn:
-        base = await m.link_base(conn, "verify", redirect_uri)
         flow, issue, secrets = _secrets(m, base)
         draft = m.draft("verify_email", email_n, context=_CONTEXT, secrets=secrets, ttl=LINK_TTL)
         wait = await m.request_for_address(

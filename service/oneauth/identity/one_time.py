@@ -288,14 +288,3 @@ async def retire_for_user(conn: asyncpg.Connection, user_id: uuid.UUID, purposes
         purposes,
     )
     return int(status.split()[-1])
-
-
-async def redirect_uri_registered(conn: asyncpg.Connection, uri: str) -> bool:
-    """Exact string match against the app's enabled clients' redirect URIs (RFC 9700 2.1)."""
-    return bool(
-        await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM clients WHERE disabled_at IS NULL"
-            " AND $1 = ANY(redirect_uris))",
-            uri,
-        )
-    )
