@@ -180,6 +180,10 @@ def account_ref(email_normalized: str) -> str:
 class Redemption:
     found: one_time.Found | None
     reason: str  # "ok", or why not (audit only; the caller answers the same for all)
+    # The flow token of the request that issued it came along (a code always
+    # does; a link when the client sent it too): the proof and the request are
+    # one party (P7).
+    flow_bound: bool = False
 
 
 async def redeem(
@@ -209,11 +213,13 @@ async def redeem(
             return Redemption(None, "unknown")
         if not found.link_usable:
             return Redemption(None, "used" if found.used else "expired_or_unbound")
-        if link_needs_flow and (
-            flow_token is None
-            or found.flow_hash is None
-            or not hmac.compare_digest(macs.flow(purpose, flow_token), found.flow_hash)
-        ):
+        flow_bound = (
+            flow_token is not None
+            and len(flow_token) <= one_time.MAX_SECRET_INPUT
+            and found.flow_hash is not None
+            and hmac.compare_digest(macs.flow(purpose, flow_token), found.flow_hash)
+        )
+        if link_needs_flow and not flow_bound:
             return Redemption(None, "other_browser")
     elif flow_token is not None and code is not None:
         if len(flow_token) > one_time.MAX_SECRET_INPUT:
@@ -230,8 +236,9 @@ async def redeem(
         if digits is None or not hmac.compare_digest(presented, expected):
             await one_time.count_failed_attempt(conn, found.id)
             return Redemption(None, "wrong_code")
+        flow_bound = True
     else:
         return Redemption(None, "missing")
     if consume and not await one_time.consume(conn, found.id):
         return Redemption(None, "used")
-    return Redemption(found, "ok")
+    return Redemption(found, "ok", flow_bound)
