@@ -34,13 +34,17 @@ SNAPSHOT = (
 
 async def _pair(
     client: httpx.AsyncClient, provision: Callable[..., AppRecord], **settings: Any
-) -> tuple[AppRecord, AppRecord, str]:
+) -> tuple[AppRecord, AppRecord, str, dict[str, str]]:
+    """Two apps with one signup of the same address each; the signups' flow tokens."""
     a = provision(name="App A", app_settings=settings)
     b = provision(name="App B", app_settings=settings)
     addr = unique_email("both")
+    flows = {}
     for app in (a, b):
-        assert (await signup(client, app, addr)).status_code in (201, 202)
-    return a, b, addr
+        r = await signup(client, app, addr)
+        assert r.status_code in (201, 202)
+        flows[app.app_id] = r.json()["flow_token"]
+    return a, b, addr, flows
 
 
 async def _snap(services: Services, a: AppRecord, b: AppRecord) -> list[Any]:
@@ -54,7 +58,7 @@ async def test_reset_link_and_code_from_a_fail_at_b(
     deliver: Callable[[AppRecord], Any],
     services: Services,
 ) -> None:
-    a, b, addr = await _pair(client, provision)
+    a, b, addr, _ = await _pair(client, provision)
     flow = (await post(client, a, "/v1/password/reset/request", {"email": addr})).json()[
         "flow_token"
     ]
@@ -97,7 +101,7 @@ async def test_magic_link_and_code_from_a_fail_at_b(
     deliver: Callable[[AppRecord], Any],
     services: Services,
 ) -> None:
-    a, b, addr = await _pair(client, provision, passwordless=True)
+    a, b, addr, _ = await _pair(client, provision, passwordless=True)
     link_flow = (
         await post(client, a, "/v1/passwordless/start", {"email": addr, "method": "link"})
     ).json()["flow_token"]
@@ -143,16 +147,18 @@ async def test_verification_and_email_change_from_a_fail_at_b(
     deliver: Callable[[AppRecord], Any],
     services: Services,
 ) -> None:
-    a, b, addr = await _pair(client, provision, require_verified_email=True)
+    a, b, addr, flows = await _pair(client, provision, require_verified_email=True)
     await deliver(a)
     [verify_a] = mailbox.to(addr)
     before = await _snap(services, a, b)
-    r = await post(client, b, "/v1/email/verify", {"token": token_in(verify_a.text)})
-    assert r.json()["code"] == "invalid_link_or_code"
+    for flow in (None, flows[b.app_id]):
+        body = {"token": token_in(verify_a.text), "flow_token": flow}
+        r = await post(client, b, "/v1/email/verify", body)
+        assert r.json()["code"] == "invalid_link_or_code"
     assert await _snap(services, a, b) == before
-    assert (
-        await post(client, a, "/v1/email/verify", {"token": token_in(verify_a.text)})
-    ).status_code == 200
+    # With A's signup flow token: the signup's password stays (P7).
+    body = {"token": token_in(verify_a.text), "flow_token": flows[a.app_id]}
+    assert (await post(client, a, "/v1/email/verify", body)).status_code == 200
     access = (await login(client, a, addr)).json()["access_token"]
     new = unique_email("moved")
     r = await client.post(
@@ -185,7 +191,7 @@ async def test_hosted_reset_link_of_a_fails_on_b_pages(
 ) -> None:
     from .test_pages import csrf_of
 
-    a, b, addr = await _pair(client, provision)
+    a, b, addr, _ = await _pair(client, provision)
     await post(client, a, "/v1/password/reset/request", {"email": addr})
     await deliver(a)
     token = token_in(mailbox.to(addr)[-1].text)

@@ -35,15 +35,18 @@ async def test_signup_sends_verification_and_link_verifies(
     r = await signup(client, app, addr)
     assert r.status_code == 202
     assert r.json()["verification_required"] is True
+    flow = r.json()["flow_token"]
     assert (await login(client, app, addr)).json()["code"] == "email_not_verified"
     await deliver(app)
     [sent] = mailbox.to(addr)
     assert "Shop & <Co>" in sent.text  # the app's display name, as is in text ...
     assert "Shop &amp; &lt;Co&gt;" in sent.html  # ... and escaped in HTML
     assert sent.message["From"].addresses[0].display_name == "Shop & <Co>"
-    r = await post(client, app, "/v1/email/verify", {"token": token_in(sent.text)})
+    # The link with the signup's flow token: the signup's password stays (P7).
+    body = {"token": token_in(sent.text), "flow_token": flow}
+    r = await post(client, app, "/v1/email/verify", body)
     assert r.status_code == 200, r.text
-    assert r.json() == {"email": addr, "email_verified": True}
+    assert r.json() == {"email": addr, "email_verified": True, "password_cleared": False}
     r = await login(client, app, addr)
     assert r.status_code == 200
     me = await client.get(

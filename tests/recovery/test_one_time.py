@@ -199,24 +199,24 @@ async def test_codes_work_only_with_their_flow(
     assert r.status_code == 400
 
 
-async def test_redirect_uri_must_be_registered_exactly(
+async def test_redirect_uri_must_be_in_link_urls_exactly(
     client: httpx.AsyncClient,
     provision: Callable[..., AppRecord],
     mailbox: MemoryBackend,
     deliver: Callable[[AppRecord], Any],
     services: Services,
 ) -> None:
-    app = provision()
+    app = provision(app_settings={"link_urls": ["https://spa.example/auth/callback"]})
     addr = unique_email()
     await signup(client, app, addr)
     async with services.router.enter(app) as conn:
-        await conn.execute(
-            "UPDATE clients SET redirect_uris = ARRAY['https://spa.example/auth/callback']"
-        )
+        # A client's redirect URI is no link destination (P6), registered or not.
+        await conn.execute("UPDATE clients SET redirect_uris = ARRAY['https://rp.example/cb']")
     for bad in (
         "https://evil.example/",
         "https://spa.example/auth/callback/",
         "https://spa.example",
+        "https://rp.example/cb",
     ):
         r = await post(
             client, app, "/v1/password/reset/request", {"email": addr, "redirect_uri": bad}

@@ -7,10 +7,12 @@ warning in the log, so it cannot take the app down.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import structlog
 
@@ -46,6 +48,9 @@ class AppPolicy:
     # Sender of this app's mail; defaults: ONEAUTH_EMAIL_FROM and the display name.
     email_from: str | None = None
     email_from_name: str | None = None
+    # Where mail links may point besides the hosted pages (P6): the operator's
+    # own list, matched exactly; never an OAuth client's redirect URIs.
+    link_urls: tuple[str, ...] = ()
 
     def audience_for(self, issuer: str) -> str:
         return self.audience or f"{issuer}/api"
@@ -90,10 +95,85 @@ def parse(settings: dict[str, Any]) -> AppPolicy:
     ):
         # Goes into a From header: no control characters (header injection).
         raise PolicyError("email_from_name must be 1 to 100 characters without control characters")
+    if "link_urls" in values:
+        values["link_urls"] = parse_link_urls(values["link_urls"])
     policy = AppPolicy(**values)
     if policy.refresh_idle_ttl > policy.session_absolute_ttl:
         raise PolicyError("refresh_idle_ttl must not exceed session_absolute_ttl")
     return policy
+
+
+MAX_LINK_URLS = 20
+MAX_LINK_URL_LENGTH = 2048
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+# Schemes that run or embed content where a link lands: never a link destination.
+_NEVER = {"javascript", "data", "vbscript", "file", "blob", "about", "mailto", "ftp", "ws", "wss"}
+
+
+def parse_link_urls(value: Any) -> tuple[str, ...]:
+    """Validate ``link_urls`` (P6); PolicyError names the key and the entry.
+
+    The list is the authority: whatever the operator lists is allowed (custom
+    schemes of native apps, http on loopback for development), and nothing
+    else ever is. Entries must be absolute, without fragment, userinfo or a
+    ``token`` parameter (the link's own), and https unless on loopback.
+    """
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise PolicyError("link_urls must be a list of absolute URLs (strings)")
+    if len(value) > MAX_LINK_URLS:
+        raise PolicyError(f"link_urls may list at most {MAX_LINK_URLS} URLs")
+    for url in value:
+        problem = _link_url_problem(url)
+        if problem is not None:
+            raise PolicyError(f"link_urls: {url[:100]!r} {problem}")
+    return tuple(dict.fromkeys(value))
+
+
+def _link_url_problem(url: str) -> str | None:
+    if not 1 <= len(url) <= MAX_LINK_URL_LENGTH:
+        return f"must be 1 to {MAX_LINK_URL_LENGTH} characters"
+    if not url.isascii() or any(ch.isspace() or not ch.isprintable() for ch in url):
+        return "must be ASCII without spaces or control characters"
+    if "#" in url:
+        return "must not have a fragment (#)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "is not a valid URL"
+    scheme = parts.scheme
+    if not scheme or not _SCHEME.fullmatch(scheme):
+        return "must be absolute (scheme://...)"
+    if not url.startswith(scheme + ":"):
+        return "must have a lowercase scheme (matching is exact)"
+    if scheme not in ("http", "https") and url[len(scheme) + 1 : len(scheme) + 2].isdigit():
+        return "looks like host:port without a scheme; write https://..."
+    if scheme in _NEVER:
+        return f"must not use the {scheme}: scheme"
+    if "@" in parts.netloc:
+        return "must not contain user information (user@)"
+    if "token" in dict(parse_qsl(parts.query, keep_blank_values=True)):
+        return "must not have a token parameter (the link adds its own)"
+    if scheme in ("http", "https"):
+        host = parts.hostname
+        if not host:
+            return "must name a host"
+        if scheme == "http" and not _is_loopback(host):
+            return "must use https (http only on loopback: localhost, 127.0.0.1, [::1])"
+        if port == 0:
+            return "must not use port 0"
+    elif not (parts.netloc or parts.path.strip("/")):
+        return "must have a path after the scheme (e.g. com.example.app:/reset)"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def policy_of(app: AppRecord) -> AppPolicy:

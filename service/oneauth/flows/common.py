@@ -109,6 +109,23 @@ async def first_party_sign_in(
     Shared by password login and signup, magic links and email codes, so every
     way in starts the same kind of session and leaves the same audit trail.
     """
+    tokens, _ = await first_party_session(
+        services, app, conn, user, amr=amr, method=method, meta=meta
+    )
+    return tokens
+
+
+async def first_party_session(
+    services: Services,
+    app: AppRecord,
+    conn: asyncpg.Connection,
+    user: User,
+    *,
+    amr: list[str],
+    method: str,
+    meta: audit.RequestMeta,
+) -> tuple[dict[str, Any], sessions.Session]:
+    """``first_party_sign_in`` that also returns the session (signup binds it, P7)."""
     client = await services.clients.default_client(conn, app.app_id)
     if client is None:
         raise ValidationFailed("this app has no first-party client; create one with the CLI")
@@ -133,7 +150,7 @@ async def first_party_sign_in(
         target_id=str(session.id),
         details={"method": method},
     )
-    return tokens
+    return tokens, session
 
 
 async def authenticate_bearer(

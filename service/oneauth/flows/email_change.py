@@ -58,6 +58,9 @@ async def request(
     redirect_uri: str | None = None,
 ) -> dict[str, Any]:
     new_n = normalize_or_fail(new_email)
+    m = Mailer(services, app)
+    # P6, before anything is counted or verified: a refused destination costs no attempt.
+    base = m.link_base("email/confirm", redirect_uri)
     sid = session_id_of(claims)
     names = throttle.Names(services.settings.master_key, app.app_id)
     async with services.router.enter(app) as conn:
@@ -84,7 +87,6 @@ async def request(
     except HasherBusy:
         await settle_attempt(services, app, reservation, verified=False)
         raise busy() from None
-    m = Mailer(services, app)
     flow, token, code = one_time.new_secret(), one_time.new_secret(), one_time.new_code()
     flow_hash = m.macs.flow(PURPOSE, flow)
     mail_wait: int | None = None
@@ -93,7 +95,6 @@ async def request(
             await _audit(conn, meta, user.sub, "failure", {"reason": "invalid_credentials"})
         else:
             await throttle.succeeded(conn, reservation)
-            base = await m.link_base(conn, "email/confirm", redirect_uri)
             mail_wait = await m.throttled(conn, new_n, meta, "user.email_change_request")
             if mail_wait is None:
                 taken = await users_repo.by_email(conn, new_n)

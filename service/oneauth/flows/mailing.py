@@ -1,10 +1,12 @@
 """What every email flow shares: links, drafts, the send throttle, redeeming a token.
 
-Links point only where the app allows (B1): its hosted pages under
-``{public_url}/apps/{app_id}/...``, or a redirect URI registered for one of the
-app's clients, matched exactly (RFC 9700 section 2.1). Links land on a page
-that asks for a click (POST) before using the token, so mail scanners that
-fetch every link cannot burn a single-use link.
+Links point only where the app allows links (P6, B1): its hosted pages under
+``{public_url}/apps/{app_id}/...``, or a URL the operator listed in the app
+setting ``link_urls``, matched exactly. Never an OAuth client's redirect URI:
+a client (perhaps a third party) that registered one would otherwise receive
+a reset link for any user, or a magic link for a flow it started itself. The
+hosted pages ask for a click (POST) before using the token, so mail scanners
+that fetch every link cannot burn a single-use link.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncpg
 
 from oneauth import audit
 from oneauth.apps.models import AppRecord
+from oneauth.apps.policy import policy_of
 from oneauth.errors import TooManyRequests, ValidationFailed
 from oneauth.identity import one_time, throttle
 from oneauth.identity.users import InvalidEmail, normalize_email
@@ -67,12 +70,14 @@ class Mailer:
     def page(self, path: str) -> str:
         return f"{self.services.settings.issuer_for(self.app.app_id)}/{path}"
 
-    async def link_base(self, conn: asyncpg.Connection, page: str, redirect_uri: str | None) -> str:
+    def link_base(self, page: str, redirect_uri: str | None) -> str:
+        """The hosted ``page``, or ``redirect_uri`` if it is in the app's ``link_urls``
+        (exact string match, P6). Checked before anything is stored or mailed."""
         if redirect_uri is None:
             return self.page(page)
-        if not await one_time.redirect_uri_registered(conn, redirect_uri):
+        if redirect_uri not in policy_of(self.app).link_urls:
             raise ValidationFailed(
-                "redirect_uri is not registered for any client of this app",
+                "redirect_uri is not one of this app's link_urls (set by the operator)",
                 extra={"field": "redirect_uri"},
             )
         return redirect_uri
@@ -176,6 +181,10 @@ def too_many(wait: int) -> TooManyRequests:
 class Redemption:
     found: one_time.Found | None
     reason: str  # "ok", or why not (audit only; the caller answers the same for all)
+    # The flow token of the request that issued it came along (a code always
+    # does; a link when the client sent it too): the proof and the request are
+    # one party (P7).
+    flow_bound: bool = False
 
 
 async def redeem(
@@ -205,11 +214,13 @@ async def redeem(
             return Redemption(None, "unknown")
         if not found.link_usable:
             return Redemption(None, "used" if found.used else "expired_or_unbound")
-        if link_needs_flow and (
-            flow_token is None
-            or found.flow_hash is None
-            or not hmac.compare_digest(macs.flow(purpose, flow_token), found.flow_hash)
-        ):
+        flow_bound = (
+            flow_token is not None
+            and len(flow_token) <= one_time.MAX_SECRET_INPUT
+            and found.flow_hash is not None
+            and hmac.compare_digest(macs.flow(purpose, flow_token), found.flow_hash)
+        )
+        if link_needs_flow and not flow_bound:
             return Redemption(None, "other_browser")
     elif flow_token is not None and code is not None:
         if len(flow_token) > one_time.MAX_SECRET_INPUT:
@@ -226,8 +237,9 @@ async def redeem(
         if digits is None or not hmac.compare_digest(presented, expected):
             await one_time.count_failed_attempt(conn, found.id)
             return Redemption(None, "wrong_code")
+        flow_bound = True
     else:
         return Redemption(None, "missing")
     if consume and not await one_time.consume(conn, found.id):
         return Redemption(None, "used")
-    return Redemption(found, "ok")
+    return Redemption(found, "ok", flow_bound)

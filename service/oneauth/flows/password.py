@@ -24,7 +24,13 @@ from oneauth.errors import (
     WeakPasswordError,
 )
 from oneauth.flows import verification
-from oneauth.flows.common import busy, first_party_sign_in, session_id_of, settle_attempt
+from oneauth.flows.common import (
+    busy,
+    first_party_session,
+    first_party_sign_in,
+    session_id_of,
+    settle_attempt,
+)
 from oneauth.identity import one_time, throttle
 from oneauth.identity import users as users_repo
 from oneauth.identity.passwords import HasherBusy, WeakPassword, check_password
@@ -78,7 +84,6 @@ async def signup(
                     conn, services, app, email_n, meta
                 )
         else:
-            flow_token = await verification.queue_for_new_user(conn, services, app, user, meta)
             await audit.record(
                 conn,
                 "user.signup",
@@ -89,10 +94,17 @@ async def signup(
                 target_type="user",
                 target_id=user.sub,
             )
+            session_id = None
             if not policy.require_verified_email:
-                tokens = await first_party_sign_in(
+                tokens, session = await first_party_session(
                     services, app, conn, user, amr=["pwd"], method="signup", meta=meta
                 )
+                session_id = session.id
+            # The verification token remembers this password and session: a proof
+            # with this signup's flow token keeps them (P7).
+            flow_token = await verification.queue_for_new_user(
+                conn, services, app, user, meta, session_id=session_id
+            )
     if policy.require_verified_email:
         # Same answer whether or not the address was already registered.
         return 202, {
@@ -170,6 +182,10 @@ async def verify_password(
     done = False
     outcome: T | None = None
     async with services.router.enter(app) as conn:
+        if ok and user is not None:
+            # Cleared (first proof of the mailbox, P7) or changed while it was
+            # being verified: too late. Locks the row until this sign-in commits.
+            ok = await users_repo.password_still(conn, user.id, user.password_hash)
         if not ok or user is None:
             # The reservation already counted this failure (and any lock it earned).
             await audit.record(
@@ -260,6 +276,9 @@ async def change_password(
             raise busy() from None
         raise
     async with services.router.enter(app) as conn:
+        if ok:
+            # Not if the password was cleared (P7) or changed meanwhile.
+            ok = await users_repo.password_still(conn, user.id, user.password_hash)
         if not ok:  # the reservation counted the failure
             await audit.record(
                 conn,

@@ -6,7 +6,9 @@ link forwarded to, or intercepted by, someone else signs nobody in (P5, ASVS
 6.6.2 "bound to the request"). A code allows a few attempts, then is dead.
 The request answers the same whether or not the address has an account, and
 sends nothing to unknown addresses (P4). Using a link or code proves the
-mailbox, so the address counts as verified from then on.
+mailbox, so the address counts as verified from then on; if that is its first
+proof, a password set before it is cleared and earlier sessions end (P7: the
+flow's requester is not known to be whoever set that password).
 """
 
 from __future__ import annotations
@@ -80,9 +82,9 @@ async def start(
             ttl=CODE_TTL,
             code_ttl=CODE_TTL,
         )
+    base = m.link_base("signin/link", redirect_uri)
+    secrets = {"link": with_query(base, token=token)} if method == "link" else {"code": code}
     async with services.router.enter(app) as conn:
-        base = await m.link_base(conn, "signin/link", redirect_uri)
-        secrets = {"link": with_query(base, token=token)} if method == "link" else {"code": code}
         draft = m.draft(
             purpose,
             email_n,
@@ -139,8 +141,8 @@ async def complete_with(
         found = result.found
         user = await users_repo.by_id(conn, found.user_id) if found else None
         if found is not None and user is not None:
-            # Using the link or code proved the mailbox.
-            await addresses.mark_verified(conn, user.id, found.email)
+            # Using the link or code proved the mailbox (P7: before the new session).
+            await addresses.mailbox_proven(conn, user.id, found.email, method=purpose, meta=meta)
             user = await users_repo.by_id(conn, user.id)
             assert user is not None
             done = (await sign_in(conn, user, ["email"] if purpose == "magic_link" else ["otp"]),)

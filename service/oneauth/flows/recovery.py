@@ -48,8 +48,8 @@ async def request(
 ) -> dict[str, Any]:
     email_n = normalize_or_fail(email)
     m = Mailer(services, app)
+    base = m.link_base("reset", redirect_uri)
     async with services.router.enter(app) as conn:
-        base = await m.link_base(conn, "reset", redirect_uri)
         # Secrets are made before we know whether the account exists: same work.
         flow, issue, secrets = m.link_and_code(PURPOSE, base, link_ttl=LINK_TTL)
         draft = m.draft(
@@ -108,9 +108,15 @@ async def complete(
             and await one_time.consume(conn, found.id)
         )
         if usable:
+            # The mailbox answered: the address is proven (P7: audited when first).
+            await addresses.mailbox_proven(
+                conn,
+                found.user_id,
+                found.email,
+                method=f"reset_{'link' if token else 'code'}",
+                meta=meta,
+            )
             await users_repo.set_password(conn, found.user_id, new_hash)
-            # The mailbox answered: the address is proven.
-            await addresses.mark_verified(conn, found.user_id, found.email)
             await one_time.retire_for_user(
                 conn, found.user_id, [PURPOSE, "magic_link", "email_otp"]
             )

@@ -4,10 +4,16 @@ At signup the new user gets a link (24 hours) and a 6-digit code (10 minutes,
 only together with the flow token the signup response carried). Signing up
 with an address that already has an account sends that account a notice
 instead, and answers exactly as for a new address (P4, ASVS 6.3.8).
+
+The first proof of the mailbox clears a password set before it and ends the
+sessions started before it (P7, ``addresses.mailbox_proven``), unless the code
+or link comes with the flow token of the signup that set the password.
 """
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -45,11 +51,18 @@ async def queue_for_new_user(
     app: AppRecord,
     user: User,
     meta: audit.RequestMeta,
+    *,
+    session_id: uuid.UUID | None = None,
 ) -> str:
-    """Called in the signup transaction: store a token, queue the mail; the flow token."""
+    """Called in the signup transaction: store a token, queue the mail; the flow token.
+
+    The token remembers the password this signup set and its session
+    (``session_id``, if it signed in), so that a proof with this flow token keeps
+    them (P7)."""
     m = Mailer(services, app)
     email_n = normalize_email(user.email)
     flow, issue, secrets = _secrets(m, m.page("verify"))
+    issue = replace(issue, signup=True, signup_session_id=session_id)
     if await m.throttled(conn, email_n, meta, "email.verify_request") is None:
         await one_time.issue_for_user(conn, user.id, email_n, issue)
         draft = m.draft("verify_email", user.email, context=_CONTEXT, secrets=secrets, ttl=LINK_TTL)
@@ -91,8 +104,8 @@ async def request(
     """Send a new verification mail to an unverified account; the same answer for any address."""
     email_n = normalize_or_fail(email)
     m = Mailer(services, app)
+    base = m.link_base("verify", redirect_uri)
     async with services.router.enter(app) as conn:
-        base = await m.link_base(conn, "verify", redirect_uri)
         flow, issue, secrets = _secrets(m, base)
         draft = m.draft("verify_email", email_n, context=_CONTEXT, secrets=secrets, ttl=LINK_TTL)
         wait = await m.request_for_address(
@@ -116,8 +129,21 @@ async def confirm(
     async with services.router.enter(app) as conn:
         result = await redeem(conn, m.macs, PURPOSE, token=token, flow_token=flow_token, code=code)
         found = result.found
+        proof = None
         if found is not None:
-            await addresses.mark_verified(conn, found.user_id, found.email)
+            signup = None
+            if result.flow_bound and found.signup_password_fingerprint is not None:
+                signup = addresses.SignupBinding(
+                    bytes(found.signup_password_fingerprint), found.signup_session_id
+                )
+            proof = await addresses.mailbox_proven(
+                conn,
+                found.user_id,
+                found.email,
+                method="verify_link" if token else "verify_code",
+                meta=meta,
+                signup=signup,
+            )
             await one_time.retire_for_user(conn, found.user_id, [PURPOSE])
         await audit.record(
             conn,
@@ -132,4 +158,10 @@ async def confirm(
         )
     if found is None:
         raise InvalidLinkOrCode("the link or code is invalid, used or expired; ask for a new one")
-    return {"email": found.user_email, "email_verified": True}
+    # The mailbox owner may learn that a password set by someone else was cleared:
+    # a front end then offers to set one (reset flow).
+    return {
+        "email": found.user_email,
+        "email_verified": True,
+        "password_cleared": proof is not None and proof.password_cleared,
+    }

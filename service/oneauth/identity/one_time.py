@@ -93,6 +93,10 @@ class Issue:
     code_ttl: int | None = None
     max_attempts: int = MAX_CODE_ATTEMPTS
     new_email: str | None = None
+    # verify_email at signup (P7): remember the password the signup set and its
+    # session, kept by a first proof that comes with the signup's flow token.
+    signup: bool = False
+    signup_session_id: uuid.UUID | None = None
 
 
 # One statement for "an address asked for a link": find the account, store the
@@ -167,9 +171,12 @@ async def issue_for_user(
     """Store a token for a known user (signup, email change); the caller queues the mail."""
     token_id = await conn.fetchval(
         "INSERT INTO one_time_tokens (purpose, user_id, email, new_email, token_hash, code_hash,"
-        " flow_hash, max_attempts, expires_at, code_expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9),"
-        " CASE WHEN $6::bytea IS NULL THEN NULL ELSE now() + make_interval(secs => $10) END)"
+        " flow_hash, max_attempts, expires_at, code_expires_at, signup_password_fingerprint,"
+        " signup_session_id)"
+        " SELECT $1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9),"
+        " CASE WHEN $6::bytea IS NULL THEN NULL ELSE now() + make_interval(secs => $10) END,"
+        " CASE WHEN $11 THEN sha256(convert_to(coalesce(u.password_hash, ''), 'UTF8')) END, $12"
+        " FROM users u WHERE u.id = $2"
         " RETURNING id",
         issue.purpose,
         user_id,
@@ -181,6 +188,8 @@ async def issue_for_user(
         issue.max_attempts,
         issue.ttl,
         issue.code_ttl or 0,
+        issue.signup,
+        issue.signup_session_id,
     )
     assert isinstance(token_id, uuid.UUID)
     return token_id
@@ -203,6 +212,9 @@ class Found:
     # The account still has the address, and (reset) the password, it had at issue.
     bound_ok: bool
     user_email: str
+    # verify_email issued at signup (P7): the password it set, the session it started.
+    signup_password_fingerprint: bytes | None
+    signup_session_id: uuid.UUID | None
 
     @property
     def code_usable(self) -> bool:
@@ -227,7 +239,7 @@ SELECT t.id, t.purpose, t.user_id, t.email, t.new_email, t.code_hash, t.flow_has
        (u.status = 'active' AND u.email_normalized = t.email
         AND (t.password_fingerprint IS NULL OR t.password_fingerprint
              = sha256(convert_to(coalesce(u.password_hash, ''), 'UTF8')))) AS bound_ok,
-       u.email AS user_email
+       u.email AS user_email, t.signup_password_fingerprint, t.signup_session_id
 FROM one_time_tokens t JOIN users u ON u.id = t.user_id
 """
 
@@ -288,14 +300,3 @@ async def retire_for_user(conn: asyncpg.Connection, user_id: uuid.UUID, purposes
         purposes,
     )
     return int(status.split()[-1])
-
-
-async def redirect_uri_registered(conn: asyncpg.Connection, uri: str) -> bool:
-    """Exact string match against the app's enabled clients' redirect URIs (RFC 9700 2.1)."""
-    return bool(
-        await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM clients WHERE disabled_at IS NULL"
-            " AND $1 = ANY(redirect_uris))",
-            uri,
-        )
-    )

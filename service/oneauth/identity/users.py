@@ -116,5 +116,20 @@ async def set_password(
         )
 
 
+async def password_still(
+    conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str | None
+) -> bool:
+    """The user still has this password hash; locks the row for the transaction,
+    so a concurrent first proof (P7) or reset waits, or this sees its result."""
+    current = await conn.fetchrow(
+        "SELECT password_hash FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id
+    )
+    return (
+        current is not None
+        and password_hash is not None
+        and current["password_hash"] == password_hash
+    )
+
+
 async def touch_login(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
     await conn.execute("UPDATE users SET last_login_at = now() WHERE id = $1", user_id)

@@ -339,15 +339,34 @@ async def verify(request: Request) -> Response:
         return form
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     try:
-        await verification.confirm(services, app, meta, token=form.get("token", "")[:200])
+        # The flow cookie, if this browser holds the flow of the request that sent
+        # the link: then the proof keeps the password that request's signup set (P7).
+        done = await verification.confirm(
+            services,
+            app,
+            meta,
+            token=form.get("token", "")[:200],
+            flow_token=_cookie(request, FLOW_COOKIE, app),
+        )
     except InvalidLinkOrCode:
         return _bad_link(request, services, app)
+    message = "Thank you. You can close this page."
+    if done["password_cleared"]:
+        message = (
+            "Thank you. A password set for this address before you confirmed it no longer"
+            " works: to sign in with a password, choose one (\u201cForgot password\u201d)."
+        )
     return _page(
         request,
         services,
         app,
         "done.html",
-        {"title": "Email address confirmed", "message": "Thank you. You can close this page."},
+        {
+            "title": "Email address confirmed",
+            "message": message,
+            "next_url": f"{_issuer(services, app)}/recover" if done["password_cleared"] else None,
+            "next_label": "Choose a password",
+        },
     )
 
 
