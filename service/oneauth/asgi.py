@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         ),
         Mount("/apps/{app_id}", app=AppGate(routing.Router(routes=app_routes()))),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestContext),
@@ -121,3 +121,5 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         exception_handlers={**exception_handlers(), OAuthError: oauth_error_handler},
         lifespan=lifespan,
     )
+    app.state.readiness = health.Readiness()
+    return app
