@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from oneauth.apps import lifecycle
 from oneauth.apps.models import AppRecord
-from oneauth.apps.policy import AppPolicy, setting_names
+from oneauth.apps.policy import AppPolicy
 from oneauth.asgi import create_app
 from oneauth.db import ops
 from oneauth.settings import Settings
@@ -169,6 +169,8 @@ def test_unset_restores_the_default_and_show_prints_effective_settings(
     assert body["settings"] == {"access_token_ttl": 120, "require_verified_email": True}
     assert body["effective_settings"]["access_token_ttl"] == 120
     # Defaults merged in, one entry per key the policy declares.
+    from oneauth.apps.policy import setting_names
+
     assert set(body["effective_settings"]) == set(setting_names())
     assert body["effective_settings"]["refresh_idle_ttl"] == AppPolicy().refresh_idle_ttl
 

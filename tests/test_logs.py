@@ -22,7 +22,7 @@ import structlog
 from apiclient import default_client_id, login, refresh, signup
 from oneauth import logs
 from oneauth.apps.models import AppRecord
-from oneauth.settings import ALSO_READ, Settings, SettingsError, check_known_variables
+from oneauth.settings import Settings, SettingsError
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,6 +57,8 @@ def test_the_cli_refuses_to_start_with_a_typo(settings: Settings) -> None:
 
 
 def test_every_declared_setting_is_a_known_variable() -> None:
+    from oneauth.settings import ALSO_READ, check_known_variables
+
     # Derived from the one declaration: a setting added to Settings is known at once.
     names = {f"ONEAUTH_{f.name.upper()}": "" for f in fields(Settings)}
     check_known_variables({**names, **dict.fromkeys(ALSO_READ, "")})

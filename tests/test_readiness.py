@@ -24,7 +24,6 @@ from oneauth.apps.migrate import migrate_all
 from oneauth.asgi import create_app
 from oneauth.db import ops, templates
 from oneauth.db.naming import names_for
-from oneauth.http.health import Readiness
 from oneauth.settings import Settings
 
 APPS = ("ready-a", "ready-b", "ready-c")
@@ -48,6 +47,8 @@ async def fleet(fleet_db: str) -> AsyncIterator[Starlette]:
     settings = Settings(
         env="test", database_url=fleet_db, public_url="http://testserver", pool_max_size=2
     )
+    from oneauth.http.health import Readiness
+
     app = create_app(settings, configure_logging=False)
     app.state.readiness = Readiness(ttl=0)  # every probe reads the database here
     async with app.router.lifespan_context(app):
@@ -208,6 +209,8 @@ async def test_many_probes_at_once_share_one_query(fleet: Starlette) -> None:
 
         async def fetchval(self, *args: Any) -> Any:
             return await pool.fetchval(*args)  # the cheap reachability check
+
+    from oneauth.http.health import Readiness
 
     readiness = Readiness(ttl=5.0)
     results = await asyncio.gather(

@@ -18,7 +18,6 @@ from starlette.applications import Starlette
 from apiclient import signup
 from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
-from oneauth.http.forwarded import client_address, networks
 from oneauth.http.requests import ip_hash
 from oneauth.services import Services
 from oneauth.settings import Settings
@@ -187,6 +186,8 @@ async def test_malformed_headers_fall_back_to_the_peer_without_5xx(
 
 
 def test_client_address_rules() -> None:
+    from oneauth.http.forwarded import client_address, networks
+
     trusted = networks(TRUSTED)
 
     def pick(peer: str, **headers: str) -> str | None:
