@@ -225,3 +225,34 @@ def test_configure_refuses_deleted_and_unknown_apps(
     missing = cli(settings, "configure", "no-such-app", "--set", "passwordless=true")
     assert missing.returncode == 1
     assert "no app 'no-such-app'" in missing.stderr
+
+
+def test_concurrent_configures_of_one_app_both_land(
+    settings: Settings, provision: Callable[..., AppRecord]
+) -> None:
+    """Each change merges into the row it locked: neither overwrites the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = provision()
+    keys = [("access_token_ttl", 300), ("id_token_ttl", 300), ("passwordless", True)] * 3
+
+    def one(item: tuple[str, object]) -> None:
+        with ops.connect(settings.database_url) as conn:
+            lifecycle.configure(conn, app.app_id, set_values={item[0]: item[1]})
+
+    with ThreadPoolExecutor(max_workers=len(keys)) as pool:
+        list(pool.map(one, keys))
+    with ops.connect(settings.database_url) as conn:
+        record = lifecycle.get(conn, app.app_id)
+        assert record is not None
+        assert record.settings == {
+            "access_token_ttl": 300,
+            "id_token_ttl": 300,
+            "passwordless": True,
+        }
+        with conn.transaction(), ops.app_context(conn, app.names):
+            audited = conn.execute(
+                "SELECT count(*) FROM audit_log WHERE event = 'app.configure'"
+            ).fetchone()
+    assert audited is not None
+    assert audited[0] == 3  # the repeats changed nothing and left no row
