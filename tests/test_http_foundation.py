@@ -194,23 +194,6 @@ async def test_readyz_follows_the_database() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def test_readyz_is_503_when_an_app_schema_is_behind(
-    client: httpx.AsyncClient, provision: Callable[..., AppRecord], settings: Settings
-) -> None:
-    app = provision()
-    with ops.connect(settings.database_url) as conn:
-        conn.execute("UPDATE oneauth.apps SET schema_version = 1 WHERE app_id = %s", (app.app_id,))
-    try:
-        body = assert_problem(await client.get("/readyz"), 503, "not_ready")
-        assert body["apps_behind"] == 1
-    finally:
-        with ops.connect(settings.database_url) as conn:
-            conn.execute(
-                "UPDATE oneauth.apps SET schema_version = %s WHERE app_id = %s",
-                (lifecycle.latest_app_version(), app.app_id),
-            )
-
-
 def test_service_refuses_a_superuser_login_role(pg_admin_dsn: str) -> None:
     from oneauth.db.bootstrap import UnsafeRole, check_login_role
 

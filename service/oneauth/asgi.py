@@ -22,7 +22,7 @@ from oneauth.db.pool import create_app_pools, create_pool
 from oneauth.db.router import Router
 from oneauth.http import health
 from oneauth.http.gate import AppGate
-from oneauth.http.middleware import RequestContext
+from oneauth.http.middleware import ClientAddress, RequestContext
 from oneauth.http.problems import exception_handlers
 from oneauth.identity.passwords import PasswordHasher
 from oneauth.mail.outbox import CHANNEL as outbox_channel
@@ -112,9 +112,14 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         ),
         Mount("/apps/{app_id}", app=AppGate(routing.Router(routes=app_routes()))),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContext)],
+        middleware=[
+            Middleware(RequestContext),
+            Middleware(ClientAddress, trusted_proxies=settings.trusted_proxies),
+        ],
         exception_handlers={**exception_handlers(), OAuthError: oauth_error_handler},
         lifespan=lifespan,
     )
+    app.state.readiness = health.Readiness()
+    return app

@@ -82,6 +82,12 @@ class AppNotFound(ApiError):
     code, status, title = "app_not_found", 404, "No such app"
 
 
+class AppUnavailable(ApiError):
+    # The app's schema is behind this release (its migration failed or has not
+    # run): it fails closed alone while every other app keeps serving.
+    code, status, title = "app_unavailable", 503, "App temporarily unavailable"
+
+
 class MethodNotAllowed(ApiError):
     code, status, title = "method_not_allowed", 405, "Method not allowed"
 

@@ -8,6 +8,8 @@ fake and refused when ``ONEAUTH_ENV=production``.
 from __future__ import annotations
 
 import base64
+import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -25,6 +27,12 @@ EMAIL_WORKER_MODES = ("auto", "inprocess", "off")
 DEV_MASTER_KEY = base64.urlsafe_b64encode(b"oneauth-dev-master-key--NOT-SAFE").decode()
 DEV_DATABASE_URL = "postgresql://oneauth:oneauth-dev-password@127.0.0.1:5432/oneauth"
 DEV_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+# ONEAUTH_* variables that are read but are not settings of the service (none
+# today). Every other ONEAUTH_* name must be a field of Settings: a typo such as
+# ONEAUTH_PROT stops start-up instead of silently leaving the default in place.
+ALSO_READ: frozenset[str] = frozenset()
 
 
 class SettingsError(ValueError):
@@ -55,6 +63,9 @@ class Settings:
     log_level: str = "info"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Peers (addresses or CIDRs) whose X-Forwarded-For / Forwarded headers are
+    # believed; empty: the TCP peer is the client (http/middleware.py).
+    trusted_proxies: tuple[str, ...] = ()
     # Email (issue 5). "auto": console in development, memory in test, smtp in production.
     email_backend: str = "auto"
     email_from: str = ""  # "": no-reply@<host of public_url>; apps may override per app
@@ -107,6 +118,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and validate settings; raise SettingsError naming the bad variable."""
         env = os.environ if environ is None else environ
+        check_known_variables(env)
         values: dict[str, Any] = {}
         for f in fields(cls):
             var = f"ONEAUTH_{f.name.upper()}"
@@ -127,6 +139,8 @@ class Settings:
             raise SettingsError("ONEAUTH_ENV: must be development, test or production")
         if self.log_format not in ("auto", "json", "console"):
             raise SettingsError("ONEAUTH_LOG_FORMAT: must be auto, json or console")
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"ONEAUTH_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
         _check_url("ONEAUTH_DATABASE_URL", self.database_url, ("postgres", "postgresql"))
         _check_url("ONEAUTH_PUBLIC_URL", self.public_url, ("http", "https"))
         if self.public_url.endswith("/"):
@@ -191,7 +205,27 @@ class Settings:
                 )
 
 
+def known_variables() -> frozenset[str]:
+    """Every ONEAUTH_* name the service reads: derived from the one declaration above."""
+    return frozenset(f"ONEAUTH_{f.name.upper()}" for f in fields(Settings)) | ALSO_READ
+
+
+def check_known_variables(env: Mapping[str, str]) -> None:
+    """Refuse unknown ONEAUTH_* variables, naming the closest known one."""
+    known = known_variables()
+    for var in sorted(env):
+        if var.startswith("ONEAUTH_") and var not in known:
+            # Compare what follows the shared prefix, which would make every name look close.
+            suffixes = {name.removeprefix("ONEAUTH_"): name for name in known}
+            close = difflib.get_close_matches(
+                var.removeprefix("ONEAUTH_"), sorted(suffixes), 1, 0.6
+            )
+            hint = f"; did you mean {suffixes[close[0]]}?" if close else ""
+            raise SettingsError(f"{var}: unknown variable{hint} (see README, Configuration)")
+
+
 T = TypeVar("T")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
@@ -221,6 +255,20 @@ def _port(raw: str) -> int:
     return port
 
 
+def _proxies(raw: str) -> tuple[str, ...]:
+    """Comma-separated IPv4/IPv6 addresses or CIDRs, normalized (``10.0.0.0/8``)."""
+    networks = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"expected addresses or CIDRs, not {item!r}") from None
+    return tuple(networks)
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "pool_min_size": _int,
     "pool_max_size": _int,
@@ -242,6 +290,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "log_format": lambda raw: raw.strip().lower(),
     "log_level": lambda raw: raw.strip().lower(),
     "env": lambda raw: raw.strip().lower(),
+    "trusted_proxies": _proxies,
 }
 
 

@@ -169,6 +169,90 @@ def provision(
     return ProvisionResult(app=record, created=True, extra=extra)
 
 
+@dataclass(frozen=True)
+class ConfigureResult:
+    app: AppRecord
+    # key -> (old, new) as stored; None where the key was absent (the default).
+    changes: dict[str, tuple[Any, Any]]
+
+
+def parse_setting_value(raw: str) -> Any:
+    """``--set key=value``: JSON when it parses (true, 600, ["a"]), else the string."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def configure(
+    conn: Conn,
+    app_id: str,
+    *,
+    set_values: dict[str, Any] | None = None,
+    unset: Sequence[str] = (),
+) -> ConfigureResult:
+    """Change an app's settings after provisioning: validated, audited, broadcast.
+
+    The whole result goes through the one policy parser (every key and value,
+    keys named in errors). The registry row's UPDATE fires the change notice
+    (``apps_notify_change``), so every process drops its cached record at once.
+    The change is audited in the app's own log with old and new values.
+    """
+    from oneauth import audit
+    from oneauth.apps.policy import PolicyError, parse, setting_names, unknown_setting
+
+    validate_app_id(app_id)
+    set_values = dict(set_values or {})
+    for key in [*unset, *set_values]:
+        if key not in setting_names():
+            raise AppError(unknown_setting(key))
+    both = sorted(set(unset) & set(set_values))
+    if both:
+        raise AppError(f"{both[0]} is both set and unset")
+    with conn.transaction():
+        ops.advisory_lock(conn, f"app:{app_id}")
+        current = _fetch(conn, app_id, for_update=True)
+        if current is None:
+            raise AppMissing(f"no app {app_id!r}")
+        if current.status == "deleted":
+            raise AppConflict(f"app {app_id!r} is deleted")
+        wanted = {k: v for k, v in current.settings.items() if k not in unset}
+        wanted.update(set_values)
+        try:
+            parse(wanted)
+        except PolicyError as exc:
+            raise AppError(str(exc)) from None
+        changes = {
+            key: (current.settings.get(key), wanted.get(key))
+            for key in sorted(set(current.settings) | set(wanted))
+            if current.settings.get(key, _ABSENT) != wanted.get(key, _ABSENT)
+        }
+        if not changes:
+            return ConfigureResult(current, {})
+        conn.execute(
+            "UPDATE oneauth.apps SET settings = %s, updated_at = now() WHERE app_id = %s",
+            (json.dumps(wanted), app_id),
+        )
+        with ops.app_context(conn, current.names):
+            audit.record_sync(
+                conn,
+                "app.configure",
+                "success",
+                audit.SYSTEM,
+                app_id=app_id,
+                actor_type="operator",
+                target_type="app",
+                target_id=app_id,
+                details={"changes": {k: {"old": o, "new": n} for k, (o, n) in changes.items()}},
+            )
+        updated = _fetch(conn, app_id)
+    assert updated is not None
+    return ConfigureResult(updated, changes)
+
+
+_ABSENT = object()
+
+
 def set_status(conn: Conn, app_id: str, status: str) -> AppRecord:
     """Suspend or resume an app; a deleted app stays deleted."""
     validate_app_id(app_id)

@@ -7,6 +7,7 @@ warning in the log, so it cannot take the app down.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import unicodedata
@@ -66,10 +67,9 @@ _BOUNDS = {
 
 def parse(settings: dict[str, Any]) -> AppPolicy:
     """Validate app settings; raise PolicyError naming the bad key."""
-    known = {f.name for f in fields(AppPolicy)}
-    unknown = set(settings) - known
+    unknown = sorted(set(settings) - setting_names())
     if unknown:
-        raise PolicyError(f"unknown app settings: {', '.join(sorted(unknown))}")
+        raise PolicyError(unknown_setting(unknown[0]))
     values = dict(settings)
     if "signing_alg" in values and values["signing_alg"] not in SUPPORTED_ALGS:
         raise PolicyError(f"signing_alg must be one of {', '.join(SUPPORTED_ALGS)}")
@@ -174,6 +174,29 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def setting_names() -> frozenset[str]:
+    """Every per-app setting: the fields of AppPolicy, the one declaration."""
+    return frozenset(f.name for f in fields(AppPolicy))
+
+
+def unknown_setting(key: str) -> str:
+    close = difflib.get_close_matches(key, sorted(setting_names()), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"unknown app setting {key!r}{hint} (known: {', '.join(sorted(setting_names()))})"
+
+
+def effective(settings: dict[str, Any]) -> dict[str, Any]:
+    """The stored settings merged over the defaults, as JSON values (``apps show``)."""
+    policy = parse(settings)
+    return {f.name: _jsonable(getattr(policy, f.name)) for f in fields(AppPolicy)}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | frozenset | set):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def policy_of(app: AppRecord) -> AppPolicy:

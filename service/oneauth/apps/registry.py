@@ -5,6 +5,10 @@ The registry decides whether an app_id taken from a URL or a token is real
 registry is broadcast with NOTIFY and drops the entry at once in every process
 that listens. Unknown ids are cached too, so a flood of made-up ids costs one
 query per id and TTL, and invalid ids never reach the database.
+
+An app whose schema is behind what this release needs (its migration failed or
+has not run yet) is refused with 503 ``app_unavailable``; a schema ahead of
+it (a newer release migrated first) still serves.
 """
 
 from __future__ import annotations
@@ -15,15 +19,27 @@ from collections import OrderedDict
 import asyncpg
 
 from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
+from oneauth.db import templates
 from oneauth.db.naming import is_valid_app_id
-from oneauth.errors import AppNotFound
+from oneauth.errors import AppNotFound, AppUnavailable
 
 CHANNEL = "oneauth_registry"
 
 
 class Registry:
-    def __init__(self, pool: asyncpg.Pool, *, ttl: float = 5.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        ttl: float = 5.0,
+        max_entries: int = 100_000,
+        required_version: int | None = None,
+    ) -> None:
         self._pool = pool
+        # The app schema version this code needs (its newest template).
+        self.required_version = (
+            templates.latest_version("app") if required_version is None else required_version
+        )
         self._ttl = ttl
         self._max_entries = max_entries
         self._cache: OrderedDict[str, tuple[float, AppRecord | None]] = OrderedDict()
@@ -51,10 +67,16 @@ class Registry:
         return record
 
     async def require_active(self, app_id: str) -> AppRecord:
-        """Fail closed: unknown, suspended and deleted apps are all AppNotFound."""
+        """Fail closed: unknown, suspended and deleted apps are all AppNotFound;
+        an app whose schema is behind this release is AppUnavailable (503)."""
         record = await self.get(app_id)
         if record is None or not record.is_active:
             raise AppNotFound(f"no active app {app_id!r}" if is_valid_app_id(app_id) else None)
+        if record.schema_version < self.required_version:
+            raise AppUnavailable(
+                f"app {app_id!r} is being upgraded; try again shortly",
+                headers={"retry-after": "30"},
+            )
         return record
 
     def invalidate(self, app_id: str | None = None) -> None:

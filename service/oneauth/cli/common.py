@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from oneauth import logs
 from oneauth.settings import Settings, SettingsError
 
 
@@ -36,9 +37,13 @@ def load_settings() -> Settings:
         environ["ONEAUTH_DATABASE_URL"] = embedded_database_url(EMBEDDED_DATA_DIR)
         print("note: using the embedded development database under .data/", file=sys.stderr)
     try:
-        return Settings.from_env(environ)
+        settings = Settings.from_env(environ)
     except SettingsError as exc:
         fail(f"configuration: {exc}")
+    # Log lines (security events, library warnings) go to stderr, never into
+    # a command's output on stdout.
+    logs.configure(settings.log_format, settings.log_level)
+    return settings
 
 
 def fail(message: str, status: int = 1) -> NoReturn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from oneauth import audit
 from oneauth.cli.appctx import app_transaction
 from oneauth.cli.common import fail, print_json
 from oneauth.secretbox import SecretBox, generate_master_key
@@ -72,6 +73,17 @@ def cmd_rotate(args: argparse.Namespace) -> None:
         except keystore.RotationRefused as exc:
             fail(str(exc))
         conn.execute("SELECT pg_notify(%s, %s)", (keystore.CHANNEL, app.app_id))
+        # Audited in the app's log; an emergency rotation is also a security
+        # event in the log stream (audit.SECURITY_EVENTS).
+        audit.record_sync(
+            conn,
+            "keys.emergency_rotation" if args.emergency else "keys.rotate",
+            "success",
+            audit.SYSTEM,
+            actor_type="operator",
+            app_id=app.app_id,
+            details={k: list(v) for k, v in report.__dict__.items()},
+        )
     if args.json:
         print_json(report.__dict__)
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 import uvicorn
 
@@ -36,19 +37,33 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(settings.host, settings.port, workers=max(1, args.workers or os.cpu_count() or 1))
 
 
+def uvicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
+    return {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        # Our RequestContext logs one line per request; uvicorn's access lines are
+        # info, below this level (uvicorn then skips them), and anything above it
+        # reaches our JSON handler. access_log=False would leave uvicorn.access
+        # without any handler, so its warnings would bypass the formatter.
+        "access_log": True,
+        "log_level": "warning",
+        # Logging is ours (logs.configure): uvicorn's records go through the root
+        # handler as JSON instead of uvicorn's own plain-text handlers.
+        "log_config": None,
+        "server_header": False,
+        # The client address is derived in one place, from ONEAUTH_TRUSTED_PROXIES
+        # (http/middleware.py); uvicorn must not rewrite it first (nor read
+        # FORWARDED_ALLOW_IPS from the environment).
+        "proxy_headers": False,
+        "forwarded_allow_ips": "",
+    }
+
+
 def serve(host: str, port: int, *, workers: int = 1) -> None:
     if not os.environ.get("ONEAUTH_PASSWORD_HASH_THREADS", "").strip("0 "):
         # The workers read this from the environment: share the cores among them
         # instead of each process running one argon2 thread per core.
         os.environ["ONEAUTH_PASSWORD_HASH_THREADS"] = str(hash_threads(workers))
-    uvicorn.run(
-        "oneauth.asgi:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,  # our RequestContext logs one line per request
-        log_level="warning",
-        server_header=False,
-        proxy_headers=False,
-    )
+    uvicorn.run("oneauth.asgi:create_app", **uvicorn_options(host, port, workers))

@@ -1,7 +1,8 @@
 """The app gate: every route under ``/apps/{app_id}`` passes through it.
 
 It looks the app_id from the URL up in the registry before any handler runs and
-answers 404 for unknown, suspended and deleted apps alike (fail closed, B3).
+answers 404 for unknown, suspended and deleted apps alike (fail closed, B3), and
+503 ``app_unavailable`` for an app whose schema is behind this release.
 Handlers read the verified record with ``current_app(request)``.
 """
 
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oneauth.apps.models import AppRecord
-from oneauth.errors import AppNotFound
+from oneauth.errors import AppNotFound, AppUnavailable
 from oneauth.http.problems import problem_response
 
 SCOPE_KEY = "oneauth.app"
@@ -27,9 +28,11 @@ class AppGate:
         registry = scope["app"].state.services.registry
         try:
             record = await registry.require_active(app_id)
-        except AppNotFound as exc:
+        except (AppNotFound, AppUnavailable) as exc:
             request_id = scope.get("state", {}).get("request_id")
-            response = problem_response(exc.status, exc.code, exc.title, exc.detail, request_id)
+            response = problem_response(
+                exc.status, exc.code, exc.title, exc.detail, request_id, exc.headers
+            )
             await response(scope, receive, send)
             return
         scope[SCOPE_KEY] = record

@@ -1,15 +1,17 @@
-"""Plain ASGI middleware: request ids, one canonical log line per request."""
+"""Plain ASGI middleware: request ids, one canonical log line per request, the client address."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oneauth.http import forwarded
 from oneauth.http.problems import problem_response
 
 log = structlog.get_logger("oneauth.http")
@@ -72,6 +74,33 @@ class RequestContext:
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()
+
+
+class ClientAddress:
+    """Derives the client's address once per request, for every consumer.
+
+    Behind ``ONEAUTH_TRUSTED_PROXIES`` that is the forwarded client (see
+    ``http/forwarded.py``), else the TCP peer. It is stored as
+    ``scope["state"]["client_ip"]`` and replaces ``scope["client"]``, so throttles,
+    audit rows and ``request.client`` all see the same address; the peer stays
+    in ``scope["state"]["peer"]``.
+    """
+
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = ()) -> None:
+        self.app = app
+        self.trusted = forwarded.networks(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            peer = str(client[0]) if client else None
+            address = forwarded.client_address(peer, scope.get("headers", ()), self.trusted)
+            state = scope.setdefault("state", {})
+            state["peer"] = peer
+            state["client_ip"] = address
+            if address != peer and address is not None:
+                scope["client"] = (address, 0)
+        await self.app(scope, receive, send)
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -92,8 +92,12 @@ def bearer_token(request: Request) -> str | None:
 
 
 def client_ip(request: Request) -> str | None:
-    # The direct peer. Behind a proxy, uvicorn's --forwarded-allow-ips decides
-    # what reaches here; we never trust X-Forwarded-For on our own.
+    # Derived once by the ClientAddress middleware: the peer, or the forwarded
+    # client behind ONEAUTH_TRUSTED_PROXIES. uvicorn's own proxy handling is off.
+    state = request.scope.get("state")
+    if isinstance(state, dict) and "client_ip" in state:
+        value = state["client_ip"]
+        return value if isinstance(value, str) else None
     return request.client.host if request.client else None
 
 
