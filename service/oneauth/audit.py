@@ -7,10 +7,12 @@ with the change they describe. Never pass secrets in ``details``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
+import psycopg
 
 Outcome = Literal["success", "failure", "denied", "error"]
 
@@ -70,3 +72,12 @@ async def record(
 
 
 INSERT_SQL = _INSERT
+# The same insert for psycopg (the CLI), whose placeholders are %s.
+_INSERT_PSYCOPG = re.sub(r"\$\d+", "%s", _INSERT)
+
+
+def record_sync(
+    conn: psycopg.Connection[Any], event: str, outcome: Outcome, meta: RequestMeta, **fields: Any
+) -> None:
+    """``record`` for the CLI's psycopg connection, in the app's context (operator actions)."""
+    conn.execute(_INSERT_PSYCOPG, row(event, outcome, meta, **fields))
