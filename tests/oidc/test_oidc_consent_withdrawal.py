@@ -7,13 +7,16 @@ consent back, whether it is exchanged later or at that very moment.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
+import uuid
 from collections.abc import Awaitable, Callable
 
 import httpx
 from starlette.applications import Starlette
 
 from oneauth import audit
-from oneauth.oauth import authorize
+from oneauth.oauth import authorize, consents
 from oneauth.oauth.errors import OAuthError
 from oneauth.services import Services
 from oneauth.settings import Settings
@@ -108,3 +111,40 @@ async def test_consent_withdrawn_during_an_exchange_ends_what_it_made(
         f"/apps/{p.app_id}/oauth/userinfo", headers=bearer(tokens["access_token"])
     )
     assert info.status_code == 401
+
+
+async def test_consent_withdrawn_while_a_code_is_issued_voids_that_code(
+    make_provider: MakeProvider,
+    browser: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    services: Services,
+    settings: Settings,
+) -> None:
+    """The authorize step has found the consent and stored a code, not yet
+    committed, when the withdrawal arrives: the withdrawal waits and voids it."""
+    p = await make_provider("issuing@example.com")
+    flow = await sign_in(browser, p.app_id, p.client_id, p.email)
+    mine = bearer(await first_party_token(client, p.app_id, p.email))
+    raw = "oac_" + secrets.token_urlsafe(32)
+    async with services.router.app(p.app_id) as conn:
+        assert await consents.covers(conn, uuid.UUID(p.sub), p.client_id, ["openid"])
+        # What issue_code stores, for the same request as the code we hold.
+        await conn.execute(
+            "INSERT INTO authorization_codes (code_hash, client_id, user_id, browser_session_id,"
+            " redirect_uri, code_challenge, scope, nonce, auth_time, amr, expires_at)"
+            " SELECT $2, client_id, user_id, browser_session_id, redirect_uri, code_challenge,"
+            " scope, nonce, auth_time, amr, expires_at FROM authorization_codes"
+            " WHERE code_hash = $1",
+            hashlib.sha256(flow.code.encode()).digest(),
+            hashlib.sha256(raw.encode()).digest(),
+        )
+        withdraw = asyncio.create_task(
+            client.delete(f"/apps/{p.app_id}/v1/consents/{p.client_id}", headers=mine)
+        )
+        await _wait_for_lock_waiters(settings.database_url, 1)
+        assert not withdraw.done()
+    assert (await asyncio.wait_for(withdraw, 10)).status_code == 204
+    for code in (raw, flow.code):
+        late = await exchange(browser, p.app_id, p.client_id, code, flow.verifier)
+        assert late.status_code == 400
+        assert late.json()["error"] == "invalid_grant"

@@ -18,8 +18,12 @@ import asyncpg
 async def covers(
     conn: asyncpg.Connection, user_id: uuid.UUID, client_id: str, scopes: Iterable[str]
 ) -> bool:
+    # FOR SHARE: the caller issues a code on this answer in the same transaction.
+    # A withdrawal (UPDATE) then waits for that code to commit and deletes it;
+    # one already committed makes this read find no consent.
     granted = await conn.fetchval(
-        "SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+        "SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL"
+        " FOR SHARE",
         user_id,
         client_id,
     )
