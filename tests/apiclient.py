@@ -9,6 +9,8 @@ import httpx
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
 from oneauth.oauth import clients
+from oneauth.services import Services
+from oneauth.sessions import repo as sessions
 from oneauth.settings import Settings
 
 PASSWORD = "violet-Harbor-lantern-42"
@@ -46,6 +48,19 @@ async def refresh(
         f"/apps/{app_id}/oauth/token",
         data={"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id},
     )
+
+
+async def age_refresh_use(services: Services, app_id: str, token: str, seconds: float) -> None:
+    """Move a used refresh token's rotation ``seconds`` into the past (past the
+    grace window in which a repeat is a benign race, not a replay)."""
+    async with services.router.app(app_id) as conn:
+        moved = await conn.execute(
+            "UPDATE refresh_tokens SET used_at = used_at - make_interval(secs => $2)"
+            " WHERE token_hash = $1 AND used_at IS NOT NULL",
+            sessions.hash_token(token),
+            seconds,
+        )
+    assert moved == "UPDATE 1", moved
 
 
 def confidential_client(

@@ -19,7 +19,8 @@ from oneauth.apps.models import AppRecord
 from oneauth.secretbox import SecretBoxError
 from oneauth.services import Services
 from oneauth.settings import Settings
-from oneauth.tokens.keys import PRIVATE_JWK_MEMBERS
+from oneauth.tokens.jwt import sign_jwt
+from oneauth.tokens.keys import PRIVATE_JWK_MEMBERS, SigningKey
 from oneauth.tokens.keystore import key_context
 from oneauth.verifier import UnknownKey, Verifier
 from test_tokens_api import bearer, jwt_parts
@@ -188,3 +189,88 @@ async def test_id_tokens_are_not_access_tokens(
     me = await client.get(f"/apps/{app.app_id}/v1/me", headers=bearer(id_token))
     assert me.status_code == 401
     assert "typ" in me.json()["detail"]
+
+
+async def _sign_with(services: Services, app_id: str, kid: str, claims: dict[str, Any]) -> str:
+    """An access token with ``claims`` signed by the app's key ``kid`` (e.g. a next key,
+    which oneauth itself never signs with): what someone holding that key could make."""
+    async with services.router.app(app_id) as conn:
+        row = await conn.fetchrow(
+            "SELECT alg, private_sealed FROM signing_keys WHERE kid = $1", kid
+        )
+    assert row is not None
+    plain = services.box.open(row["private_sealed"], context=key_context(app_id, kid))
+    return sign_jwt(SigningKey.from_private_json(plain, row["alg"]), claims, typ="at+jwt")
+
+
+async def test_emergency_rotation_of_all_keys_revokes_next_and_retired_ones(
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+    services: Services,
+) -> None:
+    app, bystander = provision(), provision()
+    email = "compromise@example.com"
+    first = await signup(client, app.app_id, email)
+    retired_kid = jwt_parts(first["access_token"])[0]["kid"]
+    normal = cli(settings, "keys", "rotate", app.app_id, "--force", "--json")
+    assert normal.returncode == 0, normal.stderr
+    report = json.loads(normal.stdout)
+    await wait_for_kid(client, app.app_id, report["published"][0], True)
+    next_es256 = await _kids_of(services, app, "ES256")
+    next_kid = next(k for k in report["published"] if k in next_es256)
+    after = (await login(client, app.app_id, email)).json()
+    active_kid = jwt_parts(after["access_token"])[0]["kid"]
+    claims = jwt_parts(after["access_token"])[1]
+    forged = await _sign_with(services, app.app_id, next_kid, claims)
+    tokens = {
+        "retired": first["access_token"],
+        "active": after["access_token"],
+        "next": forged,
+    }
+    # Before: all three verify (the next key is published so that verifiers have it).
+    assert len({retired_kid, active_kid, next_kid}) == 3
+    for name, token in tokens.items():
+        me = await client.get(f"/apps/{app.app_id}/v1/me", headers=bearer(token))
+        assert me.status_code == 200, name
+    before = await jwks_kids(client, app.app_id)
+    untouched = await jwks_kids(client, bystander.app_id)
+
+    refused = cli(settings, "keys", "rotate", app.app_id, "--all")
+    assert refused.returncode == 1
+    assert "--emergency" in refused.stderr
+    done = cli(settings, "keys", "rotate", app.app_id, "--emergency", "--all", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "emergency rotation" in done.stderr
+    result = json.loads(done.stdout)
+    assert set(result["revoked"]) == before  # every published key, next and retired included
+    fresh = set(result["activated"]) | set(result["published"])
+    assert not fresh & before
+    await wait_for_kid(client, app.app_id, next_kid, False)
+    assert await jwks_kids(client, app.app_id) == fresh
+    for name, token in tokens.items():
+        me = await client.get(f"/apps/{app.app_id}/v1/me", headers=bearer(token))
+        assert me.status_code == 401, name
+    # A new key signs at once; the other app's keys are not touched.
+    again = (await login(client, app.app_id, email)).json()
+    assert jwt_parts(again["access_token"])[0]["kid"] in result["activated"]
+    me = await client.get(f"/apps/{app.app_id}/v1/me", headers=bearer(again["access_token"]))
+    assert me.status_code == 200
+    assert await jwks_kids(client, bystander.app_id) == untouched
+    async with services.router.app(app.app_id) as conn:
+        rows = await conn.fetch(
+            "SELECT event, actor_type, details->>'mode' AS mode FROM audit_log"
+            " WHERE event IN ('keys.rotate', 'keys.emergency_rotation') ORDER BY id"
+        )
+    assert [(r["event"], r["actor_type"], r["mode"]) for r in rows] == [
+        ("keys.rotate", "operator", "normal"),
+        ("keys.emergency_rotation", "operator", "emergency_all"),
+    ]
+
+
+async def _kids_of(services: Services, app: AppRecord, alg: str) -> set[str]:
+    async with services.router.app(app.app_id) as conn:
+        rows = await conn.fetch(
+            "SELECT kid FROM signing_keys WHERE alg = $1 AND state = 'next'", alg
+        )
+    return {r["kid"] for r in rows}

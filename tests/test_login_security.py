@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from apiclient import PASSWORD, default_client_id, login, refresh, signup
+from apiclient import PASSWORD, age_refresh_use, default_client_id, login, refresh, signup
 from oneauth.apps.models import AppRecord
 from oneauth.services import Services
 
@@ -136,6 +136,7 @@ async def test_every_event_lands_in_the_audit_log(
     await login(client, app.app_id, "audited@example.com", "not the password")
     second = (await login(client, app.app_id, "audited@example.com")).json()
     rotated = (await refresh(client, app.app_id, cid, tokens["refresh_token"])).json()
+    await age_refresh_use(services, app.app_id, tokens["refresh_token"], 60)  # past the grace
     await refresh(client, app.app_id, cid, tokens["refresh_token"])  # replay
     await client.post(
         f"/apps/{app.app_id}/oauth/revoke",

@@ -12,9 +12,18 @@ import httpx
 import pytest
 import structlog
 
-from apiclient import PASSWORD, confidential_client, default_client_id, login, refresh, signup
+from apiclient import (
+    PASSWORD,
+    age_refresh_use,
+    confidential_client,
+    default_client_id,
+    login,
+    refresh,
+    signup,
+)
 from oneauth.apps.models import AppRecord
 from oneauth.services import Services
+from oneauth.sessions.repo import REUSE_GRACE_SECONDS
 from oneauth.settings import Settings
 from oneauth.verifier import VerificationError, Verifier
 
@@ -133,6 +142,9 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
     assert rotated["token_type"] == "Bearer"
     assert second.headers["cache-control"] == "no-store"
 
+    # Past the grace window for a concurrent loser (test_refresh_races.py), a used
+    # token coming back is a replay.
+    await age_refresh_use(services, app.app_id, first["refresh_token"], REUSE_GRACE_SECONDS + 1)
     replay = await refresh(client, app.app_id, cid, first["refresh_token"])
     assert replay.status_code == 400
     assert replay.json()["error"] == "invalid_grant"
@@ -154,9 +166,9 @@ async def test_concurrent_refreshes_with_one_token_succeed_once(
     client: httpx.AsyncClient,
     provision: Callable[..., AppRecord],
 ) -> None:
-    # Losers are replays: each revokes the session while others still rotate.
-    # Several rounds, because a lock-order deadlock between them shows up as a
-    # 500 in only some interleavings.
+    # Losers wait for the winner's lock, then find the token just rotated: each is
+    # a clean invalid_grant. Several rounds, because a lock-order deadlock between
+    # them shows up as a 500 in only some interleavings.
     app = provision()
     cid = await default_client_id(client, app.app_id)
     for round_ in range(6):

@@ -73,6 +73,16 @@ class Forbidden(ApiError):
     code, status, title = "forbidden", 403, "Forbidden"
 
 
+class WrongClient(ApiError):
+    # A first-party route (/v1/...) and a token of a third-party client: the
+    # app's own API is not part of what a user grants other clients (item 4).
+    code, status, title = "wrong_client", 403, "This token's client may not use this endpoint"
+
+
+class InsufficientScope(ApiError):
+    code, status, title = "insufficient_scope", 403, "The access token lacks a needed scope"
+
+
 class NotFound(ApiError):
     code, status, title = "not_found", 404, "Not found"
 

@@ -17,13 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth import audit
-from oneauth.errors import Forbidden, InvalidToken, NotFound
-from oneauth.flows.common import authenticate_bearer, session_id_of
+from oneauth.errors import NotFound
+from oneauth.flows.common import authenticate_bearer
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, request_meta
 from oneauth.oauth import consents
 from oneauth.services import Services
-from oneauth.sessions import repo as sessions
 from oneauth.verifier import AccessTokenClaims
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -32,14 +31,8 @@ NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 async def _user_claims(request: Request, services: Services) -> AccessTokenClaims:
     app = current_app(request)
     async with services.router.enter(app) as conn:
-        claims = await authenticate_bearer(services, app, conn, bearer_token(request))
-        row = await sessions.active_session_user(conn, session_id_of(claims))
-        client = await services.clients.get(conn, app.app_id, claims.client_id)
-    if row is None or str(row["id"]) != claims.sub:
-        raise InvalidToken("the session behind this token has ended")
-    if client is None or not client.first_party:
-        raise Forbidden("consents are managed only through the app's own (first-party) clients")
-    return claims
+        caller = await authenticate_bearer(services, app, conn, bearer_token(request))
+    return caller.claims
 
 
 async def list_consents(request: Request) -> Response:

@@ -121,11 +121,11 @@ async def email_change_request(request: Request) -> Response:
     new_email = require_str(data, "new_email", max_length=320)
     password = require_str(data, "password", max_length=MAX_PASSWORD_INPUT)
     async with services.router.enter(app) as conn:
-        claims = await authenticate_bearer(services, app, conn, bearer_token(request))
+        caller = await authenticate_bearer(services, app, conn, bearer_token(request))
     body = await email_change.request(
         services,
         app,
-        claims,
+        caller.claims,
         new_email,
         password,
         meta,

@@ -6,13 +6,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from oneauth.errors import InvalidToken
+from oneauth.errors import InsufficientScope
 from oneauth.flows import password
-from oneauth.flows.common import authenticate_bearer, session_id_of
+from oneauth.flows.common import authenticate_bearer
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, read_json, request_meta, require_str
+from oneauth.oauth import userinfo
 from oneauth.services import Services
-from oneauth.sessions import repo as sessions
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
@@ -57,13 +57,26 @@ async def login(request: Request) -> Response:
 
 
 async def me(request: Request) -> Response:
+    """The signed-in user. To a third-party client's token, exactly what UserInfo
+    releases for its scopes (and nothing without ``openid``): a client granted
+    ``openid`` alone learns no email here either (item 4)."""
     app = current_app(request)
     services = Services.of(request)
     async with services.router.enter(app) as conn:
-        claims = await authenticate_bearer(services, app, conn, bearer_token(request))
-        row = await sessions.active_session_user(conn, session_id_of(claims))
-    if row is None or str(row["id"]) != claims.sub:
-        raise InvalidToken("the session behind this token has ended")
+        caller = await authenticate_bearer(
+            services, app, conn, bearer_token(request), first_party_only=False
+        )
+    claims, row = caller.claims, caller.user
+    assert row is not None  # live_session
+    if not caller.first_party:
+        if "openid" not in claims.scopes:
+            raise InsufficientScope(
+                "a third-party client's token needs the openid scope",
+                headers={
+                    "www-authenticate": f'Bearer realm="{app.app_id}", error="insufficient_scope"'
+                },
+            )
+        return JSONResponse(userinfo.claims_for(claims.sub, claims.scopes, row), headers=NO_STORE)
     return JSONResponse(
         {
             "sub": claims.sub,
@@ -83,9 +96,12 @@ async def logout(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
     async with services.router.enter(app) as conn:
-        claims = await authenticate_bearer(services, app, conn, bearer_token(request))
+        # No live session needed: logging out of an ended session is a no-op (204).
+        caller = await authenticate_bearer(
+            services, app, conn, bearer_token(request), live_session=False
+        )
     await password.logout(
-        services, app, claims, request_meta(request, app.app_id, services.ip_hash_key)
+        services, app, caller.claims, request_meta(request, app.app_id, services.ip_hash_key)
     )
     return Response(status_code=204, headers=NO_STORE)
 
@@ -97,9 +113,9 @@ async def change_password(request: Request) -> Response:
     current = require_str(data, "current_password", max_length=password.MAX_PASSWORD_INPUT)
     new = require_str(data, "new_password", max_length=password.MAX_PASSWORD_INPUT)
     async with services.router.enter(app) as conn:
-        claims = await authenticate_bearer(services, app, conn, bearer_token(request))
+        caller = await authenticate_bearer(services, app, conn, bearer_token(request))
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    await password.change_password(services, app, claims, current, new, meta)
+    await password.change_password(services, app, caller.claims, current, new, meta)
     return Response(status_code=204, headers=NO_STORE)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
 
 from oneauth import audit
 from oneauth.cli.appctx import app_transaction
@@ -30,11 +32,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Normal rotation: the next key (published at least the JWKS cache time "
         "ago) starts signing, the active key retires but stays published until every token "
         "it signed has expired, and a new next key is published. --emergency revokes the "
-        "active key at once: it is unpublished and every token it signed is refused.",
+        "active key at once: it is unpublished and every token it signed is refused. "
+        "--emergency --all also revokes the next and the retired keys (every key the app "
+        "has) and signs with a freshly generated key at once. Every rotation is audited.",
     )
     p.add_argument("app_id")
     p.add_argument(
         "--emergency", action="store_true", help="revoke the active key now (suspected compromise)"
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        dest="revoke_all",
+        help="with --emergency: revoke every key, next and retired too; a new key signs at once",
     )
     p.add_argument(
         "--force",
@@ -66,13 +76,22 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_rotate(args: argparse.Namespace) -> None:
+    if args.revoke_all and not args.emergency:
+        fail("--all revokes every key: it needs --emergency")
     with app_transaction(args.app_id) as (conn, app, settings):
         box = SecretBox.from_config(settings.master_key)
         try:
-            report = keystore.rotate(conn, app, box, emergency=args.emergency, force=args.force)
+            report = keystore.rotate(
+                conn,
+                app,
+                box,
+                emergency=args.emergency,
+                force=args.force,
+                revoke_all=args.revoke_all,
+            )
         except keystore.RotationRefused as exc:
             fail(str(exc))
-        conn.execute("SELECT pg_notify(%s, %s)", (keystore.CHANNEL, app.app_id))
+        mode = "emergency_all" if args.revoke_all else "emergency" if args.emergency else "normal"
         # Audited in the app's log; an emergency rotation is also a security
         # event in the log stream (audit.SECURITY_EVENTS).
         audit.record_sync(
@@ -80,9 +99,19 @@ def cmd_rotate(args: argparse.Namespace) -> None:
             "keys.emergency_rotation" if args.emergency else "keys.rotate",
             "success",
             audit.SYSTEM,
-            actor_type="operator",
             app_id=app.app_id,
-            details={k: list(v) for k, v in report.__dict__.items()},
+            actor_type="operator",
+            actor_id=_operator(),
+            target_type="app",
+            target_id=app.app_id,
+            details={"mode": mode, **{k: list(v) for k, v in report.__dict__.items()}},
+        )
+        conn.execute("SELECT pg_notify(%s, %s)", (keystore.CHANNEL, app.app_id))
+    if args.emergency:
+        print(
+            f"warning: emergency rotation of {app.app_id}: revoked {len(report.revoked)} key(s); "
+            "oneauth refuses their tokens now, external verifiers at their next JWKS fetch",
+            file=sys.stderr,
         )
     if args.json:
         print_json(report.__dict__)
@@ -90,6 +119,13 @@ def cmd_rotate(args: argparse.Namespace) -> None:
     for label, kids in report.__dict__.items():
         for kid in kids:
             print(f"{label:<10} {kid}")
+
+
+def _operator() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        return None
 
 
 def cmd_new_master_key(args: argparse.Namespace) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from oneauth.errors import (
     ServiceUnavailable,
     Unauthorized,
     ValidationFailed,
+    WrongClient,
 )
 from oneauth.identity import throttle
 from oneauth.identity.passwords import HasherBusy
@@ -33,7 +35,14 @@ def busy() -> ServiceUnavailable:
     )
 
 
-__all__ = ["HasherBusy", "authenticate_bearer", "busy", "settle_attempt", "start_session"]
+__all__ = [
+    "Bearer",
+    "HasherBusy",
+    "authenticate_bearer",
+    "busy",
+    "settle_attempt",
+    "start_session",
+]
 
 
 async def settle_attempt(
@@ -153,29 +162,74 @@ async def first_party_session(
     return tokens, session
 
 
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    """The caller of a /v1 route: a verified user access token of this app.
+
+    ``first_party``: the token's client is one of the app's own (flag set by the
+    operator, client enabled). ``user``: the live session's user row, when the
+    route asked for a live session.
+    """
+
+    claims: AccessTokenClaims
+    first_party: bool
+    user: asyncpg.Record | None
+
+
 async def authenticate_bearer(
     services: Services,
     app: AppRecord,
     conn: asyncpg.Connection,
     token: str | None,
     *,
-    user_only: bool = True,
-) -> AccessTokenClaims:
-    """Verify a Bearer access token of this app (RFC 6750); user tokens only by default."""
-    realm = {"www-authenticate": f'Bearer realm="{app.app_id}"'}
+    first_party_only: bool = True,
+    live_session: bool = True,
+) -> Bearer:
+    """Verify a Bearer access token of this app (RFC 6750) for a first-party route.
+
+    The one door of every /v1 route that takes a token; the route declares what
+    it needs. User tokens only: a client-credentials token acts for no user (T4).
+    ``first_party_only`` (default): the token must have been issued to one of the
+    app's first-party clients; a third-party client's token is refused with 403
+    ``wrong_client``, because the first-party API (password, email, consents) is
+    not part of what a user grants to other clients. ``live_session`` (default):
+    the session behind the token must not have ended (logout, revocation,
+    password change): an access token outlives its session by up to its
+    lifetime, and nothing that changes the account may ride on that (S3).
+    Another app's tokens fail verification (B1: issuer, audience, app_id pinned).
+    """
+    realm = f'Bearer realm="{app.app_id}"'
     if token is None:
-        raise Unauthorized("send an access token: Authorization: Bearer <token>", headers=realm)
+        raise Unauthorized(
+            "send an access token: Authorization: Bearer <token>",
+            headers={"www-authenticate": realm},
+        )
     keys = await services.keys.get(app, conn)
     try:
         claims = keys.verifier.verify(token)
     except VerificationError as exc:
         raise InvalidToken(
             f"the access token failed the {exc.check} check",
-            headers={"www-authenticate": f'Bearer realm="{app.app_id}", error="invalid_token"'},
+            headers={"www-authenticate": f'{realm}, error="invalid_token"'},
         ) from None
-    if user_only and claims.is_client_token:
+    if claims.is_client_token:
         raise Forbidden("this endpoint needs a user's access token, not a client's")
-    return claims
+    client = await services.clients.get(conn, app.app_id, claims.client_id)
+    first_party = client is not None and client.first_party and not client.disabled
+    if first_party_only and not first_party:
+        raise WrongClient(
+            "this endpoint accepts only access tokens of the app's own (first-party) clients",
+            headers={"www-authenticate": f'{realm}, error="insufficient_scope"'},
+        )
+    user = None
+    if live_session:
+        user = await sessions.active_session_user(conn, session_id_of(claims))
+        if user is None or str(user["id"]) != claims.sub:
+            raise InvalidToken(
+                "the session behind this token has ended",
+                headers={"www-authenticate": f'{realm}, error="invalid_token"'},
+            )
+    return Bearer(claims, first_party, user)
 
 
 def session_id_of(claims: AccessTokenClaims) -> uuid.UUID:

@@ -3,7 +3,8 @@
 First-party clients never ask (their flag says the app itself runs them). A
 third-party client asks once per user for a set of scopes; asking for more
 later asks again. Revoking a consent also ends that client's sessions of the
-user, so the refresh tokens it holds stop working at once.
+user, so the refresh tokens it holds stop working at once, and deletes the
+authorization codes it was issued and has not exchanged yet.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import asyncpg
 async def covers(
     conn: asyncpg.Connection, user_id: uuid.UUID, client_id: str, scopes: Iterable[str]
 ) -> bool:
+    # FOR SHARE: the caller issues a code on this answer in the same transaction.
+    # A withdrawal (UPDATE) then waits for that code to commit and deletes it;
+    # one already committed makes this read find no consent.
     granted = await conn.fetchval(
-        "SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+        "SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL"
+        " FOR SHARE",
         user_id,
         client_id,
     )
@@ -54,7 +59,11 @@ async def list_active(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[asyn
 
 
 async def revoke(conn: asyncpg.Connection, user_id: uuid.UUID, client_id: str) -> int | None:
-    """Withdraw consent; returns how many of the client's sessions ended, None if none held."""
+    """Withdraw consent; returns how many of the client's sessions ended, None if none held.
+
+    In one transaction: the consent, the client's unredeemed codes for the user
+    (a code issued before must not turn into tokens after), then its sessions.
+    """
     found = await conn.fetchval(
         "UPDATE consents SET revoked_at = now(), updated_at = now()"
         " WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL RETURNING 1",
@@ -63,6 +72,15 @@ async def revoke(conn: asyncpg.Connection, user_id: uuid.UUID, client_id: str) -
     )
     if found is None:
         return None
+    # Codes issued under the consent and not yet exchanged die with it. First,
+    # before the sessions: an exchange in flight holds its code's row lock, so
+    # this waits for it to commit and the UPDATE below (a new snapshot under
+    # READ COMMITTED) then sees, and ends, the session that exchange made.
+    await conn.execute(
+        "DELETE FROM authorization_codes WHERE user_id = $1 AND client_id = $2 AND used_at IS NULL",
+        user_id,
+        client_id,
+    )
     ended = await conn.fetch(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = 'consent_revoked'"
         " WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL RETURNING id",

@@ -72,6 +72,23 @@ async def refresh_grant(
             details={"action": "session_revoked"},
         )
         return InvalidGrant("the refresh token is invalid")
+    if isinstance(outcome, sessions.Superseded):
+        # Lost a race with another request of this client (sessions.REUSE_GRACE_SECONDS):
+        # no tokens, and no revocation, so the winner's new refresh token keeps working.
+        await audit.record(
+            conn,
+            "token.refresh",
+            "failure",
+            meta,
+            actor_type="client",
+            actor_id=client.client_id,
+            target_type="session",
+            target_id=str(outcome.session_id),
+            details={"reason": "superseded"},
+        )
+        return InvalidGrant(
+            "the refresh token was just rotated by a concurrent request; use the newest one"
+        )
     if outcome == "scope":
         raise InvalidScope("scope beyond what the refresh token was granted")
     if outcome is None:

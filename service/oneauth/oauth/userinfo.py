@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
+import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -40,6 +42,22 @@ def _challenge(app_id: str, status: int, error: str | None, description: str) ->
         media_type="application/json",
         headers={**NO_STORE, "www-authenticate": header},
     )
+
+
+def claims_for(sub: str, scopes: Iterable[str], user: asyncpg.Record) -> dict[str, Any]:
+    """The user's claims that ``scopes`` release (section 5.4); ``openid`` checked by the caller.
+
+    Also what ``/v1/me`` answers to a third-party client's token, so that the
+    first-party API never tells a client more than its grant (item 4).
+    """
+    granted = set(scopes)
+    body: dict[str, Any] = {"sub": sub}
+    if "email" in granted:
+        body.update(email=user["email"], email_verified=user["email_verified"])
+    if "profile" in granted:
+        # We hold no name fields yet; updated_at is the one profile claim we have.
+        body["updated_at"] = int(user["updated_at"].timestamp())
+    return body
 
 
 async def _token(request: Request) -> str | None:
@@ -75,14 +93,8 @@ async def userinfo(request: Request) -> Response:
         row = await sessions.active_session_user(conn, sid)
     if row is None or str(row["id"]) != claims.sub:
         return _challenge(app.app_id, 401, "invalid_token", "the session has ended")
-    body: dict[str, Any] = {"sub": claims.sub}
-    if "email" in claims.scopes:
-        body.update(email=row["email"], email_verified=row["email_verified"])
-    if "profile" in claims.scopes:
-        # We hold no name fields yet; updated_at is the one profile claim we have.
-        body["updated_at"] = int(row["updated_at"].timestamp())
     return Response(
-        json.dumps(body, separators=(",", ":")),
+        json.dumps(claims_for(claims.sub, claims.scopes, row), separators=(",", ":")),
         media_type="application/json",
         headers=NO_STORE,
     )

@@ -5,7 +5,11 @@ the token (the old one is marked used, a new one issued); presenting a used
 token again is a replay and revokes the session with every token in it
 (RFC 9700 section 4.14.2, ASVS 10.4.5). The rotation is one UPDATE with a
 ``used_at IS NULL`` guard, so of two concurrent uses at most one succeeds.
-Whatever changes a family locks its session row first, then its tokens.
+The loser of such a race is not a thief: within ``REUSE_GRACE_SECONDS`` of the
+rotation, and while the successor is unused, a repeat is ``Superseded`` (a
+clean error, the family lives on); later, or once the successor was used, it
+is a replay (S1). Whatever changes a family locks its session row first, then
+its tokens.
 """
 
 from __future__ import annotations
@@ -20,6 +24,16 @@ from typing import Literal
 import asyncpg
 
 REFRESH_PREFIX = "ort_"  # recognisable in leaked-secret scanners
+
+# Two tabs refreshing at once, or a retry after a lost response, present the
+# token that another request has just rotated. For this long after the
+# rotation, and only while the successor has not been used, that is answered
+# with invalid_grant and nothing else; the winner's new token keeps the user
+# signed in. We never hand the successor out twice (we keep only its hash, and
+# a second copy would be a second live secret). A thief racing the owner in
+# this window gets the same error and no token; after it, or once the family
+# moved on, the old token is a replay and revokes the family.
+REUSE_GRACE_SECONDS = 10
 
 
 def new_refresh_token() -> tuple[str, bytes]:
@@ -97,6 +111,14 @@ class Rotated:
 
 
 @dataclass(frozen=True, slots=True)
+class Superseded:
+    """The token was rotated moments ago by a concurrent request of the same
+    client, and its successor is unused: a benign race, not a replay."""
+
+    session_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
 class Replayed:
     """A used token came back: its family must be treated as stolen."""
 
@@ -145,6 +167,23 @@ SELECT live.*, (SELECT count(*) FROM fresh) AS issued FROM live
 """
 
 
+# What a token that did not rotate is. ``benign``: used within the grace window,
+# its session live, and no token of the family used since (the family is a
+# chain: its successor, and any later one, would have used_at > this used_at).
+# The session row is still locked by _ROTATE, so no rotation of the successor
+# can commit between that statement and this one.
+_SEEN = """
+SELECT t.session_id, t.used_at IS NOT NULL AS used,
+       t.revoked_at IS NULL AND t.expires_at > now() AS live,
+       t.used_at > now() - make_interval(secs => $3)
+         AND s.revoked_at IS NULL AND s.expires_at > now()
+         AND NOT EXISTS (SELECT FROM refresh_tokens o
+                         WHERE o.session_id = t.session_id AND o.used_at > t.used_at) AS benign
+FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+WHERE t.token_hash = $1 AND t.client_id = $2
+"""
+
+
 async def rotate(
     conn: asyncpg.Connection,
     raw: str,
@@ -152,10 +191,12 @@ async def rotate(
     client_id: str,
     idle_ttl: int,
     narrowed_scope: str | None = None,
-) -> Rotated | Replayed | Literal["scope"] | None:
+    grace_seconds: float = REUSE_GRACE_SECONDS,
+) -> Rotated | Superseded | Replayed | Literal["scope"] | None:
     """Exchange a refresh token for the next one of its family; None if invalid.
 
-    On ``Replayed`` the caller revokes the session (``revoke_session``) and audits.
+    On ``Replayed`` the caller revokes the session (``revoke_session``) and audits;
+    on ``Superseded`` it answers invalid_grant and revokes nothing.
     """
     presented = hash_token(raw)
     next_raw, next_digest = new_refresh_token()
@@ -170,16 +211,12 @@ async def rotate(
             row["expires_at"],
         )
         return Rotated(next_raw, session, narrowed_scope or row["scope"], row["email_verified"])
-    seen = await conn.fetchrow(
-        "SELECT session_id, used_at IS NOT NULL AS used, revoked_at IS NULL"
-        " AND expires_at > now() AS live FROM refresh_tokens"
-        " WHERE token_hash = $1 AND client_id = $2",
-        presented,
-        client_id,
-    )
+    seen = await conn.fetchrow(_SEEN, presented, client_id, grace_seconds)
     if seen is None:
         return None
     if seen["used"]:
+        if seen["benign"]:
+            return Superseded(seen["session_id"])
         return Replayed(seen["session_id"])
     if seen["live"] and narrowed_scope is not None:
         return "scope"  # asked for more than the grant holds; the token stays unused

@@ -106,12 +106,18 @@ def rotate(
     *,
     emergency: bool = False,
     force: bool = False,
+    revoke_all: bool = False,
 ) -> RotationReport:
     """Promote each algorithm's next key, retire (or revoke) the active one, publish a new next.
 
     Runs in the caller's transaction, in the app's context. Refuses to promote a
     next key younger than the JWKS cache time unless ``emergency`` or ``force``.
+    ``revoke_all`` (with ``emergency``): see ``revoke_every_key``.
     """
+    if revoke_all:
+        if not emergency:
+            raise RotationRefused("revoking every key is an emergency rotation (--emergency)")
+        return revoke_every_key(conn, app, box)
     report = RotationReport()
     now = datetime.now(UTC)
     rows = conn.execute(
@@ -168,6 +174,35 @@ def rotate(
             " OR (state = 'revoked' AND revoked_at < now() - interval '30 days') RETURNING kid"
         )
     ]
+    return report
+
+
+def revoke_every_key(conn: SyncConn, app: AppRecord, box: SecretBox) -> RotationReport:
+    """Revoke every key of the app, next and retired ones too, and sign with fresh ones now (T3).
+
+    For a compromise that may reach beyond the active key (a leaked database
+    dump with the master key, say): the published next key could be in the
+    attacker's hands as well, and a retired key still verifies what it signed.
+    Everything is unpublished at once; each algorithm gets a new active key
+    that signs immediately (no verifier has it cached yet: their JWKS cache
+    refreshes on the unknown kid) and a new next key for the following rotation.
+    """
+    report = RotationReport()
+    now = datetime.now(UTC)
+    report.revoked = [
+        str(r[0])
+        for r in conn.execute(
+            "UPDATE signing_keys SET state = 'revoked', revoked_at = now(),"
+            " retired_at = coalesce(retired_at, now())"
+            " WHERE state IN ('next', 'active', 'retired') RETURNING kid"
+        )
+    ]
+    for alg in algs_for(app):
+        fresh, upcoming = generate_signing_key(alg), generate_signing_key(alg)
+        _insert(conn, box, app.app_id, fresh, "active")
+        _insert(conn, box, app.app_id, upcoming, "next", now + NEXT_KEY_DELAY)
+        report.activated.append(fresh.kid)
+        report.published.append(upcoming.kid)
     return report
 
 
