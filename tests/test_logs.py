@@ -19,9 +19,10 @@ import httpx
 import pytest
 import structlog
 
-from apiclient import default_client_id, login, refresh, signup
+from apiclient import age_refresh_use, default_client_id, login, refresh, signup
 from oneauth import logs
 from oneauth.apps.models import AppRecord
+from oneauth.services import Services
 from oneauth.settings import Settings, SettingsError
 
 
@@ -116,12 +117,13 @@ def test_other_libraries_records_come_out_as_json_lines() -> None:
 
 
 async def test_a_refresh_token_replay_is_a_security_log_line(
-    client: httpx.AsyncClient, provision: Callable[..., AppRecord]
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord], services: Services
 ) -> None:
     app = provision()
     cid = await default_client_id(client, app.app_id)
     tokens = await signup(client, app.app_id, "replayed@example.com")
     assert (await refresh(client, app.app_id, cid, tokens["refresh_token"])).status_code == 200
+    await age_refresh_use(services, app.app_id, tokens["refresh_token"], 60)  # past the grace
     with structlog.testing.capture_logs() as captured:
         replay = await refresh(client, app.app_id, cid, tokens["refresh_token"])
     assert replay.status_code == 400
