@@ -85,6 +85,13 @@ def bootstrap(
         admin_dsn, role=operator_role, password=operator_password, database=database
     )
     with ops.connect(operator) as conn:
+        # Only this installation's two roles connect: another installation's
+        # service role on the same cluster has no business here (D2).
+        db = sql.Identifier(database)
+        conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(service_role))
+        )
         ops.migrate_control(conn)
         try:
             chosen = roles.set_installation(conn, service_role=service_role, namespace=namespace)
