@@ -71,7 +71,7 @@ def embedded_database(data_dir: Path, *, port: int = 0) -> Installation:
                 f"{cluster.port} (stop it with `make stop-db`)",
                 file=sys.stderr,
             )
-            cluster.start()
+        cluster.start()  # refuses to pretend a running cluster moved to another port
     except LocalPostgresError as exc:
         fail(str(exc))
     try:
