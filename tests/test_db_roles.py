@@ -281,9 +281,11 @@ async def test_two_installations_on_one_cluster_both_serve_app_shop(
     role_b = names_for("shop", second.namespace).role
     assert role_a != role_b
     for db, foreign in ((first, role_b), (second, role_a)):
-        with _connect(db.service_dsn) as conn:
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(foreign)))
+        with (
+            _connect(db.service_dsn) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(foreign)))
         other = second if db is first else first
         # Nor may one installation's service role even connect to the other's database.
         foreign_db = psycopg.conninfo.make_conninfo(db.service_dsn, dbname=other.database)
@@ -355,7 +357,8 @@ async def test_a_single_role_installation_upgrades_and_keeps_its_app_names(
     assert not summary.failed
     with ops.connect(made.operator_dsn) as conn:
         record = lifecycle.get(conn, app_id)
-        assert record is not None and record.names == legacy
+        assert record is not None
+        assert record.names == legacy
         fresh = lifecycle.provision(conn, settings, f"fresh-{suffix}", "Fresh").app
         assert fresh.names.role == names_for(fresh.app_id, made.namespace).role
     cleanup_installation(database, [fresh.names.role])

@@ -30,7 +30,7 @@ def _have_pg_binaries() -> bool:
     [
         ({}, "http://127.0.0.1:8000"),
         ({"ONEAUTH_PORT": "8411"}, "http://127.0.0.1:8411"),
-        ({"ONEAUTH_HOST": "0.0.0.0", "ONEAUTH_PORT": "8412"}, "http://127.0.0.1:8412"),
+        ({"ONEAUTH_HOST": "0.0.0.0", "ONEAUTH_PORT": "8412"}, "http://127.0.0.1:8412"),  # noqa: S104
         ({"ONEAUTH_HOST": "::1", "ONEAUTH_PORT": "8413"}, "http://[::1]:8413"),
         ({"ONEAUTH_HOST": "localhost"}, "http://localhost:8000"),
         # Set explicitly, the public URL is what it says (a proxy may listen on 8000).

@@ -82,7 +82,7 @@ def test_serve_in_a_checkout_uses_and_starts_the_embedded_database() -> None:
             time.sleep(0.2)
         if ready is None or ready.status_code != 200:
             server.kill()
-            out, err = server.communicate(timeout=10)
+            _, err = server.communicate(timeout=10)
             pytest.fail(f"/readyz never answered 200; exit {server.returncode}:\n{err[-3000:]}")
         app = httpx.get(f"{base}/apps/shop/v1/app", timeout=5)
         assert app.status_code == 200
