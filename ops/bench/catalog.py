@@ -24,7 +24,7 @@ import psycopg
 from ops.bench.procstat import cmdline, smaps_rollup_kib
 from psycopg import sql
 
-from oneauth.db.naming import names_for
+from oneauth.apps import lifecycle
 
 _TABLES = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -44,7 +44,7 @@ def _anonymous_kib(pid: int) -> int:
 
 
 def _enter_and_touch(conn: psycopg.Connection[Any], app_id: str) -> int:
-    names = names_for(app_id)
+    names = lifecycle.names_of(conn, app_id)
     with conn.transaction():
         conn.execute(
             "SELECT set_config('role', %s, true), set_config('search_path', %s, true)",

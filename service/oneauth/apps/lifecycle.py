@@ -18,7 +18,7 @@ from psycopg import sql
 
 from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
 from oneauth.db import ops, roles, templates
-from oneauth.db.naming import names_for, validate_app_id
+from oneauth.db.naming import AppNames, names_for, validate_app_id
 from oneauth.settings import Settings
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -228,6 +228,14 @@ def delete(conn: Conn, app_id: str) -> AppRecord:
 def get(conn: Conn, app_id: str, *, for_update: bool = False) -> AppRecord | None:
     validate_app_id(app_id)
     return _fetch(conn, app_id, for_update=for_update)
+
+
+def names_of(conn: Conn, app_id: str) -> AppNames:
+    """The schema and role the registry recorded for app_id (with its role namespace, D2)."""
+    record = get(conn, app_id)
+    if record is None:
+        raise AppMissing(f"no app {app_id!r}")
+    return record.names
 
 
 def list_apps(conn: Conn, *, include_deleted: bool = False) -> list[AppRecord]:
