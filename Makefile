@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Without ONEAUTH_DATABASE_URL, commands use the embedded cluster under .data/.
-WITH_DB = ONEAUTH_DATABASE_URL="$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url)}"
+# Provisioning and migrations run as the operator role: ONEAUTH_OPERATOR_DATABASE_URL,
+# else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
+WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"
 
 .PHONY: help install run test lint format migrate provision-app stop-db bench clean
 

@@ -72,7 +72,7 @@ def confidential_client(
 ) -> tuple[str, str]:
     """Register a confidential client in the app; returns (client_id, secret)."""
     with (
-        ops.connect(settings.database_url) as conn,
+        ops.connect(settings.operator_url) as conn,
         conn.transaction(),
         ops.app_context(conn, app.names),
     ):

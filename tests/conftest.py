@@ -80,15 +80,37 @@ def pg_admin_dsn() -> Iterator[str]:
 
 
 class ScratchDatabase:
-    """A database and login role of its own on the test server."""
+    """A database with its operator and service roles (D1) on the test server.
 
-    def __init__(self, admin_dsn: str, label: str) -> None:
+    ``dsn`` is the operator's URL (migrations, provisioning, the CLI's admin
+    commands); ``service_dsn`` is what the service under test logs in with.
+    """
+
+    def __init__(self, admin_dsn: str, label: str, namespace: str | None = None) -> None:
         self.admin_dsn = admin_dsn
         suffix = secrets.token_hex(4)
         self.role = f"oneauth_t_{label}_{suffix}"
+        self.service_role = f"{self.role}_svc"
         self.database = f"oneauth_t_{label}_{suffix}"
-        self.dsn = bootstrap(
-            admin_dsn, role=self.role, password=secrets.token_urlsafe(16), database=self.database
+        made = bootstrap(
+            admin_dsn,
+            database=self.database,
+            operator_role=self.role,
+            operator_password=secrets.token_urlsafe(16),
+            service_role=self.service_role,
+            service_password=secrets.token_urlsafe(16),
+            namespace=namespace,
+        )
+        self.dsn = made.operator_dsn
+        self.service_dsn = made.service_dsn
+        self.namespace = made.namespace
+
+    def settings(self, **kwargs: Any) -> Settings:
+        """Settings of a service on this database: service role, operator for the CLI."""
+        return Settings(
+            **{"env": "test", "public_url": "http://testserver", **kwargs},
+            database_url=self.service_dsn,
+            operator_database_url=self.dsn,
         )
 
     def drop(self) -> None:
@@ -106,7 +128,7 @@ class ScratchDatabase:
                     sql.Identifier(self.database)
                 )
             )
-            for role in [*app_roles, self.role]:
+            for role in [*app_roles, self.service_role, self.role]:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
@@ -125,27 +147,26 @@ def make_database(pg_admin_dsn: str) -> Iterator[Callable[[str], ScratchDatabase
 
 
 @pytest.fixture(scope="session")
-def database_url(make_database: Callable[[str], ScratchDatabase]) -> str:
+def main_database(make_database: Callable[[str], ScratchDatabase]) -> ScratchDatabase:
     db = make_database("main")
     migrate_all(db.dsn)
-    return db.dsn
+    return db
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
-    return Settings(
-        env="test",
-        database_url=database_url,
-        public_url="http://testserver",
-        pool_min_size=1,
-        pool_max_size=8,
-        registry_cache_ttl=5.0,
-    )
+def database_url(main_database: ScratchDatabase) -> str:
+    """The service role's URL: the app under test runs as it (D1)."""
+    return main_database.service_dsn
+
+
+@pytest.fixture(scope="session")
+def settings(main_database: ScratchDatabase) -> Settings:
+    return main_database.settings(pool_min_size=1, pool_max_size=8, registry_cache_ttl=5.0)
 
 
 @pytest.fixture
 def sync_conn(settings: Settings) -> Iterator[lifecycle.Conn]:
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         yield conn
 
 
@@ -158,7 +179,7 @@ def provision(settings: Settings) -> Callable[..., AppRecord]:
     """Provision a new app with a unique id; returns its record."""
 
     def make(app_id: str | None = None, name: str = "Test App", **kwargs: Any) -> AppRecord:
-        with ops.connect(settings.database_url) as conn:
+        with ops.connect(settings.operator_url) as conn:
             return lifecycle.provision(conn, settings, app_id or new_app_id(), name, **kwargs).app
 
     return make

@@ -31,6 +31,7 @@ def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ONEAUTH_")},
         "ONEAUTH_DATABASE_URL": settings.database_url,
+        "ONEAUTH_OPERATOR_DATABASE_URL": settings.operator_url,
         "ONEAUTH_PUBLIC_URL": "https://auth.example.com",
     }
     return subprocess.run(
@@ -82,7 +83,7 @@ async def test_configure_takes_effect_on_a_running_service_within_the_notice(
             pytest.fail("the running service did not see the new setting within 2 s")
         # App B is untouched, in the registry and in the running service.
         assert await _start_passwordless(http, b.app_id) == 403
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         record_b = lifecycle.get(conn, b.app_id)
     assert record_b is not None
     assert record_b.settings == {}
@@ -103,7 +104,7 @@ def test_configure_is_audited_in_the_apps_own_log(
         "primary_color=#112233",
     )
     assert done.returncode == 0, done.stderr
-    with ops.connect(settings.database_url) as conn, conn.transaction():
+    with ops.connect(settings.operator_url) as conn, conn.transaction():
         rows = {}
         for app in (a, b):
             with ops.app_context(conn, app.names):
@@ -144,7 +145,7 @@ def test_bad_keys_and_values_are_refused_naming_the_key(
     assert done.returncode == 1
     assert done.stderr.startswith("error: ")
     assert message in done.stderr
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         record = lifecycle.get(conn, app.app_id)
     assert record is not None
     assert record.settings == {"passwordless": False}  # nothing changed
@@ -194,7 +195,7 @@ def test_values_parse_as_json_else_as_strings(
     settings: Settings, provision: Callable[..., AppRecord]
 ) -> None:
     app = provision()
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         result = lifecycle.configure(
             conn,
             app.app_id,
@@ -217,7 +218,7 @@ def test_configure_refuses_deleted_and_unknown_apps(
     settings: Settings, provision: Callable[..., AppRecord]
 ) -> None:
     app = provision()
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         lifecycle.delete(conn, app.app_id)
     gone = cli(settings, "configure", app.app_id, "--set", "passwordless=true")
     assert gone.returncode == 1
@@ -237,12 +238,12 @@ def test_concurrent_configures_of_one_app_both_land(
     keys = [("access_token_ttl", 300), ("id_token_ttl", 300), ("passwordless", True)] * 3
 
     def one(item: tuple[str, object]) -> None:
-        with ops.connect(settings.database_url) as conn:
+        with ops.connect(settings.operator_url) as conn:
             lifecycle.configure(conn, app.app_id, set_values={item[0]: item[1]})
 
     with ThreadPoolExecutor(max_workers=len(keys)) as pool:
         list(pool.map(one, keys))
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         record = lifecycle.get(conn, app.app_id)
         assert record is not None
         assert record.settings == {

@@ -17,6 +17,7 @@ def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "ONEAUTH_DATABASE_URL": settings.database_url,
+        "ONEAUTH_OPERATOR_DATABASE_URL": settings.operator_url,
         "ONEAUTH_PUBLIC_URL": "https://auth.example.com",
     }
     return subprocess.run(

@@ -61,7 +61,7 @@ async def test_suspended_and_deleted_apps_are_404_without_waiting_for_ttl(
     suspended, deleted = provision(), provision()
     for app in (suspended, deleted):
         assert (await client.get(f"/apps/{app.app_id}/v1/app")).status_code == 200  # cached now
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         lifecycle.set_status(conn, suspended.app_id, "suspended")
         lifecycle.delete(conn, deleted.app_id)
     # The registry's NOTIFY drops the cached entries well before the 5 s TTL.
@@ -72,7 +72,7 @@ async def test_suspended_and_deleted_apps_are_404_without_waiting_for_ttl(
                 break
             await asyncio.sleep(0.05)
         assert_problem(response, 404, "app_not_found")
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         lifecycle.set_status(conn, suspended.app_id, "active")
     for _ in range(40):
         if (await client.get(f"/apps/{suspended.app_id}/v1/app")).status_code == 200:
@@ -157,13 +157,20 @@ async def test_readyz_follows_the_database() -> None:
     cluster = LocalPostgres(root / "data", fast=True)
     cluster.start()
     try:
-        dsn = bootstrap(
-            cluster.admin_dsn(), role="oneauth", password="pw-readyz", database="oneauth"
+        made = bootstrap(
+            cluster.admin_dsn(),
+            database="oneauth",
+            operator_role="oneauth",
+            operator_password="pw-readyz-op",
+            service_role="oneauth_service",
+            service_password="pw-readyz",
         )
+        dsn = made.operator_dsn
         migrate_all(dsn)
         settings = Settings(
             env="test",
-            database_url=dsn,
+            database_url=made.service_dsn,
+            operator_database_url=dsn,
             public_url="http://testserver",
             pool_min_size=1,
             pool_max_size=2,
@@ -195,7 +202,7 @@ async def test_readyz_follows_the_database() -> None:
 
 
 def test_service_refuses_a_superuser_login_role(pg_admin_dsn: str) -> None:
-    from oneauth.db.bootstrap import UnsafeRole, check_login_role
+    from oneauth.db.roles import UnsafeRole, check_operator_role
 
     with ops.connect(pg_admin_dsn) as conn, pytest.raises(UnsafeRole, match="superuser"):
-        check_login_role(conn)
+        check_operator_role(conn)

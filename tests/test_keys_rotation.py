@@ -27,7 +27,11 @@ from test_tokens_api import bearer, jwt_parts
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ONEAUTH_DATABASE_URL": settings.database_url}
+    env = {
+        **os.environ,
+        "ONEAUTH_DATABASE_URL": settings.database_url,
+        "ONEAUTH_OPERATOR_DATABASE_URL": settings.operator_url,
+    }
     return subprocess.run(
         [sys.executable, "-m", "oneauth.cli.main", *args],
         capture_output=True,

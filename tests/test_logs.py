@@ -158,7 +158,11 @@ def test_an_emergency_key_rotation_is_a_security_log_line(
     settings: Settings, provision: Callable[..., AppRecord]
 ) -> None:
     app = provision()
-    env = {"ONEAUTH_DATABASE_URL": settings.database_url, "ONEAUTH_LOG_FORMAT": "json"}
+    env = {
+        "ONEAUTH_DATABASE_URL": settings.database_url,
+        "ONEAUTH_OPERATOR_DATABASE_URL": settings.operator_url,
+        "ONEAUTH_LOG_FORMAT": "json",
+    }
     result = _cli(env, "keys", "rotate", app.app_id, "--emergency", "--json")
     assert result.returncode == 0, result.stderr
     revoked = json.loads(result.stdout)["revoked"]  # stdout stays the command's output

@@ -12,23 +12,28 @@ import pytest
 from conftest import new_app_id
 from oneauth.apps import lifecycle
 from oneauth.apps.models import AppRecord
-from oneauth.db import templates
-from oneauth.db.naming import InvalidAppId, names_for
+from oneauth.db import roles, templates
+from oneauth.db.naming import AppNames, InvalidAppId, names_for
 from oneauth.settings import Settings
 
 
 def _catalog_counts(conn: lifecycle.Conn) -> tuple[int, int, int]:
     row = conn.execute(
         "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'app\\_%'),"
-        " (SELECT count(*) FROM pg_roles WHERE rolname LIKE 'oneauth\\_app\\_%'),"
+        " (SELECT count(*) FROM pg_roles WHERE rolname LIKE 'oneauth\\_%'),"
         " (SELECT count(*) FROM oneauth.apps)"
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1]), int(row[2])
 
 
+def _names(conn: lifecycle.Conn, app_id: str) -> AppNames:
+    """The names provisioning gives app_id in this installation (its role namespace)."""
+    return names_for(app_id, roles.installation(conn)[0])
+
+
 def _exists(conn: lifecycle.Conn, app_id: str) -> tuple[bool, bool, bool]:
-    names = names_for(app_id)
+    names = _names(conn, app_id)
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s),"
         " EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s),"
@@ -59,7 +64,7 @@ def test_provision_creates_role_schema_and_tables(
     assert result.created
     assert result.app.schema_version == templates.latest_version("app")
     assert _exists(sync_conn, app_id) == (True, True, True)
-    names = names_for(app_id)
+    names = _names(sync_conn, app_id)
     row = sync_conn.execute(
         "SELECT r.rolcanlogin, r.rolinherit, pg_get_userbyid(n.nspowner) "
         "FROM pg_roles r, pg_namespace n WHERE r.rolname = %s AND n.nspname = %s",

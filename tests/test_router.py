@@ -39,7 +39,7 @@ async def test_same_email_in_two_apps_is_two_users(
             rows = await conn.fetch("SELECT id FROM users")
             assert [r["id"] for r in rows] == [id_a if app is a else id_b]
 
-    with ops.connect(settings.database_url) as sync:
+    with ops.connect(settings.operator_url) as sync:
         lifecycle.delete(sync, a.app_id)
     services.registry.invalidate(a.app_id)
     with pytest.raises(AppNotFound):
@@ -142,7 +142,7 @@ async def test_router_fails_closed(
         app_id = "never-provisioned"
     else:
         app_id = provision().app_id
-        with ops.connect(settings.database_url) as sync:
+        with ops.connect(settings.operator_url) as sync:
             if status == "suspended":
                 lifecycle.set_status(sync, app_id, "suspended")
             else:

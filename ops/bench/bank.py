@@ -24,8 +24,8 @@ from typing import Any
 from ops.bench import setup_client as sc
 from ops.bench.setup_client import Reply, SetupClient
 
+from oneauth.apps import lifecycle
 from oneauth.db import ops
-from oneauth.db.naming import names_for
 
 # Passes the password policy: long, not on the common list, no email part.
 PASSWORD = "Cobalt-harbor-lantern-7391"
@@ -137,7 +137,7 @@ class Bank:
             for app in todo:
                 if time.monotonic() > deadline:
                     raise BankError("creating confidential clients takes far too long")
-                with conn.transaction(), ops.app_context(conn, names_for(app)):
+                with conn.transaction(), ops.app_context(conn, lifecycle.names_of(conn, app)):
                     made, secret = clients.create(conn, spec)
                 assert secret is not None
                 self.apps[app].cc_client_id, self.apps[app].cc_secret = made.client_id, secret

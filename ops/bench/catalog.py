@@ -24,7 +24,8 @@ import psycopg
 from ops.bench.procstat import cmdline, smaps_rollup_kib
 from psycopg import sql
 
-from oneauth.db.naming import names_for
+from oneauth.apps import lifecycle
+from oneauth.db.naming import AppNames
 
 _TABLES = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -43,8 +44,7 @@ def _anonymous_kib(pid: int) -> int:
     return fields["Anonymous"]
 
 
-def _enter_and_touch(conn: psycopg.Connection[Any], app_id: str) -> int:
-    names = names_for(app_id)
+def _enter_and_touch(conn: psycopg.Connection[Any], names: AppNames) -> int:
     with conn.transaction():
         conn.execute(
             "SELECT set_config('role', %s, true), set_config('search_path', %s, true)",
@@ -61,10 +61,12 @@ def per_app_cost(dsn: str, app_ids: Sequence[str]) -> dict[str, Any] | None:
     if len(app_ids) < 2:
         return None
     with psycopg.connect(dsn) as conn:
+        # Read from the registry before any app role is set in this session's transaction.
+        names = [lifecycle.names_of(conn, app_id) for app_id in app_ids]
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
-        _enter_and_touch(conn, app_ids[0])
+        _enter_and_touch(conn, names[0])
         before = _anonymous_kib(pid)
-        tables = sum(_enter_and_touch(conn, app_id) for app_id in app_ids[1:])
+        tables = sum(_enter_and_touch(conn, n) for n in names[1:])
         after = _anonymous_kib(pid)
     apps = len(app_ids) - 1
     return {

@@ -33,7 +33,8 @@ class BenchCluster:
     pg: LocalPostgres
     root: Path
     keep: bool
-    dsn: str  # the service's login role (NOSUPERUSER NOINHERIT)
+    dsn: str  # the operator role: migrations, provisioning, per-app set-up (D1)
+    service_dsn: str  # what `oneauth serve` logs in as (LOGIN NOINHERIT only)
     admin_dsn: str
     master_key: str  # seals the apps' signing keys; the service must get the same
 
@@ -101,7 +102,15 @@ def start(cluster_dir: Path | None, *, durable: bool) -> BenchCluster:
         password = _secret(root / "role-password", keep, lambda: secrets.token_urlsafe(18))
         master_key = _secret(root / "master-key", keep, generate_master_key)
         admin = pg.admin_dsn()
-        dsn = bootstrap(admin, role=ROLE, password=password, database=DATABASE)
+        made = bootstrap(
+            admin,
+            database=DATABASE,
+            operator_role=ROLE,
+            operator_password=password,
+            service_role=f"{ROLE}_service",
+            service_password=password,
+        )
+        dsn = made.operator_dsn
         migrate_all(dsn, parallelism=2)
     except BaseException:
         if not keep:
@@ -109,7 +118,13 @@ def start(cluster_dir: Path | None, *, durable: bool) -> BenchCluster:
             shutil.rmtree(root, ignore_errors=True)
         raise
     return BenchCluster(
-        pg=pg, root=root, keep=keep, dsn=dsn, admin_dsn=admin, master_key=master_key
+        pg=pg,
+        root=root,
+        keep=keep,
+        dsn=dsn,
+        service_dsn=made.service_dsn,
+        admin_dsn=admin,
+        master_key=master_key,
     )
 
 

@@ -27,7 +27,6 @@ import psycopg_pool
 from oneauth.apps import lifecycle
 from oneauth.apps.migrate import migrate_all
 from oneauth.db import ops, templates
-from oneauth.db.naming import names_for
 from oneauth.settings import Settings
 
 PREFIX = "bench-"
@@ -198,7 +197,7 @@ def _undo_probe(dsn: str, version: int, parallelism: int) -> None:
 
         def undo(app: str) -> None:
             with pool.connection() as conn, conn.transaction():
-                with ops.app_context(conn, names_for(app)):
+                with ops.app_context(conn, lifecycle.names_of(conn, app)):
                     conn.execute(f"DROP TABLE IF EXISTS {PROBE_TABLE}")
                     conn.execute("DELETE FROM schema_migrations WHERE version = %s", (version,))
                 conn.execute(

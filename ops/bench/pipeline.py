@@ -115,7 +115,7 @@ class StageRunner:
         with (
             tempfile.TemporaryDirectory(prefix="oneauth-bench-") as tmp,
             servers.start_service(
-                dsn=self.cluster.dsn,
+                dsn=self.cluster.service_dsn,
                 master_key=self.cluster.master_key,
                 workers=cfg.workers,
                 port=self.port,

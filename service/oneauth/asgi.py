@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import structlog
 from starlette import routing
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -16,7 +17,7 @@ from oneauth.api import recovery as recovery_api
 from oneauth.api import views
 from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
-from oneauth.db.bootstrap import describe_unsafe
+from oneauth.db import roles
 from oneauth.db.notify import Notifier
 from oneauth.db.pool import create_app_pools, create_pool
 from oneauth.db.router import Router
@@ -55,6 +56,14 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     settings = settings or Settings.from_env()
     if configure_logging:
         logs.configure(settings.log_format, settings.log_level)
+    mismatch = settings.public_url_mismatch()
+    if mismatch is not None:
+        structlog.get_logger("oneauth").warning(
+            "public_url_port_mismatch",
+            detail=mismatch,
+            public_url=settings.public_url,
+            port=settings.port,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,11 +74,8 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             stack.push_async_callback(app_pools.close)
             hasher = PasswordHasher(max_workers=settings.password_hash_threads or None)
             stack.callback(hasher.close)
-            row = await pool.fetchrow(
-                "SELECT rolsuper, rolinherit FROM pg_roles WHERE rolname = current_user"
-            )
-            assert row is not None
-            describe_unsafe(bool(row["rolsuper"]), bool(row["rolinherit"]))
+            # D1: refuse a login role that could do more than become app roles.
+            roles.check_service_row(await pool.fetchrow(roles.SERVICE_ROLE_AUDIT_SQL))
             box = SecretBox.from_config(settings.master_key)
             registry = Registry(pool, ttl=settings.registry_cache_ttl)
             keys = KeyStore(box, issuer_for=settings.issuer_for)

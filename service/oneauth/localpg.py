@@ -123,8 +123,16 @@ class LocalPostgres:
 
     def start(self) -> None:
         self.init()
+        remembered = self.port_file.read_text().strip() if self.port_file.exists() else ""
         if self.running():
+            if remembered and int(remembered) != self.port:
+                raise LocalPostgresError(
+                    f"the Postgres under {self.datadir} runs on port {remembered}; "
+                    f"stop it (`make stop-db`) to move it to port {self.port}"
+                )
             return
+        if remembered != str(self.port):
+            self.port_file.write_text(f"{self.port}\n")  # a port asked for is remembered
         log = self.datadir / "server.log"
         proc = self._run(
             "pg_ctl",

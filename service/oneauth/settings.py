@@ -43,6 +43,10 @@ class SettingsError(ValueError):
 class Settings:
     env: Env = "development"
     database_url: str = DEV_DATABASE_URL
+    # The CLI's provisioning and migrations run as the operator role (D1); "":
+    # database_url (a single-role database, or a command that needs no more).
+    operator_database_url: str = ""
+    # In development, unset: http://{host}:{port}, so links follow ONEAUTH_PORT.
     public_url: str = DEV_PUBLIC_URL
     master_key: str = DEV_MASTER_KEY
     pool_min_size: int = 2
@@ -66,6 +70,9 @@ class Settings:
     # Peers (addresses or CIDRs) whose X-Forwarded-For / Forwarded headers are
     # believed; empty: the TCP peer is the client (http/middleware.py).
     trusted_proxies: tuple[str, ...] = ()
+    # TCP port of the embedded development Postgres under .data/ (0: a free port
+    # picked when the cluster is created, then remembered in .data/pg).
+    dev_db_port: int = 0
     # Email (issue 5). "auto": console in development, memory in test, smtp in production.
     email_backend: str = "auto"
     email_from: str = ""  # "": no-reply@<host of public_url>; apps may override per app
@@ -85,6 +92,44 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def operator_url(self) -> str:
+        """The URL of provisioning and migrations: the operator role's, else database_url."""
+        return self.operator_database_url or self.database_url
+
+    def public_url_mismatch(self) -> str | None:
+        """Why links would point at another port than the one served, on loopback (item 9).
+
+        A browser on the machine follows the public URL: if it names a loopback
+        host on another port, every link, form and issuer leads elsewhere.
+        """
+        parts = urlsplit(self.public_url)
+        if not _is_loopback(parts.hostname or ""):
+            return None
+        public_port = parts.port or (443 if parts.scheme == "https" else 80)
+        if public_port == self.port:
+            return None
+        return (
+            f"ONEAUTH_PUBLIC_URL {self.public_url} names port {public_port} on loopback, "
+            f"but the service listens on port {self.port}: links, forms and issuers will "
+            "point elsewhere; set ONEAUTH_PUBLIC_URL or unset it in development"
+        )
+
+    def to_environ(self) -> dict[str, str]:
+        """These settings as ONEAUTH_* variables: Settings.from_env reads them back as equal.
+
+        For processes that rebuild settings from their environment (uvicorn's
+        workers), so they see what this process resolved (e.g. the embedded
+        database's URL), not the bare environment.
+        """
+        # A default stays unset (0 is "automatic", not a port); the public URL is
+        # always written, as in development its default depends on host and port.
+        return {
+            f"ONEAUTH_{f.name.upper()}": _environ_value(getattr(self, f.name))
+            for f in fields(self)
+            if f.name == "public_url" or getattr(self, f.name) != f.default
+        }
 
     @property
     def mail_backend(self) -> str:
@@ -130,6 +175,11 @@ class Settings:
                 values[f.name] = parse(raw)
             except ValueError as exc:
                 raise SettingsError(f"{var}: {exc}") from None
+        if "public_url" not in values and values.get("env", "development") == "development":
+            defaults = {f.name: f.default for f in fields(cls)}
+            values["public_url"] = derived_public_url(
+                values.get("host", defaults["host"]), values.get("port", defaults["port"])
+            )
         settings = cls(**values)
         settings.validate()
         return settings
@@ -142,6 +192,14 @@ class Settings:
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"ONEAUTH_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
         _check_url("ONEAUTH_DATABASE_URL", self.database_url, ("postgres", "postgresql"))
+        if self.operator_database_url:
+            _check_url(
+                "ONEAUTH_OPERATOR_DATABASE_URL",
+                self.operator_database_url,
+                ("postgres", "postgresql"),
+            )
+        if self.dev_db_port and not 0 < self.dev_db_port < 65536:
+            raise SettingsError("ONEAUTH_DEV_DB_PORT: expected a TCP port")
         _check_url("ONEAUTH_PUBLIC_URL", self.public_url, ("http", "https"))
         if self.public_url.endswith("/"):
             raise SettingsError("ONEAUTH_PUBLIC_URL: must not end with '/'")
@@ -230,6 +288,24 @@ _EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
+def derived_public_url(host: str, port: int) -> str:
+    """http://host:port as a browser on this machine reaches it (development)."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a wildcard bind is reached on loopback
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _str(raw: str) -> str:
     return raw.strip()
 
@@ -279,6 +355,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "password_hash_threads": _int,
     "registry_cache_ttl": _float,
     "port": _port,
+    "dev_db_port": _port,
     "email_max_attempts": _int,
     "email_sweep_interval": _float,
     "smtp_port": _port,
@@ -292,6 +369,13 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "env": lambda raw: raw.strip().lower(),
     "trusted_proxies": _proxies,
 }
+
+
+def _environ_value(value: object) -> str:
+    """How ``from_env`` reads a value back: lists are comma-separated."""
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _check_url(var: str, value: str, schemes: tuple[str, ...]) -> None:

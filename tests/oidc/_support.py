@@ -56,7 +56,7 @@ def register(
         jwks=jwks,
     )
     with (
-        ops.connect(settings.database_url) as conn,
+        ops.connect(settings.operator_url) as conn,
         conn.transaction(),
         ops.app_context(conn, app.names),
     ):

@@ -176,12 +176,16 @@ def main() -> None:
         admin = cluster.admin_dsn()
     server = None
     try:
-        dsn = bootstrap(
+        suffix = secrets.token_hex(3)
+        made = bootstrap(
             admin,
-            role="oneauth_bench_" + secrets.token_hex(3),
-            password=secrets.token_urlsafe(16),
-            database="oneauth_bench_" + secrets.token_hex(3),
+            database="oneauth_bench_" + suffix,
+            operator_role="oneauth_bench_" + suffix,
+            operator_password=secrets.token_urlsafe(16),
+            service_role=f"oneauth_bench_{suffix}_service",
+            service_password=secrets.token_urlsafe(16),
         )
+        dsn = made.operator_dsn
         migrate_all(dsn)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -212,7 +216,7 @@ def main() -> None:
                 )
         env = {
             **os.environ,
-            "ONEAUTH_DATABASE_URL": dsn,
+            "ONEAUTH_DATABASE_URL": made.service_dsn,
             "ONEAUTH_PUBLIC_URL": base,
             "ONEAUTH_PORT": str(port),
             "ONEAUTH_LOG_FORMAT": "json",

@@ -16,7 +16,11 @@ from oneauth.settings import Settings
 
 
 def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ONEAUTH_DATABASE_URL": settings.database_url}
+    env = {
+        **os.environ,
+        "ONEAUTH_DATABASE_URL": settings.database_url,
+        "ONEAUTH_OPERATOR_DATABASE_URL": settings.operator_url,
+    }
     return subprocess.run(
         [sys.executable, "-m", "oneauth.cli.main", "clients", *args],
         capture_output=True,

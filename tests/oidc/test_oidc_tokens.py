@@ -265,7 +265,7 @@ async def test_confidential_clients_authenticate_with_their_secret(
     )
     assert post_secret is not None
     with (
-        ops.connect(settings.database_url) as conn,
+        ops.connect(settings.operator_url) as conn,
         conn.transaction(),
         ops.app_context(conn, app.names),
     ):
@@ -315,7 +315,7 @@ async def test_confidential_clients_authenticate_with_their_secret(
         return response.status_code
 
     with (
-        ops.connect(settings.database_url) as conn,
+        ops.connect(settings.operator_url) as conn,
         conn.transaction(),
         ops.app_context(conn, app.names),
     ):
@@ -323,7 +323,7 @@ async def test_confidential_clients_authenticate_with_their_secret(
     assert await answers(newer, 200) == 200
     assert await answers(secret, 200) == 200
     with (
-        ops.connect(settings.database_url) as conn,
+        ops.connect(settings.operator_url) as conn,
         conn.transaction(),
         ops.app_context(conn, app.names),
     ):

@@ -45,9 +45,15 @@ class Sink:
         return "250 OK"
 
 
-async def bench(dsn: str, messages: int, apps: int) -> None:
+async def bench(dsn: str, service_dsn: str, messages: int, apps: int) -> None:
     migrate_all(dsn)
-    settings = Settings(env="test", database_url=dsn, pool_min_size=2, pool_max_size=10)
+    settings = Settings(
+        env="test",
+        database_url=service_dsn,
+        operator_database_url=dsn,
+        pool_min_size=2,
+        pool_max_size=10,
+    )
     with ops.connect(dsn) as conn:
         records = [
             lifecycle.provision(
@@ -116,13 +122,15 @@ def main() -> None:
         admin = cluster.admin_dsn()
     try:
         suffix = secrets.token_hex(3)
-        dsn = bootstrap(
+        made = bootstrap(
             admin,
-            role=f"oneauth_bench_{suffix}",
-            password=secrets.token_urlsafe(16),
             database=f"oneauth_bench_{suffix}",
+            operator_role=f"oneauth_bench_{suffix}",
+            operator_password=secrets.token_urlsafe(16),
+            service_role=f"oneauth_bench_{suffix}_service",
+            service_password=secrets.token_urlsafe(16),
         )
-        asyncio.run(bench(dsn, messages, apps))
+        asyncio.run(bench(made.operator_dsn, made.service_dsn, messages, apps))
     finally:
         if cluster is not None:
             cluster.destroy()

@@ -40,7 +40,7 @@ def register(settings: Settings, app: AppRecord, *, redirect_uris: list[str]) ->
         redirect_uris=tuple(redirect_uris),
     )
     with (
-        ops.connect(settings.database_url) as conn,
+        ops.connect(settings.operator_url) as conn,
         conn.transaction(),
         ops.app_context(conn, app.names),
     ):
@@ -264,7 +264,7 @@ def test_link_urls_accept_what_an_operator_lists() -> None:
 
 
 def test_provision_refuses_bad_link_urls(settings: Settings) -> None:
-    with ops.connect(settings.database_url) as conn, pytest.raises(lifecycle.AppError) as raised:
+    with ops.connect(settings.operator_url) as conn, pytest.raises(lifecycle.AppError) as raised:
         lifecycle.provision(
             conn, settings, "t-badlinks", "Bad", app_settings={"link_urls": ["http://x.example/"]}
         )

@@ -17,8 +17,8 @@ import psycopg
 from psycopg import sql
 
 from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
-from oneauth.db import ops, templates
-from oneauth.db.naming import names_for, validate_app_id
+from oneauth.db import ops, roles, templates
+from oneauth.db.naming import AppNames, names_for, validate_app_id
 from oneauth.settings import Settings
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -98,7 +98,6 @@ def provision(
     """Create an app, or confirm that an identical one exists (idempotent)."""
     validate_app_id(app_id)
     display_name = validate_display_name(display_name)
-    names = names_for(app_id)
     wanted_settings = app_settings or {}
     from oneauth.apps.policy import PolicyError, parse
 
@@ -123,10 +122,20 @@ def provision(
                 raise AppConflict(f"app {app_id!r} exists with different settings")
             return ProvisionResult(app=existing, created=False, extra={})
 
+        namespace, _ = roles.installation(conn)
+        names = names_for(app_id, namespace)  # D2: role names carry the namespace
         conn.execute(
-            "INSERT INTO oneauth.apps (app_id, display_name, schema_name, role_name, settings)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (app_id, display_name, names.schema, names.role, json.dumps(wanted_settings)),
+            "INSERT INTO oneauth.apps"
+            " (app_id, display_name, schema_name, role_name, role_namespace, settings)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (
+                app_id,
+                display_name,
+                names.schema,
+                names.role,
+                namespace,
+                json.dumps(wanted_settings),
+            ),
         )
         role, schema = sql.Identifier(names.role), sql.Identifier(names.schema)
         try:
@@ -134,11 +143,12 @@ def provision(
         except psycopg.errors.DuplicateObject:
             raise AppConflict(
                 f"database role {names.role} already exists but no app {app_id!r} is "
-                "registered; remove the stray role first"
+                "registered here; remove the stray role first (another installation "
+                "on this cluster with the same role namespace?)"
             ) from None
-        # The service's login role may SET ROLE to the app role but, being
-        # NOINHERIT, has no rights on the app schema without doing so (B2).
-        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+        # The operator and the service role may SET ROLE to the app role but,
+        # being NOINHERIT, have no rights on the app schema without doing so (B2).
+        roles.grant_app_role(conn, names.role)
         try:
             conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(schema, role))
         except psycopg.errors.DuplicateSchema:
@@ -275,12 +285,12 @@ def set_status(conn: Conn, app_id: str, status: str) -> AppRecord:
 def delete(conn: Conn, app_id: str) -> AppRecord:
     """Drop the app's schema (all its data and key material) and role; keep a tombstone."""
     validate_app_id(app_id)
-    names = names_for(app_id)
     with conn.transaction():
         ops.advisory_lock(conn, f"app:{app_id}")
         current = _fetch(conn, app_id, for_update=True)
         if current is None:
             raise AppMissing(f"no app {app_id!r}")
+        names = current.names
         if current.status != "deleted":
             # Ownership checks follow privileges, and the NOINHERIT login role
             # has none until it becomes the app role.
@@ -302,6 +312,14 @@ def delete(conn: Conn, app_id: str) -> AppRecord:
 def get(conn: Conn, app_id: str, *, for_update: bool = False) -> AppRecord | None:
     validate_app_id(app_id)
     return _fetch(conn, app_id, for_update=for_update)
+
+
+def names_of(conn: Conn, app_id: str) -> AppNames:
+    """The schema and role the registry recorded for app_id (with its role namespace, D2)."""
+    record = get(conn, app_id)
+    if record is None:
+        raise AppMissing(f"no app {app_id!r}")
+    return record.names
 
 
 def list_apps(conn: Conn, *, include_deleted: bool = False) -> list[AppRecord]:

@@ -16,7 +16,6 @@ import psycopg_pool
 
 from oneauth.apps import lifecycle
 from oneauth.db import ops
-from oneauth.db.naming import names_for
 from oneauth.settings import Settings
 
 
@@ -86,12 +85,12 @@ def migrate_all(
 def _migrate_app(
     conn: lifecycle.Conn, app_id: str, sql_root: Path | None, settings: Settings | None
 ) -> list[str]:
-    names = names_for(app_id)
     with conn.transaction():
         ops.advisory_lock(conn, f"app:{app_id}")
         record = lifecycle.get(conn, app_id, for_update=True)
         if record is None or record.status == "deleted":
             return []
+        names = record.names
         with ops.app_context(conn, names):
             result = ops.apply_templates(conn, "app", names.schema, sql_root)
             if settings is not None:

@@ -19,13 +19,16 @@ class AppRecord:
     schema_version: int
     created_at: datetime
     settings: dict[str, Any] = field(default_factory=dict)
+    # The installation's role namespace when the app was provisioned ('' for
+    # apps from before namespaces: their roles keep the legacy names, D2).
+    role_namespace: str = ""
     # The parsed AppPolicy, filled on first use by apps.policy.policy_of. The
     # registry builds a new record whenever settings change, so it never goes stale.
     parsed_policy: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def names(self) -> AppNames:
-        return names_for(self.app_id)
+        return names_for(self.app_id, self.role_namespace)
 
     @property
     def is_active(self) -> bool:
@@ -47,7 +50,9 @@ class AppRecord:
         return body
 
 
-REGISTRY_COLUMNS = "app_id, display_name, status, schema_version, created_at, settings"
+REGISTRY_COLUMNS = (
+    "app_id, display_name, status, schema_version, created_at, settings, role_namespace"
+)
 
 
 def record_from_row(row: Any) -> AppRecord:
@@ -64,4 +69,5 @@ def record_from_row(row: Any) -> AppRecord:
         schema_version=int(row[3]),
         created_at=row[4],
         settings=dict(settings or {}),
+        role_namespace=row[6],
     )

@@ -9,8 +9,8 @@ from oneauth.apps import lifecycle
 from oneauth.apps.models import AppRecord
 from oneauth.cli.common import fail, load_settings
 from oneauth.db import ops
-from oneauth.db.bootstrap import UnsafeRole, check_login_role
 from oneauth.db.naming import InvalidAppId
+from oneauth.db.roles import UnsafeRole, check_operator_role
 from oneauth.settings import Settings
 
 
@@ -18,9 +18,9 @@ from oneauth.settings import Settings
 def app_transaction(app_id: str) -> Iterator[tuple[lifecycle.Conn, AppRecord, Settings]]:
     """Yield a connection in the app's context; commits on success."""
     settings = load_settings()
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         try:
-            check_login_role(conn)
+            check_operator_role(conn)
             app = lifecycle.get(conn, app_id)
         except (UnsafeRole, InvalidAppId) as exc:
             fail(str(exc))

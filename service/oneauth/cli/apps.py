@@ -10,8 +10,8 @@ from typing import Any
 from oneauth.apps import lifecycle, policy
 from oneauth.cli.common import fail, load_settings, print_json
 from oneauth.db import ops
-from oneauth.db.bootstrap import UnsafeRole, check_login_role
 from oneauth.db.naming import InvalidAppId
+from oneauth.db.roles import UnsafeRole, check_operator_role
 from oneauth.settings import Settings
 
 
@@ -89,9 +89,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _conn(settings: Settings | None = None) -> tuple[lifecycle.Conn, str]:
     settings = settings or load_settings()
-    conn = ops.connect(settings.database_url)
+    conn = ops.connect(settings.operator_url)
     try:
-        check_login_role(conn)
+        check_operator_role(conn)
     except UnsafeRole as exc:
         conn.close()
         fail(str(exc))

@@ -1,8 +1,11 @@
 """``oneauth dev``: the local development loop behind ``make run``.
 
 Without ONEAUTH_DATABASE_URL it keeps an embedded Postgres cluster under
-``.data/pg`` (started from the machine's Postgres binaries), with a login role
-whose password is generated once and kept in ``.data/``.
+``.data/pg`` (started from the machine's Postgres binaries) on a port of its
+own (ONEAUTH_DEV_DB_PORT, else a free one picked at creation and remembered),
+so two checkouts on one machine run side by side. ``oneauth db bootstrap`` makes
+its operator role ``oneauth`` and service role ``oneauth_service`` (D1), with
+passwords generated once and kept in ``.data/``.
 """
 
 from __future__ import annotations
@@ -10,17 +13,21 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 from oneauth.apps import lifecycle
 from oneauth.apps.migrate import migrate_all
 from oneauth.cli.common import fail, load_settings
 from oneauth.db import ops
-from oneauth.db.bootstrap import bootstrap
+from oneauth.db.bootstrap import BootstrapError, Installation, bootstrap
 from oneauth.localpg import LocalPostgres, LocalPostgresError
+from oneauth.settings import Settings, SettingsError
 
-DEV_PG_PORT = 54329
 DEMO_APP = ("demo", "Demo App")
+DEV_OPERATOR_ROLE = "oneauth"  # the single role of checkouts from before D1
+DEV_SERVICE_ROLE = "oneauth_service"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmds = dev.add_subparsers(dest="dev_command", required=True, metavar="COMMAND")
     for name, func, text in (
         ("run", cmd_run, "embedded Postgres if needed, migrate, provision the demo app, serve"),
-        ("db-url", cmd_db_url, "start the embedded Postgres if needed and print its URL"),
+        ("db-url", cmd_db_url, "start the embedded Postgres if needed and print its service URL"),
         ("stop-db", cmd_stop_db, "stop the embedded Postgres"),
     ):
         p = cmds.add_parser(name, help=text, description=text.capitalize() + ".")
@@ -40,52 +47,87 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             default=Path(".data"),
             help="where the embedded cluster lives (default .data)",
         )
+        if name == "db-url":
+            p.add_argument(
+                "--operator",
+                action="store_true",
+                help="print the operator role's URL (provisioning, migrations) instead",
+            )
         p.set_defaults(func=func)
 
 
-def embedded_database_url(data_dir: Path) -> str:
+def embedded_database(data_dir: Path, *, port: int = 0) -> Installation:
+    """Start the embedded cluster if needed (saying so on stderr); bootstrap; both URLs."""
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o755)  # the postgres user must reach the cluster inside
-    cluster = LocalPostgres(data_dir / "pg", port=_port(data_dir / "pg"))
+    cluster = LocalPostgres(data_dir / "pg", port=port or None)
+    where = data_dir / "pg"
     try:
-        cluster.start()
+        if cluster.initialized() and cluster.running():
+            print(f"note: using the embedded development database under {where}", file=sys.stderr)
+        else:
+            print(
+                f"note: starting the embedded development database under {where} on port "
+                f"{cluster.port} (stop it with `make stop-db`)",
+                file=sys.stderr,
+            )
+        cluster.start()  # refuses to pretend a running cluster moved to another port
     except LocalPostgresError as exc:
         fail(str(exc))
-    secret_file = data_dir / "dev-db-password"
-    if not secret_file.exists():
-        secret_file.write_text(secrets.token_urlsafe(24) + "\n")
-        secret_file.chmod(0o600)
-    password = secret_file.read_text().strip()
-    return bootstrap(cluster.admin_dsn(), role="oneauth", password=password, database="oneauth")
+    try:
+        return bootstrap(
+            cluster.admin_dsn(),
+            database="oneauth",
+            operator_role=DEV_OPERATOR_ROLE,
+            operator_password=_secret(data_dir / "dev-db-password"),
+            service_role=DEV_SERVICE_ROLE,
+            service_password=_secret(data_dir / "dev-db-service-password"),
+        )
+    except BootstrapError as exc:
+        fail(str(exc))
 
 
-def _port(pg_dir: Path) -> int:
-    port_file = pg_dir / "oneauth.port"
-    return int(port_file.read_text()) if port_file.exists() else DEV_PG_PORT
+def _secret(path: Path) -> str:
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def cmd_db_url(args: argparse.Namespace) -> None:
-    print(embedded_database_url(args.data_dir))
+    urls = embedded_database(args.data_dir, port=load_settings_quietly().dev_db_port)
+    print(urls.operator_dsn if args.operator else urls.service_dsn)
+
+
+def load_settings_quietly() -> Settings:
+    """The environment's settings, without load_settings' own use of the embedded cluster."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        fail(f"configuration: {exc}")
 
 
 def cmd_stop_db(args: argparse.Namespace) -> None:
     pg_dir = args.data_dir / "pg"
     if (pg_dir / "PG_VERSION").exists():
-        LocalPostgres(pg_dir, port=_port(pg_dir)).stop()
+        LocalPostgres(pg_dir).stop()
     print("embedded Postgres stopped")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    if not os.environ.get("ONEAUTH_DATABASE_URL"):
-        os.environ["ONEAUTH_DATABASE_URL"] = embedded_database_url(args.data_dir)
-        print(f"embedded Postgres under {args.data_dir / 'pg'} (stop it with `make stop-db`)")
     settings = load_settings()
+    if not (os.environ.get("ONEAUTH_DATABASE_URL") or settings.operator_database_url):
+        urls = embedded_database(args.data_dir, port=settings.dev_db_port)
+        settings = replace(
+            settings, database_url=urls.service_dsn, operator_database_url=urls.operator_dsn
+        )
+        print(f"embedded Postgres under {args.data_dir / 'pg'} (stop it with `make stop-db`)")
     summary = migrate_all(
-        settings.database_url, settings=settings, parallelism=settings.migrate_parallelism
+        settings.operator_url, settings=settings, parallelism=settings.migrate_parallelism
     )
     if summary.failed:
         fail(f"migration failed for: {', '.join(o.app_id for o in summary.failed)}")
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         try:
             result = lifecycle.provision(conn, settings, *DEMO_APP)
         except lifecycle.AppError as exc:
@@ -105,4 +147,4 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(flush=True)
     from oneauth.cli.serve import serve
 
-    serve(settings.host, settings.port, workers=1)
+    serve(settings, workers=1)

@@ -8,7 +8,7 @@ import sys
 from oneauth.apps.migrate import AppOutcome, migrate_all
 from oneauth.cli.common import fail, load_settings
 from oneauth.db import ops
-from oneauth.db.bootstrap import UnsafeRole, check_login_role
+from oneauth.db.roles import UnsafeRole, check_operator_role
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,9 +31,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     settings = load_settings()
-    with ops.connect(settings.database_url) as conn:
+    with ops.connect(settings.operator_url) as conn:
         try:
-            check_login_role(conn)
+            check_operator_role(conn)
         except UnsafeRole as exc:
             fail(str(exc))
 
@@ -47,7 +47,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
     try:
         summary = migrate_all(
-            settings.database_url,
+            settings.operator_url,
             settings=settings,
             parallelism=args.parallel or settings.migrate_parallelism,
             progress=progress,

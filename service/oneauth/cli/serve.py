@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from typing import Any
 
 import uvicorn
 
-from oneauth.cli.common import load_settings
+from oneauth.cli.common import fail, load_settings
+from oneauth.db import ops, roles
+from oneauth.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +37,7 @@ def hash_threads(workers: int, cores: int | None = None) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = load_settings()  # fail here, once, with a clear message
-    serve(settings.host, settings.port, workers=max(1, args.workers or os.cpu_count() or 1))
+    serve(settings, workers=max(1, args.workers or os.cpu_count() or 1))
 
 
 def uvicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
@@ -61,9 +64,21 @@ def uvicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
     }
 
 
-def serve(host: str, port: int, *, workers: int = 1) -> None:
-    if not os.environ.get("ONEAUTH_PASSWORD_HASH_THREADS", "").strip("0 "):
-        # The workers read this from the environment: share the cores among them
-        # instead of each process running one argon2 thread per core.
-        os.environ["ONEAUTH_PASSWORD_HASH_THREADS"] = str(hash_threads(workers))
-    uvicorn.run("oneauth.asgi:create_app", **uvicorn_options(host, port, workers))
+def serve(settings: Settings, *, workers: int = 1) -> None:
+    """Run uvicorn; its workers build the app from exactly these settings.
+
+    uvicorn's factory runs in each worker and reads the environment, so the
+    settings resolved here (the embedded database's URLs, argon2 threads) are
+    handed over as ONEAUTH_* variables before any worker starts (item 12).
+    """
+    if not settings.password_hash_threads:
+        # Share the cores among the workers instead of each process running
+        # one argon2 thread per core.
+        settings = replace(settings, password_hash_threads=hash_threads(workers))
+    with ops.connect(settings.database_url) as conn:
+        try:
+            roles.check_service_role(conn)  # D1, as one line before any worker starts
+        except roles.UnsafeRole as exc:
+            fail(str(exc))
+    os.environ.update(settings.to_environ())
+    uvicorn.run("oneauth.asgi:create_app", **uvicorn_options(settings.host, settings.port, workers))

@@ -3,6 +3,14 @@
 Security requirement B3: the mapping app_id -> schema/role is validated and
 injective and lives here only. Nothing else in the code base builds a schema or
 role name.
+
+D2: schemas live in one database, but roles are cluster-wide, so an app's role
+carries its installation's role namespace (``oneauth.installation``): two
+installations on one cluster can both provision ``shop``. The namespace is
+letters and digits only and the app part never holds two underscores in a row,
+so ``oneauth_<namespace>__<app>`` is injective, and never equals a legacy name
+(``oneauth_app_<app>``, namespace ``''``, apps provisioned before namespaces),
+which has no ``__`` at all.
 """
 
 from __future__ import annotations
@@ -15,8 +23,14 @@ from dataclasses import dataclass
 # makes "replace - with _" injective.
 _APP_ID = re.compile(r"[a-z](?:[a-z0-9]|-(?=[a-z0-9])){2,39}", re.ASCII)
 
+# A namespace: a lowercase letter, then 2-11 letters or digits. At 12 characters
+# and a 40-character app_id the role name has 62 bytes (Postgres' limit is 63).
+_NAMESPACE = re.compile(r"[a-z][a-z0-9]{2,11}", re.ASCII)
+
 SCHEMA_PREFIX = "app_"
-ROLE_PREFIX = "oneauth_app_"
+ROLE_PREFIX = "oneauth_app_"  # legacy roles: namespace ''
+NAMESPACED_ROLE_PREFIX = "oneauth_"
+NAMESPACE_SEPARATOR = "__"
 CONTROL_SCHEMA = "oneauth"
 
 
@@ -53,11 +67,32 @@ def is_valid_app_id(app_id: object) -> bool:
     return True
 
 
-def names_for(app_id: str) -> AppNames:
+class InvalidNamespace(ValueError):
+    """The role namespace breaks the naming rules."""
+
+
+def validate_namespace(namespace: object) -> str:
+    """Return the namespace unchanged if valid ('' is the legacy, empty namespace)."""
+    if namespace == "":
+        return ""
+    if not isinstance(namespace, str) or _NAMESPACE.fullmatch(namespace) is None:
+        raise InvalidNamespace(
+            "role namespace must be 3 to 12 characters: a lowercase letter, then "
+            "lowercase letters a-z and digits"
+        )
+    return namespace
+
+
+def names_for(app_id: str, namespace: str = "") -> AppNames:
     """The schema and role of an app. The only place these names are built."""
     validate_app_id(app_id)
+    validate_namespace(namespace)
     suffix = app_id.replace("-", "_")
-    return AppNames(app_id=app_id, schema=SCHEMA_PREFIX + suffix, role=ROLE_PREFIX + suffix)
+    if namespace:
+        role = NAMESPACED_ROLE_PREFIX + namespace + NAMESPACE_SEPARATOR + suffix
+    else:
+        role = ROLE_PREFIX + suffix
+    return AppNames(app_id=app_id, schema=SCHEMA_PREFIX + suffix, role=role)
 
 
 def quote_ident(name: str) -> str:

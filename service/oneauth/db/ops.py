@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from oneauth.db import templates
+from oneauth.db import roles, templates
 from oneauth.db.naming import CONTROL_SCHEMA, AppNames, quote_ident
 
 # Namespace of our advisory locks: pg_advisory_xact_lock(LOCK_NAMESPACE, hashtext(key)).
@@ -134,7 +134,10 @@ def migrate_control(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(CONTROL_SCHEMA))
         )
         conn.execute("SELECT set_config('search_path', %s, true)", (quote_ident(CONTROL_SCHEMA),))
-        return apply_templates(conn, "control", CONTROL_SCHEMA, root)
+        result = apply_templates(conn, "control", CONTROL_SCHEMA, root)
+        # A table added by this release gets its service privileges now (D1).
+        roles.grant_service_privileges(conn)
+        return result
 
 
 def control_is_current(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
