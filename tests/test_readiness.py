@@ -23,8 +23,6 @@ from oneauth.apps import lifecycle
 from oneauth.apps.migrate import migrate_all
 from oneauth.asgi import create_app
 from oneauth.db import ops, templates
-from oneauth.db.naming import names_for
-from oneauth.settings import Settings
 
 APPS = ("ready-a", "ready-b", "ready-c")
 APP_LATEST = templates.latest_version("app")
@@ -32,21 +30,25 @@ CONTROL_LATEST = templates.latest_version("control")
 
 
 @pytest.fixture(scope="module")
-def fleet_db(make_database: Callable[[str], ScratchDatabase]) -> str:
+def fleet_database(make_database: Callable[[str], ScratchDatabase]) -> ScratchDatabase:
     db = make_database("ready")
     migrate_all(db.dsn)
-    settings = Settings(env="test", database_url=db.dsn)
+    settings = db.settings()
     with ops.connect(db.dsn) as conn:
         for app_id in APPS:
             lifecycle.provision(conn, settings, app_id, app_id.title())
-    return db.dsn
+    return db
 
 
 @pytest.fixture(scope="module")
-async def fleet(fleet_db: str) -> AsyncIterator[Starlette]:
-    settings = Settings(
-        env="test", database_url=fleet_db, public_url="http://testserver", pool_max_size=2
-    )
+def fleet_db(fleet_database: ScratchDatabase) -> str:
+    """The operator's URL: the tests move schema versions as migrations would."""
+    return fleet_database.dsn
+
+
+@pytest.fixture(scope="module")
+async def fleet(fleet_database: ScratchDatabase) -> AsyncIterator[Starlette]:
+    settings = fleet_database.settings(pool_max_size=2)
     from oneauth.http.health import Readiness
 
     app = create_app(settings, configure_logging=False)
@@ -98,8 +100,8 @@ def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]
 
 async def test_a_schema_ahead_of_the_code_is_ready(http: httpx.AsyncClient, fleet_db: str) -> None:
     """A newer release migrated first: its ledger rows are unknown here, and that is fine."""
-    ahead_a = names_for("ready-a")
     with ops.connect(fleet_db) as conn, conn.transaction():
+        ahead_a = lifecycle.names_of(conn, "ready-a")
         conn.execute(
             "INSERT INTO oneauth.schema_migrations (version, name, checksum)"
             " VALUES (%s, 'from_a_newer_release', 'f' || repeat('0', 63))",

@@ -97,7 +97,10 @@ def _migrate_app(
                 # Seed what this release expects every app to have (idempotent hooks).
                 for hook in lifecycle.default_hooks():
                     hook(conn, record, settings)
-        if result.applied:
+        # The registry's schema_version is what readiness and the gate trust: keep
+        # it equal to the ledger even when nothing was applied (a registry row
+        # written by an older release, or by hand, may lag behind).
+        if result.applied or result.version != record.schema_version:
             conn.execute(
                 "UPDATE oneauth.apps SET schema_version = %s, updated_at = now() WHERE app_id = %s",
                 (result.version, app_id),
