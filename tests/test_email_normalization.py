@@ -17,6 +17,7 @@ from apiclient import PASSWORD, login, signup
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
 from oneauth.identity.users import InvalidEmail, normalize_email
+from oneauth.services import Services
 from oneauth.settings import Settings
 
 INVISIBLE = [
@@ -175,3 +176,34 @@ async def test_mail_requests_refuse_lookalikes_alike_for_every_address(
         assert response.json()["field"] == "email"
         bodies.append(_without_request_id(response.json()))
     assert bodies[0] == bodies[1]
+
+
+async def test_a_row_stored_under_older_rules_still_works(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord], services: Services
+) -> None:
+    """A stored address that today's rules refuse (written before them) must not
+    break the flows that key throttles and mail on it: no 5xx."""
+    app = provision()
+    tokens = await signup(client, app.app_id, "legacy@example.com")
+    async with services.router.app(app.app_id) as conn:
+        moved = await conn.execute(
+            "UPDATE users SET email = $1 WHERE email_normalized = $2",
+            "leg\u200bacy@example.com",
+            "legacy@example.com",
+        )
+    assert moved == "UPDATE 1"
+    auth = {"authorization": f"Bearer {tokens['access_token']}"}
+    changed = await client.post(
+        f"/apps/{app.app_id}/v1/password",
+        json={"current_password": PASSWORD, "new_password": PASSWORD + " again"},
+        headers=auth,
+    )
+    assert changed.status_code == 204, changed.text
+    again = await login(client, app.app_id, "legacy@example.com", PASSWORD + " again")
+    assert again.status_code == 200, again.text
+    asked = await client.post(
+        f"/apps/{app.app_id}/v1/email/change",
+        json={"new_email": "modern@example.com", "password": PASSWORD + " again"},
+        headers={"authorization": f"Bearer {again.json()['access_token']}"},
+    )
+    assert asked.status_code == 202, asked.text

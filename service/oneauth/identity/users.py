@@ -88,6 +88,18 @@ def normalize_email(email: str) -> str:
     return normalized
 
 
+def stored_email_key(email: str) -> str:
+    """The key of an address already stored: ``normalize_email``, never raising.
+
+    A row written under older rules (before invisible characters were refused)
+    still gets a stable key for throttles and mail, instead of failing its flow.
+    """
+    try:
+        return normalize_email(email)
+    except InvalidEmail:
+        return email.strip().lower()
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: uuid.UUID
