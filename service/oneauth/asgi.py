@@ -23,7 +23,7 @@ from oneauth.db.pool import create_app_pools, create_pool
 from oneauth.db.router import Router
 from oneauth.http import health
 from oneauth.http.gate import AppGate
-from oneauth.http.middleware import ClientAddress, RequestContext
+from oneauth.http.middleware import ClientAddress, InputGuard, RequestContext
 from oneauth.http.problems import exception_handlers
 from oneauth.identity.passwords import PasswordHasher
 from oneauth.mail.outbox import CHANNEL as outbox_channel
@@ -116,16 +116,23 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             discovery.oauth_server_metadata,
             methods=["GET"],
         ),
-        Mount("/apps/{app_id}", app=AppGate(routing.Router(routes=app_routes()))),
+        Mount(
+            "/apps/{app_id}",
+            app=AppGate(routing.Router(routes=app_routes(), redirect_slashes=False)),
+        ),
     ]
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestContext),
+            Middleware(InputGuard),
             Middleware(ClientAddress, trusted_proxies=settings.trusted_proxies),
         ],
         exception_handlers={**exception_handlers(), OAuthError: oauth_error_handler},
         lifespan=lifespan,
     )
     app.state.readiness = health.Readiness()
+    # Starlette answers "/path/" with a 307 to "/path" built from the Host header,
+    # i.e. to whatever host the client names. A path with a stray slash is a 404.
+    app.router.redirect_slashes = False
     return app

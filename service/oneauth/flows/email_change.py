@@ -66,7 +66,7 @@ async def request(
     async with services.router.enter(app) as conn:
         live = await sessions.active_session_user(conn, sid)
         user = await users_repo.by_id(conn, claims.sub)
-        old_n = normalize_email(user.email) if user else claims.sub
+        old_n = users_repo.stored_email_key(user.email) if user else claims.sub
         keys = throttle.ThrottleKeys.for_login(names, old_n, meta.ip_hash)
         usable = live is not None and user is not None and str(live["id"]) == claims.sub
         # The login's counters (P8): reserved before the verify, only when one runs.

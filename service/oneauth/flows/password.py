@@ -251,7 +251,7 @@ async def change_password(
     async with services.router.enter(app) as conn:
         user = await users_repo.by_id(conn, claims.sub)
         keys = throttle.ThrottleKeys.for_login(
-            names, normalize_email(user.email) if user else claims.sub, meta.ip_hash
+            names, users_repo.stored_email_key(user.email) if user else claims.sub, meta.ip_hash
         )
         reservation = await throttle.reserve(conn, keys)  # the login's counters (P8)
     if not reservation.allowed:

@@ -1,4 +1,5 @@
-"""Plain ASGI middleware: request ids, one canonical log line per request, the client address."""
+"""Plain ASGI middleware: request ids, one canonical log line per request, the input
+guard, the client address."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oneauth.http import forwarded
 from oneauth.http.problems import problem_response
+from oneauth.oauth.errors import InvalidRequest, is_oauth_path, oauth_error_response
+from oneauth.untrusted import text_problem
 
 log = structlog.get_logger("oneauth.http")
 
@@ -74,6 +78,47 @@ class RequestContext:
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()
+
+
+class InputGuard:
+    """Refuses, before routing, a URL or header no handler could use (I1).
+
+    The path (so every path parameter: app_id, client_id, ...), the decoded
+    query string and every header value must be free of NUL and lone
+    surrogates; Postgres text cannot hold them. Deciding it here covers every
+    route, including future ones, and every later ``request.query_params``.
+    Bodies are checked by their parsers (``oneauth.http.requests``).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            problem = _url_or_header_problem(scope)
+            if problem is not None:
+                if is_oauth_path(str(scope.get("path", ""))):
+                    response = oauth_error_response(InvalidRequest(problem))
+                else:
+                    response = problem_response(
+                        400, "bad_request", "Bad request", problem, request_id_of(scope)
+                    )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _url_or_header_problem(scope: Scope) -> str | None:
+    problem = text_problem(str(scope.get("path", "")))
+    if problem is not None:
+        return f"the path {problem}"
+    query = scope.get("query_string", b"")
+    if (b"%" in query or b"\x00" in query) and b"\x00" in unquote_to_bytes(query):
+        return "the query string contains a NUL character"
+    for _name, value in scope.get("headers", ()):
+        if b"\x00" in value:
+            return "a header contains a NUL character"
+    return None
 
 
 class ClientAddress:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from oneauth.errors import PROBLEM_CONTENT_TYPE, ApiError, ServiceUnavailable
+from oneauth.oauth.errors import InvalidRequest, is_oauth_path, oauth_error_response
 
 log = structlog.get_logger("oneauth.http")
 
@@ -102,8 +103,31 @@ async def db_unavailable_handler(request: Request, exc: Exception) -> Response:
     )
 
 
+async def data_refused_handler(request: Request, exc: Exception) -> Response:
+    """Postgres refused a value (SQLSTATE class 22: a NUL, bad encoding, out of range).
+
+    A safety net only (I1): the parsers in ``oneauth.http.requests``,
+    ``oneauth.untrusted`` and the input guard refuse such input first, so this
+    logs loudly, as a parsing gap to close, and answers 400, never 500.
+    """
+    log.error("database_refused_input", error=type(exc).__name__, path=request.url.path)
+    detail = "the request contains a value that cannot be stored"
+    if is_oauth_path(request.url.path):
+        return oauth_error_response(InvalidRequest(detail))
+    return problem_response(400, "bad_request", "Bad request", detail, _request_id(request))
+
+
 def exception_handlers() -> dict[Any, Any]:
-    handlers: dict[Any, Any] = {ApiError: api_error_handler, HTTPException: http_exception_handler}
+    handlers: dict[Any, Any] = {
+        ApiError: api_error_handler,
+        HTTPException: http_exception_handler,
+        # SQLSTATE class 22: CharacterNotInRepertoireError (a NUL),
+        # UntranslatableCharacterError, NumericValueOutOfRangeError, ...
+        asyncpg.exceptions.DataError: data_refused_handler,
+        # asyncpg's own "invalid input for query argument" (a str with a lone
+        # surrogate it cannot encode); an InterfaceError, which would mean 503.
+        asyncpg.exceptions._base.DataError: data_refused_handler,
+    }
     for exc_type in DB_UNAVAILABLE:
         handlers[exc_type] = db_unavailable_handler
     return handlers

@@ -1,10 +1,15 @@
-"""Reading requests safely: size-capped JSON and forms, bearer tokens, client metadata."""
+"""Reading requests safely: size-capped JSON and forms, bearer tokens, client metadata.
+
+Bodies are decoded here and nowhere else (I1): JSON through the bounded loader
+of :mod:`oneauth.untrusted` (depth, NUL, lone surrogates, number range), forms
+with the same text check on every name and value. The URL and the headers are
+checked once per request by :class:`oneauth.http.middleware.InputGuard`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,6 +17,7 @@ from starlette.requests import Request
 
 from oneauth.audit import RequestMeta
 from oneauth.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from oneauth.untrusted import UntrustedInput, loads, text_problem
 
 MAX_BODY = 64 * 1024
 
@@ -37,9 +43,12 @@ async def read_json(request: Request, *, limit: int = MAX_BODY) -> dict[str, Any
         raise UnsupportedMediaType("send the body as application/json")
     raw = await _body(request, limit)
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidJson("the request body is not valid JSON") from None
+        data = loads(raw)
+    except UntrustedInput as exc:
+        if exc.syntax:
+            raise InvalidJson(f"the request body is {_as_detail(exc.reason)}") from None
+        extra = {"field": exc.field} if exc.field else None
+        raise ValidationFailed(exc.reason, extra=extra) from None
     if not isinstance(data, dict):
         raise InvalidJson("the request body must be a JSON object")
     return data
@@ -60,12 +69,21 @@ async def read_form(request: Request, *, limit: int = MAX_BODY) -> dict[str, str
         raise ValidationFailed("the form is not valid UTF-8") from None
     form: dict[str, str] = {}
     for key, value in pairs:
+        if text_problem(key) is not None:
+            raise ValidationFailed(f"a parameter name {text_problem(key)}")
+        problem = text_problem(value)
+        if problem is not None:
+            raise ValidationFailed(f"{key} {problem}", extra={"field": key})
         if key in form:
             raise ValidationFailed(
                 f"parameter {key!r} was sent more than once", extra={"field": key}
             )
         form[key] = value
     return form
+
+
+def _as_detail(reason: str) -> str:
+    return reason if reason.startswith("not ") else f"not usable JSON: {reason}"
 
 
 def require_str(

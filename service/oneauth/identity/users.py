@@ -12,24 +12,92 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+import idna
 
 # Deliberately permissive (RFC 5321 allows far more than any regex should
 # judge); deliverability is what email verification proves.
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}")
+_ASCII_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+# Controls (Cc), format characters (Cf: soft hyphen, zero-width space and
+# joiners, word joiner, BOM, bidi embeddings, overrides and isolates), lone
+# surrogates, private use, unassigned, and every separator: invisible or
+# ambiguous in an address, so two spellings would look like one mailbox.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+# Default_Ignorable_Code_Point characters outside Cf (Unicode PropList): the
+# combining grapheme joiner, Hangul fillers, Khmer inherent vowels, Mongolian
+# variation selectors, variation selectors.
+_IGNORABLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u3164\uffa0"
+    + "".join(map(chr, range(0xFE00, 0xFE10)))
+    + "".join(map(chr, range(0xE0100, 0xE01F0)))
+)
+# Address-list and display-name syntax (RFC 5322 section 3.4): "a@x.com,b@y.com",
+# "a@x.com;b@y.com", '"a@x" <b@y>', comments, quoted local parts and literals.
+_LIST_SYNTAX = frozenset(',;<>"()[]\\:')
 
 
 class InvalidEmail(ValueError):
     pass
 
 
+def _refuse_hidden(text: str) -> None:
+    for ch in text:
+        if ch in _LIST_SYNTAX:
+            raise InvalidEmail("give one email address, without a name, list or quotes")
+        if unicodedata.category(ch) in _HIDDEN_CATEGORIES or ch in _IGNORABLE:
+            raise InvalidEmail("the address contains a space, an invisible or a control character")
+
+
+def _fold_domain(domain: str) -> str:
+    """One spelling per domain: lower case, IDNs as U-labels (``xn--tda.example``
+    and ``ü.example`` are one domain) by UTS-46 and IDNA 2008 (RFC 5891)."""
+    lowered = domain.lower()
+    if lowered.isascii() and "xn--" not in lowered:
+        if all(_ASCII_LABEL.fullmatch(label) for label in lowered.split(".")):
+            return lowered
+        raise InvalidEmail("not a valid email address")
+    try:
+        return idna.decode(idna.encode(unicodedata.normalize("NFC", domain), uts46=True))
+    except idna.IDNAError:  # a UnicodeError
+        raise InvalidEmail("not a valid email address") from None
+
+
 def normalize_email(email: str) -> str:
-    """The per-app identity key: NFKC, trimmed, lower-cased (B5)."""
+    """The per-app identity key (B5): one key per mailbox, and no lookalikes.
+
+    Refused: invisible, control and separator characters anywhere (before and
+    after NFKC, which turns fullwidth forms into ``@`` or ``,``), lists and
+    display names, more than one ``@``. The local part is NFKC and lower-cased:
+    ``Ada@`` and ``ada@`` are one account, as with nearly every mail provider
+    (RFC 5321 lets the receiving host decide; one account per spelling would
+    let a lookalike sign up). The domain is folded by :func:`_fold_domain`.
+    """
     if not isinstance(email, str):
         raise InvalidEmail("email must be a string")
-    normalized = unicodedata.normalize("NFKC", email).strip().lower()
+    text = email.strip()
+    _refuse_hidden(text)
+    text = unicodedata.normalize("NFKC", text)
+    _refuse_hidden(text)
+    local, at, domain = text.rpartition("@")
+    if not at or not local or "@" in local:
+        raise InvalidEmail("not a valid email address")
+    normalized = f"{local.lower()}@{_fold_domain(domain)}"
     if len(normalized) > 254 or _EMAIL.fullmatch(normalized) is None:
         raise InvalidEmail("not a valid email address")
     return normalized
+
+
+def stored_email_key(email: str) -> str:
+    """The key of an address already stored: ``normalize_email``, never raising.
+
+    A row written under older rules (before invisible characters were refused)
+    still gets a stable key for throttles and mail, instead of failing its flow.
+    """
+    try:
+        return normalize_email(email)
+    except InvalidEmail:
+        return email.strip().lower()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from oneauth.identity.users import normalize_email
+from oneauth.identity.users import stored_email_key
 from oneauth.secretbox import SecretBox
 
 CHANNEL = "oneauth_outbox"
@@ -28,10 +28,7 @@ def seal_context(app_id: str, kind: str, recipient: str) -> str:
 
 
 def _norm(recipient: str) -> str:
-    try:
-        return normalize_email(recipient)
-    except ValueError:
-        return recipient.strip().lower()
+    return stored_email_key(recipient)
 
 
 def seal(box: SecretBox, app_id: str, kind: str, recipient: str, values: dict[str, str]) -> str:

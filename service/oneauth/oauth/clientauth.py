@@ -20,6 +20,7 @@ from starlette.requests import Request
 from oneauth.oauth import client_assertion
 from oneauth.oauth.clients import Client, ClientCache
 from oneauth.oauth.errors import InvalidClient, InvalidRequest
+from oneauth.untrusted import text_problem
 
 
 def _basic(request: Request) -> tuple[str, str] | None:
@@ -34,7 +35,12 @@ def _basic(request: Request) -> tuple[str, str] | None:
     client_id, sep, secret = decoded.partition(":")
     if not sep:
         raise InvalidRequest("malformed Basic authorization header")
-    return unquote_plus(client_id), unquote_plus(secret)
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    # Decoded twice (base64, then percent-encoding: RFC 6749 section 2.3.1), so
+    # a NUL can hide from the input guard; the id is looked up in Postgres (I1).
+    if text_problem(client_id) or text_problem(secret):
+        raise InvalidRequest("malformed Basic authorization header")
+    return client_id, secret
 
 
 def _invalid(app_id: str, basic: bool) -> InvalidClient:

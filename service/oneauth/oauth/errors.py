@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+_OAUTH_PATH = re.compile(r"/apps/[^/]+/oauth/")
+
+
+def is_oauth_path(path: str) -> bool:
+    """Whether errors on this path are due in RFC 6749 format (the /oauth endpoints)."""
+    return _OAUTH_PATH.match(path) is not None
 
 
 class OAuthError(Exception):

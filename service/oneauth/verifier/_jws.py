@@ -88,6 +88,24 @@ _CLAIMS_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _raw_decode = _CLAIMS_DECODER.raw_decode
 
 
+# A JOSE header is a flat object (the parameters we accept are strings); the
+# stdlib parser recurses per level, so a header of 5,000 "[" would otherwise
+# raise RecursionError, which is no ValueError, out of verify().
+_MAX_HEADER_DEPTH = 4
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth >= limit:
+                return True
+            items = node.values() if isinstance(node, dict) else node
+            stack.extend((item, depth + 1) for item in items)
+    return False
+
+
 def decode_claims(segment: str) -> dict[str, Any]:
     """Decode the payload segment into a JSON object (RFC 7519 §7.2 steps 9-10).
 
@@ -106,14 +124,16 @@ def decode_claims(segment: str) -> dict[str, Any]:
     # raw_decode skips decode()'s two whitespace regex passes. Whatever it
     # does not accept in full (surrounding whitespace, junk) takes the exact
     # path, which accepts precisely the valid JSON texts.
+    # RecursionError: only a signer can nest the payload, but a verifier says
+    # "malformed" rather than raise something its callers do not expect.
     try:
         claims, end = _raw_decode(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         end = -1
     if end != len(text):
         try:
             claims = _CLAIMS_DECODER.decode(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise MalformedToken("claims are not valid JSON") from None
     if type(claims) is not dict:
         raise MalformedToken("claims are not a JSON object")
@@ -178,10 +198,12 @@ class JWSParser:
     def _check_header(self, segment: str) -> Header:
         try:
             obj = _HEADER_DECODER.decode(b64url_decode(segment.encode("ascii")).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise MalformedToken("header is not valid JSON") from None
         if not isinstance(obj, dict):
             raise MalformedToken("header is not a JSON object")
+        if _too_deep(obj, _MAX_HEADER_DEPTH):
+            raise MalformedToken("header is nested too deep")
         alg = obj.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise InvalidHeader("alg not allowed", check="alg")
