@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -198,6 +199,27 @@ def services(service: Starlette) -> Services:
     value = service.state.services
     assert isinstance(value, Services)
     return value
+
+
+@dataclass
+class Isolated:
+    """A service of its own (own pool) and a client of it."""
+
+    services: Services
+    client: httpx.AsyncClient
+
+
+@pytest.fixture
+async def isolated(settings: Settings) -> AsyncIterator[Isolated]:
+    """For tests that hold a connection in a transaction while another request
+    must get one: the session's shared pool has connections that know many
+    apps by then, which the router will not lend to a new app (it queues for
+    the held one instead), so such a test would wait for itself."""
+    app = create_app(replace(settings, pool_min_size=1, pool_max_size=4), configure_logging=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield Isolated(app.state.services, c)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ segments, Basic credentials with NUL).
 
 Deterministic (``derandomize=True``, no example database) and bounded:
 ``FUZZ_EXAMPLES`` examples per route and method (default 15; set
-``ONEAUTH_FUZZ_EXAMPLES`` higher for a longer local run).
+``FUZZ_EXAMPLES`` higher for a longer local run).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
 from oneauth.settings import Settings
 
-FUZZ_EXAMPLES = int(os.environ.get("ONEAUTH_FUZZ_EXAMPLES", "15"))
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 # Hosted pages answer their errors as HTML pages for the user, not as JSON.
 PAGE_MODULES = frozenset(
     {"oneauth.web.pages", "oneauth.web.recovery_pages", "oneauth.oauth.logout"}

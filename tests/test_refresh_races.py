@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 
 from apiclient import age_refresh_use, default_client_id, refresh, signup
+from conftest import Isolated
 from oneauth.apps.models import AppRecord
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
@@ -39,15 +40,15 @@ async def _wait_for_lock_waiters(dsn: str, count: int) -> None:
 
 
 async def test_replay_revocations_racing_a_late_replay_do_not_deadlock(
-    client: httpx.AsyncClient,
-    services: Services,
+    isolated: Isolated,
     provision: Callable[..., AppRecord],
     settings: Settings,
 ) -> None:
     app = provision()
+    client = isolated.client
     client_id = await default_client_id(client, app.app_id)
     raw = (await signup(client, app.app_id, "order@example.com"))["refresh_token"]
-    router = services.router
+    router = isolated.services.router
     rotated = asyncio.Event()
     go = asyncio.Event()
 
@@ -77,16 +78,22 @@ async def test_replay_revocations_racing_a_late_replay_do_not_deadlock(
                 conn, outcome.session_id, reason="refresh_token_reuse"
             )
 
-    async with router.app(app.app_id) as conn:
-        won = await sessions.rotate(conn, raw, client_id=client_id, idle_ttl=600)
-        assert isinstance(won, sessions.Rotated)
-        first = asyncio.create_task(loser())
+    tasks: list[asyncio.Task[tuple[object, bool]]] = []
+    try:
+        async with router.app(app.app_id) as conn:
+            won = await sessions.rotate(conn, raw, client_id=client_id, idle_ttl=600)
+            assert isinstance(won, sessions.Rotated)
+            tasks.append(asyncio.create_task(loser()))
+            await _wait_for_lock_waiters(settings.database_url, 1)
+        await asyncio.wait_for(rotated.wait(), 5)
+        tasks.append(asyncio.create_task(late()))
         await _wait_for_lock_waiters(settings.database_url, 1)
-    await asyncio.wait_for(rotated.wait(), 5)
-    second = asyncio.create_task(late())
-    await _wait_for_lock_waiters(settings.database_url, 1)
-    go.set()
-    results = await asyncio.wait_for(asyncio.gather(first, second), 10)
+        go.set()
+        results = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    finally:  # a failed step must not leave a transaction open for later tests
+        go.set()
+        for task in tasks:
+            task.cancel()
 
     # Both are replays of the same family; exactly one of them ended it.
     assert sorted(ended for _, ended in results) == [False, True]

@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 import httpx
 from starlette.applications import Starlette
 
+from conftest import Isolated
 from oneauth import audit
 from oneauth.oauth import authorize, consents
 from oneauth.oauth.errors import OAuthError
-from oneauth.services import Services
 from oneauth.settings import Settings
 from test_refresh_races import _wait_for_lock_waiters
 
@@ -70,7 +70,7 @@ async def test_consent_withdrawn_during_an_exchange_ends_what_it_made(
     make_provider: MakeProvider,
     browser: httpx.AsyncClient,
     client: httpx.AsyncClient,
-    services: Services,
+    isolated: Isolated,
     settings: Settings,
 ) -> None:
     """The exchange has consumed the code and made a session, not yet committed,
@@ -84,12 +84,13 @@ async def test_consent_withdrawn_during_an_exchange_ends_what_it_made(
         "redirect_uri": RP,
         "code_verifier": flow.verifier,
     }
-    async with services.router.app(p.app_id) as conn:
-        rp = await services.clients.get(conn, p.app_id, p.client_id)
+    # The held transaction is on a pool of its own, so the withdrawal request
+    # (shared pool) never queues behind it.
+    own = isolated.services
+    async with own.router.app(p.app_id) as conn:
+        rp = await own.clients.get(conn, p.app_id, p.client_id)
         assert rp is not None
-        tokens = await authorize.authorization_code_grant(
-            services, p.app, conn, rp, form, audit.SYSTEM
-        )
+        tokens = await authorize.authorization_code_grant(own, p.app, conn, rp, form, audit.SYSTEM)
         assert not isinstance(tokens, OAuthError)
         withdraw = asyncio.create_task(
             client.delete(f"/apps/{p.app_id}/v1/consents/{p.client_id}", headers=mine)
@@ -117,7 +118,7 @@ async def test_consent_withdrawn_while_a_code_is_issued_voids_that_code(
     make_provider: MakeProvider,
     browser: httpx.AsyncClient,
     client: httpx.AsyncClient,
-    services: Services,
+    isolated: Isolated,
     settings: Settings,
 ) -> None:
     """The authorize step has found the consent and stored a code, not yet
@@ -126,7 +127,7 @@ async def test_consent_withdrawn_while_a_code_is_issued_voids_that_code(
     flow = await sign_in(browser, p.app_id, p.client_id, p.email)
     mine = bearer(await first_party_token(client, p.app_id, p.email))
     raw = "oac_" + secrets.token_urlsafe(32)
-    async with services.router.app(p.app_id) as conn:
+    async with isolated.services.router.app(p.app_id) as conn:  # a pool of its own
         assert await consents.covers(conn, uuid.UUID(p.sub), p.client_id, ["openid"])
         # What issue_code stores, for the same request as the code we hold.
         await conn.execute(

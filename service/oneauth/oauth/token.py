@@ -35,6 +35,26 @@ def requested_scope(form: dict[str, str], allowed: frozenset[str]) -> list[str] 
     return wanted
 
 
+async def _refresh_failed(
+    conn: asyncpg.Connection,
+    meta: audit.RequestMeta,
+    client: Client,
+    reason: str,
+    session_id: uuid.UUID | None = None,
+) -> None:
+    await audit.record(
+        conn,
+        "token.refresh",
+        "failure",
+        meta,
+        actor_type="client",
+        actor_id=client.client_id,
+        target_type=None if session_id is None else "session",
+        target_id=None if session_id is None else str(session_id),
+        details={"reason": reason},
+    )
+
+
 async def refresh_grant(
     services: Services,
     app: AppRecord,
@@ -75,32 +95,14 @@ async def refresh_grant(
     if isinstance(outcome, sessions.Superseded):
         # Lost a race with another request of this client (sessions.REUSE_GRACE_SECONDS):
         # no tokens, and no revocation, so the winner's new refresh token keeps working.
-        await audit.record(
-            conn,
-            "token.refresh",
-            "failure",
-            meta,
-            actor_type="client",
-            actor_id=client.client_id,
-            target_type="session",
-            target_id=str(outcome.session_id),
-            details={"reason": "superseded"},
-        )
+        await _refresh_failed(conn, meta, client, "superseded", outcome.session_id)
         return InvalidGrant(
             "the refresh token was just rotated by a concurrent request; use the newest one"
         )
     if outcome == "scope":
         raise InvalidScope("scope beyond what the refresh token was granted")
     if outcome is None:
-        await audit.record(
-            conn,
-            "token.refresh",
-            "failure",
-            meta,
-            actor_type="client",
-            actor_id=client.client_id,
-            details={"reason": "invalid_grant"},
-        )
+        await _refresh_failed(conn, meta, client, "invalid_grant")
         return InvalidGrant("the refresh token is invalid")
     ttl = client.access_token_ttl or issuer.policy.access_token_ttl
     session = outcome.session
