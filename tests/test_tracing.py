@@ -21,7 +21,6 @@ from oneauth.settings import Settings
 sdk_trace = pytest.importorskip(
     "opentelemetry.sdk.trace", reason="the [tracing] extra is not installed"
 )
-from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
     InMemorySpanExporter,
@@ -50,7 +49,7 @@ async def test_requests_and_queries_are_spans_without_secrets(
                 )
                 assert r.status_code == 200
     finally:
-        AsyncPGInstrumentor().uninstrument()
+        tracing.uninstrument()
         provider.shutdown()
     spans = exporter.get_finished_spans()
     names = {s.name for s in spans}

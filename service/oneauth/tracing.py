@@ -79,6 +79,13 @@ def instrument(app: Starlette, templates: RouteTemplates, provider: Any) -> None
     app.add_middleware(_Hide)
 
 
+def uninstrument() -> None:
+    """Take the asyncpg patch back (tests: the rest of the process runs untraced)."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    AsyncPGInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
+
+
 class _Hide:
     """Keep the query string and the client address out of the tracer's sight."""
 
