@@ -22,7 +22,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
         help="run the HTTP service",
-        description="Serve the API with uvicorn (settings from ONEAUTH_*).",
+        description=(
+            "Serve the API with uvicorn (settings from ONEAUTH_*). With several workers, "
+            "GET /metrics sums all of them (files in ONEAUTH_METRICS_DIR, else a "
+            "temporary directory, emptied at start)."
+        ),
     )
     p.add_argument(
         "--workers",
