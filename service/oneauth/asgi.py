@@ -106,6 +106,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             stack.push_async_callback(delivery.stop)
             if settings.mail_worker_inprocess:
                 await delivery.start()
+            tracer_provider = getattr(app.state, "tracer_provider", None)
+            if tracer_provider is not None:
+                stack.callback(tracer_provider.shutdown)  # flush the last spans
             yield
 
     routes: list[BaseRoute] = [
@@ -144,5 +147,6 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     app.state.route_templates = templates
     endpoint = tracing.endpoint(settings)
     if endpoint:
-        tracing.instrument(app, templates, tracing.otlp_provider(endpoint))
+        app.state.tracer_provider = tracing.otlp_provider(endpoint)
+        tracing.instrument(app, templates, app.state.tracer_provider)
     return app
