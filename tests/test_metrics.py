@@ -8,6 +8,7 @@ The multiprocess test runs ``oneauth serve --workers 2`` as a real process.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -15,11 +16,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from apiclient import confidential_client, login, signup
@@ -289,6 +292,18 @@ def _serve_env(settings: Settings, port: int, metrics_dir: Path) -> dict[str, st
     }
 
 
+def _served_by(metrics_dir: Path, labels: dict[str, str]) -> dict[str, float]:
+    """Each worker's own count of one request series, read from its file."""
+    counts = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        values = MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]
+        for key, count, _, _ in values:
+            _family, sample, sample_labels, _ = json.loads(key)
+            if sample == "oneauth_http_requests_total" and sample_labels == labels and count:
+                counts[path.name] = count
+    return counts
+
+
 def test_two_workers_report_one_total(
     settings: Settings, provision: Callable[..., AppRecord]
 ) -> None:
@@ -325,17 +340,23 @@ def test_two_workers_report_one_total(
             _, err = server.communicate(timeout=10)
             pytest.fail(f"the server never answered; exit {server.returncode}:\n{err[-3000:]}")
         assert not stale.exists()
-        n = 24
-        for _ in range(n):  # a new connection each: the kernel spreads them over the workers
-            assert httpx.get(f"{base}/apps/{app.app_id}/v1/app", timeout=5).status_code == 200
         labels = {"route": "/apps/{app_id}/v1/app", "method": "GET", "status": "200"}
-        pids: set[str] = set()
-        for _ in range(6):  # whichever worker answers, the same total
+        url = f"{base}/apps/{app.app_id}/v1/app"
+        sent = 0
+        # Concurrent fresh connections until both workers have served some (bounded):
+        # only then does one total from either worker prove the files are summed.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            while len(_served_by(metrics_dir, labels)) < 2 and sent < 240:
+                codes = list(pool.map(lambda _: httpx.get(url, timeout=5).status_code, range(24)))
+                assert codes == [200] * 24
+                sent += 24
+        per_worker = _served_by(metrics_dir, labels)
+        assert len(per_worker) >= 2, per_worker
+        assert sum(per_worker.values()) == sent
+        for _ in range(6):  # whichever worker answers the scrape, the same total
             text = httpx.get(f"{base}/metrics", timeout=5).text
-            assert value(text, "oneauth_http_requests_total", **labels) == n
-            assert value(text, "oneauth_http_request_duration_seconds_count", **labels) == n
-            pids.update(p.name for p in metrics_dir.glob("counter_*.db"))
-        assert len(pids) >= 2  # both workers wrote their own file
+            assert value(text, "oneauth_http_requests_total", **labels) == sent
+            assert value(text, "oneauth_http_request_duration_seconds_count", **labels) == sent
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -360,3 +381,23 @@ def test_the_metrics_setting_reads_on_and_off() -> None:
     assert Settings.from_env({}).metrics is True
     with pytest.raises(ValueError, match="ONEAUTH_METRICS"):
         Settings.from_env({"ONEAUTH_METRICS": "maybe"})
+
+
+def test_serve_gives_several_workers_a_fresh_metrics_directory(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oneauth.cli.serve import MULTIPROC_ENV, metrics_dir
+
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    with metrics_dir(settings, 1) as path:
+        assert path is None  # one worker keeps its figures in memory
+        assert MULTIPROC_ENV not in os.environ
+    with metrics_dir(settings, 2) as path:
+        assert path is not None
+        assert os.environ[MULTIPROC_ENV] == path
+        assert os.listdir(path) == []
+        Path(path, "counter_1.db").write_bytes(b"")
+    assert not Path(path).exists()  # a directory of its own: removed at exit
+    assert MULTIPROC_ENV not in os.environ
+    with metrics_dir(replace(settings, metrics=False), 4) as path:
+        assert path is None
