@@ -144,6 +144,21 @@ async def test_unknown_paths_collapse_to_one_label(
     assert "/no/such/path" not in after
 
 
+async def test_made_up_methods_share_one_label(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord]
+) -> None:
+    app = provision()
+    before = await scrape(client)
+    for method in ("BREW", "XYZZY"):
+        response = await client.request(method, f"/apps/{app.app_id}/v1/app")
+        assert response.status_code == 405
+    after = await scrape(client)
+    labels = {"route": "/apps/{app_id}/v1/app", "method": "other", "status": "405"}
+    name = "oneauth_http_requests_total"
+    assert value(after, name, **labels) - value(before, name, **labels) == 2
+    assert "BREW" not in after
+
+
 def test_route_templates_name_the_app_part() -> None:
     templates = metrics.RouteTemplates(create_app(Settings(env="test")).routes)
     assert templates.template("/apps/shop/oauth/token") == TOKEN_ROUTE

@@ -194,10 +194,12 @@ class RequestMetrics:
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         method = scope["method"]
+        if method not in _METHODS:
+            method = "other"  # made-up methods must not grow the cache below either
         key = (self.templates.template(scope["path"]), method, status)
         children = self._children.get(key)
         if children is None:
-            labels = (key[0], method if method in _METHODS else "other", str(status))
+            labels = (key[0], method, str(status))
             children = (REQUESTS.labels(*labels), REQUEST_SECONDS.labels(*labels))
             self._children[key] = children
         children[0].inc()
