@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
-from oneauth import logs
+from oneauth import logs, metrics, tracing
 from oneauth.api import recovery as recovery_api
 from oneauth.api import views
 from oneauth.apps.registry import CHANNEL as registry_channel
@@ -106,6 +106,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             stack.push_async_callback(delivery.stop)
             if settings.mail_worker_inprocess:
                 await delivery.start()
+            tracer_provider = getattr(app.state, "tracer_provider", None)
+            if tracer_provider is not None:
+                stack.callback(tracer_provider.shutdown)  # flush the last spans
             yield
 
     routes: list[BaseRoute] = [
@@ -121,9 +124,15 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             app=AppGate(routing.Router(routes=app_routes(), redirect_slashes=False)),
         ),
     ]
+    if settings.metrics:
+        # Top level, outside the app gate: the figures are the whole service's.
+        routes.insert(2, Route("/metrics", metrics.metrics_endpoint, methods=["GET"]))
+    templates = metrics.RouteTemplates(routes)
     app = Starlette(
         routes=routes,
         middleware=[
+            # Outermost of ours: times the whole request, our middleware included.
+            Middleware(metrics.RequestMetrics, templates=templates),
             Middleware(RequestContext),
             Middleware(InputGuard),
             Middleware(ClientAddress, trusted_proxies=settings.trusted_proxies),
@@ -135,4 +144,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     # Starlette answers "/path/" with a 307 to "/path" built from the Host header,
     # i.e. to whatever host the client names. A path with a stray slash is a 404.
     app.router.redirect_slashes = False
+    app.state.route_templates = templates
+    endpoint = tracing.endpoint(settings)
+    if endpoint:
+        app.state.tracer_provider = tracing.otlp_provider(endpoint)
+        tracing.instrument(app, templates, app.state.tracer_provider)
     return app

@@ -88,6 +88,14 @@ class Settings:
     smtp_password: str = ""
     smtp_tls: str = "starttls"
     smtp_timeout: float = 10.0
+    # GET /metrics (Prometheus text format; counts only, no per-app or per-user data).
+    metrics: bool = True
+    # Where `oneauth serve --workers N` (N > 1) keeps the workers' metric files; emptied at
+    # start. "": a fresh temporary directory per run, removed at exit.
+    metrics_dir: str = ""
+    # OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); "": tracing off.
+    # Needs the [tracing] extra. OTEL_EXPORTER_OTLP_ENDPOINT is honoured too.
+    otlp_endpoint: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -218,6 +226,8 @@ class Settings:
         if self.migrate_parallelism < 1:
             raise SettingsError("ONEAUTH_MIGRATE_PARALLELISM: must be >= 1")
         _check_master_key(self.master_key)
+        if self.otlp_endpoint:
+            _check_url("ONEAUTH_OTLP_ENDPOINT", self.otlp_endpoint, ("http", "https"))
         if self.is_production:
             if self.master_key == DEV_MASTER_KEY:
                 raise SettingsError(
@@ -317,6 +327,15 @@ def _int(raw: str) -> int:
         raise ValueError(f"expected an integer, got {raw!r}") from None
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"expected on or off, got {raw!r}")
+
+
 def _float(raw: str) -> float:
     try:
         return float(raw)
@@ -368,6 +387,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "log_level": lambda raw: raw.strip().lower(),
     "env": lambda raw: raw.strip().lower(),
     "trusted_proxies": _proxies,
+    "metrics": _bool,
 }
 
 

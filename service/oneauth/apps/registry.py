@@ -18,6 +18,7 @@ from collections import OrderedDict
 
 import asyncpg
 
+from oneauth import metrics
 from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
 from oneauth.db import templates
 from oneauth.db.naming import is_valid_app_id
@@ -52,7 +53,9 @@ class Registry:
         now = time.monotonic()
         hit = self._cache.get(app_id)
         if hit is not None and hit[0] > now:
+            metrics.REGISTRY_HIT.inc()
             return hit[1]
+        metrics.REGISTRY_MISS.inc()
         generation = self._generation
         row = await self._pool.fetchrow(
             f"SELECT {REGISTRY_COLUMNS} FROM oneauth.apps WHERE app_id = $1", app_id

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +22,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
         help="run the HTTP service",
-        description="Serve the API with uvicorn (settings from ONEAUTH_*).",
+        description=(
+            "Serve the API with uvicorn (settings from ONEAUTH_*). With several workers, "
+            "GET /metrics sums all of them (files in ONEAUTH_METRICS_DIR, else a "
+            "temporary directory, emptied at start)."
+        ),
     )
     p.add_argument(
         "--workers",
@@ -81,4 +89,39 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
         except roles.UnsafeRole as exc:
             fail(str(exc))
     os.environ.update(settings.to_environ())
-    uvicorn.run("oneauth.asgi:create_app", **uvicorn_options(settings.host, settings.port, workers))
+    with metrics_dir(settings, workers):
+        options = uvicorn_options(settings.host, settings.port, workers)
+        uvicorn.run("oneauth.asgi:create_app", **options)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def metrics_dir(settings: Settings, workers: int) -> Iterator[str | None]:
+    """One empty directory for the workers' metric files, named to them before they start.
+
+    prometheus_client sums the files of every process in PROMETHEUS_MULTIPROC_DIR,
+    so files left by an earlier run would be counted again: ONEAUTH_METRICS_DIR
+    is emptied first, and without it a fresh temporary directory serves this run
+    and is removed at exit. One worker keeps its figures in memory.
+    """
+    if workers <= 1 or not settings.metrics:
+        os.environ.pop(MULTIPROC_ENV, None)
+        yield None
+        return
+    if settings.metrics_dir:
+        path, owned = settings.metrics_dir, False
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):  # only prometheus_client's files
+                os.remove(os.path.join(path, name))
+    else:
+        path, owned = tempfile.mkdtemp(prefix="oneauth-metrics-"), True
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        if owned:
+            shutil.rmtree(path, ignore_errors=True)

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
+from oneauth import metrics
 from oneauth.settings import Settings
 
 
@@ -137,6 +139,7 @@ class AppPools:
                 return got
         self.queued += 1
         self._waiting += 1
+        queued_at = time.perf_counter()
         try:
             async with self._freed:
                 # Try again before the first wait: a release between the try
@@ -151,6 +154,7 @@ class AppPools:
                         await asyncio.wait_for(self._freed.wait(), 1.0)
         finally:
             self._waiting -= 1
+            metrics.POOL_WAIT_SECONDS.observe(time.perf_counter() - queued_at)
 
     async def _try(
         self, app_id: str, home: asyncpg.Pool, max_apps: int, declined: set[int]

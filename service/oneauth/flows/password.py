@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 
 import asyncpg
 
-from oneauth import audit
+from oneauth import audit, metrics
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import (
@@ -161,6 +161,7 @@ async def verify_password(
                 details={"reason": "throttled"},
             )
     if not allowed:
+        metrics.LOGIN_THROTTLED.inc()
         raise TooManyRequests(
             "too many failed attempts; wait before trying again",
             headers={"retry-after": str(reservation.retry_after)},
@@ -218,9 +219,12 @@ async def verify_password(
                 await users_repo.touch_login(conn, user.id)
                 done = True
     if unverified:
+        metrics.LOGIN_FAILURE.inc()
         raise EmailNotVerified("confirm your email address, then sign in")
     if not done:
+        metrics.LOGIN_FAILURE.inc()
         raise InvalidCredentials("the email or password is not right")
+    metrics.LOGIN_SUCCESS.inc()
     return cast(T, outcome)
 
 

@@ -45,6 +45,8 @@ from functools import cache
 
 import asyncpg
 
+from oneauth import metrics
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -214,6 +216,7 @@ async def reserve(conn: asyncpg.Connection, keys: ThrottleKeys) -> Reservation:
     counters = await lock_counters(conn, list(limits))
     locked = [c.locked_for for c in counters.values() if c.locked_for > 0]
     if locked:
+        metrics.THROTTLE_LOGIN.inc()
         return Reservation(keys, allowed=False, retry_after=_seconds(max(locked)))
     pair_before = counters[keys.pair].current(WINDOW_SECONDS)
     counts = []

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from oneauth import metrics
 from oneauth.identity.throttle import Count, Names, lock_counters, write_counts
 
 
@@ -62,6 +63,7 @@ async def take(
         if counter.current(window.seconds) >= window.limit:
             wait = max(wait, window.seconds - counter.age)
     if wait > 0:
+        metrics.THROTTLE_MAIL.inc()
         return max(1, math.ceil(wait))
     await write_counts(
         conn,

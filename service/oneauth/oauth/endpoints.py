@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from oneauth import metrics
 from oneauth.errors import ApiError
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
@@ -58,15 +59,21 @@ async def token(request: Request) -> Response:
     }
     extra = getattr(request.app.state, "extra_grants", {})
     handler = handlers.get(grant_type or "") or extra.get(grant_type or "")
-    if grant_type is None:
-        raise InvalidRequest("grant_type is required")
-    if handler is None:
-        raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
-    async with services.router.enter(app) as conn:
-        client = await authenticate_client(request, form, conn, services.clients, app.app_id)
-        result = await handler(services, app, conn, client, form, meta)
+    try:
+        if grant_type is None:
+            raise InvalidRequest("grant_type is required")
+        if handler is None:
+            raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
+        async with services.router.enter(app) as conn:
+            client = await authenticate_client(request, form, conn, services.clients, app.app_id)
+            result = await handler(services, app, conn, client, form, meta)
+    except OAuthError as exc:
+        metrics.count_grant(grant_type, exc.error)
+        raise
     if isinstance(result, OAuthError):
+        metrics.count_grant(grant_type, result.error)
         return oauth_error_response(result)
+    metrics.count_grant(grant_type, "success")
     return _json(result)
 
 
