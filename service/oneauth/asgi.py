@@ -21,7 +21,7 @@ from oneauth.db import roles
 from oneauth.db.notify import Notifier
 from oneauth.db.pool import create_app_pools, create_pool
 from oneauth.db.router import Router
-from oneauth.http import health
+from oneauth.http import health, openapi
 from oneauth.http.gate import AppGate
 from oneauth.http.middleware import ClientAddress, InputGuard, RequestContext
 from oneauth.http.problems import exception_handlers
@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     routes: list[BaseRoute] = [
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
         Route(
             "/.well-known/oauth-authorization-server/apps/{app_id}",
             discovery.oauth_server_metadata,

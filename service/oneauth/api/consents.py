@@ -17,8 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth import audit
+from oneauth.api.models import Consents
 from oneauth.errors import NotFound
 from oneauth.flows.common import authenticate_bearer
+from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, request_meta
 from oneauth.oauth import consents
@@ -35,6 +37,15 @@ async def _user_claims(request: Request, services: Services) -> AccessTokenClaim
     return caller.claims
 
 
+@operation(
+    Operation(
+        "The consents the signed-in user has given",
+        responses={200: Consents},
+        errors=(401, 403),
+        bearer=True,
+        tags=("consents",),
+    )
+)
 async def list_consents(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -62,6 +73,15 @@ def _uid(claims: AccessTokenClaims) -> uuid.UUID:
     return uuid.UUID(claims.sub)  # a user token's sub: checked against the session above
 
 
+@operation(
+    Operation(
+        "Withdraw a consent; ends that client's sessions",
+        responses={204: None},
+        errors=(401, 403),
+        bearer=True,
+        tags=("consents",),
+    )
+)
 async def revoke_consent(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)

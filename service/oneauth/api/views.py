@@ -6,17 +6,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from oneauth.api.models import (
+    AppInfo,
+    Credentials,
+    Me,
+    PasswordChange,
+    TokenSet,
+    VerificationRequired,
+)
 from oneauth.errors import InsufficientScope
 from oneauth.flows import password
 from oneauth.flows.common import authenticate_bearer
+from oneauth.http.contract import Operation, json_body, operation
 from oneauth.http.gate import current_app
-from oneauth.http.requests import bearer_token, read_json, request_meta, require_str
+from oneauth.http.requests import bearer_token, request_meta
 from oneauth.oauth import userinfo
 from oneauth.services import Services
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
 
+@operation(Operation("Public facts about an app", responses={200: AppInfo}, tags=("app",)))
 async def app_info(request: Request) -> Response:
     """Public facts about an app: what a first-party front end needs to start."""
     app = current_app(request)
@@ -35,27 +45,47 @@ async def app_info(request: Request) -> Response:
     )
 
 
+@operation(
+    Operation(
+        "Create an account with email and password",
+        body=Credentials,
+        responses={201: TokenSet, 202: VerificationRequired},
+        errors=(409, 413, 415, 422, 429),
+        tags=("password",),
+    )
+)
 async def signup(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    data = await read_json(request)
-    email = require_str(data, "email", max_length=320)
-    secret = require_str(data, "password", max_length=password.MAX_PASSWORD_INPUT)
+    data = await json_body(request, Credentials)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    status, body = await password.signup(services, app, email, secret, meta)
+    status, body = await password.signup(services, app, data.email, data.password, meta)
     return JSONResponse(body, status_code=status, headers=NO_STORE)
 
 
+@operation(
+    Operation(
+        "Sign in with email and password",
+        body=Credentials,
+        responses={200: TokenSet},
+        errors=(401, 403, 413, 415, 422, 429),
+        tags=("password",),
+    )
+)
 async def login(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    data = await read_json(request)
-    email = require_str(data, "email", max_length=320)
-    secret = require_str(data, "password", max_length=password.MAX_PASSWORD_INPUT)
+    data = await json_body(request, Credentials)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    return JSONResponse(await password.login(services, app, email, secret, meta), headers=NO_STORE)
+    body = await password.login(services, app, data.email, data.password, meta)
+    return JSONResponse(body, headers=NO_STORE)
 
 
+@operation(
+    Operation(
+        "The signed-in user", responses={200: Me}, errors=(401, 403), bearer=True, tags=("user",)
+    )
+)
 async def me(request: Request) -> Response:
     """The signed-in user. To a third-party client's token, exactly what UserInfo
     releases for its scopes (and nothing without ``openid``): a client granted
@@ -92,6 +122,7 @@ async def me(request: Request) -> Response:
     )
 
 
+@operation(Operation("End this token's session", responses={204: None}, errors=(401,), bearer=True))
 async def logout(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -106,16 +137,26 @@ async def logout(request: Request) -> Response:
     return Response(status_code=204, headers=NO_STORE)
 
 
+@operation(
+    Operation(
+        "Change the signed-in user's password",
+        body=PasswordChange,
+        responses={204: None},
+        errors=(401, 403, 413, 415, 422, 429),
+        bearer=True,
+        tags=("password",),
+    )
+)
 async def change_password(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    data = await read_json(request)
-    current = require_str(data, "current_password", max_length=password.MAX_PASSWORD_INPUT)
-    new = require_str(data, "new_password", max_length=password.MAX_PASSWORD_INPUT)
+    data = await json_body(request, PasswordChange)
     async with services.router.enter(app) as conn:
         caller = await authenticate_bearer(services, app, conn, bearer_token(request))
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    await password.change_password(services, app, caller.claims, current, new, meta)
+    await password.change_password(
+        services, app, caller.claims, data.current_password, data.new_password, meta
+    )
     return Response(status_code=204, headers=NO_STORE)
 
 

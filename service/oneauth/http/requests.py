@@ -62,7 +62,12 @@ async def read_form(request: Request, *, limit: int = MAX_BODY) -> dict[str, str
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType("send the body as application/x-www-form-urlencoded")
-    raw = await _body(request, limit)
+    return parse_form(await _body(request, limit))
+
+
+def parse_form(raw: bytes) -> dict[str, str]:
+    """The pairs of a form body, each name and value checked as text; a name given
+    twice is refused."""
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
