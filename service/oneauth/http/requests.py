@@ -91,21 +91,6 @@ def _as_detail(reason: str) -> str:
     return reason if reason.startswith("not ") else f"not usable JSON: {reason}"
 
 
-def require_str(
-    data: dict[str, Any], field: str, *, max_length: int = 1024, strip: bool = False
-) -> str:
-    value = data.get(field)
-    if not isinstance(value, str) or not value:
-        raise ValidationFailed(
-            f"{field} is required and must be a non-empty string", extra={"field": field}
-        )
-    if len(value) > max_length:
-        raise ValidationFailed(
-            f"{field} is longer than {max_length} characters", extra={"field": field}
-        )
-    return value.strip() if strip else value
-
-
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
