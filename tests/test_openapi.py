@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -118,3 +120,22 @@ async def test_an_enum_error_names_the_choices(client: httpx.AsyncClient, provis
     )
     assert response.status_code == 422
     assert response.json()["detail"] == "method must be link or code"
+
+
+def _readme_routes() -> set[tuple[str, str]]:
+    """(method, path) of every row of the README's HTTP API table."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("\n## HTTP API\n", 1)[1].split("\n## ", 1)[0]
+    found = set()
+    for methods, path in re.findall(r"^\| `([A-Z|\\]+) (/[^` ]*)` \|", section, re.MULTILINE):
+        for method in methods.replace("\\", "").split("|"):
+            found.add((method.lower(), path.replace("{app}", "{app_id}")))
+    return found
+
+
+def test_the_readme_table_lists_the_documented_routes() -> None:
+    documented = {(m, p) for p, ops in DOC["paths"].items() for m in ops}
+    listed = _readme_routes()
+    assert listed, "the README's API table was not found"
+    assert listed - documented == set(), "README rows for routes the app does not have"
+    assert documented - listed == set(), "routes missing from the README's API table"

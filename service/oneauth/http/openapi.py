@@ -11,7 +11,7 @@ the dialect OpenAPI 3.1 uses).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -22,7 +22,14 @@ from starlette.types import ASGIApp
 
 from oneauth.http.contract import Operation, declared
 
-__all__ = ["OAuthErrorBody", "Problem", "document", "openapi_json", "walk"]
+__all__ = [
+    "OAuthErrorBody",
+    "Problem",
+    "document",
+    "openapi_json",
+    "schema_components",
+    "walk",
+]
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -190,6 +197,18 @@ def _operation(method: str, path: str, route: Route, op: Operation | None) -> di
     return out
 
 
+def schema_components(models: Iterable[Any], ref_template: str) -> dict[str, Any]:
+    """The JSON Schemas of ``models`` and of what they refer to, by name; a model's
+    ``json_schema_extra`` (what its types cannot say) merged into its own."""
+    ordered = sorted(models, key=lambda m: m.__name__)
+    _, components = msgspec.json.schema_components(ordered, ref_template=ref_template)
+    for name, schema in components.items():
+        for model in ordered:
+            if model.__name__ == name:
+                schema.update(getattr(model, "json_schema_extra", {}))
+    return components
+
+
 def document(
     routes: list[BaseRoute], *, title: str = "oneauth", version: str = "0.1.0"
 ) -> dict[str, Any]:
@@ -200,9 +219,7 @@ def document(
         if op is not None:
             models |= {m for m in (op.body, op.form, op.query, *op.responses.values()) if m}
         paths.setdefault(path, {})[method.lower()] = _operation(method, path, route, op)
-    _, components = msgspec.json.schema_components(
-        sorted(models, key=lambda m: m.__name__), ref_template="#/components/schemas/{name}"
-    )
+    components = schema_components(models, "#/components/schemas/{name}")
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": DIALECT,

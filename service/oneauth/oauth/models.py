@@ -9,7 +9,7 @@ grant handlers and Postgres. Client authentication (``client_id``,
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -64,6 +64,11 @@ class TokenForm7009(ClientAuth, kw_only=True):
 class Introspection(msgspec.Struct):
     """RFC 7662 section 2.2; ``active: false`` alone for a token that is not."""
 
+    # Merged into the generated schema (oneauth.http.openapi): nothing leaks beside false.
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"active": {"const": False}}},
+        "then": {"maxProperties": 1},
+    }
     active: bool
     token_type: Literal["Bearer", "refresh_token"] | Unset = UNSET
     scope: str | Unset = UNSET
