@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
-from oneauth.http.contract import Operation, declared
+from oneauth.http.contract import Operation, declared, operation
 
 __all__ = [
     "OAuthErrorBody",
@@ -134,6 +134,12 @@ _REASONS = {
 _ALWAYS = (400, 404, 503)
 
 
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    # A query parameter is absent or a string: "optional" is required: false, not null.
+    options = [o for o in schema.get("anyOf", ()) if o != {"type": "null"}]
+    return options[0] if len(options) == 1 else schema
+
+
 def _ref(model: Any) -> dict[str, Any]:
     if model is None:
         return {}
@@ -174,14 +180,25 @@ def _operation(method: str, path: str, route: Route, op: Operation | None) -> di
                 "content": {"application/x-www-form-urlencoded": {"schema": _ref(op.form)}},
             }
         if op.query is not None:
-            fields = msgspec.structs.fields(op.query)
+            _, found = msgspec.json.schema_components([op.query], ref_template="{name}")
+            own = found[op.query.__name__]
+            required = set(own.get("required", ()))
             out["parameters"] += [
-                {"name": f.encode_name, "in": "query", "required": f.required, "schema": {}}
-                for f in fields
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in required,
+                    "schema": _not_null(schema),
+                }
+                for name, schema in own["properties"].items()
             ]
         for status, model in op.responses.items():
             entry: dict[str, Any] = {"description": _REASONS.get(status, "")}
-            if model is not None:
+            if model is dict:  # a free-form JSON object (this document)
+                entry["content"] = {op.media_type: {"schema": {"type": "object"}}}
+            elif model is str:  # a page, a stylesheet
+                entry["content"] = {op.media_type: {"schema": {"type": "string"}}}
+            elif model is not None:
                 entry["content"] = {op.media_type: {"schema": _ref(model)}}
             responses[str(status)] = entry
     else:
@@ -217,7 +234,8 @@ def document(
     for method, path, route in walk(routes):
         op = declared(route.endpoint)
         if op is not None:
-            models |= {m for m in (op.body, op.form, op.query, *op.responses.values()) if m}
+            found = (op.body, op.form, *op.responses.values())
+            models |= {m for m in found if isinstance(m, type) and issubclass(m, msgspec.Struct)}
         paths.setdefault(path, {})[method.lower()] = _operation(method, path, route, op)
     components = schema_components(models, "#/components/schemas/{name}")
     return {
@@ -234,6 +252,7 @@ def document(
     }
 
 
+@operation(Operation("This document", responses={200: dict}, tags=("meta",)))
 async def openapi_json(request: Request) -> Response:
     """The OpenAPI 3.1 document of this deployment's routes."""
     body = getattr(request.app.state, "openapi", None)

@@ -128,3 +128,31 @@ class JwkSet(msgspec.Struct):
     """RFC 7517 section 5: the app's next, active and retired public keys."""
 
     keys: list[Jwk]
+
+
+class AuthorizeQuery(msgspec.Struct, kw_only=True):
+    """GET (query) or POST (form) /oauth/authorize: RFC 6749 section 4.1.1, OpenID
+    Connect Core section 3.1.2.1, RFC 7636 section 4.3. Checked by
+    ``oneauth.oauth.authorize``, which decides between an error page (an unusable
+    client or redirect URI) and an error redirect."""
+
+    response_type: Short | None = None
+    client_id: Short | None = None
+    redirect_uri: Short | None = None
+    scope: Short | None = None
+    state: Short | None = None
+    nonce: Short | None = None
+    code_challenge: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    code_challenge_method: Annotated[str, msgspec.Meta(max_length=16)] | None = None
+    prompt: Short | None = None
+    max_age: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+    login_hint: Short | None = None
+
+
+class LogoutQuery(msgspec.Struct, kw_only=True):
+    """OpenID Connect RP-Initiated Logout 1.0 section 2."""
+
+    id_token_hint: Token | None = None
+    client_id: Short | None = None
+    post_logout_redirect_uri: Short | None = None
+    state: Short | None = None
