@@ -2,7 +2,8 @@
 
 A real uvicorn on loopback, on the test Postgres, serves the document; every
 operation in it gets generated requests (``{app_id}`` pinned to an app provisioned
-for this run, so the routes behind the app gate are reached) and two checks: no
+for this run, so the routes behind the app gate are reached; bearer routes get a
+live user's token) and two checks: no
 5xx, and every response whose status the document describes matches its schema.
 
 Bounded and deterministic: ``SCHEMATHESIS_EXAMPLES`` examples per operation
@@ -13,6 +14,7 @@ no example database.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -26,6 +28,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from starlette.applications import Starlette
 
+from apiclient import PASSWORD
 from oidc._support import LiveServer
 from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
@@ -60,6 +63,18 @@ def live(settings: Settings, provision: Callable[..., AppRecord]) -> Iterator[tu
         server.stop()
 
 
+def _user_token(base_url: str, app_id: str) -> str:
+    email = f"st-{uuid.uuid4().hex[:12]}@example.com"
+    response = httpx.post(
+        f"{base_url}/apps/{app_id}/v1/signup",
+        json={"email": email, "password": PASSWORD},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
 @pytest.mark.parametrize(("path", "method"), OPERATIONS)
 def test_operation_conforms(live: tuple[Any, str], path: str, method: str) -> None:
     (schema, base_url), app_id = live
@@ -69,6 +84,10 @@ def test_operation_conforms(live: tuple[Any, str], path: str, method: str) -> No
     strategy = operation.as_strategy(path_parameters=pinned) | operation.as_strategy(
         GenerationMode.NEGATIVE, path_parameters=pinned
     )
+    # A bearer route gets a live user's token of the app (its own user: a logout or
+    # password change here ends only that session), so generated input reaches the view.
+    bearer = operation.definition.raw.get("security")
+    headers = {"authorization": f"Bearer {_user_token(base_url, app_id)}"} if bearer else None
 
     @settings(
         max_examples=EXAMPLES,
@@ -80,7 +99,9 @@ def test_operation_conforms(live: tuple[Any, str], path: str, method: str) -> No
     )
     @given(strategy)
     def check(case: Any) -> None:
-        response = case.call(base_url=base_url, timeout=30, allow_redirects=False)
-        case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+        response = case.call(base_url=base_url, headers=headers, timeout=30, allow_redirects=False)
+        case.validate_response(
+            response, headers=headers, checks=[not_a_server_error, response_schema_conformance]
+        )
 
     check()
