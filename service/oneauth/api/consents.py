@@ -13,14 +13,14 @@ from __future__ import annotations
 import uuid
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth import audit
-from oneauth.api.models import Consents
+from oneauth.api.models import Consent, Consents
 from oneauth.errors import NotFound
 from oneauth.flows.common import authenticate_bearer
-from oneauth.http.contract import Operation, operation
+from oneauth.http.contract import Operation, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, request_meta
 from oneauth.oauth import consents
@@ -52,19 +52,19 @@ async def list_consents(request: Request) -> Response:
     claims = await _user_claims(request, services)
     async with services.router.enter(app) as conn:
         rows = await consents.list_active(conn, _uid(claims))
-    return JSONResponse(
-        {
-            "consents": [
-                {
-                    "client_id": r["client_id"],
-                    "client_name": r["client_name"],
-                    "scopes": list(r["scopes"]),
-                    "granted_at": r["granted_at"].isoformat(),
-                    "updated_at": r["updated_at"].isoformat(),
-                }
+    return json_response(
+        Consents(
+            [
+                Consent(
+                    client_id=r["client_id"],
+                    client_name=r["client_name"],
+                    scopes=list(r["scopes"]),
+                    granted_at=r["granted_at"].isoformat(),
+                    updated_at=r["updated_at"].isoformat(),
+                )
                 for r in rows
             ]
-        },
+        ),
         headers=NO_STORE,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -17,7 +18,7 @@ from oneauth.api.models import (
 from oneauth.errors import InsufficientScope
 from oneauth.flows import password
 from oneauth.flows.common import authenticate_bearer
-from oneauth.http.contract import Operation, json_body, operation
+from oneauth.http.contract import Operation, json_body, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, request_meta
 from oneauth.oauth import userinfo
@@ -34,14 +35,14 @@ async def app_info(request: Request) -> Response:
     async with services.router.enter(app) as conn:
         client = await services.clients.default_client(conn, app.app_id)
         issuer = await services.issuer(app, conn)
-    return JSONResponse(
-        {
-            "app_id": app.app_id,
-            "display_name": app.display_name,
-            "issuer": issuer.issuer,
-            "audience": issuer.audience,
-            "default_client_id": client.client_id if client else None,
-        }
+    return json_response(
+        AppInfo(
+            app_id=app.app_id,
+            display_name=app.display_name,
+            issuer=issuer.issuer,
+            audience=issuer.audience,
+            default_client_id=client.client_id if client else None,
+        )
     )
 
 
@@ -107,17 +108,17 @@ async def me(request: Request) -> Response:
                 },
             )
         return JSONResponse(userinfo.claims_for(claims.sub, claims.scopes, row), headers=NO_STORE)
-    return JSONResponse(
-        {
-            "sub": claims.sub,
-            "app_id": app.app_id,
-            "email": row["email"],
-            "email_verified": row["email_verified"],
-            "created_at": row["created_at"].isoformat(),
-            "updated_at": row["updated_at"].isoformat(),
-            "scope": " ".join(sorted(claims.scopes)),
-            "sid": claims.sid,
-        },
+    return json_response(
+        Me(
+            sub=claims.sub,
+            app_id=app.app_id,
+            email=row["email"],
+            email_verified=row["email_verified"],
+            created_at=row["created_at"].isoformat(),
+            updated_at=row["updated_at"].isoformat(),
+            scope=" ".join(sorted(claims.scopes)),
+            sid=claims.sid or msgspec.UNSET,
+        ),
         headers=NO_STORE,
     )
 

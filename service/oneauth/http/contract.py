@@ -36,6 +36,7 @@ __all__ = [
     "declared",
     "form_body",
     "json_body",
+    "json_response",
     "operation",
 ]
 
@@ -74,6 +75,18 @@ def operation(op: Operation) -> Callable[[View], View]:
 def declared(view: object) -> Operation | None:
     found = getattr(view, "__contract__", None)
     return found if isinstance(found, Operation) else None
+
+
+def json_response(
+    body: msgspec.Struct, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """``body`` encoded by its model (unset members left out)."""
+    return Response(
+        msgspec.json.encode(body),
+        status_code=status_code,
+        media_type="application/json",
+        headers=dict(headers or {}),
+    )
 
 
 async def json_body(request: Request, model: type[M]) -> M:
