@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
 WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"
 
-.PHONY: help install run test lint format migrate provision-app stop-db bench clean
+.PHONY: help install run test lint format schemas migrate provision-app stop-db bench clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+schemas: $(STAMP) ## regenerate schemas/*.json from the request and response models
+	$(BIN)/python -m oneauth.http.jsonschemas schemas
 
 migrate: $(STAMP) ## migrate the control schema and every app schema
 	$(WITH_DB) $(BIN)/oneauth migrate

@@ -1,4 +1,7 @@
-"""The JSON Schemas in schemas/ describe what the API really sends and accepts."""
+"""The JSON Schemas in schemas/ describe what the API really sends and accepts.
+
+They are generated from the models (``make schemas``); the first test keeps the
+committed files equal to what the models produce."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from referencing import Registry, Resource
 
 from apiclient import PASSWORD, confidential_client, default_client_id, signup
 from oneauth.apps.models import AppRecord
+from oneauth.http.jsonschemas import render, schemas
 from oneauth.settings import Settings
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -38,6 +42,14 @@ def check(name: str, instance: Any) -> None:
     validator.validate(instance)
 
 
+def test_committed_schemas_are_the_generated_ones() -> None:
+    generated = schemas()
+    committed = {path.stem for path in SCHEMAS.glob("*.json")}
+    assert committed == set(generated), "run make schemas"
+    for stem, doc in generated.items():
+        assert (SCHEMAS / f"{stem}.json").read_text() == render(doc), f"{stem}: run make schemas"
+
+
 def test_every_schema_is_valid_and_named_after_its_file() -> None:
     for path in SCHEMAS.glob("*.json"):
         doc = json.loads(path.read_text())
@@ -56,6 +68,7 @@ async def test_payloads_match_their_schemas(
     check("credentials", credentials)
     tokens = await signup(client, app.app_id, credentials["email"])
     check("token_response", tokens)
+    assert tokens["flow_token"], "signup answers a flow token: token_response declares it"
     check("user", tokens["user"])
     check("app_info", (await client.get(f"{base}/v1/app")).json())
     auth = {"authorization": f"Bearer {tokens['access_token']}"}

@@ -21,7 +21,8 @@ from oneauth.db import roles
 from oneauth.db.notify import Notifier
 from oneauth.db.pool import create_app_pools, create_pool
 from oneauth.db.router import Router
-from oneauth.http import health
+from oneauth.http import health, openapi
+from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import AppGate
 from oneauth.http.middleware import ClientAddress, InputGuard, RequestContext
 from oneauth.http.problems import exception_handlers
@@ -39,6 +40,16 @@ from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
 from oneauth.tokens.keystore import KeyStore
 from oneauth.web import recovery_pages
+
+# Declared here, not in oneauth.metrics, which the database layer imports early.
+_metrics_view = operation(
+    Operation(
+        "Prometheus metrics (text format; no per-app or per-user data)",
+        responses={200: str},
+        media_type="text/plain",
+        tags=("meta",),
+    )
+)(metrics.metrics_endpoint)
 
 
 def app_routes() -> list[BaseRoute]:
@@ -114,6 +125,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     routes: list[BaseRoute] = [
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
         Route(
             "/.well-known/oauth-authorization-server/apps/{app_id}",
             discovery.oauth_server_metadata,
@@ -126,7 +138,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     ]
     if settings.metrics:
         # Top level, outside the app gate: the figures are the whole service's.
-        routes.insert(2, Route("/metrics", metrics.metrics_endpoint, methods=["GET"]))
+        routes.insert(2, Route("/metrics", _metrics_view, methods=["GET"]))
     templates = metrics.RouteTemplates(routes)
     app = Starlette(
         routes=routes,

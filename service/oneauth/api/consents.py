@@ -13,12 +13,14 @@ from __future__ import annotations
 import uuid
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth import audit
+from oneauth.api.models import Consent, Consents
 from oneauth.errors import NotFound
 from oneauth.flows.common import authenticate_bearer
+from oneauth.http.contract import Operation, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, request_meta
 from oneauth.oauth import consents
@@ -35,25 +37,34 @@ async def _user_claims(request: Request, services: Services) -> AccessTokenClaim
     return caller.claims
 
 
+@operation(
+    Operation(
+        "The consents the signed-in user has given",
+        responses={200: Consents},
+        errors=(401, 403),
+        bearer=True,
+        tags=("consents",),
+    )
+)
 async def list_consents(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
     claims = await _user_claims(request, services)
     async with services.router.enter(app) as conn:
         rows = await consents.list_active(conn, _uid(claims))
-    return JSONResponse(
-        {
-            "consents": [
-                {
-                    "client_id": r["client_id"],
-                    "client_name": r["client_name"],
-                    "scopes": list(r["scopes"]),
-                    "granted_at": r["granted_at"].isoformat(),
-                    "updated_at": r["updated_at"].isoformat(),
-                }
+    return json_response(
+        Consents(
+            [
+                Consent(
+                    client_id=r["client_id"],
+                    client_name=r["client_name"],
+                    scopes=list(r["scopes"]),
+                    granted_at=r["granted_at"].isoformat(),
+                    updated_at=r["updated_at"].isoformat(),
+                )
                 for r in rows
             ]
-        },
+        ),
         headers=NO_STORE,
     )
 
@@ -62,6 +73,15 @@ def _uid(claims: AccessTokenClaims) -> uuid.UUID:
     return uuid.UUID(claims.sub)  # a user token's sub: checked against the session above
 
 
+@operation(
+    Operation(
+        "Withdraw a consent; ends that client's sessions",
+        responses={204: None},
+        errors=(401, 403),
+        bearer=True,
+        tags=("consents",),
+    )
+)
 async def revoke_consent(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)

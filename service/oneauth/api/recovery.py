@@ -13,130 +13,149 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from oneauth.api.models import (
+    EmailChange,
+    EmailRequest,
+    EmailVerified,
+    FlowStarted,
+    PasswordlessComplete,
+    PasswordlessStart,
+    Proof,
+    ResetComplete,
+    TokenSet,
+)
 from oneauth.errors import ValidationFailed
 from oneauth.flows import email_change, passwordless, recovery, verification
 from oneauth.flows.common import authenticate_bearer
-from oneauth.flows.password import MAX_PASSWORD_INPUT
+from oneauth.http.contract import Operation, json_body, operation
 from oneauth.http.gate import current_app
-from oneauth.http.requests import bearer_token, read_json, request_meta, require_str
-from oneauth.identity.one_time import MAX_SECRET_INPUT
+from oneauth.http.requests import bearer_token, request_meta
 from oneauth.services import Services
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
-MAX_URI = 2048
+INPUT_ERRORS = (413, 415, 422, 429)
 
 
-def _optional(data: dict[str, Any], field: str, max_length: int) -> str | None:
-    if data.get(field) is None:
-        return None
-    return require_str(data, field, max_length=max_length)
-
-
-def _proof(data: dict[str, Any]) -> dict[str, str | None]:
+def _proof(data: Proof | ResetComplete) -> dict[str, str | None]:
     """A link token, or a flow token with a code."""
-    proof = {
-        "token": _optional(data, "token", MAX_SECRET_INPUT),
-        "flow_token": _optional(data, "flow_token", MAX_SECRET_INPUT),
-        "code": _optional(data, "code", 32),
-    }
-    if proof["token"] is None and (proof["flow_token"] is None or proof["code"] is None):
+    if data.token is None and (data.flow_token is None or data.code is None):
         raise ValidationFailed("send token (from the link), or flow_token and code")
-    return proof
+    return {"token": data.token, "flow_token": data.flow_token, "code": data.code}
 
 
-async def _start(request: Request) -> tuple[Services, Any, dict[str, Any], Any]:
+def _context(request: Request) -> tuple[Services, Any, Any]:
     app = current_app(request)
     services = Services.of(request)
-    data = await read_json(request)
-    return services, app, data, request_meta(request, app.app_id, services.ip_hash_key)
+    return services, app, request_meta(request, app.app_id, services.ip_hash_key)
 
 
+def _mail(summary: str, body: type[Any]) -> Operation:
+    return Operation(
+        summary, body=body, responses={202: FlowStarted}, errors=INPUT_ERRORS, tags=("email",)
+    )
+
+
+def _redeem(summary: str, body: type[Any], answer: Any) -> Operation:
+    return Operation(
+        summary,
+        body=body,
+        responses={200 if answer else 204: answer},
+        errors=(400, *INPUT_ERRORS),
+        tags=("email",),
+    )
+
+
+@operation(_mail("Send a verification mail (202 whatever the address)", EmailRequest))
 async def verify_request(request: Request) -> Response:
-    services, app, data, meta = await _start(request)
+    services, app, meta = _context(request)
+    data = await json_body(request, EmailRequest)
     body = await verification.request(
-        services,
-        app,
-        require_str(data, "email", max_length=320),
-        meta,
-        redirect_uri=_optional(data, "redirect_uri", MAX_URI),
+        services, app, data.email, meta, redirect_uri=data.redirect_uri
     )
     return JSONResponse(body, status_code=202, headers=NO_STORE)
 
 
+@operation(_redeem("Prove the address with the link token or the code", Proof, EmailVerified))
 async def verify_confirm(request: Request) -> Response:
-    services, app, data, meta = await _start(request)
-    body = await verification.confirm(services, app, meta, **_proof(data))
+    services, app, meta = _context(request)
+    proof = _proof(await json_body(request, Proof))
+    body = await verification.confirm(services, app, meta, **proof)
     return JSONResponse(body, headers=NO_STORE)
 
 
+@operation(_mail("Send a password reset mail (202 whatever the address)", EmailRequest))
 async def reset_request(request: Request) -> Response:
-    services, app, data, meta = await _start(request)
-    body = await recovery.request(
-        services,
-        app,
-        require_str(data, "email", max_length=320),
-        meta,
-        redirect_uri=_optional(data, "redirect_uri", MAX_URI),
-    )
+    services, app, meta = _context(request)
+    data = await json_body(request, EmailRequest)
+    body = await recovery.request(services, app, data.email, meta, redirect_uri=data.redirect_uri)
     return JSONResponse(body, status_code=202, headers=NO_STORE)
 
 
+@operation(_redeem("Set a new password with the link token or the code", ResetComplete, None))
 async def reset_complete(request: Request) -> Response:
-    services, app, data, meta = await _start(request)
+    services, app, meta = _context(request)
+    data = await json_body(request, ResetComplete)
     proof = _proof(data)
-    new_password = require_str(data, "new_password", max_length=MAX_PASSWORD_INPUT)
-    await recovery.complete(services, app, new_password, meta, **proof)
+    await recovery.complete(services, app, data.new_password, meta, **proof)
     # No tokens: a reset never signs in (MFA cannot be bypassed; see flows/recovery.py).
     return Response(status_code=204, headers=NO_STORE)
 
 
+@operation(_mail("Send a sign-in link or code (202 whatever the address)", PasswordlessStart))
 async def passwordless_start(request: Request) -> Response:
-    services, app, data, meta = await _start(request)
+    services, app, meta = _context(request)
+    data = await json_body(request, PasswordlessStart)
     body = await passwordless.start(
-        services,
-        app,
-        require_str(data, "email", max_length=320),
-        require_str(data, "method", max_length=10),
-        meta,
-        redirect_uri=_optional(data, "redirect_uri", MAX_URI),
+        services, app, data.email, data.method, meta, redirect_uri=data.redirect_uri
     )
     return JSONResponse(body, status_code=202, headers=NO_STORE)
 
 
+@operation(_redeem("Sign in with the link token or the code", PasswordlessComplete, TokenSet))
 async def passwordless_complete(request: Request) -> Response:
-    services, app, data, meta = await _start(request)
-    flow_token = require_str(data, "flow_token", max_length=MAX_SECRET_INPUT)
-    token = _optional(data, "token", MAX_SECRET_INPUT)
-    code = _optional(data, "code", 32)
-    if (token is None) == (code is None):
+    services, app, meta = _context(request)
+    data = await json_body(request, PasswordlessComplete)
+    if (data.token is None) == (data.code is None):
         raise ValidationFailed("send either token (from the link) or code, with flow_token")
     body = await passwordless.complete(
-        services, app, meta, flow_token=flow_token, token=token, code=code
+        services, app, meta, flow_token=data.flow_token, token=data.token, code=data.code
     )
     return JSONResponse(body, headers=NO_STORE)
 
 
+@operation(
+    Operation(
+        "Ask to change the signed-in user's address: a mail to the new one",
+        body=EmailChange,
+        responses={202: FlowStarted},
+        errors=(401, 403, 409, *INPUT_ERRORS),
+        bearer=True,
+        tags=("email",),
+    )
+)
 async def email_change_request(request: Request) -> Response:
-    services, app, data, meta = await _start(request)
-    new_email = require_str(data, "new_email", max_length=320)
-    password = require_str(data, "password", max_length=MAX_PASSWORD_INPUT)
+    services, app, meta = _context(request)
+    data = await json_body(request, EmailChange)
     async with services.router.enter(app) as conn:
         caller = await authenticate_bearer(services, app, conn, bearer_token(request))
     body = await email_change.request(
         services,
         app,
         caller.claims,
-        new_email,
-        password,
+        data.new_email,
+        data.password,
         meta,
-        redirect_uri=_optional(data, "redirect_uri", MAX_URI),
+        redirect_uri=data.redirect_uri,
     )
     return JSONResponse(body, status_code=202, headers=NO_STORE)
 
 
+@operation(_redeem("Confirm the new address with the link token or the code", Proof, EmailVerified))
 async def email_change_confirm(request: Request) -> Response:
-    services, app, data, meta = await _start(request)
-    body = await email_change.confirm(services, app, meta, **_proof(data))
+    services, app, meta = _context(request)
+    body = await email_change.confirm(
+        services, app, meta, **_proof(await json_body(request, Proof))
+    )
     return JSONResponse(body, headers=NO_STORE)
 
 

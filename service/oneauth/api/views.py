@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from oneauth.api.models import (
+    AppInfo,
+    Credentials,
+    Me,
+    PasswordChange,
+    TokenSet,
+    VerificationRequired,
+)
 from oneauth.errors import InsufficientScope
 from oneauth.flows import password
 from oneauth.flows.common import authenticate_bearer
+from oneauth.http.contract import Operation, json_body, json_response, operation
 from oneauth.http.gate import current_app
-from oneauth.http.requests import bearer_token, read_json, request_meta, require_str
+from oneauth.http.requests import bearer_token, request_meta
 from oneauth.oauth import userinfo
 from oneauth.services import Services
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
 
+@operation(Operation("Public facts about an app", responses={200: AppInfo}, tags=("app",)))
 async def app_info(request: Request) -> Response:
     """Public facts about an app: what a first-party front end needs to start."""
     app = current_app(request)
@@ -24,38 +35,58 @@ async def app_info(request: Request) -> Response:
     async with services.router.enter(app) as conn:
         client = await services.clients.default_client(conn, app.app_id)
         issuer = await services.issuer(app, conn)
-    return JSONResponse(
-        {
-            "app_id": app.app_id,
-            "display_name": app.display_name,
-            "issuer": issuer.issuer,
-            "audience": issuer.audience,
-            "default_client_id": client.client_id if client else None,
-        }
+    return json_response(
+        AppInfo(
+            app_id=app.app_id,
+            display_name=app.display_name,
+            issuer=issuer.issuer,
+            audience=issuer.audience,
+            default_client_id=client.client_id if client else None,
+        )
     )
 
 
+@operation(
+    Operation(
+        "Create an account with email and password",
+        body=Credentials,
+        responses={201: TokenSet, 202: VerificationRequired},
+        errors=(409, 413, 415, 422, 429),
+        tags=("password",),
+    )
+)
 async def signup(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    data = await read_json(request)
-    email = require_str(data, "email", max_length=320)
-    secret = require_str(data, "password", max_length=password.MAX_PASSWORD_INPUT)
+    data = await json_body(request, Credentials)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    status, body = await password.signup(services, app, email, secret, meta)
+    status, body = await password.signup(services, app, data.email, data.password, meta)
     return JSONResponse(body, status_code=status, headers=NO_STORE)
 
 
+@operation(
+    Operation(
+        "Sign in with email and password",
+        body=Credentials,
+        responses={200: TokenSet},
+        errors=(401, 403, 413, 415, 422, 429),
+        tags=("password",),
+    )
+)
 async def login(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    data = await read_json(request)
-    email = require_str(data, "email", max_length=320)
-    secret = require_str(data, "password", max_length=password.MAX_PASSWORD_INPUT)
+    data = await json_body(request, Credentials)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    return JSONResponse(await password.login(services, app, email, secret, meta), headers=NO_STORE)
+    body = await password.login(services, app, data.email, data.password, meta)
+    return JSONResponse(body, headers=NO_STORE)
 
 
+@operation(
+    Operation(
+        "The signed-in user", responses={200: Me}, errors=(401, 403), bearer=True, tags=("user",)
+    )
+)
 async def me(request: Request) -> Response:
     """The signed-in user. To a third-party client's token, exactly what UserInfo
     releases for its scopes (and nothing without ``openid``): a client granted
@@ -77,21 +108,22 @@ async def me(request: Request) -> Response:
                 },
             )
         return JSONResponse(userinfo.claims_for(claims.sub, claims.scopes, row), headers=NO_STORE)
-    return JSONResponse(
-        {
-            "sub": claims.sub,
-            "app_id": app.app_id,
-            "email": row["email"],
-            "email_verified": row["email_verified"],
-            "created_at": row["created_at"].isoformat(),
-            "updated_at": row["updated_at"].isoformat(),
-            "scope": " ".join(sorted(claims.scopes)),
-            "sid": claims.sid,
-        },
+    return json_response(
+        Me(
+            sub=claims.sub,
+            app_id=app.app_id,
+            email=row["email"],
+            email_verified=row["email_verified"],
+            created_at=row["created_at"].isoformat(),
+            updated_at=row["updated_at"].isoformat(),
+            scope=" ".join(sorted(claims.scopes)),
+            sid=claims.sid or msgspec.UNSET,
+        ),
         headers=NO_STORE,
     )
 
 
+@operation(Operation("End this token's session", responses={204: None}, errors=(401,), bearer=True))
 async def logout(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -106,16 +138,26 @@ async def logout(request: Request) -> Response:
     return Response(status_code=204, headers=NO_STORE)
 
 
+@operation(
+    Operation(
+        "Change the signed-in user's password",
+        body=PasswordChange,
+        responses={204: None},
+        errors=(401, 403, 413, 415, 422, 429),
+        bearer=True,
+        tags=("password",),
+    )
+)
 async def change_password(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    data = await read_json(request)
-    current = require_str(data, "current_password", max_length=password.MAX_PASSWORD_INPUT)
-    new = require_str(data, "new_password", max_length=password.MAX_PASSWORD_INPUT)
+    data = await json_body(request, PasswordChange)
     async with services.router.enter(app) as conn:
         caller = await authenticate_bearer(services, app, conn, bearer_token(request))
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    await password.change_password(services, app, caller.claims, current, new, meta)
+    await password.change_password(
+        services, app, caller.claims, data.current_password, data.new_password, meta
+    )
     return Response(status_code=204, headers=NO_STORE)
 
 

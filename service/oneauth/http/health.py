@@ -19,14 +19,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
+import msgspec
 import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from oneauth.db import templates
+from oneauth.http.contract import Operation, operation
 from oneauth.http.problems import DB_UNAVAILABLE, problem_response
 from oneauth.services import Services
 
@@ -100,11 +102,31 @@ class Readiness:
             log.info("apps_current", app_version=app_version)
 
 
+class Liveness(msgspec.Struct):
+    status: Literal["ok"]
+
+
+class ReadinessReport(msgspec.Struct):
+    """Ready; a 503 ``not_ready`` problem carries the same counts."""
+
+    status: Literal["ready"]
+    control_version: int
+    control_version_needed: int
+    app_version_needed: int
+    apps: int
+    apps_behind: int
+    apps_behind_ids: list[str]
+
+
+@operation(Operation("Liveness", responses={200: Liveness}, tags=("health",)))
 async def healthz(request: Request) -> Response:
     """The process is up; says nothing about its dependencies."""
     return JSONResponse({"status": "ok"}, headers={"cache-control": "no-store"})
 
 
+@operation(
+    Operation("Readiness", responses={200: ReadinessReport}, errors=(503,), tags=("health",))
+)
 async def readyz(request: Request) -> Response:
     """Ready when the database answers and the schemas are at or above this release."""
     services = Services.of(request)

@@ -62,7 +62,12 @@ async def read_form(request: Request, *, limit: int = MAX_BODY) -> dict[str, str
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType("send the body as application/x-www-form-urlencoded")
-    raw = await _body(request, limit)
+    return parse_form(await _body(request, limit))
+
+
+def parse_form(raw: bytes) -> dict[str, str]:
+    """The pairs of a form body, each name and value checked as text; a name given
+    twice is refused."""
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
@@ -84,21 +89,6 @@ async def read_form(request: Request, *, limit: int = MAX_BODY) -> dict[str, str
 
 def _as_detail(reason: str) -> str:
     return reason if reason.startswith("not ") else f"not usable JSON: {reason}"
-
-
-def require_str(
-    data: dict[str, Any], field: str, *, max_length: int = 1024, strip: bool = False
-) -> str:
-    value = data.get(field)
-    if not isinstance(value, str) or not value:
-        raise ValidationFailed(
-            f"{field} is required and must be a non-empty string", extra={"field": field}
-        )
-    if len(value) > max_length:
-        raise ValidationFailed(
-            f"{field} is longer than {max_length} characters", extra={"field": field}
-        )
-    return value.strip() if strip else value
 
 
 def bearer_token(request: Request) -> str | None:

@@ -8,6 +8,7 @@ cache. A request on a warm cache touches no database.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import lru_cache
 
 from starlette.requests import Request
@@ -16,9 +17,11 @@ from starlette.routing import BaseRoute, Route
 
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import AppPolicy, policy_of
+from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.oauth.client_assertion import ALGS as ASSERTION_ALGS
 from oneauth.oauth.clients import USER_SCOPES
+from oneauth.oauth.models import JwkSet, ProviderMetadata
 from oneauth.services import Services
 from oneauth.tokens.keystore import ID_TOKEN_ALG, JWKS_MAX_AGE
 
@@ -87,6 +90,14 @@ def document(services: Services, app: AppRecord, endpoints: dict[str, str]) -> b
     return _rendered(issuer, policy_of(app), tuple(sorted(endpoints.items())))
 
 
+_METADATA = Operation(
+    "Provider metadata (OpenID Connect Discovery 1.0)",
+    responses={200: ProviderMetadata},
+    tags=("discovery",),
+)
+
+
+@operation(_METADATA)
 async def openid_configuration(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -96,6 +107,9 @@ async def openid_configuration(request: Request) -> Response:
     )
 
 
+@operation(
+    replace(_METADATA, summary="Authorization server metadata (RFC 8414)", errors=(404, 503))
+)
 async def oauth_server_metadata(request: Request) -> Response:
     """RFC 8414 section 3: ``/.well-known/oauth-authorization-server/apps/{app_id}``."""
     services = Services.of(request)
@@ -106,6 +120,14 @@ async def oauth_server_metadata(request: Request) -> Response:
     )
 
 
+@operation(
+    Operation(
+        "The app's public signing keys",
+        responses={200: JwkSet},
+        media_type="application/jwk-set+json",
+        tags=("discovery",),
+    )
+)
 async def jwks(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)

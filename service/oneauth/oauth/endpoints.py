@@ -6,15 +6,19 @@ Errors here use RFC 6749 section 5.2 bodies (``oneauth.oauth.errors``).
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth import metrics
+from oneauth.api.models import TokenSet
 from oneauth.errors import ApiError
+from oneauth.http.contract import Operation, form_body, operation
 from oneauth.http.gate import current_app
-from oneauth.http.requests import read_form, request_meta
+from oneauth.http.requests import request_meta
 from oneauth.oauth import authorize
 from oneauth.oauth import token as grants
 from oneauth.oauth.clientauth import authenticate_client
@@ -25,9 +29,14 @@ from oneauth.oauth.errors import (
     UnsupportedGrantType,
     oauth_error_response,
 )
+from oneauth.oauth.models import Introspection, TokenForm, TokenForm7009
 from oneauth.services import Services
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+M = TypeVar("M", bound=msgspec.Struct)
+# invalid_request/invalid_scope/... (400), invalid_client (401); the app gate's own
+# 404 and 503 are problem details, before any OAuth endpoint runs.
+OAUTH_ERRORS = (400, 401)
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -39,18 +48,30 @@ def _json(body: object, status: int = 200) -> Response:
     )
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def _form(request: Request, model: type[M]) -> tuple[M, dict[str, str]]:
     try:
-        return await read_form(request)
-    except ApiError as exc:  # wrong content type, too large, repeated parameter
+        return await form_body(request, model)
+    except ApiError as exc:  # wrong content type, too large, repeated, too long
         raise InvalidRequest(exc.detail) from None
 
 
+def _declare(summary: str, form: type[msgspec.Struct], answer: object) -> Operation:
+    return Operation(
+        summary,
+        form=form,
+        responses={200: answer},
+        errors=OAUTH_ERRORS,
+        error_format="oauth",
+        tags=("oauth",),
+    )
+
+
+@operation(_declare("Token endpoint (RFC 6749 section 3.2)", TokenForm, TokenSet))
 async def token(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    form = await _form(request)
-    grant_type = form.get("grant_type")
+    params, form = await _form(request, TokenForm)
+    grant_type = params.grant_type
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     handlers = {
         "refresh_token": grants.refresh_grant,
@@ -77,11 +98,12 @@ async def token(request: Request) -> Response:
     return _json(result)
 
 
+@operation(_declare("Revocation (RFC 7009)", TokenForm7009, None))
 async def revoke(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    form = await _form(request)
-    value = form.get("token")
+    params, form = await _form(request, TokenForm7009)
+    value = params.token
     if not value:
         raise InvalidRequest("token is required")
     meta = request_meta(request, app.app_id, services.ip_hash_key)
@@ -91,11 +113,12 @@ async def revoke(request: Request) -> Response:
     return Response(status_code=200, headers=NO_STORE)
 
 
+@operation(_declare("Introspection (RFC 7662)", TokenForm7009, Introspection))
 async def introspect(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    form = await _form(request)
-    value = form.get("token")
+    params, form = await _form(request, TokenForm7009)
+    value = params.token
     if not value:
         raise InvalidRequest("token is required")
     async with services.router.enter(app) as conn:

@@ -32,11 +32,13 @@ from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import ApiError
+from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
 from oneauth.oauth import idtoken
 from oneauth.oauth import redirect_uri as redirect_uris
 from oneauth.oauth.authorize import MAX_STATE, response_uri, single_values
+from oneauth.oauth.models import LogoutQuery
 from oneauth.secretbox import SecretBox, SecretBoxError
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
@@ -100,6 +102,17 @@ def _refused(request: Request, services: Services, app: AppRecord, message: str)
     )
 
 
+@operation(
+    Operation(
+        "RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0)",
+        query=LogoutQuery,
+        responses={200: str, 302: None, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def logout(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)

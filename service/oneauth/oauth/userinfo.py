@@ -21,8 +21,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth.errors import ApiError
+from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, read_form
+from oneauth.oauth.models import BearerChallenge, UserInfo
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
 from oneauth.verifier import VerificationError
@@ -70,6 +72,15 @@ async def _token(request: Request) -> str | None:
     return token
 
 
+@operation(
+    Operation(
+        "UserInfo (OpenID Connect Core section 5.3)",
+        responses={200: UserInfo, 401: BearerChallenge, 403: BearerChallenge},
+        bearer=True,
+        error_format="oauth",
+        tags=("oauth",),
+    )
+)
 async def userinfo(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)

@@ -33,6 +33,7 @@ from oneauth.errors import (
     TooManyRequests,
 )
 from oneauth.flows import password
+from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
 from oneauth.identity.users import User
@@ -49,6 +50,7 @@ from oneauth.oauth.authorize import (
     success_uri,
 )
 from oneauth.oauth.clients import Client
+from oneauth.oauth.models import AuthorizeQuery
 from oneauth.services import Services
 from oneauth.web import browser_session, csrf
 from oneauth.web.browser_session import BrowserSession
@@ -97,6 +99,17 @@ def _to_client(
     return redirect(uri, status)
 
 
+@operation(
+    Operation(
+        "Authorization endpoint (RFC 6749 section 3.1): sign-in and consent pages",
+        query=AuthorizeQuery,
+        responses={200: str, 302: None, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def authorize(request: Request) -> Response:
     """RFC 6749 section 3.1; OIDC Core 3.1.2.1 asks for GET and POST."""
     app = current_app(request)
@@ -310,6 +323,16 @@ def continue_url(issuer: str, sealed: str) -> str:
     return f"{issuer}/oauth/authorize/continue?{urlencode({'flow': sealed})}"
 
 
+@operation(
+    Operation(
+        "The sign-in form of the authorization flow",
+        responses={200: str, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def login(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -399,6 +422,16 @@ async def login(request: Request) -> Response:
     return response
 
 
+@operation(
+    Operation(
+        "Continue a sealed authorization request after sign-in",
+        responses={200: str, 302: None, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def resume(request: Request) -> Response:
     """After login (and for other sign-in pages): continue a sealed request."""
     app = current_app(request)
@@ -417,6 +450,16 @@ async def resume(request: Request) -> Response:
     return respond(request, services, app, client, authz, step, status=302)
 
 
+@operation(
+    Operation(
+        "The consent form of the authorization flow",
+        responses={200: str, 302: None, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def consent(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -464,6 +507,11 @@ async def consent(request: Request) -> Response:
     return redirect(success_uri(authz, code, issuer), 303)
 
 
+@operation(
+    Operation(
+        "The hosted pages' stylesheet", responses={200: str}, media_type="text/css", tags=("pages",)
+    )
+)
 async def style(request: Request) -> Response:
     brand = branding(current_app(request))
     return Response(

@@ -39,6 +39,7 @@ from oneauth.errors import (
 )
 from oneauth.flows import email_change, passwordless, recovery, verification
 from oneauth.flows.password import MAX_PASSWORD_INPUT
+from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
 from oneauth.identity.one_time import MAX_SECRET_INPUT
@@ -171,6 +172,16 @@ def _recover_form(
     )
 
 
+@operation(
+    Operation(
+        "Hosted page: ask for a reset, then enter the code and a new password",
+        responses={200: str, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def recover(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -248,6 +259,16 @@ def _code_form(
     )
 
 
+@operation(
+    Operation(
+        "Hosted page: a reset link lands here; choose a new password",
+        responses={200: str, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def reset(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -327,6 +348,16 @@ def _link_landing(
     )
 
 
+@operation(
+    Operation(
+        "Hosted page: an email verification link lands here",
+        responses={200: str, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def verify(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -370,6 +401,16 @@ async def verify(request: Request) -> Response:
     )
 
 
+@operation(
+    Operation(
+        "Hosted page: an email change link lands here",
+        responses={200: str, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def confirm_email_change(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -595,6 +636,16 @@ async def _finish(
     return response
 
 
+@operation(
+    Operation(
+        "Hosted page: passwordless sign-in with a one-time code",
+        responses={200: str, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def signin_code(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
@@ -612,6 +663,16 @@ async def signin_code(request: Request) -> Response:
     return await _start(request, services, app, "code", form)
 
 
+@operation(
+    Operation(
+        "Hosted page: passwordless sign-in with a magic link",
+        responses={200: str, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
 async def signin_link(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)

@@ -1,0 +1,173 @@
+"""Request and response models of the first-party JSON API (``/apps/{app_id}/v1``).
+
+The request models carry the input limits (lengths cap what reaches hashing and
+Postgres); policy (password strength, address syntax) stays in the flows, which
+answer their own problems. The response models describe what the views send;
+``/openapi.json`` and ``schemas/`` are generated from them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from oneauth.flows.password import MAX_PASSWORD_INPUT
+from oneauth.identity.one_time import MAX_SECRET_INPUT
+
+UNSET = msgspec.UNSET
+Unset = msgspec.UnsetType
+
+Email = Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PASSWORD_INPUT)]
+Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SECRET_INPUT)]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+Uri = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+
+
+# -- requests ---------------------------------------------------------------
+
+
+class Credentials(msgspec.Struct):
+    """POST /v1/signup and /v1/login."""
+
+    email: Email
+    password: Password
+
+
+class PasswordChange(msgspec.Struct):
+    current_password: Password
+    new_password: Password
+
+
+class EmailRequest(msgspec.Struct):
+    """Ask for a verification or reset mail; 202 whatever the address (P4)."""
+
+    email: Email
+    redirect_uri: Uri | None = None
+
+
+class Proof(msgspec.Struct):
+    """A link token, or a flow token with its code."""
+
+    token: Secret | None = None
+    flow_token: Secret | None = None
+    code: Code | None = None
+
+
+class ResetComplete(msgspec.Struct):
+    new_password: Password
+    token: Secret | None = None
+    flow_token: Secret | None = None
+    code: Code | None = None
+
+
+class PasswordlessStart(msgspec.Struct):
+    email: Email
+    method: Literal["link", "code"]
+    redirect_uri: Uri | None = None
+
+
+class PasswordlessComplete(msgspec.Struct):
+    flow_token: Secret
+    token: Secret | None = None
+    code: Code | None = None
+
+
+class EmailChange(msgspec.Struct):
+    new_email: Email
+    password: Password
+    redirect_uri: Uri | None = None
+
+
+# -- responses --------------------------------------------------------------
+
+Uuid = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uuid"})]
+DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+
+
+class AppInfo(msgspec.Struct):
+    app_id: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{2,39}$")]
+    display_name: str
+    issuer: str
+    audience: str
+    default_client_id: Annotated[str, msgspec.Meta(pattern=r"^cl_")] | None
+
+
+class User(msgspec.Struct, forbid_unknown_fields=True):
+    id: Uuid
+    email: str
+    email_verified: bool
+    status: Literal["active", "disabled", "deleted"]
+    created_at: DateTime
+    updated_at: DateTime
+
+
+class PendingUser(msgspec.Struct, forbid_unknown_fields=True):
+    email: str
+
+
+class TokenSet(msgspec.Struct):
+    """A token set (RFC 6749 section 5.1); ``user`` and ``flow_token`` on the
+    first-party sign-in routes."""
+
+    access_token: Annotated[
+        str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+    ]
+    token_type: Literal["Bearer"]
+    expires_in: Annotated[int, msgspec.Meta(ge=1)]
+    scope: str
+    refresh_token: Annotated[str, msgspec.Meta(pattern=r"^ort_[A-Za-z0-9_-]{43,}$")] | Unset = UNSET
+    id_token: str | Unset = UNSET
+    user: User | Unset = UNSET
+    flow_token: str | Unset | None = UNSET
+
+
+class VerificationRequired(msgspec.Struct):
+    """Signup when the app requires a verified address: the same answer whether or
+    not the address was registered."""
+
+    user: PendingUser
+    verification_required: Literal[True]
+    flow_token: str
+
+
+class FlowStarted(msgspec.Struct):
+    """A mail was queued (or not: the answer is the same, P4); redeem with the code."""
+
+    flow_token: str
+    code_expires_in: int | Unset = UNSET
+    method: Literal["code", "link"] | Unset = UNSET
+    expires_in: int | Unset = UNSET
+
+
+class Me(msgspec.Struct, forbid_unknown_fields=True):
+    """The signed-in user; to a third-party client's token, the UserInfo claims its
+    scopes release (only ``sub`` is certain)."""
+
+    sub: Uuid
+    app_id: str | Unset = UNSET
+    email: str | Unset = UNSET
+    email_verified: bool | Unset = UNSET
+    created_at: DateTime | Unset = UNSET
+    updated_at: str | int | Unset = UNSET
+    scope: str | Unset = UNSET
+    sid: Uuid | Unset = UNSET
+
+
+class EmailVerified(msgspec.Struct):
+    email: str
+    email_verified: bool
+    password_cleared: bool | Unset = UNSET
+
+
+class Consent(msgspec.Struct):
+    client_id: str
+    client_name: str | None
+    scopes: list[str]
+    granted_at: DateTime
+    updated_at: DateTime
+
+
+class Consents(msgspec.Struct):
+    consents: list[Consent]

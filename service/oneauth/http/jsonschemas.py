@@ -1,0 +1,83 @@
+"""``schemas/*.json``: generated from the same models that validate and document (issue 11).
+
+    python -m oneauth.http.jsonschemas schemas      # what ``make schemas`` runs
+
+One file per model below, self-contained (what it refers to under ``$defs``), with
+``$id`` ``urn:oneauth:schema:<file name>``; ``tests/test_schemas.py`` checks the
+committed files equal these and that live payloads match them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from oneauth.api import models as api
+from oneauth.http.openapi import DIALECT, OAuthErrorBody, Problem, schema_components
+from oneauth.oauth import models as oauth
+
+MODELS: dict[str, Any] = {
+    "app_info": api.AppInfo,
+    "consents": api.Consents,
+    "credentials": api.Credentials,
+    "email_change": api.EmailChange,
+    "email_request": api.EmailRequest,
+    "email_verified": api.EmailVerified,
+    "flow_started": api.FlowStarted,
+    "introspection": oauth.Introspection,
+    "jwks": oauth.JwkSet,
+    "me": api.Me,
+    "oauth_error": OAuthErrorBody,
+    "password_change": api.PasswordChange,
+    "passwordless_complete": api.PasswordlessComplete,
+    "passwordless_start": api.PasswordlessStart,
+    "problem": Problem,
+    "proof": api.Proof,
+    "provider_metadata": oauth.ProviderMetadata,
+    "reset_complete": api.ResetComplete,
+    "token_form": oauth.TokenForm,
+    "token_response": api.TokenSet,
+    "user": api.User,
+    "userinfo": oauth.UserInfo,
+    "verification_required": api.VerificationRequired,
+}
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """File stem -> JSON Schema (2020-12)."""
+    out: dict[str, dict[str, Any]] = {}
+    for stem, model in MODELS.items():
+        components = schema_components([model], "#/$defs/{name}")
+        own = components.pop(model.__name__)
+        doc = {"$schema": DIALECT, "$id": f"urn:oneauth:schema:{stem}", **own}
+        if components:
+            doc["$defs"] = components
+        out[stem] = doc
+    return out
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def write(directory: Path) -> list[Path]:
+    """Write every schema into ``directory``; files no model produces are removed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wanted = schemas()
+    for stale in directory.glob("*.json"):
+        if stale.stem not in wanted:
+            stale.unlink()
+    written = []
+    for stem, doc in wanted.items():
+        path = directory / f"{stem}.json"
+        path.write_text(render(doc))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "schemas")
+    for path in write(target):
+        print(path)
