@@ -30,13 +30,6 @@ from oneauth.verifier import AccessTokenClaims
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
 
-async def _user_claims(request: Request, services: Services) -> AccessTokenClaims:
-    app = current_app(request)
-    async with services.router.enter(app) as conn:
-        caller = await authenticate_bearer(services, app, conn, bearer_token(request))
-    return caller.claims
-
-
 @operation(
     Operation(
         "The consents the signed-in user has given",
@@ -49,8 +42,8 @@ async def _user_claims(request: Request, services: Services) -> AccessTokenClaim
 async def list_consents(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    claims = await _user_claims(request, services)
-    async with services.router.enter(app) as conn:
+    async with services.router.enter(app) as conn:  # one unit: the token check and the read
+        claims = (await authenticate_bearer(services, app, conn, bearer_token(request))).claims
         rows = await consents.list_active(conn, _uid(claims))
     return json_response(
         Consents(
@@ -85,10 +78,10 @@ def _uid(claims: AccessTokenClaims) -> uuid.UUID:
 async def revoke_consent(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    claims = await _user_claims(request, services)
     client_id = request.path_params["client_id"]
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    async with services.router.enter(app) as conn:
+    async with services.router.enter(app) as conn:  # one unit: the token check and the change
+        claims = (await authenticate_bearer(services, app, conn, bearer_token(request))).claims
         ended = await consents.revoke(conn, _uid(claims), client_id)
         if ended is not None:
             await audit.record(

@@ -24,11 +24,7 @@ CHANNEL = "oneauth_outbox"
 
 
 def seal_context(app_id: str, kind: str, recipient: str) -> str:
-    return f"app:{app_id}/outbox/{kind}/{_norm(recipient)}"
-
-
-def _norm(recipient: str) -> str:
-    return stored_email_key(recipient)
+    return f"app:{app_id}/outbox/{kind}/{stored_email_key(recipient)}"
 
 
 def seal(box: SecretBox, app_id: str, kind: str, recipient: str, values: dict[str, str]) -> str:
