@@ -94,11 +94,11 @@ async def json_body(request: Request, model: type[M]) -> M:
     return convert(await read_json(request), model)
 
 
-async def form_body(request: Request, model: type[M]) -> tuple[M, dict[str, str]]:
-    """The form as ``model``, and the checked pairs themselves: client authentication
-    reads its parameters from the pairs (``oneauth.oauth.clientauth``)."""
-    form = await read_form(request)
-    return convert(form, model), form
+async def form_body(request: Request, model: type[M]) -> M:
+    """The form as ``model``: each pair checked as text and sent once
+    (:func:`oneauth.http.requests.read_form`), then the model's limits. The model is
+    the view's only input: no handler reads the pairs beside it."""
+    return convert(await read_form(request), model)
 
 
 def convert(data: Mapping[str, Any], model: type[M]) -> M:

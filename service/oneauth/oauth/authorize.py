@@ -26,12 +26,14 @@ from urllib.parse import urlencode
 import asyncpg
 
 from oneauth import audit
+from oneauth.api.models import TokenSet
 from oneauth.apps.models import AppRecord
 from oneauth.flows.common import start_session
 from oneauth.identity import users as users_repo
 from oneauth.oauth import pkce, redirect_uri
 from oneauth.oauth.clients import Client
 from oneauth.oauth.errors import InvalidGrant, InvalidRequest, OAuthError, UnauthorizedClient
+from oneauth.oauth.models import TokenForm
 from oneauth.secretbox import SecretBox, SecretBoxError
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
@@ -350,9 +352,9 @@ async def authorization_code_grant(
     app: AppRecord,
     conn: asyncpg.Connection,
     client: Client,
-    form: dict[str, str],
+    form: TokenForm,
     meta: audit.RequestMeta,
-) -> dict[str, Any] | OAuthError:
+) -> TokenSet | OAuthError:
     """RFC 6749 section 4.1.3 with RFC 7636 section 4.6.
 
     Once the code is consumed, errors are returned rather than raised so that the
@@ -360,10 +362,10 @@ async def authorization_code_grant(
     """
     if GRANT not in client.grant_types:
         raise UnauthorizedClient("this client may not use the authorization_code grant")
-    raw = form.get("code")
+    raw = form.code
     if not raw:
         raise InvalidRequest("code is required")
-    if not form.get("redirect_uri"):
+    if not form.redirect_uri:
         raise InvalidRequest("redirect_uri is required")
     digest = _hash(raw)
     row = await conn.fetchrow(_CONSUME, digest, client.client_id)
@@ -407,9 +409,9 @@ async def authorization_code_grant(
     if not row["live"]:
         return await failed("expired")
     # Section 4.1.3: the same redirect_uri as in the authorization request, exactly.
-    if form["redirect_uri"] != row["redirect_uri"]:
+    if form.redirect_uri != row["redirect_uri"]:
         return await failed("redirect_uri_mismatch")
-    if not pkce.verify(form.get("code_verifier"), row["code_challenge"]):
+    if not pkce.verify(form.code_verifier, row["code_challenge"]):
         return await failed("pkce_verifier_mismatch")
     user = await users_repo.by_id(conn, row["user_id"])
     if user is None or user.status != "active" or not row["signed_in"]:
@@ -464,4 +466,4 @@ async def authorization_code_grant(
         target_id=str(session.id),
         details={"grant": GRANT, "client_id": client.client_id},
     )
-    return tokens
+    return TokenSet(**tokens)

@@ -61,7 +61,7 @@ class TokenForm7009(ClientAuth, kw_only=True):
     token_type_hint: Short | None = None
 
 
-class Introspection(msgspec.Struct):
+class Introspection(msgspec.Struct, forbid_unknown_fields=True):
     """RFC 7662 section 2.2; ``active: false`` alone for a token that is not."""
 
     # Merged into the generated schema (oneauth.http.openapi): nothing leaks beside false.
@@ -80,6 +80,13 @@ class Introspection(msgspec.Struct):
     aud: str | list[str] | Unset = UNSET
     app_id: str | Unset = UNSET
     sid: str | Unset = UNSET
+    # The access token's own claims (RFC 9068), told to the resource server as they are.
+    jti: str | Unset = UNSET
+    auth_time: int | Unset = UNSET
+    amr: list[str] | Unset = UNSET
+    roles: list[str] | Unset = UNSET
+    email_verified: bool | Unset = UNSET
+    grant: str | Unset = UNSET
 
 
 class UserInfo(msgspec.Struct, forbid_unknown_fields=True):
