@@ -98,16 +98,26 @@ class UserInfo(msgspec.Struct, forbid_unknown_fields=True):
     updated_at: int | Unset = UNSET
 
 
+class BearerForm(msgspec.Struct, kw_only=True):
+    """POST /oauth/userinfo without an Authorization header: the access token in the
+    form body (RFC 6750 section 2.2)."""
+
+    access_token: Token | None = None
+
+
+ChallengeError = Literal["invalid_request", "invalid_token", "insufficient_scope"]
+
+
 class BearerChallenge(msgspec.Struct, forbid_unknown_fields=True):
     """RFC 6750 section 3 (with WWW-Authenticate): empty when no token was sent."""
 
-    error: Literal["invalid_request", "invalid_token", "insufficient_scope"] | Unset = UNSET
+    error: ChallengeError | Unset = UNSET
     error_description: str | Unset = UNSET
 
 
-class ProviderMetadata(msgspec.Struct):
-    """OpenID Connect Discovery 1.0 section 3, RFC 8414 section 2 (the required members;
-    the rest are listed by the document itself)."""
+class ProviderMetadata(msgspec.Struct, forbid_unknown_fields=True):
+    """OpenID Connect Discovery 1.0 section 3, RFC 8414 section 2: every member the
+    document sends (``oneauth.oauth.discovery`` builds it from this model)."""
 
     issuer: str
     authorization_endpoint: str
@@ -120,18 +130,38 @@ class ProviderMetadata(msgspec.Struct):
     revocation_endpoint: str | Unset = UNSET
     introspection_endpoint: str | Unset = UNSET
     end_session_endpoint: str | Unset = UNSET
+    response_modes_supported: list[str] | Unset = UNSET
+    grant_types_supported: list[str] | Unset = UNSET
+    token_endpoint_auth_methods_supported: list[str] | Unset = UNSET
+    revocation_endpoint_auth_methods_supported: list[str] | Unset = UNSET
+    introspection_endpoint_auth_methods_supported: list[str] | Unset = UNSET
+    token_endpoint_auth_signing_alg_values_supported: list[str] | Unset = UNSET
+    code_challenge_methods_supported: list[str] | Unset = UNSET
+    scopes_supported: list[str] | Unset = UNSET
+    claims_supported: list[str] | Unset = UNSET
+    authorization_response_iss_parameter_supported: bool | Unset = UNSET
+    request_parameter_supported: bool | Unset = UNSET
+    request_uri_parameter_supported: bool | Unset = UNSET
 
 
-class Jwk(msgspec.Struct):
-    """A public key (RFC 7517 section 4); the key's own members beside these."""
+class Jwk(msgspec.Struct, forbid_unknown_fields=True):
+    """A public key (RFC 7517 section 4; RFC 7518 section 6 for the EC and RSA
+    members, RFC 8037 for OKP). Only public members exist here: the key store
+    converts each published key through this model, so a private member (``d``,
+    ``p``, ...) refuses the key set instead of reaching the document."""
 
-    kty: str
+    kty: Literal["EC", "RSA", "OKP"]
     kid: str
-    use: str | Unset = UNSET
+    use: Literal["sig"] | Unset = UNSET
     alg: str | Unset = UNSET
+    crv: str | Unset = UNSET
+    x: str | Unset = UNSET
+    y: str | Unset = UNSET
+    n: str | Unset = UNSET
+    e: str | Unset = UNSET
 
 
-class JwkSet(msgspec.Struct):
+class JwkSet(msgspec.Struct, forbid_unknown_fields=True):
     """RFC 7517 section 5: the app's next, active and retired public keys."""
 
     keys: list[Jwk]
