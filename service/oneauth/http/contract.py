@@ -37,6 +37,7 @@ __all__ = [
     "form_body",
     "json_body",
     "json_response",
+    "lenient",
     "operation",
 ]
 
@@ -50,9 +51,11 @@ class Operation:
     """What one route (one method) accepts and answers; read by the OpenAPI generator."""
 
     summary: str
-    body: type[msgspec.Struct] | None = None  # application/json
-    form: type[msgspec.Struct] | None = None  # application/x-www-form-urlencoded
-    query: type[msgspec.Struct] | None = None
+    # A route serving GET and POST (authorize, logout, the hosted pages) reads its
+    # query on GET and its body on POST: the document says so per method.
+    body: type[msgspec.Struct] | None = None  # application/json, not on GET
+    form: type[msgspec.Struct] | None = None  # application/x-www-form-urlencoded, not on GET
+    query: type[msgspec.Struct] | None = None  # on GET only
     # status -> model; None: that status has no body (204, 302, an empty 200)
     responses: Mapping[int, Any] = field(default_factory=dict)
     errors: tuple[int, ...] = ()  # statuses answered in ``error_format``
@@ -99,6 +102,24 @@ async def form_body(request: Request, model: type[M]) -> M:
     (:func:`oneauth.http.requests.read_form`), then the model's limits. The model is
     the view's only input: no handler reads the pairs beside it."""
     return convert(await read_form(request), model)
+
+
+def lenient(data: Mapping[str, Any], model: type[M]) -> tuple[M, frozenset[str]]:
+    """``data`` as ``model`` with the values the model refuses left out, and their
+    names: for the hosted pages and ``/oauth/authorize``, which answer a bad value
+    with a page or a redirect of their own (never a problem document), decided by
+    which parameter it was. The model's members must all be optional."""
+    values = dict(data)
+    refused: set[str] = set()
+    while True:
+        try:
+            return msgspec.convert(values, model), frozenset(refused)
+        except msgspec.ValidationError as exc:
+            name, _ = _explain(str(exc), values, model)
+            if name is None or name not in values:  # a required member: a declaration bug
+                raise
+            del values[name]
+            refused.add(name)
 
 
 def convert(data: Mapping[str, Any], model: type[M]) -> M:

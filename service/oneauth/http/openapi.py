@@ -169,17 +169,17 @@ def _operation(method: str, path: str, route: Route, op: Operation | None) -> di
             out["tags"] = list(op.tags)
         if op.bearer:
             out["security"] = [{"bearer": []}]
-        if op.body is not None:
+        if op.body is not None and method != "GET":
             out["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": _ref(op.body)}},
             }
-        if op.form is not None:
+        if op.form is not None and method != "GET":
             out["requestBody"] = {
                 "required": True,
                 "content": {"application/x-www-form-urlencoded": {"schema": _ref(op.form)}},
             }
-        if op.query is not None:
+        if op.query is not None and method == "GET":
             _, found = msgspec.json.schema_components([op.query], ref_template="{name}")
             own = found[op.query.__name__]
             required = set(own.get("required", ()))

@@ -169,9 +169,11 @@ class JwkSet(msgspec.Struct, forbid_unknown_fields=True):
 
 class AuthorizeQuery(msgspec.Struct, kw_only=True):
     """GET (query) or POST (form) /oauth/authorize: RFC 6749 section 4.1.1, OpenID
-    Connect Core section 3.1.2.1, RFC 7636 section 4.3. Checked by
-    ``oneauth.oauth.authorize``, which decides between an error page (an unusable
-    client or redirect URI) and an error redirect."""
+    Connect Core section 3.1.2.1, RFC 7636 section 4.3. Decoded leniently
+    (``oneauth.http.contract.lenient``) and checked by ``oneauth.oauth.authorize``,
+    which decides between an error page (an unusable client or redirect URI) and an
+    error redirect; ``state`` is bounded at ``authorize.MAX_STATE``. The last five
+    are named only to be refused (OIDC Core 6, RFC 7636 section 4.5)."""
 
     response_type: Short | None = None
     client_id: Short | None = None
@@ -184,6 +186,11 @@ class AuthorizeQuery(msgspec.Struct, kw_only=True):
     prompt: Short | None = None
     max_age: Annotated[str, msgspec.Meta(max_length=20)] | None = None
     login_hint: Short | None = None
+    response_mode: Short | None = None
+    request: Token | None = None
+    request_uri: Short | None = None
+    registration: Short | None = None
+    code_verifier: Short | None = None
 
 
 class LogoutQuery(msgspec.Struct, kw_only=True):
