@@ -132,7 +132,15 @@ async def me(request: Request) -> Response:
     )
 
 
-@operation(Operation("End this token's session", responses={204: None}, errors=(401,), bearer=True))
+@operation(
+    Operation(
+        "End this token's session",
+        responses={204: None},
+        errors=(401,),
+        bearer=True,
+        tags=("user",),
+    )
+)
 async def logout(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)

@@ -61,6 +61,9 @@ class Operation:
     errors: tuple[int, ...] = ()  # statuses answered in ``error_format``
     error_format: ErrorFormat = "problem"
     bearer: bool = False  # takes an access token in Authorization: Bearer
+    # Takes an operator's admin token (the admin API, issue 15: "adminToken" in the
+    # document's security schemes, its routes tagged "admin").
+    admin: bool = False
     tags: tuple[str, ...] = ()
     media_type: str = "application/json"  # of the success responses
 
