@@ -144,3 +144,30 @@ def test_the_readme_table_lists_the_documented_routes() -> None:
     assert listed, "the README's API table was not found"
     assert listed - documented == set(), "README rows for routes the app does not have"
     assert documented - listed == set(), "routes missing from the README's API table"
+
+
+def test_every_operation_is_in_a_section_and_the_admin_one_is_reserved() -> None:
+    """Sections (tags) for the public, first-party and admin APIs; the admin API
+    (issue 15) has its tag and its security scheme before its first route."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from oneauth.http.contract import Operation, operation
+
+    sections = {tag["name"] for tag in DOC["tags"]}
+    for path, ops in DOC["paths"].items():
+        for method, op in ops.items():
+            assert op.get("tags"), f"{method} {path} is in no section"
+            assert set(op["tags"]) <= sections, (path, op["tags"])
+    assert "admin" in sections
+    assert DOC["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+
+    @operation(Operation("An admin route", responses={204: None}, admin=True, tags=("admin",)))
+    async def admin_view(request: Request) -> Response:
+        return Response(status_code=204)
+
+    doc = document([Route("/admin/v1/apps", admin_view, methods=["GET"])])
+    op = doc["paths"]["/admin/v1/apps"]["get"]
+    assert op["security"] == [{"adminToken": []}]
+    assert op["tags"] == ["admin"]

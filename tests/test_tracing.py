@@ -67,7 +67,8 @@ async def test_requests_and_queries_are_spans_without_secrets(
         q.parent is not None and q.parent.trace_id == login_span.context.trace_id for q in queries
     )
     everything = repr([(s.name, dict(s.attributes or {})) for s in spans])
-    for secret in ("traced@example.com", "query-secret-123", "q@example.com", "198.51.100.7"):
+    secrets = ("traced@example.com", "query-secret-123", "q@example.com", "198.51.100.7")
+    for secret in (*secrets, app_record.app_id):  # A4: not the app id either
         assert secret not in everything
     assert "violet-Harbor" not in everything  # the password
 

@@ -10,7 +10,14 @@ Same bytes for each way:
   into a Struct carrying the limits (what ``oneauth.http.contract`` does);
   ``msgspec-raw`` decodes the bytes straight into the Struct (no bounded loader:
   shown for scale only, it does not refuse depth/NUL/surrogates the same way);
-* ``pydantic``: the bounded loader (or ``parse_form``), then ``model_validate``.
+* ``pydantic``: the bounded loader (or ``parse_form``), then ``model_validate``;
+* ``contract``: what the endpoints run: ``parse_form`` then
+  ``oneauth.http.contract.convert`` into the declared model
+  (``oneauth.oauth.models.TokenForm`` / ``TokenForm7009``).
+
+The ``... response`` cases encode a success body: ``dict`` is ``json.dumps`` of
+the hand-built dict (before the views encoded their response models), ``model``
+builds the declared Struct and encodes it (``oneauth.http.contract.json_response``).
 
 Needs the ``bench`` extra (pydantic). Not run by the test suite.
 """
@@ -18,6 +25,7 @@ Needs the ``bench`` extra (pydantic). Not run by the test suite.
 from __future__ import annotations
 
 import argparse
+import json
 import timeit
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -25,8 +33,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 import pydantic
 
+from oneauth.api.models import Me, TokenSet
 from oneauth.errors import ValidationFailed
+from oneauth.http.contract import convert
 from oneauth.http.requests import parse_form
+from oneauth.oauth.models import Introspection, TokenForm, TokenForm7009
 from oneauth.untrusted import loads
 
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
@@ -107,6 +118,41 @@ CLIENT_CREDENTIALS = (
 INTROSPECT = b"token=eyJ" + b"a" * 600 + b"&token_type_hint=access_token&client_id=cl_rs"
 LOGIN = b'{"email": "alice@example.com", "password": "correct horse battery staple"}'
 BEARER = "Bearer eyJ" + "a" * 600
+ACCESS = "eyJ" + "a" * 300 + ".eyJ" + "b" * 300 + "." + "c" * 86
+TOKENS: dict[str, Any] = {
+    "access_token": ACCESS,
+    "token_type": "Bearer",
+    "expires_in": 900,
+    "scope": "openid email offline_access",
+    "refresh_token": "ort_" + "r" * 43,
+}
+ACTIVE: dict[str, Any] = {
+    "active": True,
+    "token_type": "Bearer",
+    "scope": "openid email",
+    "client_id": "cl_shop_web",
+    "sub": "9b2f7f3e-8a3c-4c1e-9a43-0e5f3f1f2a11",
+    "exp": 1_900_000_000,
+    "iat": 1_899_999_100,
+    "iss": "https://auth.example.com/apps/shop",
+    "aud": "https://auth.example.com/apps/shop",
+    "app_id": "shop",
+    "sid": "0c4b8b7e-5a55-4bd3-8d9e-5a1f0d5e7c22",
+}
+ME: dict[str, Any] = {
+    "sub": "9b2f7f3e-8a3c-4c1e-9a43-0e5f3f1f2a11",
+    "app_id": "shop",
+    "email": "alice@example.com",
+    "email_verified": True,
+    "created_at": "2026-12-01T10:00:00+00:00",
+    "updated_at": "2026-12-01T10:00:00+00:00",
+    "scope": "email openid",
+    "sid": "0c4b8b7e-5a55-4bd3-8d9e-5a1f0d5e7c22",
+}
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def require_str(data: dict[str, Any], field: str, *, max_length: int = 1024) -> str:
@@ -150,16 +196,19 @@ CASES: dict[str, dict[str, Callable[[], Any]]] = {
         "hand": lambda: _hand_form(REFRESH, ("grant_type", "refresh_token")),
         "msgspec": lambda: msgspec.convert(parse_form(REFRESH), MRefresh),
         "pydantic": lambda: PRefresh.model_validate(parse_form(REFRESH)),
+        "contract": lambda: convert(parse_form(REFRESH), TokenForm),
     },
     "token client_credentials (form)": {
         "hand": lambda: _hand_form(CLIENT_CREDENTIALS, ("grant_type",)),
         "msgspec": lambda: msgspec.convert(parse_form(CLIENT_CREDENTIALS), MClientCredentials),
         "pydantic": lambda: PClientCredentials.model_validate(parse_form(CLIENT_CREDENTIALS)),
+        "contract": lambda: convert(parse_form(CLIENT_CREDENTIALS), TokenForm),
     },
     "introspect (form)": {
         "hand": lambda: _hand_form(INTROSPECT, ("token",)),
         "msgspec": lambda: msgspec.convert(parse_form(INTROSPECT), MIntrospect),
         "pydantic": lambda: PIntrospect.model_validate(parse_form(INTROSPECT)),
+        "contract": lambda: convert(parse_form(INTROSPECT), TokenForm7009),
     },
     "/v1/login (JSON)": {
         "hand": lambda: _hand_login(LOGIN),
@@ -172,6 +221,18 @@ CASES: dict[str, dict[str, Callable[[], Any]]] = {
         "hand": lambda: _hand_bearer(BEARER),
         "msgspec": lambda: msgspec.convert({"authorization": BEARER}, MBearer),
         "pydantic": lambda: PBearer.model_validate({"authorization": BEARER}),
+    },
+    "token response": {
+        "dict": lambda: _dumps(dict(TOKENS)),
+        "model": lambda: msgspec.json.encode(TokenSet(**TOKENS)),
+    },
+    "introspect response": {
+        "dict": lambda: _dumps(dict(ACTIVE)),
+        "model": lambda: msgspec.json.encode(Introspection(**ACTIVE)),
+    },
+    "/v1/me response": {
+        "dict": lambda: _dumps(dict(ME)),
+        "model": lambda: msgspec.json.encode(Me(**ME)),
     },
 }
 

@@ -6,7 +6,8 @@ the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``); the packages come with the
 its start-up stay light.
 
 What a span may carry: the route template (``/apps/{app_id}/oauth/token``)
-names HTTP spans; the query string and the client address are hidden from the
+names HTTP spans and stands for the path in their URL attributes (A4: no
+app id in a span); the query string and the client address are hidden from the
 instrumentation (authorization codes, one-time tokens and emails travel in
 query strings on some routes; addresses are personal data, hashed elsewhere),
 and asyncpg spans hold the SQL text, whose values are always bind parameters,
@@ -25,6 +26,7 @@ from oneauth.metrics import RouteTemplates
 from oneauth.settings import Settings
 
 _HIDDEN = "oneauth.tracing.hidden"
+_ROUTE = "oneauth.tracing.route"
 
 
 def endpoint(settings: Settings) -> str:
@@ -50,7 +52,10 @@ def otlp_provider(url: str) -> Any:
             "ONEAUTH_OTLP_ENDPOINT is set but the tracing packages are missing: "
             "pip install 'oneauth[tracing]'"
         ) from exc
-    provider = TracerProvider(resource=Resource.create({"service.name": "oneauth"}))
+    # process.pid tells the workers of `oneauth serve --workers N` apart (each one
+    # builds its own provider and exporter after uvicorn starts it).
+    resource = Resource.create({"service.name": "oneauth", "process.pid": os.getpid()})
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
     return provider
 
@@ -61,7 +66,7 @@ def instrument(app: Starlette, templates: RouteTemplates, provider: Any) -> None
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
     def span_details(scope: Scope) -> tuple[str, dict[str, str]]:
-        route = templates.template(scope.get("path", ""))
+        route = scope.get(_ROUTE) or templates.template(scope.get("path", ""))
         return f"{scope.get('method', 'HTTP')} {route}", {"http.route": route}
 
     # Process-wide (it patches asyncpg); a second call is a no-op.
@@ -76,7 +81,7 @@ def instrument(app: Starlette, templates: RouteTemplates, provider: Any) -> None
         tracer_provider=provider,
         exclude_spans=["receive", "send"],
     )
-    app.add_middleware(_Hide)
+    app.add_middleware(_Hide, templates=templates)
 
 
 def uninstrument() -> None:
@@ -87,16 +92,27 @@ def uninstrument() -> None:
 
 
 class _Hide:
-    """Keep the query string and the client address out of the tracer's sight."""
+    """Keep the query string, the client address and the path's own values (the
+    app id, a client id) out of the tracer's sight: it sees the route template."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, templates: RouteTemplates) -> None:
         self.app = app
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            scope[_HIDDEN] = (scope.get("query_string", b""), scope.get("client"))
+            path = scope.get("path", "")
+            scope[_HIDDEN] = (
+                scope.get("query_string", b""),
+                scope.get("client"),
+                path,
+                scope.get("raw_path"),
+            )
+            route = scope[_ROUTE] = self.templates.template(path)
             scope["query_string"] = b""
             scope["client"] = None
+            scope["path"] = route
+            scope["raw_path"] = route.encode()
         await self.app(scope, receive, send)
 
 
@@ -109,5 +125,5 @@ class _Restore:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hidden = scope.pop(_HIDDEN, None)
         if hidden is not None:
-            scope["query_string"], scope["client"] = hidden
+            scope["query_string"], scope["client"], scope["path"], scope["raw_path"] = hidden
         await self.app(scope, receive, send)

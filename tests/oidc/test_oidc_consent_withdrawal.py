@@ -19,6 +19,7 @@ from conftest import Isolated
 from oneauth import audit
 from oneauth.oauth import authorize, consents
 from oneauth.oauth.errors import OAuthError
+from oneauth.oauth.models import TokenForm
 from oneauth.settings import Settings
 from test_refresh_races import _wait_for_lock_waiters
 
@@ -78,12 +79,12 @@ async def test_consent_withdrawn_during_an_exchange_ends_what_it_made(
     p = await make_provider("inflight@example.com")
     flow = await sign_in(browser, p.app_id, p.client_id, p.email)
     mine = bearer(await first_party_token(client, p.app_id, p.email))
-    form = {
-        "grant_type": "authorization_code",
-        "code": flow.code,
-        "redirect_uri": RP,
-        "code_verifier": flow.verifier,
-    }
+    form = TokenForm(
+        grant_type="authorization_code",
+        code=flow.code,
+        redirect_uri=RP,
+        code_verifier=flow.verifier,
+    )
     # The held transaction is on a pool of its own, so the withdrawal request
     # (shared pool) never queues behind it.
     own = isolated.services
@@ -92,6 +93,7 @@ async def test_consent_withdrawn_during_an_exchange_ends_what_it_made(
         assert rp is not None
         tokens = await authorize.authorization_code_grant(own, p.app, conn, rp, form, audit.SYSTEM)
         assert not isinstance(tokens, OAuthError)
+        assert isinstance(tokens.refresh_token, str)
         withdraw = asyncio.create_task(
             client.delete(f"/apps/{p.app_id}/v1/consents/{p.client_id}", headers=mine)
         )
@@ -103,14 +105,12 @@ async def test_consent_withdrawn_during_an_exchange_ends_what_it_made(
         f"/apps/{p.app_id}/oauth/token",
         data={
             "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
+            "refresh_token": tokens.refresh_token,
             "client_id": p.client_id,
         },
     )
     assert refreshed.status_code == 400
-    info = await client.get(
-        f"/apps/{p.app_id}/oauth/userinfo", headers=bearer(tokens["access_token"])
-    )
+    info = await client.get(f"/apps/{p.app_id}/oauth/userinfo", headers=bearer(tokens.access_token))
     assert info.status_code == 401
 
 

@@ -27,7 +27,7 @@ from oneauth.api.models import (
 from oneauth.errors import ValidationFailed
 from oneauth.flows import email_change, passwordless, recovery, verification
 from oneauth.flows.common import authenticate_bearer
-from oneauth.http.contract import Operation, json_body, operation
+from oneauth.http.contract import Operation, json_body, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, request_meta
 from oneauth.services import Services
@@ -72,7 +72,7 @@ async def verify_request(request: Request) -> Response:
     body = await verification.request(
         services, app, data.email, meta, redirect_uri=data.redirect_uri
     )
-    return JSONResponse(body, status_code=202, headers=NO_STORE)
+    return json_response(FlowStarted(**body), 202, headers=NO_STORE)
 
 
 @operation(_redeem("Prove the address with the link token or the code", Proof, EmailVerified))
@@ -80,7 +80,7 @@ async def verify_confirm(request: Request) -> Response:
     services, app, meta = _context(request)
     proof = _proof(await json_body(request, Proof))
     body = await verification.confirm(services, app, meta, **proof)
-    return JSONResponse(body, headers=NO_STORE)
+    return json_response(EmailVerified(**body), headers=NO_STORE)
 
 
 @operation(_mail("Send a password reset mail (202 whatever the address)", EmailRequest))
@@ -88,7 +88,7 @@ async def reset_request(request: Request) -> Response:
     services, app, meta = _context(request)
     data = await json_body(request, EmailRequest)
     body = await recovery.request(services, app, data.email, meta, redirect_uri=data.redirect_uri)
-    return JSONResponse(body, status_code=202, headers=NO_STORE)
+    return json_response(FlowStarted(**body), 202, headers=NO_STORE)
 
 
 @operation(_redeem("Set a new password with the link token or the code", ResetComplete, None))
@@ -147,7 +147,7 @@ async def email_change_request(request: Request) -> Response:
         meta,
         redirect_uri=data.redirect_uri,
     )
-    return JSONResponse(body, status_code=202, headers=NO_STORE)
+    return json_response(FlowStarted(**body), 202, headers=NO_STORE)
 
 
 @operation(_redeem("Confirm the new address with the link token or the code", Proof, EmailVerified))
@@ -156,7 +156,7 @@ async def email_change_confirm(request: Request) -> Response:
     body = await email_change.confirm(
         services, app, meta, **_proof(await json_body(request, Proof))
     )
-    return JSONResponse(body, headers=NO_STORE)
+    return json_response(EmailVerified(**body), headers=NO_STORE)
 
 
 def routes() -> list[BaseRoute]:

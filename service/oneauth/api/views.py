@@ -107,7 +107,16 @@ async def me(request: Request) -> Response:
                     "www-authenticate": f'Bearer realm="{app.app_id}", error="insufficient_scope"'
                 },
             )
-        return JSONResponse(userinfo.claims_for(claims.sub, claims.scopes, row), headers=NO_STORE)
+        info = userinfo.claims_for(claims.sub, claims.scopes, row)
+        return json_response(
+            Me(
+                sub=info.sub,
+                email=info.email,
+                email_verified=info.email_verified,
+                updated_at=info.updated_at,
+            ),
+            headers=NO_STORE,
+        )
     return json_response(
         Me(
             sub=claims.sub,
@@ -123,7 +132,15 @@ async def me(request: Request) -> Response:
     )
 
 
-@operation(Operation("End this token's session", responses={204: None}, errors=(401,), bearer=True))
+@operation(
+    Operation(
+        "End this token's session",
+        responses={204: None},
+        errors=(401,),
+        bearer=True,
+        tags=("user",),
+    )
+)
 async def logout(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)

@@ -37,6 +37,7 @@ __all__ = [
     "form_body",
     "json_body",
     "json_response",
+    "lenient",
     "operation",
 ]
 
@@ -50,14 +51,19 @@ class Operation:
     """What one route (one method) accepts and answers; read by the OpenAPI generator."""
 
     summary: str
-    body: type[msgspec.Struct] | None = None  # application/json
-    form: type[msgspec.Struct] | None = None  # application/x-www-form-urlencoded
-    query: type[msgspec.Struct] | None = None
+    # A route serving GET and POST (authorize, logout, the hosted pages) reads its
+    # query on GET and its body on POST: the document says so per method.
+    body: type[msgspec.Struct] | None = None  # application/json, not on GET
+    form: type[msgspec.Struct] | None = None  # application/x-www-form-urlencoded, not on GET
+    query: type[msgspec.Struct] | None = None  # on GET only
     # status -> model; None: that status has no body (204, 302, an empty 200)
     responses: Mapping[int, Any] = field(default_factory=dict)
     errors: tuple[int, ...] = ()  # statuses answered in ``error_format``
     error_format: ErrorFormat = "problem"
     bearer: bool = False  # takes an access token in Authorization: Bearer
+    # Takes an operator's admin token (the admin API, issue 15: "adminToken" in the
+    # document's security schemes, its routes tagged "admin").
+    admin: bool = False
     tags: tuple[str, ...] = ()
     media_type: str = "application/json"  # of the success responses
 
@@ -94,11 +100,29 @@ async def json_body(request: Request, model: type[M]) -> M:
     return convert(await read_json(request), model)
 
 
-async def form_body(request: Request, model: type[M]) -> tuple[M, dict[str, str]]:
-    """The form as ``model``, and the checked pairs themselves: client authentication
-    reads its parameters from the pairs (``oneauth.oauth.clientauth``)."""
-    form = await read_form(request)
-    return convert(form, model), form
+async def form_body(request: Request, model: type[M]) -> M:
+    """The form as ``model``: each pair checked as text and sent once
+    (:func:`oneauth.http.requests.read_form`), then the model's limits. The model is
+    the view's only input: no handler reads the pairs beside it."""
+    return convert(await read_form(request), model)
+
+
+def lenient(data: Mapping[str, Any], model: type[M]) -> tuple[M, frozenset[str]]:
+    """``data`` as ``model`` with the values the model refuses left out, and their
+    names: for the hosted pages and ``/oauth/authorize``, which answer a bad value
+    with a page or a redirect of their own (never a problem document), decided by
+    which parameter it was. The model's members must all be optional."""
+    values = dict(data)
+    refused: set[str] = set()
+    while True:
+        try:
+            return msgspec.convert(values, model), frozenset(refused)
+        except msgspec.ValidationError as exc:
+            name, _ = _explain(str(exc), values, model)
+            if name is None or name not in values:  # a required member: a declaration bug
+                raise
+            del values[name]
+            refused.add(name)
 
 
 def convert(data: Mapping[str, Any], model: type[M]) -> M:

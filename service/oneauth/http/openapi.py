@@ -32,6 +32,20 @@ __all__ = [
 ]
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
+# The document's sections: the public (OAuth, discovery), first-party and admin APIs.
+TAGS: tuple[tuple[str, str], ...] = (
+    ("oauth", "OAuth 2.0 / OpenID Connect endpoints of an app (form bodies, RFC 6749 errors)"),
+    ("discovery", "Provider metadata and signing keys"),
+    ("pages", "Hosted pages of an app (HTML)"),
+    ("app", "First-party API: the app"),
+    ("password", "First-party API: email and password"),
+    ("email", "First-party API: mailed links and codes"),
+    ("user", "First-party API: the signed-in user"),
+    ("consents", "First-party API: the user's consents to third-party clients"),
+    ("health", "Liveness and readiness"),
+    ("meta", "This document and the metrics"),
+    ("admin", "Admin API (issue 15): operators' routes, an adminToken each; none yet"),
+)
 
 
 class Problem(msgspec.Struct, kw_only=True):
@@ -169,17 +183,19 @@ def _operation(method: str, path: str, route: Route, op: Operation | None) -> di
             out["tags"] = list(op.tags)
         if op.bearer:
             out["security"] = [{"bearer": []}]
-        if op.body is not None:
+        if op.admin:
+            out["security"] = [{"adminToken": []}]
+        if op.body is not None and method != "GET":
             out["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": _ref(op.body)}},
             }
-        if op.form is not None:
+        if op.form is not None and method != "GET":
             out["requestBody"] = {
                 "required": True,
                 "content": {"application/x-www-form-urlencoded": {"schema": _ref(op.form)}},
             }
-        if op.query is not None:
+        if op.query is not None and method == "GET":
             _, found = msgspec.json.schema_components([op.query], ref_template="{name}")
             own = found[op.query.__name__]
             required = set(own.get("required", ()))
@@ -242,11 +258,18 @@ def document(
         "openapi": "3.1.0",
         "jsonSchemaDialect": DIALECT,
         "info": {"title": title, "version": version},
+        "tags": [{"name": name, "description": text} for name, text in TAGS],
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                # Reserved for the admin API (issue 15): Operation(admin=True).
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an operator's admin token (the admin API, issue 15)",
+                },
             },
         },
     }

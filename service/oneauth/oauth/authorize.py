@@ -18,7 +18,7 @@ import json
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
@@ -26,12 +26,14 @@ from urllib.parse import urlencode
 import asyncpg
 
 from oneauth import audit
+from oneauth.api.models import TokenSet
 from oneauth.apps.models import AppRecord
 from oneauth.flows.common import start_session
 from oneauth.identity import users as users_repo
 from oneauth.oauth import pkce, redirect_uri
 from oneauth.oauth.clients import Client
 from oneauth.oauth.errors import InvalidGrant, InvalidRequest, OAuthError, UnauthorizedClient
+from oneauth.oauth.models import AuthorizeQuery, TokenForm
 from oneauth.secretbox import SecretBox, SecretBoxError
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
@@ -145,83 +147,97 @@ def _usable(client: Client | None) -> bool:
     return client is not None and not client.disabled
 
 
+_UNREGISTERED = (
+    "The redirect URI is not registered for this application, so we cannot send you"
+    " back to it. Contact the application's developers."
+)
+
+
 def _check_redirect(client: Client, uri: str) -> None:
     if not redirect_uri.matches(client.redirect_uris, uri, native=not client.is_confidential):
-        raise PageError(
-            "invalid_redirect_uri",
-            "The redirect URI is not registered for this application, so we cannot send you"
-            " back to it. Contact the application's developers.",
-        )
+        raise PageError("invalid_redirect_uri", _UNREGISTERED)
 
 
 async def parse_request(
     services: Services,
     app: AppRecord,
     conn: asyncpg.Connection,
-    items: Iterable[tuple[str, str]],
+    params: AuthorizeQuery,
+    refused: Collection[str] = (),
+    repeated: Collection[str] = (),
 ) -> tuple[Client, AuthorizationRequest]:
-    """Validate an authorization request; PageError or AuthorizeError on failure."""
-    params, repeated = single_values(items)
-    client_id = params.get("client_id")
+    """Validate an authorization request; PageError or AuthorizeError on failure.
+
+    ``params`` is the query (or form) decoded through its model, without the values
+    the model refused (``refused``: too long); ``repeated`` names the parameters sent
+    more than once. Either is an error page while the client or its redirect URI
+    is in doubt, and an error redirect once both are known good.
+    """
+    client_id = params.client_id
     if not client_id or "client_id" in repeated:
+        if "client_id" in refused:  # longer than any client id: not one of ours
+            raise PageError("invalid_client", "The application that sent you here is not known.")
         raise PageError("invalid_client", "The request does not name one application.")
     client = await services.clients.get(conn, app.app_id, client_id)
     if client is None or not _usable(client):
         raise PageError("invalid_client", "The application that sent you here is not known.")
-    uri = params.get("redirect_uri")
+    uri = params.redirect_uri
+    if "redirect_uri" in refused:  # longer than any registered one
+        raise PageError("invalid_redirect_uri", _UNREGISTERED)
     if not uri or "redirect_uri" in repeated:
         # OIDC Core 3.1.2.1 makes redirect_uri REQUIRED; without it there is no
         # exact string to compare, so no redirect may happen.
         raise PageError("invalid_redirect_uri", "The request does not name a redirect URI.")
     _check_redirect(client, uri)
 
-    raw_state = params.get("state")
-    state = raw_state if raw_state is not None and len(raw_state) <= MAX_STATE else None
+    state = params.state  # None if too long (refused): never echoed then
 
     def fail(error: str, description: str) -> AuthorizeError:
         return AuthorizeError(error, description, redirect_uri=uri, state=state)
 
-    if raw_state is not None and state is None:
+    if "state" in refused:
         raise fail("invalid_request", f"state is longer than {MAX_STATE} characters")
     if repeated:
         raise fail("invalid_request", f"parameter sent twice: {', '.join(sorted(repeated))}")
     # OIDC Core 6: request objects are not supported (request_parameter_supported=false).
-    if "request" in params:
+    if params.request is not None or "request" in refused:
         raise fail("request_not_supported", "the request parameter is not supported")
-    if "request_uri" in params:
+    if params.request_uri is not None or "request_uri" in refused:
         raise fail("request_uri_not_supported", "the request_uri parameter is not supported")
-    if "registration" in params:
+    if params.registration is not None or "registration" in refused:
         raise fail("registration_not_supported", "the registration parameter is not supported")
+    if refused:  # beyond its model's bound: the value would be refused below anyway
+        raise fail("invalid_request", f"parameter too long: {', '.join(sorted(refused))}")
     # O2, O6: only the code flow; response_type=token (implicit) or hybrids never.
-    if params.get("response_type") != "code":
+    if params.response_type != "code":
         raise fail("unsupported_response_type", "response_type must be code")
-    if params.get("response_mode", "query") != "query":
+    if params.response_mode is not None and params.response_mode != "query":
         raise fail("invalid_request", "response_mode must be query")
     if GRANT not in client.grant_types:
         raise fail("unauthorized_client", "this client may not use the authorization code flow")
     # RFC 7636 section 4.4.1 / RFC 9700 section 2.1.1: PKCE for every client, S256 only.
-    challenge = params.get("code_challenge")
+    challenge = params.code_challenge
     if not challenge:
         raise fail("invalid_request", "code_challenge is required (PKCE with S256)")
     # Section 4.3: an absent method means "plain", which is refused like an explicit one.
-    if params.get("code_challenge_method") != pkce.METHOD:
+    if params.code_challenge_method != pkce.METHOD:
         raise fail("invalid_request", "code_challenge_method must be S256")
     if not pkce.valid_challenge(challenge):
         raise fail("invalid_request", "code_challenge must be 43 base64url characters")
-    if "code_verifier" in params:
+    if params.code_verifier is not None:
         raise fail("invalid_request", "code_verifier belongs in the token request")
-    scope = _scope(params.get("scope"), client, fail)
-    prompt = tuple(sorted(set((params.get("prompt") or "").split())))
+    scope = _scope(params.scope, client, fail)
+    prompt = tuple(sorted(set((params.prompt or "").split())))
     if set(prompt) - PROMPTS:
         raise fail("invalid_request", "prompt must be none, login, consent or select_account")
     if "none" in prompt and len(prompt) > 1:
         raise fail("invalid_request", "prompt=none cannot be combined with other values")
-    nonce = params.get("nonce")
+    nonce = params.nonce
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE:
         raise fail("invalid_request", f"nonce must be 1 to {MAX_NONCE} characters")
     now = int(time.time())
     fresh_after = None
-    max_age = params.get("max_age")
+    max_age = params.max_age
     if max_age is not None:
         if not max_age.isdigit() or int(max_age) > MAX_AGE_LIMIT:
             raise fail("invalid_request", "max_age must be a non-negative number of seconds")
@@ -229,7 +245,7 @@ async def parse_request(
             prompt = tuple(sorted({*prompt, "login"}))
         else:
             fresh_after = now - int(max_age)
-    hint = params.get("login_hint")
+    hint = params.login_hint
     request = AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=uri,
@@ -350,9 +366,9 @@ async def authorization_code_grant(
     app: AppRecord,
     conn: asyncpg.Connection,
     client: Client,
-    form: dict[str, str],
+    form: TokenForm,
     meta: audit.RequestMeta,
-) -> dict[str, Any] | OAuthError:
+) -> TokenSet | OAuthError:
     """RFC 6749 section 4.1.3 with RFC 7636 section 4.6.
 
     Once the code is consumed, errors are returned rather than raised so that the
@@ -360,10 +376,10 @@ async def authorization_code_grant(
     """
     if GRANT not in client.grant_types:
         raise UnauthorizedClient("this client may not use the authorization_code grant")
-    raw = form.get("code")
+    raw = form.code
     if not raw:
         raise InvalidRequest("code is required")
-    if not form.get("redirect_uri"):
+    if not form.redirect_uri:
         raise InvalidRequest("redirect_uri is required")
     digest = _hash(raw)
     row = await conn.fetchrow(_CONSUME, digest, client.client_id)
@@ -407,9 +423,9 @@ async def authorization_code_grant(
     if not row["live"]:
         return await failed("expired")
     # Section 4.1.3: the same redirect_uri as in the authorization request, exactly.
-    if form["redirect_uri"] != row["redirect_uri"]:
+    if form.redirect_uri != row["redirect_uri"]:
         return await failed("redirect_uri_mismatch")
-    if not pkce.verify(form.get("code_verifier"), row["code_challenge"]):
+    if not pkce.verify(form.code_verifier, row["code_challenge"]):
         return await failed("pkce_verifier_mismatch")
     user = await users_repo.by_id(conn, row["user_id"])
     if user is None or user.status != "active" or not row["signed_in"]:
@@ -464,4 +480,4 @@ async def authorization_code_grant(
         target_id=str(session.id),
         details={"grant": GRANT, "client_id": client.client_id},
     )
-    return tokens
+    return TokenSet(**tokens)

@@ -6,6 +6,10 @@ section 2.2: a JWT signed with the client's key, see
 :mod:`oneauth.oauth.client_assertion`), or a public client naming itself with
 ``client_id``. A client uses only the method it registered, and a request that
 uses two methods at once is refused (section 2.3).
+
+The form parameters come decoded in the endpoint's model (a
+:class:`~oneauth.oauth.models.ClientAuth`), lengths already bounded; a member
+is None when the parameter was not sent.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from starlette.requests import Request
 from oneauth.oauth import client_assertion
 from oneauth.oauth.clients import Client, ClientCache
 from oneauth.oauth.errors import InvalidClient, InvalidRequest
+from oneauth.oauth.models import ClientAuth
 from oneauth.untrusted import text_problem
 
 
@@ -50,7 +55,7 @@ def _invalid(app_id: str, basic: bool) -> InvalidClient:
 
 async def authenticate_client(
     request: Request,
-    form: dict[str, str],
+    form: ClientAuth,
     conn: asyncpg.Connection,
     cache: ClientCache,
     app_id: str,
@@ -58,11 +63,11 @@ async def authenticate_client(
     confidential_only: bool = False,
 ) -> Client:
     basic = _basic(request)
-    post_secret = form.get("client_secret")
-    form_id = form.get("client_id")
+    post_secret = form.client_secret
+    form_id = form.client_id
     if basic is not None and (post_secret is not None or (form_id and form_id != basic[0])):
         raise InvalidRequest("use one client authentication method per request")
-    if "client_assertion" in form or "client_assertion_type" in form:
+    if form.client_assertion is not None or form.client_assertion_type is not None:
         if basic is not None or post_secret is not None:
             raise InvalidRequest("use one client authentication method per request")
         return await _by_assertion(request, form, conn, cache, app_id, form_id)
@@ -86,14 +91,14 @@ async def authenticate_client(
 
 async def _by_assertion(
     request: Request,
-    form: dict[str, str],
+    form: ClientAuth,
     conn: asyncpg.Connection,
     cache: ClientCache,
     app_id: str,
     form_id: str | None,
 ) -> Client:
-    assertion = form.get("client_assertion") or ""
-    if form.get("client_assertion_type") != client_assertion.ASSERTION_TYPE or not assertion:
+    assertion = form.client_assertion or ""
+    if form.client_assertion_type != client_assertion.ASSERTION_TYPE or not assertion:
         raise InvalidRequest(f"client_assertion_type must be {client_assertion.ASSERTION_TYPE}")
     client_id = form_id or client_assertion.unverified_subject(assertion) or ""
     client = await cache.get(conn, app_id, client_id)

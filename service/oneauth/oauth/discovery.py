@@ -7,10 +7,10 @@ cache. A request on a warm cache touches no database.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from functools import lru_cache
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -39,7 +39,8 @@ ENDPOINTS: dict[str, str] = {
 }
 
 
-def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> dict[str, object]:
+def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> ProviderMetadata:
+    """The document, as its model: a member the model does not name cannot be sent."""
     algs = sorted({policy.signing_alg, ID_TOKEN_ALG})
     auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
     doc: dict[str, object] = {"issuer": issuer}
@@ -77,12 +78,12 @@ def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> dict[
             "request_uri_parameter_supported": False,
         }
     )
-    return doc
+    return msgspec.convert(doc, ProviderMetadata)
 
 
 @lru_cache(maxsize=16384)  # one entry per active app: 10,000 apps fit
 def _rendered(issuer: str, policy: AppPolicy, endpoints: tuple[tuple[str, str], ...]) -> bytes:
-    return json.dumps(metadata(issuer, policy, dict(endpoints)), separators=(",", ":")).encode()
+    return msgspec.json.encode(metadata(issuer, policy, dict(endpoints)))
 
 
 def document(services: Services, app: AppRecord, endpoints: dict[str, str]) -> bytes:

@@ -5,7 +5,6 @@ Errors here use RFC 6749 section 5.2 bodies (``oneauth.oauth.errors``).
 
 from __future__ import annotations
 
-import json
 from typing import TypeVar
 
 import msgspec
@@ -16,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from oneauth import metrics
 from oneauth.api.models import TokenSet
 from oneauth.errors import ApiError
-from oneauth.http.contract import Operation, form_body, operation
+from oneauth.http.contract import Operation, form_body, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import request_meta
 from oneauth.oauth import authorize
@@ -39,19 +38,14 @@ M = TypeVar("M", bound=msgspec.Struct)
 OAUTH_ERRORS = (400, 401)
 
 
-def _json(body: object, status: int = 200) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")),
-        status_code=status,
-        media_type="application/json",
-        headers=NO_STORE,
-    )
-
-
-async def _form(request: Request, model: type[M]) -> tuple[M, dict[str, str]]:
+async def _form(request: Request, model: type[M]) -> M:
+    """The form decoded once into ``model``; the grant handlers and client
+    authentication read nothing else. Whatever the decode refuses (wrong content
+    type, too large, a repeated or overlong parameter) is RFC 6749's
+    ``invalid_request``, not a problem document."""
     try:
         return await form_body(request, model)
-    except ApiError as exc:  # wrong content type, too large, repeated, too long
+    except ApiError as exc:
         raise InvalidRequest(exc.detail) from None
 
 
@@ -70,7 +64,7 @@ def _declare(summary: str, form: type[msgspec.Struct], answer: object) -> Operat
 async def token(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    params, form = await _form(request, TokenForm)
+    params = await _form(request, TokenForm)
     grant_type = params.grant_type
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     handlers = {
@@ -86,8 +80,8 @@ async def token(request: Request) -> Response:
         if handler is None:
             raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
         async with services.router.enter(app) as conn:
-            client = await authenticate_client(request, form, conn, services.clients, app.app_id)
-            result = await handler(services, app, conn, client, form, meta)
+            client = await authenticate_client(request, params, conn, services.clients, app.app_id)
+            result = await handler(services, app, conn, client, params, meta)
     except OAuthError as exc:
         metrics.count_grant(grant_type, exc.error)
         raise
@@ -95,20 +89,20 @@ async def token(request: Request) -> Response:
         metrics.count_grant(grant_type, result.error)
         return oauth_error_response(result)
     metrics.count_grant(grant_type, "success")
-    return _json(result)
+    return json_response(result, headers=NO_STORE)
 
 
 @operation(_declare("Revocation (RFC 7009)", TokenForm7009, None))
 async def revoke(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    params, form = await _form(request, TokenForm7009)
+    params = await _form(request, TokenForm7009)
     value = params.token
     if not value:
         raise InvalidRequest("token is required")
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     async with services.router.enter(app) as conn:
-        client = await authenticate_client(request, form, conn, services.clients, app.app_id)
+        client = await authenticate_client(request, params, conn, services.clients, app.app_id)
         await grants.revoke(services, app, conn, client, value, meta)
     return Response(status_code=200, headers=NO_STORE)
 
@@ -117,16 +111,16 @@ async def revoke(request: Request) -> Response:
 async def introspect(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    params, form = await _form(request, TokenForm7009)
+    params = await _form(request, TokenForm7009)
     value = params.token
     if not value:
         raise InvalidRequest("token is required")
     async with services.router.enter(app) as conn:
         await authenticate_client(
-            request, form, conn, services.clients, app.app_id, confidential_only=True
+            request, params, conn, services.clients, app.app_id, confidential_only=True
         )
         body = await grants.introspect(services, app, conn, value)
-    return _json(body)
+    return json_response(body, headers=NO_STORE)
 
 
 def routes() -> list[BaseRoute]:

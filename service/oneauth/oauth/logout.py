@@ -32,18 +32,19 @@ from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import ApiError
-from oneauth.http.contract import Operation, operation
+from oneauth.http.contract import Operation, lenient, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
 from oneauth.oauth import idtoken
 from oneauth.oauth import redirect_uri as redirect_uris
-from oneauth.oauth.authorize import MAX_STATE, response_uri, single_values
+from oneauth.oauth.authorize import response_uri, single_values
 from oneauth.oauth.models import LogoutQuery
 from oneauth.secretbox import SecretBox, SecretBoxError
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
 from oneauth.web import browser_session, csrf
 from oneauth.web.browser_session import BrowserSession
+from oneauth.web.models import LogoutForm
 from oneauth.web.render import redirect, render
 
 CONFIRM_TTL = 15 * 60
@@ -106,6 +107,7 @@ def _refused(request: Request, services: Services, app: AppRecord, message: str)
     Operation(
         "RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0)",
         query=LogoutQuery,
+        form=LogoutForm,
         responses={200: str, 302: None, 303: None},
         errors=(400, 403),
         error_format="html",
@@ -116,34 +118,38 @@ def _refused(request: Request, services: Services, app: AppRecord, message: str)
 async def logout(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
+    params: LogoutQuery
     if request.method == "POST":
         try:
-            form = await read_form(request)
+            form = await read_form(request)  # a repeated parameter: refused here
         except ApiError as exc:
             return _refused(request, services, app, exc.detail)
-        if "flow" in form:  # our own confirmation page
-            return await _confirmed(request, services, app, form)
-        items = list(form.items())
+        posted, refused = lenient(form, LogoutForm)
+        if posted.flow is not None or "flow" in refused:  # our own confirmation page
+            return await _confirmed(request, services, app, posted)
+        params, repeated = posted, set[str]()
     else:
-        items = list(request.query_params.multi_items())
-    params, repeated = single_values(items)
+        pairs, repeated = single_values(request.query_params.multi_items())
+        params, refused = lenient(pairs, LogoutQuery)
     if repeated:
         return _refused(request, services, app, "A parameter was sent more than once.")
     issuer = services.settings.issuer_for(app.app_id)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    state = params.get("state")
-    if state is not None and len(state) > MAX_STATE:
+    state = params.state
+    if "state" in refused:  # longer than MAX_STATE (LogoutQuery)
         return _refused(request, services, app, "The state parameter is too long.")
-    target = params.get("post_logout_redirect_uri")
+    if refused:  # longer than any token, client id or URI of ours
+        return _refused(request, services, app, f"The {min(refused)} parameter is too long.")
+    target = params.post_logout_redirect_uri
     try:
         async with services.router.enter(app) as conn:
             claims = None
-            if params.get("id_token_hint"):
+            if params.id_token_hint:
                 keys = await services.keys.get(app, conn)
-                claims = idtoken.verify_hint(keys.jwks, issuer, app.app_id, params["id_token_hint"])
+                claims = idtoken.verify_hint(keys.jwks, issuer, app.app_id, params.id_token_hint)
                 if claims is None:
                     raise _Refused("The sign-out request names a token this site did not issue.")
-            client_id = params.get("client_id")
+            client_id = params.client_id
             if claims is not None:
                 hinted = idtoken.audience_client(claims)
                 if client_id is not None and client_id != hinted:
@@ -191,14 +197,14 @@ def _targets(uri: str | None) -> tuple[str, ...]:
 
 
 async def _confirmed(
-    request: Request, services: Services, app: AppRecord, form: dict[str, str]
+    request: Request, services: Services, app: AppRecord, form: LogoutForm
 ) -> Response:
-    if not csrf.check(request, services.settings, app.app_id, form.get(csrf.FIELD)):
+    if not csrf.check(request, services.settings, app.app_id, form.csrf):
         return _refused(request, services, app, "This form has expired. Sign out again.")
-    pending = LogoutRequest.unseal(services.box, app.app_id, form.get("flow"))
+    pending = LogoutRequest.unseal(services.box, app.app_id, form.flow)
     if pending is None:
         return _refused(request, services, app, "This sign-out request has expired.")
-    if form.get("decision") != "logout":
+    if form.decision != "logout":
         return _page(
             request,
             services,

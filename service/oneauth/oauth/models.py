@@ -61,7 +61,7 @@ class TokenForm7009(ClientAuth, kw_only=True):
     token_type_hint: Short | None = None
 
 
-class Introspection(msgspec.Struct):
+class Introspection(msgspec.Struct, forbid_unknown_fields=True):
     """RFC 7662 section 2.2; ``active: false`` alone for a token that is not."""
 
     # Merged into the generated schema (oneauth.http.openapi): nothing leaks beside false.
@@ -80,6 +80,13 @@ class Introspection(msgspec.Struct):
     aud: str | list[str] | Unset = UNSET
     app_id: str | Unset = UNSET
     sid: str | Unset = UNSET
+    # The access token's own claims (RFC 9068), told to the resource server as they are.
+    jti: str | Unset = UNSET
+    auth_time: int | Unset = UNSET
+    amr: list[str] | Unset = UNSET
+    roles: list[str] | Unset = UNSET
+    email_verified: bool | Unset = UNSET
+    grant: str | Unset = UNSET
 
 
 class UserInfo(msgspec.Struct, forbid_unknown_fields=True):
@@ -91,16 +98,26 @@ class UserInfo(msgspec.Struct, forbid_unknown_fields=True):
     updated_at: int | Unset = UNSET
 
 
+class BearerForm(msgspec.Struct, kw_only=True):
+    """POST /oauth/userinfo without an Authorization header: the access token in the
+    form body (RFC 6750 section 2.2)."""
+
+    access_token: Token | None = None
+
+
+ChallengeError = Literal["invalid_request", "invalid_token", "insufficient_scope"]
+
+
 class BearerChallenge(msgspec.Struct, forbid_unknown_fields=True):
     """RFC 6750 section 3 (with WWW-Authenticate): empty when no token was sent."""
 
-    error: Literal["invalid_request", "invalid_token", "insufficient_scope"] | Unset = UNSET
+    error: ChallengeError | Unset = UNSET
     error_description: str | Unset = UNSET
 
 
-class ProviderMetadata(msgspec.Struct):
-    """OpenID Connect Discovery 1.0 section 3, RFC 8414 section 2 (the required members;
-    the rest are listed by the document itself)."""
+class ProviderMetadata(msgspec.Struct, forbid_unknown_fields=True):
+    """OpenID Connect Discovery 1.0 section 3, RFC 8414 section 2: every member the
+    document sends (``oneauth.oauth.discovery`` builds it from this model)."""
 
     issuer: str
     authorization_endpoint: str
@@ -113,18 +130,38 @@ class ProviderMetadata(msgspec.Struct):
     revocation_endpoint: str | Unset = UNSET
     introspection_endpoint: str | Unset = UNSET
     end_session_endpoint: str | Unset = UNSET
+    response_modes_supported: list[str] | Unset = UNSET
+    grant_types_supported: list[str] | Unset = UNSET
+    token_endpoint_auth_methods_supported: list[str] | Unset = UNSET
+    revocation_endpoint_auth_methods_supported: list[str] | Unset = UNSET
+    introspection_endpoint_auth_methods_supported: list[str] | Unset = UNSET
+    token_endpoint_auth_signing_alg_values_supported: list[str] | Unset = UNSET
+    code_challenge_methods_supported: list[str] | Unset = UNSET
+    scopes_supported: list[str] | Unset = UNSET
+    claims_supported: list[str] | Unset = UNSET
+    authorization_response_iss_parameter_supported: bool | Unset = UNSET
+    request_parameter_supported: bool | Unset = UNSET
+    request_uri_parameter_supported: bool | Unset = UNSET
 
 
-class Jwk(msgspec.Struct):
-    """A public key (RFC 7517 section 4); the key's own members beside these."""
+class Jwk(msgspec.Struct, forbid_unknown_fields=True):
+    """A public key (RFC 7517 section 4; RFC 7518 section 6 for the EC and RSA
+    members, RFC 8037 for OKP). Only public members exist here: the key store
+    converts each published key through this model, so a private member (``d``,
+    ``p``, ...) refuses the key set instead of reaching the document."""
 
-    kty: str
+    kty: Literal["EC", "RSA", "OKP"]
     kid: str
-    use: str | Unset = UNSET
+    use: Literal["sig"] | Unset = UNSET
     alg: str | Unset = UNSET
+    crv: str | Unset = UNSET
+    x: str | Unset = UNSET
+    y: str | Unset = UNSET
+    n: str | Unset = UNSET
+    e: str | Unset = UNSET
 
 
-class JwkSet(msgspec.Struct):
+class JwkSet(msgspec.Struct, forbid_unknown_fields=True):
     """RFC 7517 section 5: the app's next, active and retired public keys."""
 
     keys: list[Jwk]
@@ -132,9 +169,11 @@ class JwkSet(msgspec.Struct):
 
 class AuthorizeQuery(msgspec.Struct, kw_only=True):
     """GET (query) or POST (form) /oauth/authorize: RFC 6749 section 4.1.1, OpenID
-    Connect Core section 3.1.2.1, RFC 7636 section 4.3. Checked by
-    ``oneauth.oauth.authorize``, which decides between an error page (an unusable
-    client or redirect URI) and an error redirect."""
+    Connect Core section 3.1.2.1, RFC 7636 section 4.3. Decoded leniently
+    (``oneauth.http.contract.lenient``) and checked by ``oneauth.oauth.authorize``,
+    which decides between an error page (an unusable client or redirect URI) and an
+    error redirect; ``state`` is bounded at ``authorize.MAX_STATE``. The last five
+    are named only to be refused (OIDC Core 6, RFC 7636 section 4.5)."""
 
     response_type: Short | None = None
     client_id: Short | None = None
@@ -147,6 +186,11 @@ class AuthorizeQuery(msgspec.Struct, kw_only=True):
     prompt: Short | None = None
     max_age: Annotated[str, msgspec.Meta(max_length=20)] | None = None
     login_hint: Short | None = None
+    response_mode: Short | None = None
+    request: Token | None = None
+    request_uri: Short | None = None
+    registration: Short | None = None
+    code_verifier: Short | None = None
 
 
 class LogoutQuery(msgspec.Struct, kw_only=True):

@@ -7,23 +7,23 @@ code flow; this module holds refresh_token and client_credentials.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 
 from oneauth import audit
+from oneauth.api.models import TokenSet
 from oneauth.apps.models import AppRecord
 from oneauth.oauth.clients import USER_SCOPES, Client
 from oneauth.oauth.errors import InvalidGrant, InvalidScope, UnauthorizedClient
+from oneauth.oauth.models import UNSET, Introspection, TokenForm
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
-from oneauth.tokens.issue import CLIENT_CREDENTIALS, token_response
+from oneauth.tokens.issue import CLIENT_CREDENTIALS
 from oneauth.verifier import VerificationError
 
 
-def requested_scope(form: dict[str, str], allowed: frozenset[str]) -> list[str] | None:
+def requested_scope(raw: str | None, allowed: frozenset[str]) -> list[str] | None:
     """The ``scope`` parameter as a list, refused if it asks beyond ``allowed``."""
-    raw = form.get("scope")
     if raw is None:
         return None
     wanted = raw.split()
@@ -60,15 +60,15 @@ async def refresh_grant(
     app: AppRecord,
     conn: asyncpg.Connection,
     client: Client,
-    form: dict[str, str],
+    form: TokenForm,
     meta: audit.RequestMeta,
-) -> dict[str, Any] | InvalidGrant:
+) -> TokenSet | InvalidGrant:
     """Rotate a refresh token. An error is returned, not raised, so that the
     family revocation and audit row of a replay commit before the 400."""
     if "refresh_token" not in client.grant_types:
         raise UnauthorizedClient("this client may not use the refresh_token grant")
-    raw = form.get("refresh_token") or ""
-    scope = requested_scope(form, client.scopes)
+    raw = form.refresh_token or ""
+    scope = requested_scope(form.scope, client.scopes)
     issuer = await services.issuer(app, conn)
     idle = client.refresh_token_ttl or issuer.policy.refresh_idle_ttl
     outcome = await sessions.rotate(
@@ -127,7 +127,13 @@ async def refresh_grant(
         target_id=str(session.id),
         details={"client_id": client.client_id},
     )
-    return token_response(access, ttl, outcome.scope, refresh_token=outcome.refresh_token)
+    return TokenSet(
+        access_token=access,
+        token_type="Bearer",
+        expires_in=ttl,
+        scope=outcome.scope,
+        refresh_token=outcome.refresh_token,
+    )
 
 
 async def client_credentials_grant(
@@ -135,14 +141,14 @@ async def client_credentials_grant(
     app: AppRecord,
     conn: asyncpg.Connection,
     client: Client,
-    form: dict[str, str],
+    form: TokenForm,
     meta: audit.RequestMeta,
-) -> dict[str, Any]:
+) -> TokenSet:
     """RFC 6749 section 4.4: a token for the client itself, never a refresh token."""
     if CLIENT_CREDENTIALS not in client.grant_types or not client.is_confidential:
         raise UnauthorizedClient("this client may not use the client_credentials grant")
     service_scopes = client.scopes - set(USER_SCOPES)
-    scope = requested_scope(form, frozenset(service_scopes))
+    scope = requested_scope(form.scope, frozenset(service_scopes))
     granted = " ".join(scope if scope is not None else sorted(service_scopes))
     issuer = await services.issuer(app, conn)
     ttl = client.access_token_ttl or issuer.policy.access_token_ttl
@@ -164,7 +170,7 @@ async def client_credentials_grant(
         target_id=claims["jti"],
         details={"grant": CLIENT_CREDENTIALS},
     )
-    return token_response(access, ttl, granted)
+    return TokenSet(access_token=access, token_type="Bearer", expires_in=ttl, scope=granted)
 
 
 async def revoke(
@@ -209,28 +215,33 @@ async def revoke(
     )
 
 
+# The access token claims introspection tells (RFC 7662 section 2.2): the model's
+# members, so a claim the model does not name is never sent undocumented.
+_CLAIMS = tuple(f for f in Introspection.__struct_fields__ if f not in ("active", "token_type"))
+
+
 async def introspect(
     services: Services, app: AppRecord, conn: asyncpg.Connection, token: str
-) -> dict[str, Any]:
+) -> Introspection:
     """RFC 7662: ``active: false`` for anything not live in this app, whoever made it."""
-    inactive: dict[str, Any] = {"active": False}
+    inactive = Introspection(active=False)
     issuer_url = services.settings.issuer_for(app.app_id)
     if token.startswith(sessions.REFRESH_PREFIX):
         info = await sessions.refresh_token_info(conn, token)
         if info is None:
             return inactive
-        return {
-            "active": True,
-            "token_type": "refresh_token",
-            "client_id": info["client_id"],
-            "scope": info["scope"],
-            "sub": str(info["user_id"]),
-            "sid": str(info["sid"]),
-            "iat": int(info["created_at"].timestamp()),
-            "exp": int(info["expires_at"].timestamp()),
-            "iss": issuer_url,
-            "app_id": app.app_id,
-        }
+        return Introspection(
+            active=True,
+            token_type="refresh_token",
+            client_id=info["client_id"],
+            scope=info["scope"],
+            sub=str(info["user_id"]),
+            sid=str(info["sid"]),
+            iat=int(info["created_at"].timestamp()),
+            exp=int(info["expires_at"].timestamp()),
+            iss=issuer_url,
+            app_id=app.app_id,
+        )
     keys = await services.keys.get(app, conn)
     try:
         claims = keys.verifier.verify(token)
@@ -247,6 +258,7 @@ async def introspect(
             return inactive
         if await sessions.active_session_user(conn, sid) is None:
             return inactive
-    body = {k: v for k, v in claims.raw.items() if k not in ("nbf",)}
-    body.update(active=True, token_type="Bearer")
-    return body
+    raw = claims.raw
+    return Introspection(
+        active=True, token_type="Bearer", **{name: raw.get(name, UNSET) for name in _CLAIMS}
+    )

@@ -10,10 +10,8 @@ Errors are RFC 6750 section 3 challenges.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable
-from typing import Any
 
 import asyncpg
 from starlette.requests import Request
@@ -21,10 +19,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth.errors import ApiError
-from oneauth.http.contract import Operation, operation
+from oneauth.http.contract import Operation, form_body, json_response, operation
 from oneauth.http.gate import current_app
-from oneauth.http.requests import bearer_token, read_form
-from oneauth.oauth.models import BearerChallenge, UserInfo
+from oneauth.http.requests import bearer_token
+from oneauth.oauth.models import UNSET, BearerChallenge, BearerForm, ChallengeError, UserInfo
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
 from oneauth.verifier import VerificationError
@@ -32,42 +30,40 @@ from oneauth.verifier import VerificationError
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
 
-def _challenge(app_id: str, status: int, error: str | None, description: str) -> Response:
+def _challenge(
+    app_id: str, status: int, error: ChallengeError | None, description: str
+) -> Response:
     header = f'Bearer realm="{app_id}"'
-    body: dict[str, str] = {}
+    body = BearerChallenge()
     if error is not None:  # RFC 6750 3.1: no error code when no credentials were sent
         header += f', error="{error}", error_description="{description}"'
-        body = {"error": error, "error_description": description}
-    return Response(
-        json.dumps(body, separators=(",", ":")),
-        status_code=status,
-        media_type="application/json",
-        headers={**NO_STORE, "www-authenticate": header},
-    )
+        body = BearerChallenge(error=error, error_description=description)
+    return json_response(body, status, headers={**NO_STORE, "www-authenticate": header})
 
 
-def claims_for(sub: str, scopes: Iterable[str], user: asyncpg.Record) -> dict[str, Any]:
+def claims_for(sub: str, scopes: Iterable[str], user: asyncpg.Record) -> UserInfo:
     """The user's claims that ``scopes`` release (section 5.4); ``openid`` checked by the caller.
 
     Also what ``/v1/me`` answers to a third-party client's token, so that the
     first-party API never tells a client more than its grant (item 4).
     """
     granted = set(scopes)
-    body: dict[str, Any] = {"sub": sub}
-    if "email" in granted:
-        body.update(email=user["email"], email_verified=user["email_verified"])
-    if "profile" in granted:
+    email = "email" in granted
+    return UserInfo(
+        sub=sub,
+        email=user["email"] if email else UNSET,
+        email_verified=user["email_verified"] if email else UNSET,
         # We hold no name fields yet; updated_at is the one profile claim we have.
-        body["updated_at"] = int(user["updated_at"].timestamp())
-    return body
+        updated_at=int(user["updated_at"].timestamp()) if "profile" in granted else UNSET,
+    )
 
 
 async def _token(request: Request) -> str | None:
     token = bearer_token(request)
     if token is None and request.method == "POST":
         try:
-            token = (await read_form(request)).get("access_token") or None
-        except ApiError:
+            token = (await form_body(request, BearerForm)).access_token or None
+        except ApiError:  # no usable form: no credentials (RFC 6750 section 3.1)
             return None
     return token
 
@@ -104,11 +100,7 @@ async def userinfo(request: Request) -> Response:
         row = await sessions.active_session_user(conn, sid)
     if row is None or str(row["id"]) != claims.sub:
         return _challenge(app.app_id, 401, "invalid_token", "the session has ended")
-    return Response(
-        json.dumps(claims_for(claims.sub, claims.scopes, row), separators=(",", ":")),
-        media_type="application/json",
-        headers=NO_STORE,
-    )
+    return json_response(claims_for(claims.sub, claims.scopes, row), headers=NO_STORE)
 
 
 def routes() -> list[BaseRoute]:

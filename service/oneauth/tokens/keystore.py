@@ -18,10 +18,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import asyncpg
+import msgspec
 import psycopg
 
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import MAX_TOKEN_TTL, policy_of
+from oneauth.oauth.models import JwkSet
 from oneauth.secretbox import SecretBox
 from oneauth.tokens.keys import Alg, SigningKey, generate_signing_key
 from oneauth.verifier import Verifier
@@ -314,7 +316,9 @@ class KeyStore:
         return AppKeys(
             app_id=app.app_id,
             published_kids=frozenset(str(k["kid"]) for k in public),
-            jwks=json.dumps(document, separators=(",", ":")).encode(),
+            # Through the published model (public members only, oneauth.oauth.models.Jwk):
+            # the document cannot drift from /openapi.json, nor carry a private member.
+            jwks=msgspec.json.encode(msgspec.convert(document, JwkSet)),
             verifier=verifier,
             expires=time.monotonic() + self._ttl,
             sealed=sealed,

@@ -33,7 +33,7 @@ from oneauth.errors import (
     TooManyRequests,
 )
 from oneauth.flows import password
-from oneauth.http.contract import Operation, operation
+from oneauth.http.contract import Operation, lenient, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
 from oneauth.identity.users import User
@@ -47,6 +47,7 @@ from oneauth.oauth.authorize import (
     issue_code,
     parse_request,
     revalidate,
+    single_values,
     success_uri,
 )
 from oneauth.oauth.clients import Client
@@ -54,6 +55,7 @@ from oneauth.oauth.models import AuthorizeQuery
 from oneauth.services import Services
 from oneauth.web import browser_session, csrf
 from oneauth.web.browser_session import BrowserSession
+from oneauth.web.models import ConsentForm, FlowForm
 from oneauth.web.render import branding, redirect, render, stylesheet
 
 SCOPE_TEXT = {
@@ -103,6 +105,7 @@ def _to_client(
     Operation(
         "Authorization endpoint (RFC 6749 section 3.1): sign-in and consent pages",
         query=AuthorizeQuery,
+        form=AuthorizeQuery,
         responses={200: str, 302: None, 303: None},
         errors=(400, 403),
         error_format="html",
@@ -116,16 +119,17 @@ async def authorize(request: Request) -> Response:
     services = Services.of(request)
     if request.method == "POST":
         try:
-            form = await read_form(request)
+            form = await read_form(request)  # a repeated parameter: refused here
         except ApiError as exc:
             return error_page(request, services, app, exc.detail, code="invalid_request")
-        items: list[tuple[str, str]] = list(form.items())
+        params, repeated = form, set[str]()
     else:
-        items = list(request.query_params.multi_items())
+        params, repeated = single_values(request.query_params.multi_items())
+    query, refused = lenient(params, AuthorizeQuery)
     try:
         # One transaction: validate, then sign-in, consent or a code.
         async with services.router.enter(app) as conn:
-            client, authz = await parse_request(services, app, conn, items)
+            client, authz = await parse_request(services, app, conn, query, refused, repeated)
             step = await next_step(request, services, app, conn, client, authz)
     except PageError as exc:
         return error_page(request, services, app, exc.message, code=exc.code)
@@ -281,12 +285,14 @@ def consent_page(
 async def _posted_flow(
     request: Request, services: Services, app: AppRecord
 ) -> tuple[dict[str, str], Client, AuthorizationRequest] | Response:
-    """The form of a hosted page, its CSRF check, and the request it continues."""
+    """The form of a hosted page, its CSRF check, and the request it continues (both
+    read through :class:`~oneauth.web.models.FlowForm`)."""
     try:
         form = await read_form(request)
     except ApiError as exc:
         return error_page(request, services, app, exc.detail, code="invalid_request")
-    if not csrf.check(request, services.settings, app.app_id, form.get(csrf.FIELD)):
+    posted, _ = lenient(form, FlowForm)
+    if not csrf.check(request, services.settings, app.app_id, posted.csrf):
         return error_page(
             request,
             services,
@@ -296,7 +302,7 @@ async def _posted_flow(
             code="csrf",
             status=403,
         )
-    authz = AuthorizationRequest.unseal(services.box, app.app_id, form.get("flow"))
+    authz = AuthorizationRequest.unseal(services.box, app.app_id, posted.flow)
     if authz is None:
         return _expired(request, services, app)
     try:
@@ -453,6 +459,7 @@ async def resume(request: Request) -> Response:
 @operation(
     Operation(
         "The consent form of the authorization flow",
+        form=ConsentForm,
         responses={200: str, 302: None, 303: None},
         errors=(400, 403),
         error_format="html",
@@ -469,7 +476,7 @@ async def consent(request: Request) -> Response:
     form, client, authz = posted
     issuer = services.settings.issuer_for(app.app_id)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    allow = form.get("decision") == "allow"
+    allow = lenient(form, ConsentForm)[0].decision == "allow"
     code = None
     async with services.router.enter(app) as conn:
         session = await browser_session.current(

@@ -18,10 +18,10 @@ signing in by email continues the OAuth flow.
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -38,22 +38,21 @@ from oneauth.errors import (
     WeakPasswordError,
 )
 from oneauth.flows import email_change, passwordless, recovery, verification
-from oneauth.flows.password import MAX_PASSWORD_INPUT
-from oneauth.http.contract import Operation, operation
+from oneauth.http.contract import Operation, lenient, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
-from oneauth.identity.one_time import MAX_SECRET_INPUT
 from oneauth.identity.users import User
 from oneauth.oauth.authorize import AuthorizationRequest
 from oneauth.services import Services
 from oneauth.web import browser_session, csrf
+from oneauth.web.models import CsrfForm, FlowQuery, LinkForm, LinkQuery, RecoverForm, ResetForm
 from oneauth.web.pages import continue_url, error_page
 from oneauth.web.render import redirect, render
 
 FLOW_COOKIE = "oneauth_mailflow_"  # + app_id: the flow token of a code / magic link
 RESUME_COOKIE = "oneauth_mailresume_"  # + app_id: the sealed OAuth request, for a magic link
 FLOW_COOKIE_AGE = 30 * 60
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,128}")
+M = TypeVar("M", bound=msgspec.Struct)
 
 assert not FLOW_COOKIE.startswith((csrf.COOKIE_PREFIX, browser_session.COOKIE_PREFIX))
 
@@ -107,11 +106,13 @@ def _clear(response: Response, services: Services, app: AppRecord, *names: str) 
 
 
 async def _form(request: Request, services: Services, app: AppRecord) -> dict[str, str] | Response:
+    """The posted pairs, their CSRF token checked (decoded through :class:`CsrfForm`)."""
     try:
         form = await read_form(request)
     except ApiError as exc:
         return error_page(request, services, app, exc.detail, code="invalid_request")
-    if not csrf.check(request, services.settings, app.app_id, form.get(csrf.FIELD)):
+    token = lenient(form, CsrfForm)[0].csrf
+    if not csrf.check(request, services.settings, app.app_id, token):
         return error_page(
             request,
             services,
@@ -123,9 +124,24 @@ async def _form(request: Request, services: Services, app: AppRecord) -> dict[st
     return form
 
 
+async def _posted(
+    request: Request, services: Services, app: AppRecord, model: type[M]
+) -> tuple[M, frozenset[str]] | Response:
+    """The form as the page's model (CSRF checked), and the names of the values the
+    model refused: each page answers those as it answers a bad value."""
+    form = await _form(request, services, app)
+    if isinstance(form, Response):
+        return form
+    return lenient(form, model)
+
+
+def _query(request: Request, model: type[M]) -> M:
+    return lenient(request.query_params, model)[0]
+
+
 def _token_param(request: Request) -> str | None:
-    token = request.query_params.get("token")
-    return token if token and _TOKEN.fullmatch(token) else None
+    """A link's token as it may appear in a URL (:class:`LinkQuery`), else None."""
+    return _query(request, LinkQuery).token
 
 
 def _bad_link(request: Request, services: Services, app: AppRecord) -> Response:
@@ -175,6 +191,8 @@ def _recover_form(
 @operation(
     Operation(
         "Hosted page: ask for a reset, then enter the code and a new password",
+        query=FlowQuery,
+        form=RecoverForm,
         responses={200: str, 303: None},
         errors=(400, 403),
         error_format="html",
@@ -187,13 +205,15 @@ async def recover(request: Request) -> Response:
     services = Services.of(request)
     if request.method == "GET":
         return _recover_form(
-            request, services, app, _authz(services, app, request.query_params.get("flow"))
+            request, services, app, _authz(services, app, _query(request, FlowQuery).flow)
         )
-    form = await _form(request, services, app)
-    if isinstance(form, Response):
-        return form
-    flow = _authz(services, app, form.get("flow"))
-    email = form.get("email", "").strip()[:320]
+    posted = await _posted(request, services, app, RecoverForm)
+    if isinstance(posted, Response):
+        return posted
+    form, _ = posted
+    flow = _authz(services, app, form.flow)
+    # Too long (refused) or missing: "" is not an address, the form says so.
+    email = (form.email or "").strip()
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     try:
         started = await recovery.request(services, app, email, meta)
@@ -262,6 +282,8 @@ def _code_form(
 @operation(
     Operation(
         "Hosted page: a reset link lands here; choose a new password",
+        query=LinkQuery,
+        form=ResetForm,
         responses={200: str, 303: None},
         errors=(400, 403),
         error_format="html",
@@ -277,12 +299,13 @@ async def reset(request: Request) -> Response:
         if token is None:
             return _bad_link(request, services, app)
         return _code_form(request, services, app, None, "Choose a new password", token=token)
-    form = await _form(request, services, app)
-    if isinstance(form, Response):
-        return form
-    flow = _authz(services, app, form.get("flow"))
-    token = form.get("token") or None
-    new_password = form.get("new_password", "")
+    posted = await _posted(request, services, app, ResetForm)
+    if isinstance(posted, Response):
+        return posted
+    form, refused = posted
+    flow = _authz(services, app, form.flow)
+    token = form.token or None
+    new_password = form.new_password
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     title = "Choose a new password" if token else "Check your email"
 
@@ -291,9 +314,9 @@ async def reset(request: Request) -> Response:
             request, services, app, flow, title, token=token, error=message, status=status
         )
 
-    if not new_password or len(new_password) > MAX_PASSWORD_INPUT:
+    if not new_password:  # missing, empty or too long (ResetForm)
         return again("Enter a new password.", 400)
-    if token is not None and len(token) > MAX_SECRET_INPUT:
+    if "token" in refused:  # longer than any of ours
         return _bad_link(request, services, app)
     try:
         await recovery.complete(
@@ -303,7 +326,7 @@ async def reset(request: Request) -> Response:
             meta,
             token=token,
             flow_token=None if token else _cookie(request, FLOW_COOKIE, app),
-            code=None if token else form.get("code", "")[:32],
+            code=None if token else form.code or "",
         )
     except WeakPasswordError as exc:
         return again(exc.detail, 400)
@@ -351,6 +374,8 @@ def _link_landing(
 @operation(
     Operation(
         "Hosted page: an email verification link lands here",
+        query=LinkQuery,
+        form=LinkForm,
         responses={200: str, 303: None},
         errors=(400, 403),
         error_format="html",
@@ -365,9 +390,10 @@ async def verify(request: Request) -> Response:
         return _link_landing(
             request, services, app, "verify", "Confirm your email address", "Confirm"
         )
-    form = await _form(request, services, app)
-    if isinstance(form, Response):
-        return form
+    posted = await _posted(request, services, app, LinkForm)
+    if isinstance(posted, Response):
+        return posted
+    form, _ = posted
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     try:
         # The flow cookie, if this browser holds the flow of the request that sent
@@ -376,7 +402,7 @@ async def verify(request: Request) -> Response:
             services,
             app,
             meta,
-            token=form.get("token", "")[:200],
+            token=form.token or "",
             flow_token=_cookie(request, FLOW_COOKIE, app),
         )
     except InvalidLinkOrCode:
@@ -404,6 +430,8 @@ async def verify(request: Request) -> Response:
 @operation(
     Operation(
         "Hosted page: an email change link lands here",
+        query=LinkQuery,
+        form=LinkForm,
         responses={200: str, 303: None},
         errors=(400, 403),
         error_format="html",
@@ -418,12 +446,13 @@ async def confirm_email_change(request: Request) -> Response:
         return _link_landing(
             request, services, app, "email/confirm", "Confirm your new email address", "Confirm"
         )
-    form = await _form(request, services, app)
-    if isinstance(form, Response):
-        return form
+    posted = await _posted(request, services, app, LinkForm)
+    if isinstance(posted, Response):
+        return posted
+    form, _ = posted
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     try:
-        done = await email_change.confirm(services, app, meta, token=form.get("token", "")[:200])
+        done = await email_change.confirm(services, app, meta, token=form.token or "")
     except (InvalidLinkOrCode, ApiError):
         return _bad_link(request, services, app)
     return _page(

@@ -1,0 +1,87 @@
+"""Query and form models of the hosted pages (issue 11).
+
+Decoded with :func:`oneauth.http.contract.lenient`: a page answers a value its
+model refuses as it answers any bad value of that parameter (an expired form,
+an invalid link, the form again with a message), so every member is optional.
+The lengths are the ones the pages cut or refused at by hand before.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from oneauth.api.models import Code, Email, Password
+from oneauth.identity.one_time import MAX_SECRET_INPUT
+from oneauth.oauth.models import LogoutQuery
+
+# The sealed authorization request (oneauth.oauth.authorize.AuthorizationRequest.unseal
+# reads at most this much) and the CSRF token (oneauth.web.csrf).
+Sealed = Annotated[str, msgspec.Meta(max_length=16_384, pattern=r"^[A-Za-z0-9_.-]*$")]
+# In a URL (a GET's query): what fits in one request head (uvicorn's h11 takes 16 KiB).
+SealedInUrl = Annotated[str, msgspec.Meta(max_length=8192, pattern=r"^[A-Za-z0-9_.-]*$")]
+Csrf = Annotated[str, msgspec.Meta(max_length=512, pattern=r"^[\x21-\x7e]*$")]  # ASCII
+# A link's token as it may appear in a URL: what the link pages show a button for.
+LinkToken = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{20,128}$")]
+PostedToken = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class FlowQuery(msgspec.Struct, kw_only=True):
+    """GET of a page that continues a sealed authorization request."""
+
+    flow: SealedInUrl | None = None
+
+
+class LinkQuery(msgspec.Struct, kw_only=True):
+    """GET of the page a mailed link lands on: shows a button, burns nothing."""
+
+    token: LinkToken | None = None
+
+
+class CsrfForm(msgspec.Struct, kw_only=True):
+    """Every hosted form carries its CSRF token (``oneauth.web.csrf.FIELD``)."""
+
+    csrf: Csrf | None = None
+
+
+class FlowForm(CsrfForm, kw_only=True):
+    """A hosted form that continues a sealed authorization request."""
+
+    flow: Sealed | None = None
+
+
+class ConsentForm(FlowForm, kw_only=True):
+    """POST /consent: allow, or anything else (deny)."""
+
+    decision: Annotated[str, msgspec.Meta(max_length=16, examples=["allow", "deny"])] | None = None
+
+
+class RecoverForm(FlowForm, kw_only=True):
+    """POST /recover: the address to send a reset link and code to."""
+
+    email: Email | None = None
+
+
+class ResetForm(FlowForm, kw_only=True):
+    """POST /reset: a new password with the link's token, or with the mailed code."""
+
+    # Empty counts as absent (the code form); longer than any of ours: a bad link.
+    token: Annotated[str, msgspec.Meta(max_length=MAX_SECRET_INPUT)] | None = None
+    code: Code | None = None
+    new_password: Password | None = None
+
+
+class LinkForm(CsrfForm, kw_only=True):
+    """POST /verify and /email/confirm: the link's token, from the button's form."""
+
+    token: PostedToken | None = None
+
+
+class LogoutForm(LogoutQuery, kw_only=True):
+    """POST /oauth/logout: a relying party's logout request (the query's members as a
+    form), or our confirmation page's answer (``flow``, ``csrf``, ``decision``)."""
+
+    csrf: Csrf | None = None
+    flow: Sealed | None = None
+    decision: Annotated[str, msgspec.Meta(max_length=16, examples=["logout", "stay"])] | None = None
