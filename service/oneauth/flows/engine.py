@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 FLOW_TTL = 10 * 60  # a second factor or an enrolment must follow within this
+FLOW_ATTEMPTS = 5  # wrong second-factor codes before a flow is dead
 TOKEN_PREFIX = "ofl_"
 MAX_TOKEN_INPUT = 100
 Kind = Literal["login", "signup", "step_up", "enrol"]
@@ -240,8 +241,10 @@ async def load(
     row = await conn.fetchrow(
         "SELECT id, kind, user_id, satisfied::text AS satisfied, serves::text AS serves,"
         " binding, expires_at, attempts FROM auth_flows"
-        " WHERE secret_hash = $1 AND completed_at IS NULL AND expires_at > now() FOR UPDATE",
+        " WHERE secret_hash = $1 AND completed_at IS NULL AND expires_at > now()"
+        " AND attempts < $2 FOR UPDATE",
         _hash(flow_token),
+        FLOW_ATTEMPTS,
     )
     if row is None or row["binding"] != binding:
         raise FlowExpired()
@@ -424,8 +427,15 @@ async def complete(
         org_requires_mfa=org_requires_mfa,
     )
     if not isinstance(decision, Done):
+        # A flow that waits for an enrolment is an "enrol" flow: its token opens
+        # only the enrolment calls, never /v1/login/mfa (and a "login" flow's
+        # token never enrols a factor: that would skip the enrolled one).
+        kind: Kind = "enrol" if isinstance(decision, NeedEnrolment) else flow.kind
         if not flow.stored:
-            flow, flow_token = await _store(conn, flow, FLOW_TTL)
+            flow, flow_token = await _store(conn, replace(flow, kind=kind), FLOW_TTL)
+        elif kind != flow.kind:
+            await conn.execute("UPDATE auth_flows SET kind = $2 WHERE id = $1", flow.id, kind)
+            flow = replace(flow, kind=kind)
         assert flow_token is not None
         return Pending(flow, flow_token, decision)
     user = await users_repo.by_id(conn, user_id)
