@@ -205,11 +205,13 @@ async def test_required_policy_enrols_on_the_hosted_page(
     client: httpx.AsyncClient,
     settings: Settings,
     provision: Callable[..., AppRecord],
+    configure: Callable[..., Any],
 ) -> None:
-    app = provision(app_settings={"mfa": "required"})
+    app = provision()
     client_id, _ = register(settings, app, first_party=True)
     email = unique_email()
     await signup(client, app, email)
+    await configure(app, mfa="required")
     async with httpx.AsyncClient(
         transport=client._transport, base_url="http://testserver"
     ) as browser:

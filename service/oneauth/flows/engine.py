@@ -72,6 +72,7 @@ __all__ = [
 
 FLOW_TTL = 10 * 60  # a second factor or an enrolment must follow within this
 FLOW_ATTEMPTS = 5  # wrong second-factor codes before a flow is dead
+PRUNE_ONE_IN = 64
 TOKEN_PREFIX = "ofl_"
 MAX_TOKEN_INPUT = 100
 Kind = Literal["login", "signup", "step_up", "enrol"]
@@ -170,6 +171,13 @@ def _satisfied_json(items: tuple[Satisfied, ...]) -> str:
 
 
 async def _store(conn: asyncpg.Connection, flow: Flow, ttl: int) -> tuple[Flow, str]:
+    if secrets.randbelow(PRUNE_ONE_IN) == 0:
+        # Dead flows are worthless; about one store in PRUNE_ONE_IN removes a batch
+        # (no job to schedule, and most sign-ins never store a flow at all).
+        await conn.execute(
+            "DELETE FROM auth_flows WHERE id IN (SELECT id FROM auth_flows"
+            " WHERE expires_at < now() - interval '1 hour' LIMIT 500)"
+        )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = await conn.fetchval(
         _INSERT,
@@ -384,9 +392,9 @@ class Pending:
     def factors(self) -> list[str]:
         return list(self.decision.allowed)
 
-    def error(self) -> ApiError:
+    def error(self, **extra: Any) -> ApiError:
         """The API's 403 answer: ``mfa_required`` or ``mfa_enrollment_required``."""
-        body = {"flow_token": self.flow_token, "factors": self.factors, **self.extra}
+        body = {"flow_token": self.flow_token, "factors": self.factors, **self.extra, **extra}
         if isinstance(self.decision, NeedEnrolment):
             return MfaEnrollmentRequired(
                 "this app requires a second factor: enrol one with this flow_token"
