@@ -418,23 +418,24 @@ async def complete(
     browser: Request | None = None,
     org_requires_mfa: bool = False,
     details: Mapping[str, Any] | None = None,
+    user: User | None = None,
 ) -> Issued | Pending:
     """Ask the policy; issue the session if it allows, else store the flow.
 
     Runs in the transaction that verified the last factor, so the factor's use
     (a TOTP step, a recovery code) and the session commit together. ``browser``:
     the hosted page's request (a browser session, rotating whatever session its
-    cookie named); None: the first-party client's tokens. The caller raises
+    cookie named); None: the first-party client's tokens. ``user``: the flow's
+    user row if the caller has it (saves a read). The caller raises
     ``Pending.error()`` (API) or shows the next page (hosted) after the commit.
     """
     user_id = flow.user_id
     assert user_id is not None
-    decision = decide(
-        policy_of(app),
-        flow,
-        await confirmed_kinds(conn, user_id),
-        org_requires_mfa=org_requires_mfa,
-    )
+    policy = policy_of(app)
+    # The user's factors matter only when the policy may ask for one.
+    asks = not flow.multi_factor and (policy.mfa != "off" or org_requires_mfa)
+    kinds = await confirmed_kinds(conn, user_id) if asks else frozenset[str]()
+    decision = decide(policy, flow, kinds, org_requires_mfa=org_requires_mfa)
     if not isinstance(decision, Done):
         # A flow that waits for an enrolment is an "enrol" flow: its token opens
         # only the enrolment calls, never /v1/login/mfa (and a "login" flow's
@@ -447,7 +448,8 @@ async def complete(
             flow = replace(flow, kind=kind)
         assert flow_token is not None
         return Pending(flow, flow_token, decision)
-    user = await users_repo.by_id(conn, user_id)
+    if user is None or user.id != user_id:
+        user = await users_repo.by_id(conn, user_id)
     if user is None or user.status != "active":
         raise FlowExpired()
     if flow.stored:
