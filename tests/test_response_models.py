@@ -13,12 +13,14 @@ assertion, so the document and the wire cannot drift unnoticed.
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import jsonschema
 import msgspec
+import pyotp
 import pytest
 from starlette.applications import Starlette
 
@@ -92,9 +94,17 @@ async def walk(
     strict = provision(app_settings={"require_verified_email": True})
 
     async def call(
-        method: str, path: str, expect: int, *, on: AppRecord = app, **kwargs: Any
+        method: str,
+        path: str,
+        expect: int,
+        *,
+        on: AppRecord = app,
+        names: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
         url = path.replace("{app_id}", on.app_id)
+        for name, value in (names or {}).items():
+            url = url.replace("{" + name + "}", value)
         response = await http.request(method, url, **kwargs)
         assert response.status_code == expect, (method, url, response.text)
         contract.check(method, path, response)
@@ -200,6 +210,45 @@ async def walk(
         200,
         json={"flow_token": started.json()["flow_token"], "code": _mailed_code(mailbox, other)},
     )
+
+    # Second factors (issue 12), for a user of their own: the code flow above
+    # signed in with a password only.
+    second = {"email": f"mfa-{secrets.token_hex(4)}@example.com", "password": PASSWORD}
+    signed = await call("POST", "/apps/{app_id}/v1/signup", 201, json=second)
+    bearer = {"authorization": f"Bearer {signed.json()['access_token']}"}
+    enrol = (await call("POST", "/apps/{app_id}/v1/mfa/totp", 201, json={}, headers=bearer)).json()
+    totp = pyotp.TOTP(enrol["secret"])
+    await call(
+        "POST",
+        "/apps/{app_id}/v1/mfa/totp/confirm",
+        200,
+        json={"factor_id": enrol["factor_id"], "code": totp.now()},
+        headers=bearer,
+    )
+    pending = await http.post(f"/apps/{app.app_id}/v1/login", json=second)
+    assert pending.status_code == 403 and pending.json()["code"] == "mfa_required", pending.text
+    # The confirmation spent this step's code; the next step's is within the drift.
+    done = await call(
+        "POST",
+        "/apps/{app_id}/v1/login/mfa",
+        200,
+        json={
+            "flow_token": pending.json()["flow_token"],
+            "factor": "totp",
+            "code": totp.at(totp.timecode(datetime.now(UTC)) * 30 + 30),
+        },
+    )
+    strong = {"authorization": f"Bearer {done.json()['access_token']}"}
+    await call("GET", "/apps/{app_id}/v1/mfa", 200, headers=strong)
+    await call(
+        "PATCH",
+        "/apps/{app_id}/v1/mfa/{factor_id}",
+        200,
+        names={"factor_id": enrol["factor_id"]},
+        json={"name": "phone"},
+        headers=strong,
+    )
+    await call("POST", "/apps/{app_id}/v1/mfa/recovery-codes", 200, json={}, headers=strong)
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("email", "First-party API: mailed links and codes"),
     ("user", "First-party API: the signed-in user"),
     ("consents", "First-party API: the user's consents to third-party clients"),
+    ("mfa", "First-party API: second factors and the sign-in that needs one"),
     ("health", "Liveness and readiness"),
     ("meta", "This document and the metrics"),
     ("admin", "Admin API (issue 15): operators' routes, an adminToken each; none yet"),
