@@ -13,8 +13,8 @@ assertion, so the document and the wire cannot drift unnoticed.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -226,7 +226,8 @@ async def walk(
         headers=bearer,
     )
     pending = await http.post(f"/apps/{app.app_id}/v1/login", json=second)
-    assert pending.status_code == 403 and pending.json()["code"] == "mfa_required", pending.text
+    assert pending.status_code == 403, pending.text
+    assert pending.json()["code"] == "mfa_required", pending.text
     # The confirmation spent this step's code; the next step's is within the drift.
     done = await call(
         "POST",
