@@ -63,18 +63,18 @@ def test_claims_require_amr(minter: TokenMinter) -> None:
 
 def test_claims_require_acr(minter: TokenMinter) -> None:
     verifier = minter.verifier()
-    claims = verifier.verify(minter.mint(acr="urn:oneauth:acr:pwd"))
-    assert claims.acr == "urn:oneauth:acr:pwd"
+    claims = verifier.verify(minter.mint(acr="urn:oneauth:acr:sfa"))
+    assert claims.acr == "urn:oneauth:acr:sfa"
     with pytest.raises(InsufficientUserAuthentication) as info:
         claims.require(acr=[ACR_MFA, "urn:example:gold"])
     assert info.value.check == "acr"
     assert info.value.acr_values == (ACR_MFA, "urn:example:gold")  # order kept
-    assert claims.require(acr="urn:example:gold urn:oneauth:acr:pwd") is claims
+    assert claims.require(acr="urn:example:gold urn:oneauth:acr:sfa") is claims
     # No acr claim at all satisfies no acr demand.
     bare = verifier.verify(minter.mint())
     assert bare.acr is None
     with pytest.raises(InsufficientUserAuthentication):
-        bare.require(acr="urn:oneauth:acr:pwd")
+        bare.require(acr="urn:oneauth:acr:sfa")
 
 
 def test_claims_require_max_age(minter: TokenMinter, clock: Clock) -> None:
@@ -206,7 +206,7 @@ async def test_acr_challenge_lists_acr_values_and_max_age(
     client: httpx.AsyncClient, shop: LiveIssuer
 ) -> None:
     response = await client.get(
-        "/both", headers=bearer(shop.minter.mint(acr="urn:oneauth:acr:pwd"))
+        "/both", headers=bearer(shop.minter.mint(acr="urn:oneauth:acr:sfa"))
     )
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]

@@ -8,8 +8,14 @@ from starlette.routing import BaseRoute
 
 from oneauth.api import consents
 from oneauth.oauth import logout, userinfo
-from oneauth.web import pages
+from oneauth.web import pages, registration
 
 
 def routes() -> list[BaseRoute]:
-    return [*pages.routes(), *userinfo.routes(), *logout.routes(), *consents.routes()]
+    return [
+        *pages.routes(),
+        *registration.routes(),
+        *userinfo.routes(),
+        *logout.routes(),
+        *consents.routes(),
+    ]

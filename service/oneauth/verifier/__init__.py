@@ -18,7 +18,7 @@ integration lives in :mod:`oneauth.verifier.starlette`, test helpers in
 """
 
 from ._claims import AccessTokenClaims
-from ._stepup import ACR_MFA, ACR_PWD, AuthRequirement
+from ._stepup import ACR_MFA, ACR_SFA, AuthRequirement
 from ._verifier import DEFAULT_ALGORITHMS, MAX_LEEWAY, Verifier
 from .errors import (
     DiscoveryError,
@@ -41,7 +41,7 @@ from .errors import (
 
 __all__ = [
     "ACR_MFA",
-    "ACR_PWD",
+    "ACR_SFA",
     "DEFAULT_ALGORITHMS",
     "MAX_LEEWAY",
     "AccessTokenClaims",

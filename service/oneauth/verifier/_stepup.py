@@ -22,12 +22,12 @@ from .errors import InsufficientUserAuthentication
 if TYPE_CHECKING:
     from ._claims import AccessTokenClaims
 
-__all__ = ["ACR_MFA", "ACR_PWD", "AuthRequirement"]
+__all__ = ["ACR_MFA", "ACR_SFA", "AuthRequirement"]
 
 # oneauth's authentication context classes (README "Multi-factor sign-in"):
 # the provider puts one of them in `acr` and advertises them in discovery.
 ACR_MFA = "urn:oneauth:acr:mfa"
-ACR_PWD = "urn:oneauth:acr:pwd"
+ACR_SFA = "urn:oneauth:acr:sfa"
 
 
 def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -63,7 +63,7 @@ SCOPE_TEXT = {
     "offline_access": "Stay connected when you are not using it",
 }
 
-Step = Literal["login", "consent", "code"]
+Step = Literal["login", "step_up", "consent", "code"]
 
 
 def _targets(uri: str) -> tuple[str, ...]:
@@ -156,6 +156,8 @@ async def next_step(
     if _too_old(session, authz):
         return NextStep("login")  # none, or prompt=login / max_age ask for a new sign-in
     assert session is not None
+    if authz.needs_step_up(session.amr):
+        return NextStep("step_up", session)  # acr_values asks for a second factor
     if not client.first_party and (
         "consent" in authz.prompt
         or not await consents.covers(conn, session.user_id, client.client_id, authz.scope)
@@ -182,7 +184,16 @@ def respond(
     if step.kind == "login":
         if "none" in authz.prompt:  # OIDC Core 3.1.2.6
             return _to_client(services, app, _prompt_none(authz, "login_required"), status)
+        if "create" in authz.prompt:
+            from oneauth.web.registration import register_page  # it imports this module
+
+            return register_page(request, services, app, client, authz)
         return login_page(request, services, app, client, authz)
+    if step.kind == "step_up":
+        # Signed in, but with fewer factors than acr_values asks for: the user must act.
+        if "none" in authz.prompt:
+            return _to_client(services, app, _prompt_none(authz, "interaction_required"), status)
+        return step_up_page(request, services, app, client, authz)
     if step.kind == "consent":
         if "none" in authz.prompt:
             return _to_client(services, app, _prompt_none(authz, "consent_required"), status)
@@ -245,11 +256,32 @@ def login_page(
             "error": error,
             # Sign-in by emailed code exists only where the app turned it on (issue 5).
             "passwordless": bool(getattr(policy_of(app), "passwordless", False)),
+            # The "Create account" link (issue 12); invitation-only apps show none.
+            "self_signup": policy_of(app).self_signup,
         },
         status=status,
         headers=headers,
         # The POST ends, two redirects later, at the client's redirect URI.
         form_targets=_targets(authz.redirect_uri),
+    )
+
+
+def step_up_page(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    client: Client,
+    authz: AuthorizationRequest,
+) -> Response:
+    """The client asked for a second factor (``acr_values``) the sign-in lacks."""
+    return error_page(
+        request,
+        services,
+        app,
+        "This application asks for a second sign-in factor, which cannot be used here yet.",
+        title="A second factor is needed",
+        code="mfa_required",
+        status=403,
     )
 
 
