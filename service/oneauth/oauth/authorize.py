@@ -103,6 +103,10 @@ class AuthorizationRequest:
     # acr_values as sent (OIDC Core 3.1.2.1), in order of preference; kept last with a
     # default so that requests sealed before it still open.
     acr_values: tuple[str, ...] = ()
+    # A sign-in for the app's own account page (web/account.py), not for a client: it
+    # ends at the page, with no code and no consent. Only we seal requests, so only
+    # we can make one.
+    account: bool = False
 
     @property
     def scope_text(self) -> str:
@@ -287,6 +291,28 @@ async def parse_request(
     return client, request
 
 
+def account_request(
+    client: Client, issuer: str, *, fresh: bool = False, hint: str | None = None
+) -> AuthorizationRequest:
+    """A sign-in for the account page at ``{issuer}/account`` (``fresh``: a new one, for
+    changes that need a recent sign-in), with the app's first-party ``client``."""
+    now = int(time.time())
+    return AuthorizationRequest(
+        client_id=client.client_id,
+        redirect_uri=f"{issuer}/account",
+        scope=("openid",),
+        state=None,
+        nonce=None,
+        # Never checked (no code is issued); present because every request has one.
+        code_challenge=secrets.token_urlsafe(32),
+        prompt=("login",) if fresh else (),
+        fresh_after=None,
+        login_hint=hint,
+        expires=now + FLOW_TTL,
+        account=True,
+    )
+
+
 def _scope(
     raw: str | None, client: Client, fail: Callable[[str, str], AuthorizeError]
 ) -> tuple[str, ...]:
@@ -307,6 +333,8 @@ async def revalidate(
     client = await services.clients.get(conn, app.app_id, request.client_id)
     if client is None or not _usable(client):
         raise PageError("invalid_client", "The application that sent you here is not known.")
+    if request.account:
+        return client  # the app's own first-party client; nothing is redirected to it
     _check_redirect(client, request.redirect_uri)
     if GRANT not in client.grant_types or not set(request.scope) <= client.scopes:
         raise AuthorizeError(

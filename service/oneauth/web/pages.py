@@ -63,7 +63,7 @@ SCOPE_TEXT = {
     "offline_access": "Stay connected when you are not using it",
 }
 
-Step = Literal["login", "step_up", "consent", "code"]
+Step = Literal["login", "step_up", "account", "consent", "code"]
 
 
 def _targets(uri: str) -> tuple[str, ...]:
@@ -158,6 +158,8 @@ async def next_step(
     assert session is not None
     if authz.needs_step_up(session.amr):
         return NextStep("step_up", session)  # acr_values asks for a second factor
+    if authz.account:
+        return NextStep("account", session)  # the account page: no consent, no code
     if not client.first_party and (
         "consent" in authz.prompt
         or not await consents.covers(conn, session.user_id, client.client_id, authz.scope)
@@ -194,6 +196,8 @@ def respond(
         if "none" in authz.prompt:
             return _to_client(services, app, _prompt_none(authz, "interaction_required"), status)
         return step_up_page(request, services, app, client, authz)
+    if step.kind == "account":
+        return redirect(authz.redirect_uri, status)  # {issuer}/account, set by us
     if step.kind == "consent":
         if "none" in authz.prompt:
             return _to_client(services, app, _prompt_none(authz, "consent_required"), status)
