@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from oneauth import logs, metrics, tracing
+from oneauth.api import mfa as mfa_api
 from oneauth.api import recovery as recovery_api
 from oneauth.api import views
 from oneauth.apps.registry import CHANNEL as registry_channel
@@ -55,6 +56,7 @@ _metrics_view = operation(
 def app_routes() -> list[BaseRoute]:
     return [
         *views.routes(),
+        *mfa_api.routes(),
         *recovery_api.routes(),
         *endpoints.routes(),
         *discovery.routes(),

@@ -37,6 +37,7 @@ from oneauth.oauth.errors import InvalidGrant, InvalidRequest, OAuthError, Unaut
 from oneauth.secretbox import SecretBox, SecretBoxError
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
+from oneauth.tokens.issue import ACR_MFA, ACR_SFA
 from oneauth.web.browser_session import BrowserSession
 
 GRANT = "authorization_code"
@@ -51,9 +52,6 @@ MAX_STATE = 2048
 MAX_NONCE = 512
 MAX_AGE_LIMIT = 10 * 365 * 86400
 PROMPTS = ("none", "login", "consent", "select_account", "create")  # prompt_values_supported
-# The authentication context classes (tokens.issue): one factor, or several.
-ACR_MFA = "urn:oneauth:acr:mfa"
-ACR_SFA = "urn:oneauth:acr:sfa"
 MAX_ACR_VALUES = 10
 
 
