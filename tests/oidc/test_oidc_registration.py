@@ -330,3 +330,28 @@ async def test_a_registration_cookie_gives_nothing_at_b(
     browser.cookies.set(f"oneauth_session_{b.app_id}", cookie)
     at_b, _ = await authorize_page(browser, b, prompt="none")
     assert query(at_b.headers["location"])["error"] == "login_required"
+
+
+async def test_registration_where_mfa_is_required_gives_no_session(
+    browser: httpx.AsyncClient, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    app = provision(app_settings={"mfa": "required"})
+    client_id, _ = register(settings, app)
+    provider = Provider(app, client_id, "", "")
+    response, _ = await authorize_page(browser, provider, prompt="create")
+    data = registration_form(response)
+    data.update(email="needs-mfa@example.com", password=NEW_PASSWORD)
+    answer = await browser.post(f"{settings.issuer_for(app.app_id)}/register", data=data)
+    assert answer.status_code == 200, answer.text
+    assert "Your account is ready" in answer.text
+    assert "oneauth_session_" not in answer.headers.get("set-cookie", "")
+    # No code without the second factor: the browser is not signed in.
+    silent, _ = await authorize_page(browser, provider, prompt="none")
+    assert query(silent.headers["location"])["error"] == "login_required"
+    # The account exists; signing in asks for enrolment first (the engine's answer).
+    login = await browser.post(
+        f"/apps/{app.app_id}/v1/login",
+        json={"email": "needs-mfa@example.com", "password": NEW_PASSWORD},
+    )
+    assert login.status_code == 403
+    assert login.json()["code"] == "mfa_enrollment_required"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -28,7 +29,6 @@ from oneauth.errors import (
 from oneauth.flows import verification
 from oneauth.flows.common import (
     busy,
-    first_party_session,
     session_id_of,
     settle_attempt,
 )
@@ -141,17 +141,17 @@ async def signup(
     services: Services, app: AppRecord, email: str, password: str, meta: audit.RequestMeta
 ) -> tuple[int, dict[str, Any]]:
     """``POST /v1/signup``: the account, and the first-party session unless the app
-    requires a verified email first (then the same 202 for every address)."""
+    requires a verified email first (then the same 202 for every address) or a second
+    factor (then 403 ``mfa_enrollment_required`` with the enrolment flow's token)."""
+    from oneauth.flows import signup as signup_flow  # it imports the engine
 
     async def sign_in(
         conn: asyncpg.Connection, user: users_repo.User
-    ) -> tuple[dict[str, Any], uuid.UUID | None]:
-        tokens, session = await first_party_session(
-            services, app, conn, user, amr=["pwd"], method="signup", meta=meta
-        )
-        return tokens, session.id
+    ) -> tuple[signup_flow.Started, uuid.UUID | None]:
+        started = await signup_flow.api_session(services, app, conn, user, meta)
+        return started, started.session_id
 
-    user, flow_token, tokens = await register(services, app, email, password, meta, sign_in)
+    user, flow_token, started = await register(services, app, email, password, meta, sign_in)
     if policy_of(app).require_verified_email:
         # Same answer whether or not the address was already registered.
         return 202, {
@@ -159,9 +159,13 @@ async def signup(
             "verification_required": True,
             "flow_token": flow_token,
         }
-    if user is None or tokens is None:
+    if user is None or started is None:
         raise EmailTaken("an account with this email exists; sign in or reset the password")
-    return 201, {"user": user.public(), **tokens, "flow_token": flow_token}
+    if started.pending is not None:
+        # After the commit: the account and its enrolment flow stay.
+        raise replace(started.pending, extra={"user": user.public()}).error()
+    assert started.tokens is not None
+    return 201, {"user": user.public(), **started.tokens, "flow_token": flow_token}
 
 
 SuccessHook = Callable[[asyncpg.Connection, users_repo.User], Awaitable[T]]

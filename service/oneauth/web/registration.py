@@ -24,7 +24,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import (
@@ -36,7 +35,7 @@ from oneauth.errors import (
     ValidationFailed,
     WeakPasswordError,
 )
-from oneauth.flows import password
+from oneauth.flows import engine, password
 from oneauth.http.contract import Operation, convert, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import request_meta
@@ -160,30 +159,33 @@ async def submit(request: Request) -> Response:
     policy = policy_of(app)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
 
-    async def sign_in(conn: asyncpg.Connection, user: User) -> tuple[str, uuid.UUID | None]:
-        raw, session = await browser_session.create(
-            conn,
-            user_id=user.id,
-            email=user.email,
-            amr=["pwd"],
-            ttl=policy.session_absolute_ttl,
-            ip_hash=meta.ip_hash,
-            user_agent=meta.user_agent,
+    async def sign_in(
+        conn: asyncpg.Connection, user: User
+    ) -> tuple[str | None, uuid.UUID | None]:
+        # Sign-up is a flow: the new password is its first factor, and the policy
+        # decides as for any sign-in. Where a second factor is required the account
+        # is made but no session: the user signs in and enrols first.
+        flow = engine.transient(
+            kind="signup",
+            binding=engine.browser_binding(engine.new_browser_nonce()),
+            serves={"client_id": client.client_id},
         )
-        # A new cookie at sign-up as at sign-in: whatever the browser held is retired.
-        await browser_session.replace_presented(conn, request, app.app_id, session)
-        await audit.record(
+        flow = await engine.satisfy(conn, flow, "password", ["pwd"], user.id)
+        decision = engine.decide(policy, flow, await engine.confirmed_kinds(conn, user.id))
+        if not isinstance(decision, engine.Done):
+            return None, None
+        issued = await engine.complete(
+            services,
+            app,
             conn,
-            "auth.login",
-            "success",
-            meta,
-            actor_type="user",
-            actor_id=user.sub,
-            target_type="browser_session",
-            target_id=str(session.id),
-            details={"method": "signup", "via": "hosted_page", "client_id": client.client_id},
+            flow,
+            meta=meta,
+            method="signup",
+            browser=request,  # a new cookie, whatever the browser held is retired
+            details={"client_id": client.client_id},
         )
-        return raw, None  # no token session yet: the code exchange starts it
+        assert isinstance(issued, engine.Issued)
+        return issued.browser_cookie, None  # no token session yet: the code exchange makes it
 
     try:
         user, _flow_token, raw = await password.register(
@@ -214,6 +216,22 @@ async def submit(request: Request) -> Response:
                     issuer, authz.sign_in_instead().seal(services.box, app.app_id)
                 ),
                 "next_label": "Continue to sign in",
+            },
+        )
+    if user is not None and raw is None:
+        return render(
+            request,
+            services,
+            app,
+            "recovery/done.html",
+            {
+                "title": "Your account is ready",
+                "message": f"{app.display_name} asks for a second factor at every sign-in."
+                " Sign in to set one up.",
+                "next_url": continue_url(
+                    issuer, authz.sign_in_instead().seal(services.box, app.app_id)
+                ),
+                "next_label": "Sign in",
             },
         )
     if user is None or raw is None:

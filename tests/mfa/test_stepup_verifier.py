@@ -1,9 +1,10 @@
 """Issue 12: the verifier's step-up demands on tokens of a real provisioned app (RFC 9470).
 
-The tokens come from the live service (signup over HTTP; the MFA token is signed with
-the app's own keys as the token endpoint would sign it after a second factor), the
-verifier fetches the app's JWKS from the live service, and a Starlette resource server
-with ``require(amr="mfa")`` / ``require(max_age=...)`` answers the challenge.
+The tokens come from the live service over HTTP (a password sign-in, then a sign-in with
+password and a TOTP code computed from the enrolment secret), the verifier fetches the
+app's JWKS from the live service, and a Starlette resource server with
+``require(amr="mfa")`` / ``require(acr=...)`` / ``require(max_age=...)`` answers the
+RFC 9470 challenge.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from apiclient import signup
 from oneauth.apps.models import AppRecord
 from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.verifier import ACR_MFA, Verifier
 from oneauth.verifier.starlette import OneauthBackend, require
+
+from .conftest import mfa_login, signup, user_with_totp
 
 
 @require(amr="mfa")
@@ -36,9 +38,14 @@ async def recent(request: Request) -> Response:
     return JSONResponse({"sub": request.user.claims.sub})
 
 
+@require(acr=ACR_MFA)
+async def vault(request: Request) -> Response:
+    return JSONResponse({"acr": request.user.claims.acr})
+
+
 def resource_server(verifier: Verifier) -> Starlette:
     return Starlette(
-        routes=[Route("/payouts", payouts), Route("/recent", recent)],
+        routes=[Route("/payouts", payouts), Route("/recent", recent), Route("/vault", vault)],
         middleware=[OneauthBackend(verifier).middleware()],
     )
 
@@ -66,22 +73,7 @@ async def resource(verifier: Verifier, path: str, token: str) -> httpx.Response:
         return await rs.get(path, headers={"authorization": f"Bearer {token}"})
 
 
-async def mfa_token(services: Services, app: AppRecord, sub: str, client_id: str) -> str:
-    """An access token of ``app`` for a sign-in with two factors, signed with its keys."""
-    async with services.router.app(app.app_id) as conn:
-        issuer = await services.issuer(app, conn)
-    token, _ = issuer.access_token(
-        sub=sub,
-        client_id=client_id,
-        scope="",
-        ttl=600,
-        amr=["pwd", "otp", "mfa"],
-        auth_time=int(time.time()),
-    )
-    return token
-
-
-async def test_token_without_mfa_gets_the_challenge_and_with_it_passes(
+async def test_token_without_mfa_gets_the_challenge_and_after_step_up_passes(
     client: httpx.AsyncClient,
     issuer_http: httpx.AsyncClient,
     provision: Callable[..., AppRecord],
@@ -89,24 +81,36 @@ async def test_token_without_mfa_gets_the_challenge_and_with_it_passes(
     settings: Settings,
 ) -> None:
     app = provision()
-    tokens = await signup(client, app.app_id, "stepup@example.com")
+    email, secret, _, _ = await user_with_totp(client, services, app)
     verifier = verifier_for(settings, app, issuer_http)
-    claims = await verifier.averify(tokens["access_token"])
+    # A user of the app signed in with a password only.
+    one_factor = (await signup(client, app, "other-" + email))["access_token"]
+    claims = await verifier.averify(one_factor)
     assert "mfa" not in claims.amr
-
-    refused = await resource(verifier, "/payouts", tokens["access_token"])
-    assert refused.status_code == 401
+    for path in ("/payouts", "/vault"):
+        refused = await resource(verifier, path, one_factor)
+        assert refused.status_code == 401
+        challenge = refused.headers["www-authenticate"]
+        assert challenge.startswith('Bearer error="insufficient_user_authentication", ')
+        assert f'acr_values="{ACR_MFA}"' in challenge
+        assert refused.json()["error"] == "insufficient_user_authentication"
     assert refused.headers["www-authenticate"] == (
         'Bearer error="insufficient_user_authentication", '
-        'error_description="the sign-in must include authentication method mfa", '
+        'error_description="a different authentication level is required", '
         f'acr_values="{ACR_MFA}"'
     )
-    assert refused.json()["error"] == "insufficient_user_authentication"
 
-    stepped_up = await mfa_token(services, app, claims.sub, claims.client_id)
-    passed = await resource(verifier, "/payouts", stepped_up)
-    assert passed.status_code == 200, passed.text
-    assert passed.json() == {"sub": claims.sub, "amr": ["pwd", "otp", "mfa"]}
+    # Step-up: password and TOTP code at the token endpoint of the app.
+    stepped_up = (await mfa_login(client, app, email, secret))["access_token"]
+    claims = await verifier.averify(stepped_up)
+    for path in ("/payouts", "/vault"):
+        passed = await resource(verifier, path, stepped_up)
+        assert passed.status_code == 200, passed.text
+    assert (await resource(verifier, "/payouts", stepped_up)).json() == {
+        "sub": claims.sub,
+        "amr": ["pwd", "otp", "mfa"],
+    }
+    assert claims.acr == ACR_MFA
 
 
 async def test_max_age_too_old_is_refused(
@@ -116,7 +120,7 @@ async def test_max_age_too_old_is_refused(
     settings: Settings,
 ) -> None:
     app = provision()
-    token = (await signup(client, app.app_id, "recent@example.com"))["access_token"]
+    token = (await signup(client, app, "recent@example.com"))["access_token"]
     now = verifier_for(settings, app, issuer_http)
     assert (await resource(now, "/recent", token)).status_code == 200
     # The same token seen 400 s later: still unexpired (600 s), but the sign-in is too old.
@@ -137,10 +141,11 @@ async def test_mfa_token_of_app_a_is_no_token_at_app_b(
     settings: Settings,
 ) -> None:
     a, b = provision(), provision()
-    claims_a = await verifier_for(settings, a, issuer_http).averify(
-        (await signup(client, a.app_id, "cross@example.com"))["access_token"]
-    )
-    token_a = await mfa_token(services, a, claims_a.sub, claims_a.client_id)
+    email, secret, _, _ = await user_with_totp(client, services, a)
+    token_a = (await mfa_login(client, a, email, secret))["access_token"]
+    assert (
+        await resource(verifier_for(settings, a, issuer_http), "/payouts", token_a)
+    ).status_code == 200
     # B's resource server refuses A's stepped-up token as a token, not as a sign-in.
     response = await resource(verifier_for(settings, b, issuer_http), "/payouts", token_a)
     assert response.status_code == 401
