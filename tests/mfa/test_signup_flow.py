@@ -31,9 +31,9 @@ async def test_signup_where_mfa_is_required_enrols_before_any_token(
     assert again.status_code == 403
     assert again.json()["code"] == "mfa_enrollment_required"
     # ... the flow token opens nothing at another app, nor the second-factor call ...
-    assert (
-        await post(client, other, "/v1/mfa/totp", {"flow_token": flow_token})
-    ).json()["code"] == "flow_expired"
+    assert (await post(client, other, "/v1/mfa/totp", {"flow_token": flow_token})).json()[
+        "code"
+    ] == "flow_expired"
     login_mfa = await post(
         client, app, "/v1/login/mfa", {"flow_token": flow_token, "factor": "totp", "code": "000000"}
     )

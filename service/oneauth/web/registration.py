@@ -159,9 +159,7 @@ async def submit(request: Request) -> Response:
     policy = policy_of(app)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
 
-    async def sign_in(
-        conn: asyncpg.Connection, user: User
-    ) -> tuple[str | None, uuid.UUID | None]:
+    async def sign_in(conn: asyncpg.Connection, user: User) -> tuple[str | None, uuid.UUID | None]:
         # Sign-up is a flow: the new password is its first factor, and the policy
         # decides as for any sign-in. Where a second factor is required the account
         # is made but no session: the user signs in and enrols first.
