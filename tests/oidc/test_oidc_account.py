@@ -12,10 +12,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pyotp
 
+from oneauth.apps.models import AppRecord
+from oneauth.services import Services
 from oneauth.settings import Settings
 
-from ._support import PASSWORD, exchange, forms, sign_in
+from ._support import PASSWORD, exchange, form, forms, register, sign_in
+from ._support import signup as signup_user
 from .conftest import Provider
 
 MakeProvider = Callable[..., Awaitable[Provider]]
@@ -262,3 +266,128 @@ async def test_two_withdrawals_at_once_end_the_consent_once(
     )
     outcomes = sorted(r.headers["location"].rsplit("=", 1)[1] for r in (first, second))
     assert outcomes == ["consent_withdrawn", "nothing"]
+
+
+async def enrol_totp(client: httpx.AsyncClient, app_id: str, token: str) -> str:
+    """A confirmed TOTP factor (and recovery codes) through the API; returns its id."""
+    started = await client.post(f"/apps/{app_id}/v1/mfa/totp", json={}, headers=bearer(token))
+    assert started.status_code == 201, started.text
+    body = started.json()
+    code = pyotp.TOTP(body["secret"]).now()
+    done = await client.post(
+        f"/apps/{app_id}/v1/mfa/totp/confirm",
+        json={"factor_id": body["factor_id"], "code": code},
+        headers=bearer(token),
+    )
+    assert done.status_code == 200, done.text
+    factor_id: str = body["factor_id"]
+    return factor_id
+
+
+async def test_factors_listed_renamed_and_removed_with_a_recent_sign_in(
+    browser: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+    services: Services,
+) -> None:
+    # mfa=off: the factors exist, and changing them needs only a recent sign-in.
+    app = provision(app_settings={"mfa": "off"})
+    client_id, _ = register(settings, app)
+    sub = await signup_user(client, app.app_id, "factors@example.com")
+    provider = Provider(app, client_id, "factors@example.com", sub)
+    tokens = await api_token(client, provider)
+    factor_id = await enrol_totp(client, app.app_id, tokens["access_token"])
+    page = await open_account(browser, provider)
+    assert "Authenticator app" in page.text
+    assert "Recovery codes (10 left)" in page.text
+    assert "PASSKEYS SLOT" not in page.text  # a template comment, not output
+
+    action, data = action_form(page, f"/factors/{factor_id}/rename")
+    renamed = await browser.post(action, data={**data, "name": "Work phone"})
+    assert renamed.headers["location"].endswith("done=factor_renamed")
+    listed = await client.get(f"/apps/{app.app_id}/v1/mfa", headers=bearer(tokens["access_token"]))
+    assert [f["name"] for f in listed.json()["factors"] if f["id"] == factor_id] == ["Work phone"]
+
+    # A sign-in older than mfa_change_max_age (600 s) may not remove it: sign in again.
+    async with services.router.app(app.app_id) as conn:
+        await conn.execute(
+            "UPDATE browser_sessions SET auth_time = now() - interval '1 hour'"
+            " WHERE revoked_at IS NULL"
+        )
+    page = await browser.get(f"/apps/{app.app_id}/account")
+    action, data = action_form(page, f"/factors/{factor_id}/remove")
+    stale = await browser.post(action, data=data)
+    assert stale.status_code == 303
+    assert "/oauth/authorize/continue" in stale.headers["location"]
+    login_page = await browser.get(stale.headers["location"])
+    assert "password" in form(login_page.text).fields  # prompt=login: a new sign-in
+    relogin = await browser.post(
+        form(login_page.text).action,
+        data={**form(login_page.text).fields, "email": provider.email, "password": PASSWORD},
+    )
+    back = await browser.get(relogin.headers["location"])
+    assert back.headers["location"].endswith(f"/apps/{app.app_id}/account")
+    page = await browser.get(back.headers["location"])
+    action, data = action_form(page, f"/factors/{factor_id}/remove")
+    removed = await browser.post(action, data=data)
+    assert removed.headers["location"].endswith("done=factor_removed")
+    after = await client.get(f"/apps/{app.app_id}/v1/mfa", headers=bearer(tokens["access_token"]))
+    assert after.json()["factors"] == []  # the last factor took the recovery codes along
+    async with services.router.app(app.app_id) as conn:
+        mailed = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE kind = 'mfa_factor_removed'"
+        )
+    assert mailed == 1
+
+
+async def test_factor_change_with_a_one_factor_session_asks_for_the_second_factor(
+    browser: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+) -> None:
+    app = provision()  # mfa=optional: who enrolled a factor must use it to change factors
+    client_id, _ = register(settings, app)
+    # The browser signs in before the factor exists: a one-factor session.
+    sub = await signup_user(client, app.app_id, "stepup-page@example.com")
+    provider = Provider(app, client_id, "stepup-page@example.com", sub)
+    tokens = await api_token(client, provider)
+    page = await open_account(browser, provider)
+    factor_id = await enrol_totp(client, app.app_id, tokens["access_token"])
+    page = await browser.get(f"/apps/{app.app_id}/account")
+    action, data = action_form(page, f"/factors/{factor_id}/remove")
+    refused = await browser.post(action, data=data)
+    assert refused.status_code == 303
+    assert "/oauth/authorize/continue" in refused.headers["location"]
+    listed = await client.get(f"/apps/{app.app_id}/v1/mfa", headers=bearer(tokens["access_token"]))
+    assert factor_id in [f["id"] for f in listed.json()["factors"]]  # nothing removed
+
+
+async def test_factors_of_a_are_not_on_bs_page_nor_removable_from_it(
+    browser: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+) -> None:
+    a = provision(app_settings={"mfa": "off"})
+    b = provision(app_settings={"mfa": "off"})
+    client_a, _ = register(settings, a)
+    client_b, _ = register(settings, b)
+    pa = Provider(
+        a, client_a, "twice@example.com", await signup_user(client, a.app_id, "twice@example.com")
+    )
+    pb = Provider(
+        b, client_b, "twice@example.com", await signup_user(client, b.app_id, "twice@example.com")
+    )
+    factor_a = await enrol_totp(client, a.app_id, (await api_token(client, pa))["access_token"])
+    page_b = await open_account(browser, pb)
+    assert factor_a not in page_b.text
+    assert "No second factor is set up." in page_b.text
+    data = {"csrf": forms(page_b.text)[0].fields["csrf"]}
+    gone = await browser.post(f"/apps/{b.app_id}/account/factors/{factor_a}/remove", data=data)
+    assert gone.headers["location"].endswith("done=nothing")
+    listed = await client.get(
+        f"/apps/{a.app_id}/v1/mfa", headers=bearer((await api_token(client, pa))["access_token"])
+    )
+    assert factor_a in [f["id"] for f in listed.json()["factors"]]

@@ -290,10 +290,16 @@ async def parse_request(
 
 
 def account_request(
-    client: Client, issuer: str, *, fresh: bool = False, hint: str | None = None
+    client: Client,
+    issuer: str,
+    *,
+    fresh: bool = False,
+    hint: str | None = None,
+    mfa: bool = False,
 ) -> AuthorizationRequest:
     """A sign-in for the account page at ``{issuer}/account`` (``fresh``: a new one, for
-    changes that need a recent sign-in), with the app's first-party ``client``."""
+    changes that need a recent sign-in; ``mfa``: with the second factor), with the app's
+    first-party ``client``."""
     now = int(time.time())
     return AuthorizationRequest(
         client_id=client.client_id,
@@ -307,6 +313,7 @@ def account_request(
         fresh_after=None,
         login_hint=hint,
         expires=now + FLOW_TTL,
+        acr_values=(ACR_MFA,) if mfa else (),
         account=True,
     )
 
