@@ -8,7 +8,7 @@ import httpx
 
 from oneauth.settings import Settings
 
-from ._support import authorize_params, pkce_pair, query, sign_in
+from ._support import authorize_params, exchange, jwt_claims, pkce_pair, query, sign_in
 from .conftest import Provider
 from .test_oidc_authorize import assert_redirect_error
 
@@ -76,3 +76,17 @@ async def test_bad_acr_values_and_prompts(
     assert_redirect_error(both, "invalid_request", issuer)
     unknown = await authorize(browser, provider, prompt="signup")
     assert_redirect_error(unknown, "invalid_request", issuer)
+
+
+async def test_id_token_carries_the_achieved_acr(
+    browser: httpx.AsyncClient, make_provider: MakeProvider
+) -> None:
+    provider = await make_provider()
+    flow = await sign_in(browser, provider.app_id, provider.client_id, provider.email)
+    tokens = await exchange(browser, provider.app_id, provider.client_id, flow.code, flow.verifier)
+    assert tokens.status_code == 200, tokens.text
+    _, id_claims = jwt_claims(tokens.json()["id_token"])
+    _, at_claims = jwt_claims(tokens.json()["access_token"])
+    # A password sign-in: the one-factor class, whatever acr_values asked for.
+    assert id_claims["acr"] == at_claims["acr"] == SFA
+    assert id_claims["amr"] == ["pwd"]
