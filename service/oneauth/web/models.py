@@ -10,14 +10,18 @@ from typing import Annotated
 
 import msgspec
 
-Sealed = Annotated[str, msgspec.Meta(max_length=16_384)]  # a sealed authorization request
+# A sealed authorization request (secretbox: "v1.<key id>.<nonce>.<ciphertext>", base64url
+# parts); the pages open at most 16,384 characters of it.
+Sealed = Annotated[str, msgspec.Meta(max_length=16_384, pattern=r"^[A-Za-z0-9_.-]*$")]
+# In a query string it must also fit a request line (uvicorn/h11: 16 KiB with the headers).
+SealedQuery = Annotated[str, msgspec.Meta(max_length=8192, pattern=r"^[A-Za-z0-9_.-]*$")]
 Csrf = Annotated[str, msgspec.Meta(max_length=128)]
 
 
 class FlowQuery(msgspec.Struct, kw_only=True):
     """GET /register: the sealed authorization request the page continues."""
 
-    flow: Sealed | None = None
+    flow: SealedQuery | None = None
 
 
 class RegisterForm(msgspec.Struct, kw_only=True):
