@@ -368,6 +368,7 @@ class Issued:
     tokens: dict[str, Any] | None = None
     browser_cookie: str | None = None
     browser: BrowserSession | None = None
+    flow: Flow | None = None  # the completed flow (what it served: ``flow.serves``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,7 +449,7 @@ async def complete(
         tokens, _ = await first_party_session(
             services, app, conn, user, amr=amr, method=method, meta=meta
         )
-        return Issued(user, amr, tokens=tokens)
+        return Issued(user, amr, tokens=tokens, flow=flow)
     raw, session = await browser_session.create(
         conn,
         user_id=user.id,
@@ -471,4 +472,31 @@ async def complete(
         target_id=str(session.id),
         details={"method": method, "via": "hosted_page", **(details or {})},
     )
-    return Issued(user, amr, browser_cookie=raw, browser=session)
+    return Issued(user, amr, browser_cookie=raw, browser=session, flow=flow)
+
+
+async def session_satisfies(
+    conn: asyncpg.Connection,
+    app: AppRecord,
+    user_id: uuid.UUID,
+    amr: Collection[str],
+    *,
+    org_requires_mfa: bool = False,
+) -> bool:
+    """Would the policy let a sign-in with ``amr`` issue a session now?
+
+    For a browser session made earlier (say, before the user enrolled a factor
+    or the app began to require one): the authorization endpoint treats one
+    that falls short as no session at all (a new sign-in, or ``login_required``
+    under ``prompt=none``)."""
+    policy = policy_of(app)
+    if "mfa" in amr or (policy.mfa == "off" and not org_requires_mfa):
+        return True
+    flow = replace(
+        transient(kind="login", binding="browser:", user_id=user_id),
+        satisfied=(Satisfied("session", tuple(amr), 0),),
+    )
+    decision = decide(
+        policy, flow, await confirmed_kinds(conn, user_id), org_requires_mfa=org_requires_mfa
+    )
+    return isinstance(decision, Done)

@@ -201,6 +201,28 @@ async def totp_begin(
     return TotpStarted(factor_id, secret, uri)
 
 
+async def totp_pending(
+    services: Services,
+    app: AppRecord,
+    *,
+    flow_token: str,
+    binding: str,
+    factor_id: uuid.UUID,
+) -> TotpStarted:
+    """The enrolment an enrolment flow started and has not confirmed yet, shown again
+    (the hosted page after a wrong code: the user has already scanned the QR code)."""
+    async with services.router.enter(app) as conn:
+        who = await actor(services, app, conn, bearer=None, flow_token=flow_token, binding=binding)
+        factor = await factors.get(conn, who.user.id, factor_id)
+    secret = None
+    if factor is not None and factor.kind == "totp" and not factor.confirmed:
+        secret = totp.open_secret(services.box, app.app_id, factor)
+    if secret is None:
+        raise FlowExpired()
+    uri = totp.provisioning_uri(secret, account=who.user.email, issuer=app.display_name)
+    return TotpStarted(factor_id, secret, uri)
+
+
 @dataclass(frozen=True, slots=True)
 class TotpConfirmed:
     factor_id: uuid.UUID

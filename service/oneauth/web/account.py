@@ -41,8 +41,8 @@ from oneauth.oauth.authorize import account_request
 from oneauth.services import Services
 from oneauth.web import browser_session, csrf
 from oneauth.web.browser_session import BrowserSession
+from oneauth.web.common import continue_url, error_page
 from oneauth.web.models import AccountForm
-from oneauth.web.pages import continue_url, error_page
 from oneauth.web.render import redirect, render
 
 # ?done=<key> -> the notice shown; only these texts can appear.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 import asyncpg
 from starlette.requests import Request
@@ -32,13 +31,11 @@ from oneauth.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
-from oneauth.flows import password
+from oneauth.flows import engine
 from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
-from oneauth.identity.users import User
 from oneauth.oauth import consents
-from oneauth.oauth import redirect_uri as redirect_uris
 from oneauth.oauth.authorize import (
     AuthorizationRequest,
     AuthorizeError,
@@ -52,8 +49,9 @@ from oneauth.oauth.authorize import (
 from oneauth.oauth.clients import Client
 from oneauth.oauth.models import AuthorizeQuery
 from oneauth.services import Services
-from oneauth.web import browser_session, csrf
+from oneauth.web import browser_session, csrf, signin
 from oneauth.web.browser_session import BrowserSession
+from oneauth.web.common import continue_url, error_page, expired, targets
 from oneauth.web.render import branding, redirect, render, stylesheet
 
 SCOPE_TEXT = {
@@ -64,31 +62,6 @@ SCOPE_TEXT = {
 }
 
 Step = Literal["login", "step_up", "account", "consent", "code"]
-
-
-def _targets(uri: str) -> tuple[str, ...]:
-    origin = redirect_uris.origin(uri)
-    return (origin,) if origin else ()
-
-
-def error_page(
-    request: Request,
-    services: Services,
-    app: AppRecord,
-    message: str,
-    *,
-    title: str = "This sign-in request cannot continue",
-    code: str | None = None,
-    status: int = 400,
-) -> Response:
-    return render(
-        request,
-        services,
-        app,
-        "error.html",
-        {"title": title, "message": message, "code": code},
-        status=status,
-    )
 
 
 def _to_client(
@@ -131,7 +104,7 @@ async def authorize(request: Request) -> Response:
         return error_page(request, services, app, exc.message, code=exc.code)
     except AuthorizeError as exc:
         return _to_client(services, app, exc)
-    return respond(request, services, app, client, authz, step, status=302)
+    return await respond(request, services, app, client, authz, step, status=302)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +126,8 @@ async def next_step(
     session = await browser_session.current(
         conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
     )
-    if _too_old(session, authz):
-        return NextStep("login")  # none, or prompt=login / max_age ask for a new sign-in
+    if await _needs_login(conn, app, session, authz):
+        return NextStep("login")  # none, prompt=login / max_age, or short of the MFA policy
     assert session is not None
     if authz.needs_step_up(session.amr):
         return NextStep("step_up", session)  # acr_values asks for a second factor
@@ -171,7 +144,7 @@ async def next_step(
     return NextStep("code", session, code)
 
 
-def respond(
+async def respond(
     request: Request,
     services: Services,
     app: AppRecord,
@@ -195,7 +168,8 @@ def respond(
         # Signed in, but with fewer factors than acr_values asks for: the user must act.
         if "none" in authz.prompt:
             return _to_client(services, app, _prompt_none(authz, "interaction_required"), status)
-        return step_up_page(request, services, app, client, authz)
+        assert session is not None
+        return await step_up_page(request, services, app, authz, session)
     if step.kind == "account":
         return redirect(authz.redirect_uri, status)  # {issuer}/account, set by us
     if step.kind == "consent":
@@ -209,6 +183,19 @@ def respond(
 
 def _too_old(session: BrowserSession | None, authz: AuthorizationRequest) -> bool:
     return authz.needs_login(session.auth_time.timestamp() if session else None)
+
+
+async def _needs_login(
+    conn: asyncpg.Connection,
+    app: AppRecord,
+    session: BrowserSession | None,
+    authz: AuthorizationRequest,
+) -> bool:
+    """No session, too old for the request, or one the MFA policy would not issue now
+    (made before the user enrolled a factor or the app began to require one)."""
+    if session is None or _too_old(session, authz):
+        return True
+    return not await engine.session_satisfies(conn, app, session.user_id, session.amr)
 
 
 def _prompt_none(authz: AuthorizationRequest, error: str) -> AuthorizeError:
@@ -266,27 +253,47 @@ def login_page(
         status=status,
         headers=headers,
         # The POST ends, two redirects later, at the client's redirect URI.
-        form_targets=_targets(authz.redirect_uri),
+        form_targets=targets(authz.redirect_uri),
     )
 
 
-def step_up_page(
+async def step_up_page(
     request: Request,
     services: Services,
     app: AppRecord,
-    client: Client,
     authz: AuthorizationRequest,
+    session: BrowserSession,
 ) -> Response:
-    """The client asked for a second factor (``acr_values``) the sign-in lacks."""
-    return error_page(
-        request,
-        services,
-        app,
-        "This application asks for a second sign-in factor, which cannot be used here yet.",
-        title="A second factor is needed",
-        code="mfa_required",
-        status=403,
-    )
+    """The client asked for a second factor (``acr_values``) the browser's sign-in lacks:
+    a step-up of that sign-in. A flow of the engine for the signed-in user starts with the
+    session's factor as its first; the policy is asked as if MFA were required, so the
+    page is the second-factor form (or the enrolment, for a user with no factor), and
+    the request continues when the flow completes, with a new session of both factors."""
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    nonce = engine.new_browser_nonce()
+    serves = {"client_id": authz.client_id, "authorize": authz.seal(services.box, app.app_id)}
+    async with services.router.enter(app) as conn:
+        flow = engine.transient(
+            kind="login",  # the kind the hosted second-factor form continues
+            binding=engine.browser_binding(nonce),
+            serves=serves,
+            user_id=session.user_id,
+        )
+        flow = await engine.satisfy(conn, flow, "session", session.amr, session.user_id)
+        outcome = await engine.complete(
+            services,
+            app,
+            conn,
+            flow,
+            meta=meta,
+            method="step_up",
+            browser=request,
+            org_requires_mfa=True,  # what acr_values asks for, whatever the app's policy
+            details={"client_id": authz.client_id},
+        )
+    if isinstance(outcome, engine.Issued):  # a session with mfa would not have come here
+        return signin.signed_in(request, services, app, outcome)
+    return await signin.pending(request, services, app, outcome, meta, nonce)
 
 
 def consent_page(
@@ -310,7 +317,7 @@ def consent_page(
             "scopes": scopes,
         },
         # Chromium checks form-action on the 303 that follows the POST as well.
-        form_targets=_targets(authz.redirect_uri),
+        form_targets=targets(authz.redirect_uri),
     )
 
 
@@ -334,7 +341,7 @@ async def _posted_flow(
         )
     authz = AuthorizationRequest.unseal(services.box, app.app_id, form.get("flow"))
     if authz is None:
-        return _expired(request, services, app)
+        return expired(request, services, app)
     try:
         async with services.router.enter(app) as conn:
             client = await revalidate(services, app, conn, authz)
@@ -343,20 +350,6 @@ async def _posted_flow(
     except AuthorizeError as exc:
         return _to_client(services, app, exc, 303)
     return form, client, authz
-
-
-def _expired(request: Request, services: Services, app: AppRecord) -> Response:
-    return error_page(
-        request,
-        services,
-        app,
-        "This sign-in has expired. Go back to the application and start again.",
-        code="flow_expired",
-    )
-
-
-def continue_url(issuer: str, sealed: str) -> str:
-    return f"{issuer}/oauth/authorize/continue?{urlencode({'flow': sealed})}"
 
 
 @operation(
@@ -389,34 +382,7 @@ async def login(request: Request) -> Response:
             email=email,
             status=400,
         )
-    settings = services.settings
-    policy = policy_of(app)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-
-    async def sign_in(conn: Any, user: User) -> str:
-        raw, session = await browser_session.create(
-            conn,
-            user_id=user.id,
-            email=user.email,
-            amr=["pwd"],
-            ttl=policy.session_absolute_ttl,
-            ip_hash=meta.ip_hash,
-            user_agent=meta.user_agent,
-        )
-        # Rotated at login: whatever the browser held before is retired (no fixation).
-        await browser_session.replace_presented(conn, request, app.app_id, session)
-        await audit.record(
-            conn,
-            "auth.login",
-            "success",
-            meta,
-            actor_type="user",
-            actor_id=user.sub,
-            target_type="browser_session",
-            target_id=str(session.id),
-            details={"method": "password", "via": "hosted_page", "client_id": client.client_id},
-        )
-        return raw
 
     def again(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
         return login_page(
@@ -432,9 +398,18 @@ async def login(request: Request) -> Response:
         )
 
     try:
-        if len(secret) > password.MAX_PASSWORD_INPUT:
-            raise InvalidCredentials()
-        raw = await password.verify_password(services, app, email, secret, meta, sign_in)
+        # The password strategy through the flow engine (issue 12): a browser
+        # session, or the second-factor / enrolment page when the policy asks.
+        started = await signin.first_factor(
+            request,
+            services,
+            app,
+            "password",
+            {"email": email, "password": secret},
+            meta,
+            authz=authz,
+            method="password",
+        )
     except InvalidCredentials:
         # One message for unknown accounts and wrong passwords (P4).
         return again("The email address or password is not right.", 400)
@@ -444,18 +419,9 @@ async def login(request: Request) -> Response:
         return again("Confirm your email address first, then sign in.", 403)
     except ServiceUnavailable as exc:
         return again("We are very busy right now. Try again in a moment.", 503, exc.headers)
-    issuer = settings.issuer_for(app.app_id)
-    resumed = authz.signed_in().seal(services.box, app.app_id)
-    response = redirect(continue_url(issuer, resumed), 303)
-    browser_session.set_cookie(
-        response,
-        settings,
-        app.app_id,
-        browser_session.cookie_name(app.app_id),
-        raw,
-        policy.session_absolute_ttl,
-    )
-    return response
+    if isinstance(started.outcome, engine.Pending):
+        return await signin.pending(request, services, app, started.outcome, meta, started.nonce)
+    return signin.signed_in(request, services, app, started.outcome)
 
 
 @operation(
@@ -474,7 +440,7 @@ async def resume(request: Request) -> Response:
     services = Services.of(request)
     authz = AuthorizationRequest.unseal(services.box, app.app_id, request.query_params.get("flow"))
     if authz is None:
-        return _expired(request, services, app)
+        return expired(request, services, app)
     try:
         async with services.router.enter(app) as conn:
             client = await revalidate(services, app, conn, authz)
@@ -483,7 +449,7 @@ async def resume(request: Request) -> Response:
         return error_page(request, services, app, exc.message, code=exc.code)
     except AuthorizeError as exc:
         return _to_client(services, app, exc)
-    return respond(request, services, app, client, authz, step, status=302)
+    return await respond(request, services, app, client, authz, step, status=302)
 
 
 @operation(
@@ -511,7 +477,7 @@ async def consent(request: Request) -> Response:
         session = await browser_session.current(
             conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
         )
-        stale = _too_old(session, authz)
+        stale = await _needs_login(conn, app, session, authz)
         if not stale:
             assert session is not None
             await audit.record(

@@ -44,8 +44,9 @@ from oneauth.oauth.authorize import AuthorizationRequest, AuthorizeError, PageEr
 from oneauth.oauth.clients import Client
 from oneauth.services import Services
 from oneauth.web import browser_session
+from oneauth.web.common import continue_url, error_page, expired, targets
 from oneauth.web.models import FlowQuery, RegisterForm
-from oneauth.web.pages import _expired, _posted_flow, _targets, _to_client, continue_url, error_page
+from oneauth.web.pages import _posted_flow, _to_client
 from oneauth.web.render import redirect, render
 
 __all__ = ["register_page", "routes"]
@@ -83,7 +84,7 @@ def register_page(
         },
         status=403 if disabled else status,
         headers=headers,
-        form_targets=_targets(authz.redirect_uri),
+        form_targets=targets(authz.redirect_uri),
     )
 
 
@@ -103,7 +104,7 @@ async def show(request: Request) -> Response:
     services = Services.of(request)
     authz = AuthorizationRequest.unseal(services.box, app.app_id, request.query_params.get("flow"))
     if authz is None:
-        return _expired(request, services, app)
+        return expired(request, services, app)
     try:
         async with services.router.enter(app) as conn:
             client = await revalidate(services, app, conn, authz)
