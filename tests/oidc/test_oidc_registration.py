@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pyotp
 import pytest
 
 from oneauth.apps.models import AppRecord
@@ -332,26 +333,46 @@ async def test_a_registration_cookie_gives_nothing_at_b(
     assert query(at_b.headers["location"])["error"] == "login_required"
 
 
-async def test_registration_where_mfa_is_required_gives_no_session(
+async def test_registration_where_mfa_is_required_enrols_before_any_session(
     browser: httpx.AsyncClient, provision: Callable[..., AppRecord], settings: Settings
 ) -> None:
     app = provision(app_settings={"mfa": "required"})
     client_id, _ = register(settings, app)
     provider = Provider(app, client_id, "", "")
-    response, _ = await authorize_page(browser, provider, prompt="create")
+    response, verifier = await authorize_page(browser, provider, prompt="create")
     data = registration_form(response)
     data.update(email="needs-mfa@example.com", password=NEW_PASSWORD)
-    answer = await browser.post(f"{settings.issuer_for(app.app_id)}/register", data=data)
-    assert answer.status_code == 200, answer.text
-    assert "Your account is ready" in answer.text
-    assert "oneauth_session_" not in answer.headers.get("set-cookie", "")
-    # No code without the second factor: the browser is not signed in.
-    silent, _ = await authorize_page(browser, provider, prompt="none")
-    assert query(silent.headers["location"])["error"] == "login_required"
-    # The account exists; signing in asks for enrolment first (the engine's answer).
+    enrol = await browser.post(f"{settings.issuer_for(app.app_id)}/register", data=data)
+    # Sign-up is a flow: the enrolment page comes before any session.
+    assert enrol.status_code == 200, enrol.text
+    assert "Set up two-step verification" in enrol.text
+    assert "oneauth_session_" not in enrol.headers.get("set-cookie", "")
+    async with httpx.AsyncClient(
+        transport=browser._transport, base_url="http://testserver"
+    ) as other:
+        # Another browser (no flow cookie) is not signed in, and gets no code.
+        silent, _ = await authorize_page(other, provider, prompt="none")
+        assert query(silent.headers["location"])["error"] == "login_required"
+    # The account exists: its sign-in asks for enrolment too (the engine's answer).
     login = await browser.post(
         f"/apps/{app.app_id}/v1/login",
         json={"email": "needs-mfa@example.com", "password": NEW_PASSWORD},
     )
     assert login.status_code == 403
     assert login.json()["code"] == "mfa_enrollment_required"
+    # Enrolling on the page finishes the sign-up and the authorization request.
+    secret = re.search(r'<code class="secret">([A-Z2-7 ]+)</code>', enrol.text)
+    assert secret is not None
+    page = next(f for f in forms(enrol.text) if "factor_id" in f.fields)
+    code = pyotp.TOTP(secret.group(1).replace(" ", "")).now()
+    codes = await browser.post(page.action, data={**page.fields, "code": code})
+    assert codes.status_code == 200, codes.text
+    assert "oneauth_session_" in codes.headers.get("set-cookie", "")
+    next_url = re.search(r'href="([^"]*/oauth/authorize/continue[^"]*)"', codes.text)
+    assert next_url is not None
+    done = await finish(browser, await browser.get(next_url.group(1).replace("&amp;", "&")))
+    result = query(done.headers["location"])
+    tokens = await exchange(browser, app.app_id, client_id, result["code"], verifier)
+    _, claims = jwt_claims(tokens.json()["id_token"])
+    assert claims["acr"] == "urn:oneauth:acr:mfa"
+    assert claims["email"] == "needs-mfa@example.com"

@@ -43,11 +43,11 @@ from oneauth.identity.users import User
 from oneauth.oauth.authorize import AuthorizationRequest, AuthorizeError, PageError, revalidate
 from oneauth.oauth.clients import Client
 from oneauth.services import Services
-from oneauth.web import browser_session
+from oneauth.web import signin
 from oneauth.web.common import continue_url, error_page, expired, targets
 from oneauth.web.models import FlowQuery, RegisterForm
 from oneauth.web.pages import _posted_flow, _to_client
-from oneauth.web.render import redirect, render
+from oneauth.web.render import render
 
 __all__ = ["register_page", "routes"]
 
@@ -160,20 +160,24 @@ async def submit(request: Request) -> Response:
     policy = policy_of(app)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
 
-    async def sign_in(conn: asyncpg.Connection, user: User) -> tuple[str | None, uuid.UUID | None]:
+    nonce = engine.new_browser_nonce()
+
+    async def sign_in(
+        conn: asyncpg.Connection, user: User
+    ) -> tuple[engine.Issued | engine.Pending, uuid.UUID | None]:
         # Sign-up is a flow: the new password is its first factor, and the policy
-        # decides as for any sign-in. Where a second factor is required the account
-        # is made but no session: the user signs in and enrols first.
+        # decides as for any sign-in (the hosted login's flow, web/signin.py): a browser
+        # session, or, where a second factor is required, the enrolment page first.
         flow = engine.transient(
             kind="signup",
-            binding=engine.browser_binding(engine.new_browser_nonce()),
-            serves={"client_id": client.client_id},
+            binding=engine.browser_binding(nonce),
+            serves={
+                "client_id": client.client_id,
+                "authorize": authz.seal(services.box, app.app_id),
+            },
         )
         flow = await engine.satisfy(conn, flow, "password", ["pwd"], user.id)
-        decision = engine.decide(policy, flow, await engine.confirmed_kinds(conn, user.id))
-        if not isinstance(decision, engine.Done):
-            return None, None
-        issued = await engine.complete(
+        outcome = await engine.complete(
             services,
             app,
             conn,
@@ -183,11 +187,10 @@ async def submit(request: Request) -> Response:
             browser=request,  # a new cookie, whatever the browser held is retired
             details={"client_id": client.client_id},
         )
-        assert isinstance(issued, engine.Issued)
-        return issued.browser_cookie, None  # no token session yet: the code exchange makes it
+        return outcome, None  # no token session yet: the code exchange makes it
 
     try:
-        user, _flow_token, raw = await password.register(
+        user, _flow_token, outcome = await password.register(
             services, app, email, secret, meta, sign_in
         )
     except SignupDisabled:
@@ -217,39 +220,15 @@ async def submit(request: Request) -> Response:
                 "next_label": "Continue to sign in",
             },
         )
-    if user is not None and raw is None:
-        return render(
-            request,
-            services,
-            app,
-            "recovery/done.html",
-            {
-                "title": "Your account is ready",
-                "message": f"{app.display_name} asks for a second factor at every sign-in."
-                " Sign in to set one up.",
-                "next_url": continue_url(
-                    issuer, authz.sign_in_instead().seal(services.box, app.app_id)
-                ),
-                "next_label": "Sign in",
-            },
-        )
-    if user is None or raw is None:
+    if user is None or outcome is None:
         taken = EmailTaken()
         return again(
             "An account with this email already exists. Sign in, or reset its password.",
             taken.status,
         )
-    resumed = authz.signed_in().seal(services.box, app.app_id)
-    response = redirect(continue_url(issuer, resumed), 303)
-    browser_session.set_cookie(
-        response,
-        services.settings,
-        app.app_id,
-        browser_session.cookie_name(app.app_id),
-        raw,
-        policy.session_absolute_ttl,
-    )
-    return response
+    if isinstance(outcome, engine.Pending):
+        return await signin.pending(request, services, app, outcome, meta, nonce)
+    return signin.signed_in(request, services, app, outcome)
 
 
 def _problem_text(exc: ApiError) -> str:
