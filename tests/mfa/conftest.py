@@ -63,13 +63,6 @@ async def signup(client: httpx.AsyncClient, app: AppRecord, email: str) -> dict[
     return body
 
 
-async def create_account(client: httpx.AsyncClient, app: AppRecord, email: str) -> None:
-    """Sign up where the policy may require MFA: 201 with tokens, or (mfa=required) the
-    account without a session, 403 mfa_enrollment_required (sign-up is a flow too)."""
-    r = await post(client, app, "/v1/signup", {"email": email, "password": PASSWORD})
-    assert r.status_code == 201 or r.json()["code"] == "mfa_enrollment_required", r.text
-
-
 async def login(
     client: httpx.AsyncClient, app: AppRecord, email: str, password: str = PASSWORD
 ) -> httpx.Response:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -163,7 +162,7 @@ async def signup(
         raise EmailTaken("an account with this email exists; sign in or reset the password")
     if started.pending is not None:
         # After the commit: the account and its enrolment flow stay.
-        raise replace(started.pending, extra={"user": user.public()}).error()
+        raise started.pending.error(user=user.public(), verification_flow_token=flow_token)
     assert started.tokens is not None
     return 201, {"user": user.public(), **started.tokens, "flow_token": flow_token}
 
