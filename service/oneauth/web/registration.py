@@ -17,7 +17,6 @@ email" page (P4); otherwise a taken address is told so, as ``/v1/signup`` says 4
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 from starlette.requests import Request
@@ -27,7 +26,6 @@ from starlette.routing import BaseRoute, Route
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import (
-    ApiError,
     EmailTaken,
     ServiceUnavailable,
     SignupDisabled,
@@ -196,7 +194,7 @@ async def submit(request: Request) -> Response:
     except SignupDisabled:
         return register_page(request, services, app, client, authz)
     except (ValidationFailed, WeakPasswordError) as exc:
-        return again(_problem_text(exc), 422)
+        return again(exc.detail, 422)
     except TooManyRequests as exc:
         return again("Too many attempts. Wait a few minutes, then try again.", 429, exc.headers)
     except ServiceUnavailable as exc:
@@ -221,19 +219,15 @@ async def submit(request: Request) -> Response:
             },
         )
     if user is None or outcome is None:
-        taken = EmailTaken()
+        # As /v1/signup's 409 where no verification is required (README: the price of
+        # instant sign-up).
         return again(
             "An account with this email already exists. Sign in, or reset its password.",
-            taken.status,
+            EmailTaken.status,
         )
     if isinstance(outcome, engine.Pending):
         return await signin.pending(request, services, app, outcome, meta, nonce)
     return signin.signed_in(request, services, app, outcome)
-
-
-def _problem_text(exc: ApiError) -> str:
-    detail: Any = exc.detail
-    return str(detail) if detail else exc.title
 
 
 def routes() -> list[BaseRoute]:
