@@ -30,7 +30,7 @@ from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.audit import RequestMeta
 from oneauth.errors import ApiError, NotFound, ValidationFailed
-from oneauth.flows import mfa
+from oneauth.flows import engine, mfa
 from oneauth.http.contract import Operation, convert, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
@@ -64,9 +64,17 @@ def account_url(services: Services, app: AppRecord, done: str | None = None) -> 
 async def current_session(
     services: Services, app: AppRecord, conn: asyncpg.Connection, request: Request
 ) -> BrowserSession | None:
-    return await browser_session.current(
+    """This app's live browser session, if the MFA policy would issue it now: one made
+    before the user enrolled a factor (or before the app required one) counts as none,
+    as on the authorization endpoint, so the page asks for a sign-in with the factor."""
+    session = await browser_session.current(
         conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
     )
+    if session is None or not await engine.session_satisfies(
+        conn, app, session.user_id, session.amr
+    ):
+        return None
+    return session
 
 
 async def sign_in_first(
