@@ -42,9 +42,10 @@ PAGE_MODULES = frozenset(
     {
         "oneauth.web.pages",
         "oneauth.web.recovery_pages",
-        "oneauth.oauth.logout",
+        "oneauth.web.signin",
         "oneauth.web.registration",
         "oneauth.web.account",
+        "oneauth.oauth.logout",
     }
 )
 SAFETY_NET = "the request contains a value that cannot be stored"
