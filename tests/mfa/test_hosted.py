@@ -26,15 +26,7 @@ from oneauth.mail.backends import MemoryBackend
 from oneauth.services import Services
 from oneauth.settings import Settings
 
-from .conftest import (
-    PASSWORD,
-    code_for,
-    enrol_totp,
-    forget_last_step,
-    post,
-    signup,
-    unique_email,
-)
+from .conftest import PASSWORD, code_for, enrol_totp, forget_last_step, post, signup, unique_email
 
 _SECRET = re.compile(r'<code class="secret">([A-Z2-7 ]+)</code>')
 
