@@ -43,6 +43,8 @@ PAGE_MODULES = frozenset(
         "oneauth.web.pages",
         "oneauth.web.recovery_pages",
         "oneauth.web.signin",
+        "oneauth.web.registration",
+        "oneauth.web.account",
         "oneauth.oauth.logout",
     }
 )

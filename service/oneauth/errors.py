@@ -132,6 +132,12 @@ class EmailTaken(ApiError):
     code, status, title = "email_taken", 409, "This email cannot be used to sign up"
 
 
+class SignupDisabled(ApiError):
+    # The app's policy self_signup is false (invitation-only). Says nothing about
+    # any account: every address gets it, before the address is even parsed.
+    code, status, title = "signup_disabled", 403, "This app does not offer sign-up"
+
+
 class EmailNotVerified(ApiError):
     code, status, title = "email_not_verified", 403, "Verify your email address first"
 

@@ -16,14 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from oneauth import audit
+from oneauth.account import service as account
 from oneauth.api.models import Consent, Consents
 from oneauth.errors import NotFound
 from oneauth.flows.common import authenticate_bearer
 from oneauth.http.contract import Operation, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, request_meta
-from oneauth.oauth import consents
 from oneauth.services import Services
 from oneauth.verifier import AccessTokenClaims
 
@@ -44,18 +43,18 @@ async def list_consents(request: Request) -> Response:
     services = Services.of(request)
     async with services.router.enter(app) as conn:  # one unit: the token check and the read
         claims = (await authenticate_bearer(services, app, conn, bearer_token(request))).claims
-        rows = await consents.list_active(conn, _uid(claims))
+        items = await account.list_consents(conn, _uid(claims))
     return json_response(
         Consents(
             [
                 Consent(
-                    client_id=r["client_id"],
-                    client_name=r["client_name"],
-                    scopes=list(r["scopes"]),
-                    granted_at=r["granted_at"].isoformat(),
-                    updated_at=r["updated_at"].isoformat(),
+                    client_id=c.client_id,
+                    client_name=c.client_name,
+                    scopes=c.scopes,
+                    granted_at=c.granted_at.isoformat(),
+                    updated_at=c.updated_at.isoformat(),
                 )
-                for r in rows
+                for c in items
             ]
         ),
         headers=NO_STORE,
@@ -82,19 +81,8 @@ async def revoke_consent(request: Request) -> Response:
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     async with services.router.enter(app) as conn:  # one unit: the token check and the change
         claims = (await authenticate_bearer(services, app, conn, bearer_token(request))).claims
-        ended = await consents.revoke(conn, _uid(claims), client_id)
-        if ended is not None:
-            await audit.record(
-                conn,
-                "consent.revoke",
-                "success",
-                meta,
-                actor_type="user",
-                actor_id=claims.sub,
-                target_type="client",
-                target_id=client_id,
-                details={"sessions_ended": ended},
-            )
+        # The same call as the hosted Security page's "Withdraw" (web/account.py).
+        ended = await account.withdraw(conn, _uid(claims), client_id, meta)
     if ended is None:
         raise NotFound("no consent to this client")
     return Response(status_code=204, headers=NO_STORE)

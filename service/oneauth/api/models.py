@@ -161,6 +161,26 @@ class EmailVerified(msgspec.Struct):
     password_cleared: bool | Unset = UNSET
 
 
+class SignIn(msgspec.Struct):
+    """One live sign-in of the user: a hosted-page (browser) session, or a first-party
+    API session (``client_id``); ``current``: the one this request came with."""
+
+    id: Uuid
+    kind: Literal["browser", "app"]
+    client_id: str | None
+    client_name: str | None
+    amr: list[str]
+    auth_time: DateTime
+    created_at: DateTime
+    last_seen_at: DateTime
+    user_agent: str | None
+    current: bool
+
+
+class SignIns(msgspec.Struct):
+    sessions: list[SignIn]
+
+
 class Consent(msgspec.Struct):
     client_id: str
     client_name: str | None

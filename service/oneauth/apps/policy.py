@@ -49,6 +49,9 @@ class AppPolicy:
     # email exists (no enumeration); without, signup logs in at once and an
     # existing email gets 409 email_taken (documented in README).
     require_verified_email: bool = False
+    # Anyone may create an account (POST /v1/signup, the hosted registration page).
+    # Off for invitation-only apps: both refuse with 403 signup_disabled.
+    self_signup: bool = True
     logo_url: str | None = None
     primary_color: str | None = None
     # Sign-in by magic link and email one-time code (issue 5); off by default.
@@ -100,6 +103,8 @@ def parse(settings: dict[str, Any]) -> AppPolicy:
         values["require_verified_email"], bool
     ):
         raise PolicyError("require_verified_email must be true or false")
+    if "self_signup" in values and not isinstance(values["self_signup"], bool):
+        raise PolicyError("self_signup must be true or false")
     for key in ("audience", "logo_url", "primary_color", "email_from", "email_from_name"):
         if key in values and values[key] is not None and not isinstance(values[key], str):
             raise PolicyError(f"{key} must be a string")

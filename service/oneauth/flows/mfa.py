@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,14 +115,27 @@ async def actor(
     if user is None:
         raise FlowExpired()
     if change:
-        policy = policy_of(app)
         claims = caller.claims
-        if claims.auth_time is None or time.time() - claims.auth_time > policy.mfa_change_max_age:
-            raise _challenge(app, "this change needs a recent sign-in", mfa=False)
-        needs_mfa = policy.mfa != "off" and has_factor(await factors.of_user(conn, user.id))
-        if needs_mfa and "mfa" not in claims.amr:
-            raise _challenge(app, "this change needs a sign-in with your second factor", mfa=True)
+        refused = change_refusal(
+            app, claims.auth_time, claims.amr, await factors.of_user(conn, user.id)
+        )
+        if refused is not None:
+            raise refused
     return Actor(user)
+
+
+def change_refusal(
+    app: AppRecord, auth_time: float | None, amr: Collection[str], items: list[Factor]
+) -> InsufficientUserAuthentication | None:
+    """Why a sign-in at ``auth_time`` with ``amr`` may not change the factors ``items``
+    (None: it may): older than ``mfa_change_max_age``, or without the second factor
+    the user has. The API and the hosted account page apply this one rule."""
+    policy = policy_of(app)
+    if auth_time is None or time.time() - auth_time > policy.mfa_change_max_age:
+        return _challenge(app, "this change needs a recent sign-in", mfa=False)
+    if policy.mfa != "off" and has_factor(items) and "mfa" not in amr:
+        return _challenge(app, "this change needs a sign-in with your second factor", mfa=True)
+    return None
 
 
 async def _audit(
@@ -329,11 +343,14 @@ class Listed:
 
 
 async def list_factors(
-    services: Services, app: AppRecord, *, bearer: str | None
+    services: Services, app: AppRecord, *, bearer: str | None, user: User | None = None
 ) -> tuple[list[Listed], User]:
-    """Every factor of the signed-in user, of every kind (passkeys too)."""
+    """Every factor of the signed-in user, of every kind (passkeys too).
+
+    ``user``: the hosted account page's user (its browser session), instead of a
+    Bearer token; that page checks the sign-in's recency itself (web/account.py)."""
     async with services.router.enter(app) as conn:
-        who = await actor(services, app, conn, bearer=bearer, change=False)
+        who = Actor(user) if user else await actor(services, app, conn, bearer=bearer, change=False)
         out = []
         for f in await factors.of_user(conn, who.user.id):
             left = (
@@ -353,9 +370,10 @@ async def rename(
     bearer: str | None,
     factor_id: uuid.UUID,
     name: str,
+    user: User | None = None,
 ) -> Listed:
     async with services.router.enter(app) as conn:
-        who = await actor(services, app, conn, bearer=bearer)
+        who = Actor(user) if user else await actor(services, app, conn, bearer=bearer)
         factor = await factors.rename(conn, who.user.id, factor_id, name)
         if factor is None:
             raise NotFound("no such factor")
@@ -375,10 +393,11 @@ async def remove(
     *,
     bearer: str | None,
     factor_id: uuid.UUID,
+    user: User | None = None,
 ) -> None:
     """Remove one factor; the last one takes the recovery codes along. Mails the user."""
     async with services.router.enter(app) as conn:
-        who = await actor(services, app, conn, bearer=bearer)
+        who = Actor(user) if user else await actor(services, app, conn, bearer=bearer)
         mine = await factors.lock_user_factors(conn, who.user.id)
         target = next((f for f in mine if f.id == factor_id), None)
         if target is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -21,6 +20,7 @@ from oneauth.errors import (
     EmailNotVerified,
     EmailTaken,
     InvalidCredentials,
+    SignupDisabled,
     TooManyRequests,
     ValidationFailed,
     WeakPasswordError,
@@ -28,7 +28,6 @@ from oneauth.errors import (
 from oneauth.flows import verification
 from oneauth.flows.common import (
     busy,
-    first_party_session,
     session_id_of,
     settle_attempt,
 )
@@ -51,9 +50,40 @@ def _check_new_password(password: str, email: str, app: AppRecord) -> None:
         raise WeakPasswordError(exc.message, extra={"reason": exc.reason_code}) from None
 
 
-async def signup(
-    services: Services, app: AppRecord, email: str, password: str, meta: audit.RequestMeta
-) -> tuple[int, dict[str, Any]]:
+def ensure_self_signup(app: AppRecord, *, invitation: object | None = None) -> None:
+    """Refuse sign-up where the app is invitation-only (policy ``self_signup: false``).
+
+    Hook for invitations (issue 13, organizations): a verified invitation will be
+    passed as ``invitation`` and lets its invitee register even then. Until that
+    lands nothing passes one, so the refusal is unconditional.
+    """
+    if invitation is None and not policy_of(app).self_signup:
+        raise SignupDisabled("sign-up is by invitation only for this app")
+
+
+# What a sign-up's session start returns: its result, and the token session the
+# verification token should remember (P7), if it started one.
+SignedUp = Callable[[asyncpg.Connection, users_repo.User], Awaitable[tuple[T, uuid.UUID | None]]]
+
+
+async def register(
+    services: Services,
+    app: AppRecord,
+    email: str,
+    password: str,
+    meta: audit.RequestMeta,
+    sign_in: SignedUp[T] | None,
+) -> tuple[users_repo.User | None, str, T | None]:
+    """Create an account: (the new user or None if the address is taken, the signup's
+    verification flow token, what ``sign_in`` returned).
+
+    ``sign_in`` starts the new user's session in the same transaction (first-party
+    tokens for ``/v1/signup``, a browser session for the hosted registration page);
+    it is not called when the app requires a verified email first. A taken address
+    runs the same statements and, with verification required, mails its owner a
+    notice instead, so the caller can answer the same either way (P4).
+    """
+    ensure_self_signup(app)
     policy = policy_of(app)
     try:
         email_n = normalize_email(email)
@@ -64,8 +94,7 @@ async def signup(
         password_hash = await services.hasher.hash(password)
     except HasherBusy:
         raise busy() from None
-    tokens: dict[str, Any] | None = None
-    pending: Any = None
+    signed_in: T | None = None
     async with services.router.enter(app) as conn:
         user = await users_repo.create(
             conn, email=email, email_normalized=email_n, password_hash=password_hash
@@ -97,63 +126,45 @@ async def signup(
                 target_id=user.sub,
             )
             session_id = None
-            if not policy.require_verified_email:
-                # Through the flow engine: with mfa=required the new user enrols a
-                # factor before any token (403 mfa_enrollment_required).
-                outcome = await _signup_session(services, app, conn, user, meta)
-                if outcome.tokens is None:
-                    pending = outcome.pending
-                else:
-                    tokens, session_id = outcome.tokens, outcome.session_id
+            if sign_in is not None and not policy.require_verified_email:
+                signed_in, session_id = await sign_in(conn, user)
             # The verification token remembers this password and session: a proof
             # with this signup's flow token keeps them (P7).
             flow_token = await verification.queue_for_new_user(
                 conn, services, app, user, meta, session_id=session_id
             )
-    if policy.require_verified_email:
+    return user, flow_token, signed_in
+
+
+async def signup(
+    services: Services, app: AppRecord, email: str, password: str, meta: audit.RequestMeta
+) -> tuple[int, dict[str, Any]]:
+    """``POST /v1/signup``: the account, and the first-party session unless the app
+    requires a verified email first (then the same 202 for every address) or a second
+    factor (then 403 ``mfa_enrollment_required`` with the enrolment flow's token)."""
+    from oneauth.flows import signup as signup_flow  # it imports the engine
+
+    async def sign_in(
+        conn: asyncpg.Connection, user: users_repo.User
+    ) -> tuple[signup_flow.Started, uuid.UUID | None]:
+        started = await signup_flow.api_session(services, app, conn, user, meta)
+        return started, started.session_id
+
+    user, flow_token, started = await register(services, app, email, password, meta, sign_in)
+    if policy_of(app).require_verified_email:
         # Same answer whether or not the address was already registered.
         return 202, {
             "user": {"email": email.strip()},
             "verification_required": True,
             "flow_token": flow_token,
         }
-    if pending is not None and user is not None:
-        raise pending.error(user=user.public(), verification_flow_token=flow_token)
-    if user is None or tokens is None:
+    if user is None or started is None:
         raise EmailTaken("an account with this email exists; sign in or reset the password")
-    return 201, {"user": user.public(), **tokens, "flow_token": flow_token}
-
-
-@dataclass(frozen=True, slots=True)
-class _SignupSession:
-    tokens: dict[str, Any] | None = None
-    session_id: uuid.UUID | None = None
-    pending: Any = None  # engine.Pending
-
-
-async def _signup_session(
-    services: Services,
-    app: AppRecord,
-    conn: asyncpg.Connection,
-    user: users_repo.User,
-    meta: audit.RequestMeta,
-) -> _SignupSession:
-    from oneauth.flows import engine, login  # the engine's strategies import this module
-
-    binding = await login.api_binding(services, app, conn)
-    flow = engine.transient(
-        kind="signup", binding=binding, serves={"client_id": binding.removeprefix("api:")}
-    )
-    flow = await engine.satisfy(conn, flow, "password", ["pwd"], user.id)
-    decision = engine.decide(policy_of(app), flow, ())
-    if not isinstance(decision, engine.Done):
-        outcome = await engine.complete(services, app, conn, flow, meta=meta, method="signup")
-        assert isinstance(outcome, engine.Pending)
-        return _SignupSession(pending=outcome)
-    tokens, session = await first_party_session(
-        services, app, conn, user, amr=["pwd"], method="signup", meta=meta
-    )
-    return _SignupSession(tokens, session.id)
+    if started.pending is not None:
+        # After the commit: the account and its enrolment flow stay.
+        raise started.pending.error(user=user.public(), verification_flow_token=flow_token)
+    assert started.tokens is not None
+    return 201, {"user": user.public(), **started.tokens, "flow_token": flow_token}
 
 
 SuccessHook = Callable[[asyncpg.Connection, users_repo.User], Awaitable[T]]

@@ -4,7 +4,9 @@
   request, the response, and the ``authorization_code`` grant;
 * RFC 7636 (PKCE): S256 required of every client (:mod:`oneauth.oauth.pkce`);
 * RFC 9207: ``iss`` in every authorization response, errors included;
-* OpenID Connect Core 1.0 section 3.1.2: ``nonce``, ``prompt``, ``max_age``;
+* OpenID Connect Core 1.0 section 3.1.2: ``nonce``, ``prompt``, ``max_age``,
+  ``acr_values`` (a step-up to the MFA class, issue 12);
+* Initiating User Registration via OpenID Connect 1.0: ``prompt=create``;
 * RFC 9700 (OAuth 2.0 Security BCP): exact redirect URIs, single-use codes whose
   reuse revokes what the first use produced, no ``response_type=token``.
 
@@ -37,6 +39,7 @@ from oneauth.oauth.models import AuthorizeQuery, TokenForm
 from oneauth.secretbox import SecretBox, SecretBoxError
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
+from oneauth.tokens.issue import ACR_MFA, ACR_SFA
 from oneauth.web.browser_session import BrowserSession
 
 GRANT = "authorization_code"
@@ -50,7 +53,8 @@ FLOW_TTL = 30 * 60
 MAX_STATE = 2048
 MAX_NONCE = 512
 MAX_AGE_LIMIT = 10 * 365 * 86400
-PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+PROMPTS = ("none", "login", "consent", "select_account", "create")  # prompt_values_supported
+MAX_ACR_VALUES = 10
 
 
 class PageError(Exception):
@@ -96,20 +100,45 @@ class AuthorizationRequest:
     fresh_after: int | None
     login_hint: str | None
     expires: int
+    # acr_values as sent (OIDC Core 3.1.2.1), in order of preference; kept last with a
+    # default so that requests sealed before it still open.
+    acr_values: tuple[str, ...] = ()
+    # A sign-in for the app's own account page (web/account.py), not for a client: it
+    # ends at the page, with no code and no consent. Only we seal requests, so only
+    # we can make one.
+    account: bool = False
 
     @property
     def scope_text(self) -> str:
         return " ".join(self.scope)
 
+    @property
+    def needs_mfa(self) -> bool:
+        """True when the client asked for the MFA class only (``acr_values`` without
+        ``urn:oneauth:acr:sfa``): a sign-in with one factor does not satisfy it."""
+        return ACR_MFA in self.acr_values and ACR_SFA not in self.acr_values
+
     def signed_in(self) -> AuthorizationRequest:
-        """The request after the user signed in for it: that sign-in satisfies it."""
-        return replace(self, fresh_after=None, prompt=tuple(p for p in self.prompt if p != "login"))
+        """The request after the user signed in (or registered) for it: that satisfies it."""
+        kept = tuple(p for p in self.prompt if p not in ("login", "create"))
+        return replace(self, fresh_after=None, prompt=kept)
+
+    def sign_in_instead(self) -> AuthorizationRequest:
+        """The request without ``prompt=create``: the registration page's "Sign in" link."""
+        return replace(self, prompt=tuple(p for p in self.prompt if p != "create"))
 
     def needs_login(self, auth_time: float | None) -> bool:
-        """True unless a sign-in at ``auth_time`` (None: none) satisfies the request."""
-        if auth_time is None or "login" in self.prompt:
+        """True unless a sign-in at ``auth_time`` (None: none) satisfies the request.
+
+        ``prompt=create`` asks for the registration page even in a signed-in browser
+        (someone else at a shared computer wants an account of their own)."""
+        if auth_time is None or "login" in self.prompt or "create" in self.prompt:
             return True
         return self.fresh_after is not None and auth_time < self.fresh_after
+
+    def needs_step_up(self, amr: Iterable[str]) -> bool:
+        """True when a live sign-in with ``amr`` falls short of ``acr_values``."""
+        return self.needs_mfa and "mfa" not in amr
 
     def seal(self, box: SecretBox, app_id: str) -> str:
         data = json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -122,7 +151,14 @@ class AuthorizationRequest:
             return None
         try:
             data = json.loads(box.open(sealed, context=_flow_context(app_id)))
-            found = cls(**{**data, "scope": tuple(data["scope"]), "prompt": tuple(data["prompt"])})
+            found = cls(
+                **{
+                    **data,
+                    "scope": tuple(data["scope"]),
+                    "prompt": tuple(data["prompt"]),
+                    "acr_values": tuple(data.get("acr_values", ())),
+                }
+            )
         except (SecretBoxError, ValueError, TypeError, KeyError):
             return None
         return found if found.expires > time.time() else None
@@ -228,8 +264,8 @@ async def parse_request(
         raise fail("invalid_request", "code_verifier belongs in the token request")
     scope = _scope(params.scope, client, fail)
     prompt = tuple(sorted(set((params.prompt or "").split())))
-    if set(prompt) - PROMPTS:
-        raise fail("invalid_request", "prompt must be none, login, consent or select_account")
+    if set(prompt) - set(PROMPTS):
+        raise fail("invalid_request", f"prompt must be one or more of {', '.join(PROMPTS)}")
     if "none" in prompt and len(prompt) > 1:
         raise fail("invalid_request", "prompt=none cannot be combined with other values")
     nonce = params.nonce
@@ -245,6 +281,13 @@ async def parse_request(
             prompt = tuple(sorted({*prompt, "login"}))
         else:
             fresh_after = now - int(max_age)
+    # OIDC Core 3.1.2.1: space-separated, in order of preference. Values we do not
+    # know are kept (a voluntary claim) and satisfied by what the sign-in achieves.
+    acr_values = tuple(dict.fromkeys((params.acr_values or "").split()))
+    if len(acr_values) > MAX_ACR_VALUES or any(len(v) > 200 for v in acr_values):
+        raise fail(
+            "invalid_request", f"acr_values: at most {MAX_ACR_VALUES} values of 200 characters"
+        )
     hint = params.login_hint
     request = AuthorizationRequest(
         client_id=client.client_id,
@@ -257,8 +300,38 @@ async def parse_request(
         fresh_after=fresh_after,
         login_hint=hint if hint and len(hint) <= 320 and "@" in hint else None,
         expires=now + FLOW_TTL,
+        acr_values=acr_values,
     )
     return client, request
+
+
+def account_request(
+    client: Client,
+    issuer: str,
+    *,
+    fresh: bool = False,
+    hint: str | None = None,
+    mfa: bool = False,
+) -> AuthorizationRequest:
+    """A sign-in for the account page at ``{issuer}/account`` (``fresh``: a new one, for
+    changes that need a recent sign-in; ``mfa``: with the second factor), with the app's
+    first-party ``client``."""
+    now = int(time.time())
+    return AuthorizationRequest(
+        client_id=client.client_id,
+        redirect_uri=f"{issuer}/account",
+        scope=("openid",),
+        state=None,
+        nonce=None,
+        # Never checked (no code is issued); present because every request has one.
+        code_challenge=secrets.token_urlsafe(32),
+        prompt=("login",) if fresh else (),
+        fresh_after=None,
+        login_hint=hint,
+        expires=now + FLOW_TTL,
+        acr_values=(ACR_MFA,) if mfa else (),
+        account=True,
+    )
 
 
 def _scope(
@@ -281,6 +354,8 @@ async def revalidate(
     client = await services.clients.get(conn, app.app_id, request.client_id)
     if client is None or not _usable(client):
         raise PageError("invalid_client", "The application that sent you here is not known.")
+    if request.account:
+        return client  # the app's own first-party client; nothing is redirected to it
     _check_redirect(client, request.redirect_uri)
     if GRANT not in client.grant_types or not set(request.scope) <= client.scopes:
         raise AuthorizeError(

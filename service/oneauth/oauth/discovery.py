@@ -19,6 +19,7 @@ from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import AppPolicy, policy_of
 from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
+from oneauth.oauth.authorize import PROMPTS
 from oneauth.oauth.client_assertion import ALGS as ASSERTION_ALGS
 from oneauth.oauth.clients import USER_SCOPES
 from oneauth.oauth.models import JwkSet, ProviderMetadata
@@ -76,6 +77,8 @@ def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> Provi
                 "app_id",
             ],
             "acr_values_supported": list(ACR_VALUES),
+            # "Initiating User Registration via OpenID Connect 1.0" section 4.2.
+            "prompt_values_supported": list(PROMPTS),
             "authorization_response_iss_parameter_supported": True,
             "request_parameter_supported": False,
             "request_uri_parameter_supported": False,

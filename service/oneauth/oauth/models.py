@@ -189,6 +189,7 @@ class AuthorizeQuery(msgspec.Struct, kw_only=True):
     prompt: Short | None = None
     max_age: Annotated[str, msgspec.Meta(max_length=20)] | None = None
     login_hint: Short | None = None
+    acr_values: Short | None = None
     response_mode: Short | None = None
     request: Token | None = None
     request_uri: Short | None = None

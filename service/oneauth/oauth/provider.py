@@ -6,10 +6,18 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from oneauth.api import consents
+from oneauth.api import consents, sessions
 from oneauth.oauth import logout, userinfo
-from oneauth.web import pages
+from oneauth.web import account, pages, registration
 
 
 def routes() -> list[BaseRoute]:
-    return [*pages.routes(), *userinfo.routes(), *logout.routes(), *consents.routes()]
+    return [
+        *pages.routes(),
+        *registration.routes(),
+        *account.routes(),
+        *userinfo.routes(),
+        *logout.routes(),
+        *consents.routes(),
+        *sessions.routes(),
+    ]

@@ -10,6 +10,7 @@ Usage::
     claims = verifier.verify(token)          # or: await verifier.averify(token)
     if not claims.has_scope("orders:read"):
         ...
+    claims.require(amr="mfa", max_age=300)  # step-up: InsufficientUserAuthentication
 
 Depends only on jwcrypto (and its ``cryptography``) and httpx. The Starlette
 integration lives in :mod:`oneauth.verifier.starlette`, test helpers in
@@ -17,10 +18,12 @@ integration lives in :mod:`oneauth.verifier.starlette`, test helpers in
 """
 
 from ._claims import AccessTokenClaims
+from ._stepup import ACR_MFA, ACR_SFA, AuthRequirement
 from ._verifier import DEFAULT_ALGORITHMS, MAX_LEEWAY, Verifier
 from .errors import (
     DiscoveryError,
     InsufficientScope,
+    InsufficientUserAuthentication,
     InvalidAudience,
     InvalidClaims,
     InvalidHeader,
@@ -37,11 +40,15 @@ from .errors import (
 )
 
 __all__ = [
+    "ACR_MFA",
+    "ACR_SFA",
     "DEFAULT_ALGORITHMS",
     "MAX_LEEWAY",
     "AccessTokenClaims",
+    "AuthRequirement",
     "DiscoveryError",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidAudience",
     "InvalidClaims",
     "InvalidHeader",

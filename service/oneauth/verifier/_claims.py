@@ -8,11 +8,12 @@ bug or an attack, and either way the token is refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ._stepup import AuthRequirement
 from .errors import (
     InvalidAudience,
     InvalidClaims,
@@ -53,6 +54,7 @@ class AccessTokenClaims:
     scopes: frozenset[str]
     sid: str | None
     amr: tuple[str, ...]
+    acr: str | None
     auth_time: float | None
     roles: frozenset[str]
     email_verified: bool | None
@@ -79,6 +81,25 @@ class AccessTokenClaims:
     def has_role(self, *roles: str) -> bool:
         """True if the subject holds every one of ``roles``."""
         return self.roles.issuperset(roles)
+
+    def require(
+        self,
+        *,
+        acr: str | Iterable[str] | None = None,
+        amr: str | Iterable[str] | None = None,
+        max_age: int | None = None,
+        now: float | None = None,
+    ) -> AccessTokenClaims:
+        """Demand a kind of sign-in (RFC 9470); returns ``self`` if met.
+
+        ``acr``: any one of these values; ``amr``: all of these methods
+        (``"mfa"`` for a second factor); ``max_age``: seconds since
+        ``auth_time``. Raises :class:`InsufficientUserAuthentication` naming
+        what is needed. A resource checking the same demand on every request
+        builds one :class:`AuthRequirement` and calls its ``check``.
+        """
+        AuthRequirement(acr=acr, amr=amr, max_age=max_age).check(self, now=now)
+        return self
 
 
 _EMPTY: frozenset[str] = frozenset()
@@ -182,6 +203,7 @@ class ClaimsPolicy:
         scope = get("scope")
         roles = get("roles")
         amr = get("amr")
+        acr = get("acr")
         sid = get("sid")
         auth_time = get("auth_time")
         email_verified = get("email_verified")
@@ -189,6 +211,7 @@ class ClaimsPolicy:
             (scope is not None and type(scope) is not str)
             or (roles is not None and type(roles) is not list)
             or (amr is not None and type(amr) is not list)
+            or (acr is not None and type(acr) is not str)
             or (sid is not None and type(sid) is not str)
             or (auth_time is not None and type(auth_time) not in _NUMBER)
             or (email_verified is not None and type(email_verified) is not bool)
@@ -222,6 +245,7 @@ class ClaimsPolicy:
                 "scopes": scopes,
                 "sid": sid,
                 "amr": tuple(amr) if amr else (),
+                "acr": acr,
                 "auth_time": auth_time,
                 "roles": frozenset(roles) if roles else _EMPTY,
                 "email_verified": email_verified,

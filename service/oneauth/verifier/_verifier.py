@@ -125,6 +125,11 @@ class Verifier:
             f"Verifier(issuer={self.issuer!r}, audience={self.audience!r}, app_id={self.app_id!r})"
         )
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock tokens are checked against (``max_age`` of a step-up uses it too)."""
+        return self._clock
+
     def verify(self, token: str) -> AccessTokenClaims:
         """Verify ``token``; may block on a JWKS fetch. Raises ``VerificationError``."""
         header, signing_input, payload, signature = self._parser.parse(token)

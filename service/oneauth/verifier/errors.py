@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "DiscoveryError",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidAudience",
     "InvalidClaims",
     "InvalidHeader",
@@ -34,7 +35,8 @@ class VerificationError(Exception):
 
     ``check`` names the failed rule ("size", "format", "alg", "kid", "typ",
     "header", "signature", "iss", "aud", "exp", "nbf", "iat", "app_id",
-    "claims", "jwks", "discovery", "scope", "role", "client").
+    "claims", "jwks", "discovery", "scope", "role", "client", "acr", "amr",
+    "auth_time").
     """
 
     check: str = "token"
@@ -139,3 +141,31 @@ class InsufficientScope(VerificationError):
 
     check = "scope"
     error_code = "insufficient_scope"
+
+
+class InsufficientUserAuthentication(VerificationError):
+    """Valid token, but the user's sign-in does not meet the resource's demand (RFC 9470).
+
+    Raised by :meth:`AccessTokenClaims.require` and :class:`AuthRequirement`.
+    ``check`` is ``"acr"``, ``"amr"`` or ``"auth_time"`` (too old for
+    ``max_age``, or absent). ``acr_values`` and ``max_age`` are what the
+    client should send on its next authorization request (RFC 9470 §3, §4),
+    ``amr`` the method references the resource demands.
+    """
+
+    check = "acr"
+    error_code = "insufficient_user_authentication"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        check: str,
+        acr_values: tuple[str, ...] = (),
+        amr: tuple[str, ...] = (),
+        max_age: int | None = None,
+    ) -> None:
+        super().__init__(message, check=check)
+        self.acr_values = acr_values
+        self.amr = amr
+        self.max_age = max_age

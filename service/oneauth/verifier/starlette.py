@@ -20,6 +20,12 @@ good token without the needed scopes or roles, 400 ``invalid_request`` for a
 malformed Authorization header, and a bare ``Bearer`` challenge (no error
 code, §3.1) when no token was sent. If the issuer's keys cannot be fetched
 the answer is 503: the client's token may be fine, so it must not discard it.
+
+Step-up (RFC 9470): ``require(amr="mfa")``, ``require(acr=...)`` and
+``require(max_age=300)`` answer a token whose sign-in falls short with 401
+``WWW-Authenticate: Bearer error="insufficient_user_authentication",
+error_description="...", acr_values="...", max_age="300"``; the client sends
+those ``acr_values`` and ``max_age`` on a new authorization request.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
@@ -42,8 +49,14 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from ._claims import AccessTokenClaims
+from ._stepup import AuthRequirement
 from ._verifier import Verifier
-from .errors import InsufficientScope, JWKSUnavailable, VerificationError
+from .errors import (
+    InsufficientScope,
+    InsufficientUserAuthentication,
+    JWKSUnavailable,
+    VerificationError,
+)
 
 __all__ = [
     "BearerAuthError",
@@ -52,6 +65,7 @@ __all__ = [
     "bearer_error_response",
     "on_auth_error",
     "require",
+    "step_up_response",
 ]
 
 _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
@@ -68,8 +82,10 @@ def _quote(value: str) -> str:
 class TokenUser(BaseUser):
     """The authenticated caller: a user, or a client acting for itself."""
 
-    def __init__(self, claims: AccessTokenClaims) -> None:
+    def __init__(self, claims: AccessTokenClaims, clock: Callable[[], float] = time.time) -> None:
         self.claims = claims
+        # The verifier's clock, so that max_age is judged by the same time as exp.
+        self.clock = clock
 
     @property
     def is_authenticated(self) -> bool:
@@ -120,11 +136,14 @@ def bearer_error_response(
     *,
     scope: Iterable[str] = (),
     realm: str | None = None,
+    acr_values: Iterable[str] = (),
+    max_age: int | None = None,
 ) -> Response:
     """A JSON error with the RFC 6750 §3 ``WWW-Authenticate`` challenge.
 
     ``error=None`` means "no credentials were sent": the challenge then
     carries no error code (RFC 6750 §3.1), the body says ``invalid_token``.
+    ``acr_values`` and ``max_age`` are the RFC 9470 §3 attributes.
     """
     params = []
     if realm:
@@ -135,11 +154,31 @@ def bearer_error_response(
     scopes = " ".join(sorted(scope))
     if scopes:
         params.append(f'scope="{_quote(scopes)}"')
+    acrs = " ".join(acr_values)
+    if acrs:
+        params.append(f'acr_values="{_quote(acrs)}"')
+    if max_age is not None:
+        params.append(f'max_age="{int(max_age)}"')
     headers = {"Cache-Control": "no-store"}
     if status_code in (401, 403, 400):
         headers["WWW-Authenticate"] = "Bearer " + ", ".join(params) if params else "Bearer"
     body = {"error": error or "invalid_token", "error_description": description}
     return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def step_up_response(exc: InsufficientUserAuthentication, *, realm: str | None = None) -> Response:
+    """RFC 9470 §3: 401 ``insufficient_user_authentication`` with what the client must ask for.
+
+    For a resource that calls :meth:`AccessTokenClaims.require` itself.
+    """
+    return bearer_error_response(
+        401,
+        exc.error_code,
+        exc.description,
+        realm=realm,
+        acr_values=exc.acr_values,
+        max_age=exc.max_age,
+    )
 
 
 def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
@@ -185,7 +224,7 @@ class OneauthBackend(AuthenticationBackend):
             claims = await self.verifier.averify(token)
         except VerificationError as exc:
             raise BearerAuthError.from_verification(exc) from None
-        return AuthCredentials(sorted(claims.scopes)), TokenUser(claims)
+        return AuthCredentials(sorted(claims.scopes)), TokenUser(claims, self.verifier.clock)
 
 
 def _names(value: str | Iterable[str]) -> frozenset[str]:
@@ -193,7 +232,11 @@ def _names(value: str | Iterable[str]) -> frozenset[str]:
 
 
 def _authorize(
-    request: Request, scopes: frozenset[str], roles: frozenset[str], allow_client_tokens: bool
+    request: Request,
+    scopes: frozenset[str],
+    roles: frozenset[str],
+    allow_client_tokens: bool,
+    stepup: AuthRequirement,
 ) -> Response | None:
     if "user" not in request.scope:
         raise RuntimeError("require() needs AuthenticationMiddleware with OneauthBackend")
@@ -202,7 +245,8 @@ def _authorize(
         return bearer_error_response(401, None, "bearer token required")
     claims = user.claims
     try:
-        if claims.is_client_token and not allow_client_tokens:
+        # No user signed in to a client token: no step-up can satisfy a sign-in demand.
+        if claims.is_client_token and (not allow_client_tokens or not stepup.empty):
             raise InsufficientScope("client tokens are not accepted here", check="client")
         if not claims.scopes.issuperset(scopes):
             raise InsufficientScope("token lacks a required scope", check="scope")
@@ -212,6 +256,11 @@ def _authorize(
         # RFC 6750 §3: the scope attribute names the scopes the resource needs.
         needed = scopes if exc.check == "scope" else ()
         return bearer_error_response(403, exc.error_code, exc.description, scope=needed)
+    # Scopes before the sign-in: a step-up cannot grant a missing scope.
+    try:
+        stepup.check(claims, now=user.clock())
+    except InsufficientUserAuthentication as exc:
+        return step_up_response(exc)
     return None
 
 
@@ -220,14 +269,21 @@ def require(
     roles: str | Iterable[str] = (),
     *,
     allow_client_tokens: bool = True,
+    acr: str | Iterable[str] | None = None,
+    amr: str | Iterable[str] | None = None,
+    max_age: int | None = None,
 ) -> Callable[[_Endpoint], _Endpoint]:
     """Decorate a Starlette HTTP endpoint to demand a valid token.
 
-    All listed ``scopes`` and all listed ``roles`` are required. Works on
-    sync and async functions and methods with a parameter named ``request``.
-    Needs :meth:`OneauthBackend.middleware` installed.
+    All listed ``scopes`` and all listed ``roles`` are required. ``acr``,
+    ``amr`` and ``max_age`` demand a kind of sign-in (see
+    :class:`~oneauth.verifier.AuthRequirement`); a token that falls short
+    gets the RFC 9470 challenge. Works on sync and async functions and
+    methods with a parameter named ``request``. Needs
+    :meth:`OneauthBackend.middleware` installed.
     """
     need_scopes, need_roles = _names(scopes), _names(roles)
+    stepup = AuthRequirement(acr=acr, amr=amr, max_age=max_age)
 
     def decorate(endpoint: _Endpoint) -> _Endpoint:
         params = list(inspect.signature(endpoint).parameters)
@@ -246,7 +302,7 @@ def require(
             @functools.wraps(endpoint)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 denied = _authorize(
-                    find_request(args, kwargs), need_scopes, need_roles, allow_client_tokens
+                    find_request(args, kwargs), need_scopes, need_roles, allow_client_tokens, stepup
                 )
                 return denied if denied is not None else await endpoint(*args, **kwargs)
 
@@ -255,7 +311,7 @@ def require(
         @functools.wraps(endpoint)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             denied = _authorize(
-                find_request(args, kwargs), need_scopes, need_roles, allow_client_tokens
+                find_request(args, kwargs), need_scopes, need_roles, allow_client_tokens, stepup
             )
             return denied if denied is not None else endpoint(*args, **kwargs)
 

@@ -1,4 +1,4 @@
-"""Query and form models of the hosted pages (issue 11).
+"""Query and form models of the hosted pages (issues 11 and 12).
 
 Decoded with :func:`oneauth.http.contract.lenient`: a page answers a value its
 model refuses as it answers any bad value of that parameter (an expired form,
@@ -85,3 +85,16 @@ class LogoutForm(LogoutQuery, kw_only=True):
     csrf: Csrf | None = None
     flow: Sealed | None = None
     decision: Annotated[str, msgspec.Meta(max_length=16, examples=["logout", "stay"])] | None = None
+
+
+class RegisterForm(FlowForm, kw_only=True):
+    """POST /register (issue 12): a new account, then the authorization request goes on."""
+
+    email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
+    password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+
+
+class AccountForm(CsrfForm, kw_only=True):
+    """POST /account/...: every change on the account page carries the CSRF token."""
+
+    name: Annotated[str, msgspec.Meta(max_length=100)] | None = None

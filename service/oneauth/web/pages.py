@@ -63,7 +63,7 @@ SCOPE_TEXT = {
     "offline_access": "Stay connected when you are not using it",
 }
 
-Step = Literal["login", "consent", "code"]
+Step = Literal["login", "step_up", "account", "consent", "code"]
 
 
 def _to_client(
@@ -108,7 +108,7 @@ async def authorize(request: Request) -> Response:
         return error_page(request, services, app, exc.message, code=exc.code)
     except AuthorizeError as exc:
         return _to_client(services, app, exc)
-    return respond(request, services, app, client, authz, step, status=302)
+    return await respond(request, services, app, client, authz, step, status=302)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +133,10 @@ async def next_step(
     if await _needs_login(conn, app, session, authz):
         return NextStep("login")  # none, prompt=login / max_age, or short of the MFA policy
     assert session is not None
+    if authz.needs_step_up(session.amr):
+        return NextStep("step_up", session)  # acr_values asks for a second factor
+    if authz.account:
+        return NextStep("account", session)  # the account page: no consent, no code
     if not client.first_party and (
         "consent" in authz.prompt
         or not await consents.covers(conn, session.user_id, client.client_id, authz.scope)
@@ -144,7 +148,7 @@ async def next_step(
     return NextStep("code", session, code)
 
 
-def respond(
+async def respond(
     request: Request,
     services: Services,
     app: AppRecord,
@@ -159,7 +163,19 @@ def respond(
     if step.kind == "login":
         if "none" in authz.prompt:  # OIDC Core 3.1.2.6
             return _to_client(services, app, _prompt_none(authz, "login_required"), status)
+        if "create" in authz.prompt:
+            from oneauth.web.registration import register_page  # it imports this module
+
+            return register_page(request, services, app, client, authz)
         return login_page(request, services, app, client, authz)
+    if step.kind == "step_up":
+        # Signed in, but with fewer factors than acr_values asks for: the user must act.
+        if "none" in authz.prompt:
+            return _to_client(services, app, _prompt_none(authz, "interaction_required"), status)
+        assert session is not None
+        return await step_up_page(request, services, app, authz, session)
+    if step.kind == "account":
+        return redirect(authz.redirect_uri, status)  # {issuer}/account, set by us
     if step.kind == "consent":
         if "none" in authz.prompt:
             return _to_client(services, app, _prompt_none(authz, "consent_required"), status)
@@ -235,12 +251,53 @@ def login_page(
             "error": error,
             # Sign-in by emailed code exists only where the app turned it on (issue 5).
             "passwordless": bool(getattr(policy_of(app), "passwordless", False)),
+            # The "Create account" link (issue 12); invitation-only apps show none.
+            "self_signup": policy_of(app).self_signup,
         },
         status=status,
         headers=headers,
         # The POST ends, two redirects later, at the client's redirect URI.
         form_targets=targets(authz.redirect_uri),
     )
+
+
+async def step_up_page(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    authz: AuthorizationRequest,
+    session: BrowserSession,
+) -> Response:
+    """The client asked for a second factor (``acr_values``) the browser's sign-in lacks:
+    a step-up of that sign-in. A flow of the engine for the signed-in user starts with the
+    session's factor as its first; the policy is asked as if MFA were required, so the
+    page is the second-factor form (or the enrolment, for a user with no factor), and
+    the request continues when the flow completes, with a new session of both factors."""
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    nonce = engine.new_browser_nonce()
+    serves = {"client_id": authz.client_id, "authorize": authz.seal(services.box, app.app_id)}
+    async with services.router.enter(app) as conn:
+        flow = engine.transient(
+            kind="login",  # the kind the hosted second-factor form continues
+            binding=engine.browser_binding(nonce),
+            serves=serves,
+            user_id=session.user_id,
+        )
+        flow = await engine.satisfy(conn, flow, "session", session.amr, session.user_id)
+        outcome = await engine.complete(
+            services,
+            app,
+            conn,
+            flow,
+            meta=meta,
+            method="step_up",
+            browser=request,
+            org_requires_mfa=True,  # what acr_values asks for, whatever the app's policy
+            details={"client_id": authz.client_id},
+        )
+    if isinstance(outcome, engine.Issued):  # a session with mfa would not have come here
+        return signin.signed_in(request, services, app, outcome)
+    return await signin.pending(request, services, app, outcome, meta, nonce)
 
 
 def consent_page(
@@ -398,7 +455,7 @@ async def resume(request: Request) -> Response:
         return error_page(request, services, app, exc.message, code=exc.code)
     except AuthorizeError as exc:
         return _to_client(services, app, exc)
-    return respond(request, services, app, client, authz, step, status=302)
+    return await respond(request, services, app, client, authz, step, status=302)
 
 
 @operation(
