@@ -166,6 +166,7 @@ async def walk(
         200,
         data={"access_token": issued.json()["access_token"]},
     )
+    await call("GET", "/apps/{app_id}/v1/sessions", 200, headers=auth)
     listed = await call("GET", "/apps/{app_id}/v1/consents", 200, headers=auth)
     assert [c["client_id"] for c in listed.json()["consents"]] == [rp]
 

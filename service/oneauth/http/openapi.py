@@ -43,6 +43,7 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("user", "First-party API: the signed-in user"),
     ("consents", "First-party API: the user's consents to third-party clients"),
     ("mfa", "First-party API: second factors and the sign-in that needs one"),
+    ("sessions", "First-party API: the user's sign-ins (sessions)"),
     ("health", "Liveness and readiness"),
     ("meta", "This document and the metrics"),
     ("admin", "Admin API (issue 15): operators' routes, an adminToken each; none yet"),
