@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth.api.models import (
@@ -79,7 +79,7 @@ async def login_mfa(request: Request) -> Response:
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     payload: dict[str, Any] = {"code": data.code, "assertion": data.assertion}
     body = await login.second_factor(services, app, data.flow_token, data.factor, payload, meta)
-    return JSONResponse(body, headers=NO_STORE)
+    return json_response(msgspec.convert(body, TokenSet), headers=NO_STORE)
 
 
 @operation(

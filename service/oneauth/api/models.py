@@ -107,7 +107,7 @@ class PendingUser(msgspec.Struct, forbid_unknown_fields=True):
     email: str
 
 
-class TokenSet(msgspec.Struct):
+class TokenSet(msgspec.Struct, forbid_unknown_fields=True):
     """A token set (RFC 6749 section 5.1); ``user`` and ``flow_token`` on the
     first-party sign-in routes."""
 
@@ -123,7 +123,7 @@ class TokenSet(msgspec.Struct):
     flow_token: str | Unset | None = UNSET
 
 
-class VerificationRequired(msgspec.Struct):
+class VerificationRequired(msgspec.Struct, forbid_unknown_fields=True):
     """Signup when the app requires a verified address: the same answer whether or
     not the address was registered."""
 
@@ -132,7 +132,7 @@ class VerificationRequired(msgspec.Struct):
     flow_token: str
 
 
-class FlowStarted(msgspec.Struct):
+class FlowStarted(msgspec.Struct, forbid_unknown_fields=True):
     """A mail was queued (or not: the answer is the same, P4); redeem with the code."""
 
     flow_token: str

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth.api.models import (
@@ -108,7 +109,7 @@ async def passwordless_start(request: Request) -> Response:
     body = await passwordless.start(
         services, app, data.email, data.method, meta, redirect_uri=data.redirect_uri
     )
-    return JSONResponse(body, status_code=202, headers=NO_STORE)
+    return json_response(FlowStarted(**body), 202, headers=NO_STORE)
 
 
 @operation(_redeem("Sign in with the link token or the code", PasswordlessComplete, TokenSet))
@@ -120,7 +121,7 @@ async def passwordless_complete(request: Request) -> Response:
     body = await passwordless.complete(
         services, app, meta, flow_token=data.flow_token, token=data.token, code=data.code
     )
-    return JSONResponse(body, headers=NO_STORE)
+    return json_response(msgspec.convert(body, TokenSet), headers=NO_STORE)
 
 
 @operation(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth.api.models import (
@@ -61,7 +61,8 @@ async def signup(request: Request) -> Response:
     data = await json_body(request, Credentials)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     status, body = await password.signup(services, app, data.email, data.password, meta)
-    return JSONResponse(body, status_code=status, headers=NO_STORE)
+    answer = TokenSet if status == 201 else VerificationRequired
+    return json_response(msgspec.convert(body, answer), status, headers=NO_STORE)
 
 
 @operation(
@@ -79,7 +80,7 @@ async def login(request: Request) -> Response:
     data = await json_body(request, Credentials)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     body = await password.login(services, app, data.email, data.password, meta)
-    return JSONResponse(body, headers=NO_STORE)
+    return json_response(msgspec.convert(body, TokenSet), headers=NO_STORE)
 
 
 @operation(
