@@ -144,3 +144,31 @@ class InvalidLinkOrCode(ApiError):
 
 class FeatureDisabled(ApiError):
     code, status, title = "feature_disabled", 403, "This feature is not enabled for this app"
+
+
+class FlowExpired(ApiError):
+    # One answer for unknown, expired, completed and other callers' (or other
+    # apps') flow tokens: the caller learns nothing about which it was.
+    code, status, title = "flow_expired", 400, "This sign-in has expired; start again"
+
+
+class MfaRequired(ApiError):
+    # The first factor was right; a second one is needed. ``extra`` carries the
+    # ``flow_token`` to continue with and the ``factors`` the user can use.
+    code, status, title = "mfa_required", 403, "A second factor is required"
+
+
+class MfaEnrollmentRequired(ApiError):
+    # The app requires a second factor and the user has none: the ``flow_token``
+    # authorizes only the enrolment calls, then the flow completes.
+    code, status, title = "mfa_enrollment_required", 403, "Set up a second factor to continue"
+
+
+class InsufficientUserAuthentication(ApiError):
+    # RFC 9470: the sign-in behind the token is too old or used too few factors
+    # for this call; sign in again (with the second factor) and retry.
+    code, status, title = (
+        "insufficient_user_authentication",
+        403,
+        "A more recent or stronger sign-in is required",
+    )

@@ -12,7 +12,7 @@ import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import structlog
@@ -28,6 +28,13 @@ _SENDER = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-
 
 class PolicyError(ValueError):
     pass
+
+
+MfaMode = Literal["off", "optional", "required"]
+MFA_MODES: tuple[MfaMode, ...] = ("off", "optional", "required")
+# Strategy names of the second factors (oneauth.strategies); recovery codes come
+# with the first TOTP or passkey and are never enrolled alone.
+SECOND_FACTORS: tuple[str, ...] = ("totp", "webauthn", "recovery_code")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,16 @@ class AppPolicy:
     # Where mail links may point besides the hosted pages (P6): the operator's
     # own list, matched exactly; never an OAuth client's redirect URIs.
     link_urls: tuple[str, ...] = ()
+    # Second factors (issue 12). off: never asked; optional: asked of users who
+    # enrolled one; required: every user, who enrols first if they have none.
+    mfa: MfaMode = "optional"
+    # The second factors users of this app may enrol and use.
+    mfa_factors: tuple[str, ...] = SECOND_FACTORS
+    # Remembering a browser so it skips the second factor is not offered: a
+    # stolen device cookie would then be a second factor. Refused when true.
+    remember_device: bool = False
+    # How recent a sign-in must be (seconds) to change factors (/v1/mfa).
+    mfa_change_max_age: int = 600
     # Passkeys (issue 12, W2): whether a passkey used as a second factor must
     # have verified the user (PIN, biometrics); passwordless passkey sign-in
     # always requires it. The RP ID is the issuer's host unless the app has a
@@ -69,6 +86,7 @@ _BOUNDS = {
     "id_token_ttl": (60, MAX_TOKEN_TTL),
     "refresh_idle_ttl": (300, 365 * 86400),
     "session_absolute_ttl": (300, 365 * 86400),
+    "mfa_change_max_age": (60, 86400),
 }
 
 
@@ -104,6 +122,7 @@ def parse(settings: dict[str, Any]) -> AppPolicy:
         raise PolicyError("email_from_name must be 1 to 100 characters without control characters")
     if "link_urls" in values:
         values["link_urls"] = parse_link_urls(values["link_urls"])
+    _parse_mfa(values)
     _parse_webauthn(values)
     policy = AppPolicy(**values)
     if policy.refresh_idle_ttl > policy.session_absolute_ttl:
@@ -111,6 +130,27 @@ def parse(settings: dict[str, Any]) -> AppPolicy:
     return policy
 
 
+def _parse_mfa(values: dict[str, Any]) -> None:
+    if "mfa" in values and values["mfa"] not in MFA_MODES:
+        raise PolicyError(f"mfa must be one of {', '.join(MFA_MODES)}")
+    if "mfa_factors" in values:
+        factors = values["mfa_factors"]
+        if isinstance(factors, str):  # --set mfa_factors=totp,webauthn
+            factors = [f.strip() for f in factors.split(",") if f.strip()]
+        if not isinstance(factors, list | tuple) or not all(f in SECOND_FACTORS for f in factors):
+            raise PolicyError(f"mfa_factors must be a list of {', '.join(SECOND_FACTORS)}")
+        values["mfa_factors"] = tuple(dict.fromkeys(factors))
+        if not set(values["mfa_factors"]) - {"recovery_code"}:
+            raise PolicyError(
+                "mfa_factors must name totp or webauthn (recovery codes back them up)"
+            )
+    if "remember_device" in values:
+        if not isinstance(values["remember_device"], bool):
+            raise PolicyError("remember_device must be true or false")
+        if values["remember_device"]:
+            raise PolicyError(
+                "remember_device=true is not supported: every sign-in asks for the second factor"
+            )
 def _parse_webauthn(values: dict[str, Any]) -> None:
     """The passkey settings (W2). ``webauthn_rp_id`` must be the host of
     ``webauthn_origin`` or a registrable suffix of it (WebAuthn L3 5.1.3: a

@@ -27,7 +27,6 @@ from oneauth.flows import verification
 from oneauth.flows.common import (
     busy,
     first_party_session,
-    first_party_sign_in,
     session_id_of,
     settle_attempt,
 )
@@ -231,14 +230,12 @@ async def verify_password(
 async def login(
     services: Services, app: AppRecord, email: str, password: str, meta: audit.RequestMeta
 ) -> dict[str, Any]:
-    """``POST /v1/login``: the first-party client's session and tokens."""
+    """``POST /v1/login``: the first-party client's tokens, through the flow engine
+    (403 ``mfa_required`` when a second factor is needed)."""
+    from oneauth.flows import login  # the engine's strategies import this module
 
-    async def begin(conn: asyncpg.Connection, user: users_repo.User) -> dict[str, Any]:
-        return await first_party_sign_in(
-            services, app, conn, user, amr=["pwd"], method="password", meta=meta
-        )
-
-    return await verify_password(services, app, email, password, meta, begin)
+    payload = {"email": email, "password": password}
+    return await login.sign_in(services, app, "password", payload, meta, method="password")
 
 
 async def change_password(

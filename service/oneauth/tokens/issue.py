@@ -21,6 +21,17 @@ ACCESS_TOKEN_TYP = "at+jwt"
 ID_TOKEN_TYP = "JWT"
 CLIENT_CREDENTIALS = "client_credentials"
 
+# Authentication context classes (OIDC Core 2 ``acr``), derived from ``amr``
+# so every token of one sign-in states the same: one factor, or several.
+ACR_SFA = "urn:oneauth:acr:sfa"
+ACR_MFA = "urn:oneauth:acr:mfa"
+ACR_VALUES = (ACR_SFA, ACR_MFA)
+
+
+def acr_for(amr: Iterable[str]) -> str:
+    """``urn:oneauth:acr:mfa`` when the sign-in used two factors (``mfa`` in amr)."""
+    return ACR_MFA if "mfa" in amr else ACR_SFA
+
 
 @dataclass(frozen=True, slots=True)
 class Issuer:
@@ -67,6 +78,7 @@ class Issuer:
         amr_list = list(amr)
         if amr_list:
             claims["amr"] = amr_list
+            claims["acr"] = acr_for(amr_list)
         if auth_time is not None:
             claims["auth_time"] = auth_time
         role_list = sorted(set(roles))
@@ -111,6 +123,7 @@ class Issuer:
         amr_list = list(amr)
         if amr_list:
             claims["amr"] = amr_list
+            claims["acr"] = acr_for(amr_list)
         if access_token is not None:
             claims["at_hash"] = at_hash(access_token, key.alg)
         if extra:
