@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from oneauth import logs, metrics, tracing
 from oneauth.api import recovery as recovery_api
 from oneauth.api import views
+from oneauth.api import webauthn as webauthn_api
 from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
 from oneauth.db import roles
@@ -56,6 +57,7 @@ def app_routes() -> list[BaseRoute]:
     return [
         *views.routes(),
         *recovery_api.routes(),
+        *webauthn_api.routes(),
         *endpoints.routes(),
         *discovery.routes(),
         *oidc_provider.routes(),

@@ -8,7 +8,7 @@ answer their own problems. The response models describe what the views send;
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -171,3 +171,55 @@ class Consent(msgspec.Struct):
 
 class Consents(msgspec.Struct):
     consents: list[Consent]
+
+
+# -- passkeys (WebAuthn, issue 12) --------------------------------------------
+
+# The browser's JSON forms (WebAuthn L3 5.1.8 toJSON(), 5.1.9 parse*OptionsFromJSON):
+# members are base64url strings; the body limits of the bounded loader cap them.
+PublicKeyJson = Annotated[
+    dict[str, Any],
+    msgspec.Meta(description="WebAuthn JSON form (base64url members), as the browser speaks it"),
+]
+FactorName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class WebAuthnRegistration(msgspec.Struct):
+    """``POST /v1/mfa/webauthn/registration``: the new credential's ``toJSON()``."""
+
+    credential: PublicKeyJson
+    name: FactorName | None = None
+
+
+class WebAuthnAuthenticationStart(msgspec.Struct):
+    """``POST /v1/mfa/webauthn/authentication/options``: a sign-in flow's token
+    (second factor), or none (discoverable passwordless: a flow is begun)."""
+
+    flow_token: Secret | None = None
+
+
+class WebAuthnCreationOptions(msgspec.Struct):
+    """``{"publicKey": PublicKeyCredentialCreationOptionsJSON}``."""
+
+    publicKey: PublicKeyJson  # the browser's member name
+
+
+class WebAuthnRequestOptions(msgspec.Struct):
+    """``{"publicKey": PublicKeyCredentialRequestOptionsJSON}``; ``flow_token`` when
+    this call began the flow (passwordless): send it with the assertion."""
+
+    publicKey: PublicKeyJson
+    flow_token: str | Unset = UNSET
+    expires_in: int | Unset = UNSET
+
+
+class WebAuthnFactor(msgspec.Struct):
+    """A registered passkey (a row of ``GET /v1/mfa`` too)."""
+
+    factor_id: Uuid
+    kind: Literal["webauthn"]
+    name: str
+    created_at: DateTime
+    last_used_at: DateTime | None
+    backup_eligible: bool
+    transports: list[str]

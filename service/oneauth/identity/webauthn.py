@@ -125,31 +125,32 @@ async def add(
 ) -> uuid.UUID | None:
     """Store a verified credential as a confirmed factor; None when this
     credential id is already registered in this app (to anyone)."""
-    async with conn.transaction():  # a savepoint: the factor row goes if the key does not fit
-        factor_id = await conn.fetchval(
-            "INSERT INTO mfa_factors (user_id, kind, name, confirmed_at)"
-            " VALUES ($1, 'webauthn', $2, now()) RETURNING id",
-            user_id,
-            name,
-        )
-        stored = await conn.fetchval(
-            "INSERT INTO webauthn_credentials (factor_id, credential_id, public_key, sign_count,"
-            " transports, backup_eligible, backup_state, aaguid, user_verified)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            " ON CONFLICT (credential_id) DO NOTHING RETURNING factor_id",
-            factor_id,
-            credential_id,
-            public_key,
-            sign_count,
-            transports,
-            backup_eligible,
-            backup_state,
-            aaguid,
-            user_verified,
-        )
-        if stored is None:
-            await conn.execute("DELETE FROM mfa_factors WHERE id = $1", factor_id)
-            return None
+    # No savepoint (the router's transaction is a manual one): the key insert
+    # cannot fail on a duplicate (ON CONFLICT), and the factor row goes if it did.
+    factor_id = await conn.fetchval(
+        "INSERT INTO mfa_factors (user_id, kind, name, confirmed_at)"
+        " VALUES ($1, 'webauthn', $2, now()) RETURNING id",
+        user_id,
+        name,
+    )
+    stored = await conn.fetchval(
+        "INSERT INTO webauthn_credentials (factor_id, credential_id, public_key, sign_count,"
+        " transports, backup_eligible, backup_state, aaguid, user_verified)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (credential_id) DO NOTHING RETURNING factor_id",
+        factor_id,
+        credential_id,
+        public_key,
+        sign_count,
+        transports,
+        backup_eligible,
+        backup_state,
+        aaguid,
+        user_verified,
+    )
+    if stored is None:
+        await conn.execute("DELETE FROM mfa_factors WHERE id = $1", factor_id)
+        return None
     assert isinstance(factor_id, uuid.UUID)
     return factor_id
 

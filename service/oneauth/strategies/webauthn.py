@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -61,13 +61,20 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from oneauth import audit
+from oneauth import audit, metrics
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
-from oneauth.errors import ApiError, Conflict, ValidationFailed
+from oneauth.errors import ApiError, Conflict, FeatureDisabled, ValidationFailed
+from oneauth.flows import engine
+from oneauth.flows.engine import Flow
+from oneauth.identity import users as users_repo
 from oneauth.identity import webauthn as repo
 from oneauth.identity.webauthn import Credential, UserVerification
+from oneauth.services import Services
 from oneauth.settings import Settings
+from oneauth.strategies.base import Payload, StrategyKind, Then
+
+T = TypeVar("T")
 
 log = structlog.get_logger("oneauth.webauthn")
 
@@ -263,6 +270,7 @@ async def begin_registration(
     email: str,
 ) -> dict[str, Any]:
     """Options for ``navigator.credentials.create()``, with a challenge bound to the user."""
+    require_allowed(app)
     rp = relying_party(settings, app)
     uv = user_verification_of(app)
     handle = await repo.user_handle(conn, user_id)
@@ -520,3 +528,96 @@ async def _refused(
 def options_json(options: dict[str, Any]) -> str:
     """For a hosted page: the options as JSON for a data attribute."""
     return json.dumps(options, separators=(",", ":"))
+
+
+# -- the strategy and the options of a sign-in flow ----------------------------
+
+
+def require_allowed(app: AppRecord) -> None:
+    """Passkeys are one of the app's ``mfa_factors`` (default: they are)."""
+    if NAME not in policy_of(app).mfa_factors:
+        raise FeatureDisabled("passkeys are not enabled for this app")
+
+
+async def authentication_options(
+    services: Services, app: AppRecord, flow_token: str | None
+) -> tuple[dict[str, Any], str | None, int | None]:
+    """``POST /v1/mfa/webauthn/authentication/options``: options bound to the flow.
+
+    With a flow token (a first factor identified the user): that flow, the user's
+    passkeys as allowCredentials. Without (discoverable, passwordless): a new
+    login flow is begun; its token comes back with the options and goes with the
+    assertion to ``/v1/login/mfa``. Returns (options, new flow token, its ttl)."""
+    from oneauth.flows import login  # it imports the strategies: not at module level
+
+    require_allowed(app)
+    async with services.router.enter(app) as conn:
+        binding = await login.api_binding(services, app, conn)
+        new_token: str | None = None
+        if flow_token is None:
+            flow, new_token = await engine.begin(
+                conn,
+                app,
+                kind="login",
+                binding=binding,
+                serves={"client_id": binding.removeprefix("api:")},
+            )
+        else:
+            flow = await engine.load(conn, flow_token, binding=binding, kinds=login.LOGIN)
+        options = await begin_authentication(
+            conn, services.settings, app, flow_id=flow.id, user_id=flow.user_id
+        )
+    return options, new_token, engine.FLOW_TTL if new_token else None
+
+
+@dataclass(frozen=True, slots=True)
+class WebAuthnStrategy:
+    """A passkey: a second factor after a password or code, or alone (passwordless,
+    discoverable credential, user verification required): possession of the key
+    plus the PIN or biometric that unlocked it, so ``mfa`` is in its own amr when
+    the authenticator verified the user (RFC 8176: hwk/swk + user)."""
+
+    name: str = NAME
+    amr: tuple[str, ...] = ("hwk",)
+    kind: StrategyKind = "both"
+
+    async def verify(
+        self,
+        services: Services,
+        app: AppRecord,
+        flow: Flow,
+        payload: Payload,
+        meta: audit.RequestMeta,
+        then: Then[T],
+    ) -> T:
+        """``payload["assertion"]``: ``PublicKeyCredential.toJSON()`` of ``get()``."""
+        require_allowed(app)
+        if not flow.stored:
+            # A challenge is bound to a stored flow: ask for options first.
+            raise PasskeyRefused("ask for authentication options first")
+        refused = False
+        async with services.router.enter(app) as conn:
+            outcome = await verify_assertion(
+                conn,
+                services.settings,
+                app,
+                flow_id=flow.id,
+                flow_user_id=flow.user_id,
+                assertion=payload.get("assertion"),
+                meta=meta,
+            )
+            user = None
+            if isinstance(outcome, Assertion):
+                user = await users_repo.by_id(conn, outcome.user_id)
+            if not isinstance(outcome, Assertion) or user is None or user.status != "active":
+                refused = True  # the consumed challenge and the audit row commit
+            else:
+                amr = [*outcome.amr, "mfa"] if outcome.user_verified else list(outcome.amr)
+                result = await then(conn, user, amr)
+        if refused:
+            metrics.LOGIN_FAILURE.inc()
+            raise PasskeyRefused()
+        return result
+
+
+STRATEGY = WebAuthnStrategy()
