@@ -151,6 +151,8 @@ def _parse_mfa(values: dict[str, Any]) -> None:
             raise PolicyError(
                 "remember_device=true is not supported: every sign-in asks for the second factor"
             )
+
+
 def _parse_webauthn(values: dict[str, Any]) -> None:
     """The passkey settings (W2). ``webauthn_rp_id`` must be the host of
     ``webauthn_origin`` or a registrable suffix of it (WebAuthn L3 5.1.3: a
