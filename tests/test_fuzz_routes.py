@@ -39,7 +39,12 @@ from oneauth.settings import Settings
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 # Hosted pages answer their errors as HTML pages for the user, not as JSON.
 PAGE_MODULES = frozenset(
-    {"oneauth.web.pages", "oneauth.web.recovery_pages", "oneauth.oauth.logout"}
+    {
+        "oneauth.web.pages",
+        "oneauth.web.recovery_pages",
+        "oneauth.web.passkey_pages",
+        "oneauth.oauth.logout",
+    }
 )
 SAFETY_NET = "the request contains a value that cannot be stored"
 HOSTS = [b"testserver", b"testserver", b"evil.example", b"evil.example:8443"]

@@ -40,7 +40,7 @@ from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
 from oneauth.tokens.keystore import KeyStore
-from oneauth.web import recovery_pages
+from oneauth.web import passkey_pages, recovery_pages
 
 # Declared here, not in oneauth.metrics, which the database layer imports early.
 _metrics_view = operation(
@@ -62,6 +62,7 @@ def app_routes() -> list[BaseRoute]:
         *discovery.routes(),
         *oidc_provider.routes(),
         *recovery_pages.routes(),
+        *passkey_pages.routes(),
     ]
 
 

@@ -181,14 +181,14 @@ PublicKeyJson = Annotated[
     dict[str, Any],
     msgspec.Meta(description="WebAuthn JSON form (base64url members), as the browser speaks it"),
 ]
-FactorName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+PasskeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
 class WebAuthnRegistration(msgspec.Struct):
     """``POST /v1/mfa/webauthn/registration``: the new credential's ``toJSON()``."""
 
     credential: PublicKeyJson
-    name: FactorName | None = None
+    name: PasskeyName | None = None
 
 
 class WebAuthnAuthenticationStart(msgspec.Struct):

@@ -128,6 +128,12 @@ def relying_party(settings: Settings, app: AppRecord) -> RelyingParty:
     return RelyingParty(rp_id, app.display_name, tuple(dict.fromkeys(origins)), hosted=within)
 
 
+def offered_on_hosted_pages(settings: Settings, app: AppRecord) -> bool:
+    """The hosted pages offer passkeys: allowed by the app's ``mfa_factors``, and its
+    RP ID covers the issuer's host (else only the app's own origin can use them)."""
+    return NAME in policy_of(app).mfa_factors and relying_party(settings, app).hosted
+
+
 def amr_of(credential: Credential, *, user_verified: bool) -> list[str]:
     """RFC 8176: hwk (hardware-bound key) or swk (a synced, backup-eligible key), + user."""
     amr = ["swk" if credential.backup_eligible else "hwk"]

@@ -52,6 +52,7 @@ from oneauth.oauth.authorize import (
 from oneauth.oauth.clients import Client
 from oneauth.oauth.models import AuthorizeQuery
 from oneauth.services import Services
+from oneauth.strategies import webauthn
 from oneauth.web import browser_session, csrf
 from oneauth.web.browser_session import BrowserSession
 from oneauth.web.render import branding, redirect, render, stylesheet
@@ -233,6 +234,7 @@ def login_page(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    passkeys = webauthn.offered_on_hosted_pages(services.settings, app)  # issue 12
     return render(
         request,
         services,
@@ -245,11 +247,13 @@ def login_page(
             "error": error,
             # Sign-in by emailed code exists only where the app turned it on (issue 5).
             "passwordless": bool(getattr(policy_of(app), "passwordless", False)),
+            "passkeys": passkeys,
         },
         status=status,
         headers=headers,
         # The POST ends, two redirects later, at the client's redirect URI.
         form_targets=_targets(authz.redirect_uri),
+        scripts=passkeys,
     )
 
 

@@ -1,0 +1,342 @@
+"""Passkeys on the hosted pages (issue 12): the login page's "Sign in with a passkey".
+
+    GET  /assets/passkeys.js   the script (CSP script-src 'self'; no inline script)
+    POST /passkey/options      CSRF form -> JSON request options, challenge bound to a
+                               browser flow (begun here, or the page's ``flow_token``)
+    POST /passkey/signin       CSRF form: the sealed authorization request, the flow
+                               token and the assertion -> the browser session, 303 on
+    POST /account/passkeys/options   the account page: creation options for the
+    POST /account/passkeys           signed-in browser session (CSRF header
+                                     ``x-csrf-token``, a sign-in of the last
+                                     ``mfa_change_max_age`` seconds), then store
+
+A browser flow is bound to a nonce kept in an app-scoped HttpOnly cookie
+(``engine.browser_binding``): a flow token copied out of the page is of no use in
+another browser. The strategy (:mod:`oneauth.strategies.webauthn`) does every
+check; this module is the skin, like the JSON API is.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from oneauth import untrusted
+from oneauth.api.models import (
+    WebAuthnCreationOptions,
+    WebAuthnFactor,
+    WebAuthnRegistration,
+    WebAuthnRequestOptions,
+)
+from oneauth.api.webauthn import NO_STORE, factor_of
+from oneauth.apps.policy import policy_of
+from oneauth.errors import (
+    ApiError,
+    FeatureDisabled,
+    FlowExpired,
+    Forbidden,
+    InsufficientUserAuthentication,
+    Unauthorized,
+)
+from oneauth.flows import engine
+from oneauth.http.contract import Operation, json_body, json_response, operation
+from oneauth.http.gate import current_app
+from oneauth.http.requests import read_form, request_meta
+from oneauth.identity.users import User
+from oneauth.services import Services
+from oneauth.strategies import webauthn
+from oneauth.web import browser_session, csrf, pages
+from oneauth.web.browser_session import BrowserSession
+from oneauth.web.render import redirect
+
+HERE = Path(__file__).resolve().parent
+LOGIN: tuple[engine.Kind, ...] = ("login",)
+MAX_ASSERTION = 16_384  # characters of a toJSON() assertion (ids <= 1023 bytes)
+
+
+class PasskeyOptionsForm(msgspec.Struct):
+    csrf: str | None = None
+    flow_token: str | None = None
+
+
+class PasskeySigninForm(msgspec.Struct):
+    csrf: str | None = None
+    flow: str | None = None
+    flow_token: str | None = None
+    assertion: str | None = None
+
+
+def flow_cookie_name(app_id: str) -> str:
+    return f"oneauth_flow_{app_id}"
+
+
+@cache
+def _script() -> bytes:
+    return (HERE / "static" / "passkeys.js").read_bytes()
+
+
+@operation(
+    Operation(
+        "The hosted pages' passkey script",
+        responses={200: str},
+        media_type="text/javascript",
+        tags=("pages",),
+    )
+)
+async def script(request: Request) -> Response:
+    current_app(request)  # unknown apps: 404 like every app route
+    return Response(
+        _script(),
+        media_type="text/javascript",
+        headers={"cache-control": "public, max-age=300", "x-content-type-options": "nosniff"},
+    )
+
+
+def _problem(exc: ApiError) -> JSONResponse:
+    return JSONResponse(
+        exc.to_problem(),
+        status_code=exc.status,
+        media_type="application/problem+json",
+        headers={"cache-control": "no-store"},
+    )
+
+
+@operation(
+    Operation(
+        "Hosted pages: request options for a passkey sign-in (CSRF form)",
+        form=PasskeyOptionsForm,
+        responses={200: WebAuthnRequestOptions},
+        errors=(400, 403),
+        tags=("pages",),
+    )
+)
+async def options(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    settings = services.settings
+    try:
+        form = await read_form(request)
+        if not csrf.check(request, settings, app.app_id, form.get(csrf.FIELD)):
+            return _problem(FlowExpired("this page has expired; reload it"))
+        if not webauthn.offered_on_hosted_pages(settings, app):
+            raise FeatureDisabled("passkeys are not enabled for this app's pages")
+        flow_token = form.get("flow_token") or None
+        nonce = request.cookies.get(flow_cookie_name(app.app_id))
+        fresh = None
+        async with services.router.enter(app) as conn:
+            if flow_token is not None:
+                # The page's own flow (a second factor): bound to this browser.
+                if not nonce:
+                    raise FlowExpired()
+                flow = await engine.load(
+                    conn, flow_token, binding=engine.browser_binding(nonce), kinds=LOGIN
+                )
+            else:
+                fresh = engine.new_browser_nonce()
+                flow, flow_token = await engine.begin(
+                    conn, app, kind="login", binding=engine.browser_binding(fresh)
+                )
+            public_key = await webauthn.begin_authentication(
+                conn, settings, app, flow_id=flow.id, user_id=flow.user_id
+            )
+    except ApiError as exc:
+        return _problem(exc)
+    body: dict[str, Any] = {"publicKey": public_key}
+    if fresh is not None:
+        body["flow_token"] = flow_token
+    response = JSONResponse(body, headers={"cache-control": "no-store"})
+    if fresh is not None:
+        browser_session.set_cookie(
+            response, settings, app.app_id, flow_cookie_name(app.app_id), fresh, engine.FLOW_TTL
+        )
+    return response
+
+
+@operation(
+    Operation(
+        "Hosted pages: finish a passkey sign-in of the authorization flow",
+        form=PasskeySigninForm,
+        responses={200: str, 303: None},
+        errors=(400, 401, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
+async def signin(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    settings = services.settings
+    posted = await pages._posted_flow(request, services, app)
+    if isinstance(posted, Response):
+        return posted
+    form, client, authz = posted
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    nonce = request.cookies.get(flow_cookie_name(app.app_id))
+    flow_token = form.get("flow_token", "")
+
+    def again(message: str, status: int) -> Response:
+        return pages.login_page(request, services, app, client, authz, error=message, status=status)
+
+    try:
+        text = form.get("assertion", "")
+        if not nonce or not text or len(text) > MAX_ASSERTION:
+            raise webauthn.PasskeyRefused()
+        try:
+            assertion = untrusted.loads(text)
+        except untrusted.UntrustedInput:
+            raise webauthn.PasskeyRefused() from None
+        binding = engine.browser_binding(nonce)
+        async with services.router.enter(app) as conn:
+            flow = await engine.load(conn, flow_token, binding=binding, kinds=LOGIN)
+
+        async def then(
+            conn: asyncpg.Connection, user: User, amr: list[str]
+        ) -> engine.Issued | engine.Pending:
+            current = await engine.load(conn, flow_token, binding=binding, kinds=LOGIN)
+            current = await engine.satisfy(conn, current, webauthn.NAME, amr, user.id)
+            return await engine.complete(
+                services,
+                app,
+                conn,
+                current,
+                meta=meta,
+                method=webauthn.NAME,
+                flow_token=flow_token,
+                browser=request,
+                details={"client_id": client.client_id},
+            )
+
+        outcome = await webauthn.STRATEGY.verify(
+            services, app, flow, {"assertion": assertion}, meta, then
+        )
+    except webauthn.PasskeyRefused:
+        return again(
+            "That passkey was not accepted here. Use a passkey you registered with this app,"
+            " or sign in with your password.",
+            401,
+        )
+    except FlowExpired:
+        return again("This passkey sign-in has expired. Try again.", 400)
+    except ApiError as exc:
+        return again(exc.detail, exc.status)
+    if isinstance(outcome, engine.Pending):
+        # A passkey alone is multi-factor (user verification is required here),
+        # so only a policy that wants something else could ask for more.
+        return again("This sign-in needs another step: sign in with your password.", 403)
+    assert outcome.browser_cookie is not None
+    issuer = settings.issuer_for(app.app_id)
+    resumed = authz.signed_in().seal(services.box, app.app_id)
+    response = redirect(pages.continue_url(issuer, resumed), 303)
+    browser_session.set_cookie(
+        response,
+        settings,
+        app.app_id,
+        browser_session.cookie_name(app.app_id),
+        outcome.browser_cookie,
+        policy_of(app).session_absolute_ttl,
+    )
+    browser_session.clear_cookie(response, settings, app.app_id, flow_cookie_name(app.app_id))
+    return response
+
+
+# -- the account page: registration for the browser session ---------------------
+
+
+async def _account_session(
+    request: Request, services: Services, conn: asyncpg.Connection
+) -> BrowserSession:
+    """The signed-in browser session behind an account-page call: CSRF (header, the
+    page's token), a live session, and a recent sign-in (as the API's Bearer routes)."""
+    app = current_app(request)
+    settings = services.settings
+    if not csrf.check(request, settings, app.app_id, request.headers.get("x-csrf-token")):
+        raise Forbidden("this page has expired or did not come from this site; reload it")
+    session = await browser_session.current(
+        conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
+    )
+    if session is None:
+        raise Unauthorized("sign in first")
+    max_age = policy_of(app).mfa_change_max_age
+    if time.time() - session.auth_time.timestamp() > max_age:
+        raise InsufficientUserAuthentication(
+            f"sign in again (within the last {max_age // 60} minutes) to add a passkey"
+        )
+    return session
+
+
+@operation(
+    Operation(
+        "Account page: options to register a passkey for the signed-in browser",
+        responses={200: WebAuthnCreationOptions},
+        errors=(401, 403),
+        tags=("pages",),
+    )
+)
+async def account_options(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    try:
+        async with services.router.enter(app) as conn:
+            session = await _account_session(request, services, conn)
+            public_key = await webauthn.begin_registration(
+                conn, services.settings, app, user_id=session.user_id, email=session.email
+            )
+    except ApiError as exc:
+        return _problem(exc)
+    return json_response(WebAuthnCreationOptions(publicKey=public_key), headers=NO_STORE)
+
+
+@operation(
+    Operation(
+        "Account page: register the passkey the browser made",
+        body=WebAuthnRegistration,
+        responses={201: WebAuthnFactor},
+        errors=(401, 403, 409, 413, 415, 422),
+        tags=("pages",),
+    )
+)
+async def account_register(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    refused: ApiError | None = None
+    try:
+        data = await json_body(request, WebAuthnRegistration)
+        async with services.router.enter(app) as conn:
+            session = await _account_session(request, services, conn)
+            try:
+                stored = await webauthn.finish_registration(
+                    conn,
+                    services.settings,
+                    app,
+                    user_id=session.user_id,
+                    credential=data.credential,
+                    name=data.name,
+                    meta=meta,
+                )
+            except ApiError as exc:
+                refused = exc  # the consumed challenge commits (single use)
+    except ApiError as exc:
+        return _problem(exc)
+    if refused is not None:
+        return _problem(refused)
+    return json_response(factor_of(stored), status_code=201, headers=NO_STORE)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/assets/passkeys.js", script, methods=["GET"]),
+        Route("/passkey/options", options, methods=["POST"]),
+        Route("/passkey/signin", signin, methods=["POST"]),
+        Route("/account/passkeys/options", account_options, methods=["POST"]),
+        Route("/account/passkeys", account_register, methods=["POST"]),
+    ]
