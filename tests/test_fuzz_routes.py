@@ -43,6 +43,7 @@ PAGE_MODULES = frozenset(
         "oneauth.web.pages",
         "oneauth.web.recovery_pages",
         "oneauth.web.passkey_pages",
+        "oneauth.web.signin",
         "oneauth.oauth.logout",
     }
 )

@@ -71,38 +71,13 @@ async def request_options(
     return value
 
 
-_LIVE: dict[str, Services] = {}
-
-
-@pytest.fixture(autouse=True)
-def _keep_services(services: Services) -> None:
-    _LIVE["services"] = services
-
-
 async def submit(
     client: httpx.AsyncClient, app_id: str, flow_token: str, assertion: Any
 ) -> httpx.Response:
-    response = await client.post(
+    return await client.post(
         f"/apps/{app_id}/v1/login/mfa",
         json={"flow_token": flow_token, "factor": "webauthn", "assertion": assertion},
     )
-    if response.status_code != 404:
-        return response
-    # Until POST /v1/login/mfa lands (branch i12/flow): the service it will call.
-    from oneauth.audit import RequestMeta
-    from oneauth.errors import ApiError
-    from oneauth.flows import login as login_flow
-
-    services = _LIVE["services"]
-    app = await services.registry.get(app_id)
-    assert app is not None
-    try:
-        tokens = await login_flow.second_factor(
-            services, app, flow_token, "webauthn", {"assertion": assertion}, RequestMeta()
-        )
-    except ApiError as exc:
-        return httpx.Response(exc.status, json=exc.to_problem())
-    return httpx.Response(200, json=tokens)
 
 
 async def user_with_passkey(

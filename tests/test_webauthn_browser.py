@@ -259,12 +259,25 @@ def test_passkeys_in_chromium_with_a_virtual_authenticator(
                 result = page.evaluate(SECOND_FACTOR, [shop.issuer, shop.email, PASSWORD])
                 assert result["code"] == "mfa_required", result
                 assert "webauthn" in result["factors"]
-                if result["status"] == 404:  # until POST /v1/login/mfa lands (i12/flow)
-                    return
                 assert result["status"] == 200, result
                 _, claims = jwt_claims(result["body"]["access_token"])
                 assert claims["sub"] == shop.sub
                 assert set(claims["amr"]) >= {"pwd", "hwk", "mfa"}
+
+                # 5. The same on the hosted pages: the password form, then the
+                # second-factor page's "Use your passkey".
+                url, verifier = shop.authorize_url(prompt="login")
+                page.goto(url)
+                page.get_by_label("Email").fill(shop.email)
+                page.get_by_label("Password").fill(PASSWORD)
+                page.get_by_role("button", name="Sign in", exact=True).click()
+                expect(page).to_have_title("Two-step verification · Passkey Shop")
+                page.get_by_role("button", name="Use your passkey", exact=True).click()
+                expect(page).to_have_url(re.compile(re.escape(RP)))
+                tokens = shop.tokens(callbacks[-1], verifier)
+                _, id_claims = jwt_claims(tokens["id_token"])
+                assert id_claims["sub"] == shop.sub
+                assert set(id_claims["amr"]) >= {"pwd", "hwk", "mfa"}
 
                 violations = [m for m in console if "Content Security Policy" in m]
                 assert violations == []

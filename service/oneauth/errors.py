@@ -172,3 +172,9 @@ class InsufficientUserAuthentication(ApiError):
         403,
         "A more recent or stronger sign-in is required",
     )
+
+
+class InvalidCode(ApiError):
+    # A second-factor code (TOTP or recovery): one answer for wrong, reused and
+    # expired codes.
+    code, status, title = "invalid_code", 400, "The code is not right, was already used, or expired"

@@ -45,7 +45,8 @@ async def passkey_sign_in(
     browser: httpx.AsyncClient, box: dict[str, str], key: SoftAuthenticator, **override: str
 ) -> httpx.Response:
     options = await browser.post(
-        box["options-url"], data={box["csrf-field"]: box["csrf"], "flow_token": ""}
+        box["options-url"],
+        data={box["csrf-field"]: box["csrf"], "flow": box["flow"], "flow_token": ""},
     )
     assert options.status_code == 200, options.text
     body = options.json()
@@ -94,7 +95,7 @@ async def test_login_page_signs_in_with_a_passkey(
     cookies = response.headers.get_list("set-cookie")
     assert any(c.startswith(f"oneauth_session_{p.app_id}=obs_") for c in cookies)
     # The flow cookie goes; the consent page follows for this third-party client.
-    assert any(c.startswith(f"oneauth_flow_{p.app_id}=") and "Max-Age=0" in c for c in cookies)
+    assert any(c.startswith(f"oneauth_mfa_{p.app_id}=") and "Max-Age=0" in c for c in cookies)
     consent = await browser.get(response.headers["location"])
     assert consent.status_code == 200
     assert "Allow access" in consent.text
@@ -129,7 +130,8 @@ async def test_the_flow_is_bound_to_the_browser_that_began_it(
     ):
         box = await login_page(first, p)
         options = await first.post(
-            box["options-url"], data={box["csrf-field"]: box["csrf"], "flow_token": ""}
+            box["options-url"],
+            data={box["csrf-field"]: box["csrf"], "flow": box["flow"], "flow_token": ""},
         )
         body = options.json()
         assertion = key.get(body["publicKey"], ORIGIN)
@@ -166,7 +168,8 @@ async def test_malformed_passkey_sign_in_is_a_page_not_a_5xx(
     p = await make_provider()
     box = await login_page(browser, p)
     options = await browser.post(
-        box["options-url"], data={box["csrf-field"]: box["csrf"], "flow_token": ""}
+        box["options-url"],
+        data={box["csrf-field"]: box["csrf"], "flow": box["flow"], "flow_token": ""},
     )
     for assertion in ("", "{", "[]", '{"id": 1}', "x" * 20_000):
         response = await browser.post(

@@ -173,6 +173,81 @@ class Consents(msgspec.Struct):
     consents: list[Consent]
 
 
+# -- multi-factor sign-in (issue 12) ---------------------------------------------
+
+FlowToken = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+FactorName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+FactorId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=36, extra_json_schema={"format": "uuid"})
+]
+
+
+class MfaLogin(msgspec.Struct):
+    """POST /v1/login/mfa: a second factor for the flow of a 403 ``mfa_required``."""
+
+    flow_token: FlowToken
+    factor: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=40)] | None = None
+    assertion: dict[str, Any] | None = None  # webauthn: PublicKeyCredential.toJSON()
+
+
+class TotpStart(msgspec.Struct):
+    """POST /v1/mfa/totp: with a Bearer token, or the ``flow_token`` of a 403
+    ``mfa_enrollment_required``."""
+
+    flow_token: FlowToken | None = None
+    name: FactorName | None = None
+
+
+class TotpConfirm(msgspec.Struct):
+    factor_id: FactorId
+    code: Code
+    flow_token: FlowToken | None = None
+
+
+class FactorRename(msgspec.Struct):
+    name: FactorName
+
+
+class TotpEnrolment(msgspec.Struct):
+    """The seed (shown once) and the otpauth URI for an authenticator app."""
+
+    factor_id: Uuid
+    secret: str
+    otpauth_uri: str
+
+
+class TotpActivated(msgspec.Struct):
+    """The factor is active. ``recovery_codes``: when the set was created now (shown
+    once). ``tokens``: the sign-in an enrolment flow completed."""
+
+    factor_id: Uuid
+    recovery_codes: list[str] | Unset = UNSET
+    tokens: TokenSet | Unset = UNSET
+
+
+class RecoveryCodes(msgspec.Struct):
+    recovery_codes: list[str]
+
+
+class MfaFactor(msgspec.Struct):
+    id: Uuid
+    kind: Literal["totp", "webauthn", "recovery_codes"]
+    name: str
+    confirmed: bool
+    created_at: DateTime
+    last_used_at: DateTime | None
+    recovery_codes_left: int | Unset = UNSET
+
+
+class MfaFactors(msgspec.Struct):
+    """The user's factors and the app's policy (``mfa``: off, optional, required)."""
+
+    factors: list[MfaFactor]
+    mfa: Literal["off", "optional", "required"]
+    allowed: list[str]
+
+
 # -- passkeys (WebAuthn, issue 12) --------------------------------------------
 
 # The browser's JSON forms (WebAuthn L3 5.1.8 toJSON(), 5.1.9 parse*OptionsFromJSON):

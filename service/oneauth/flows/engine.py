@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 FLOW_TTL = 10 * 60  # a second factor or an enrolment must follow within this
+FLOW_ATTEMPTS = 5  # wrong second-factor codes before a flow is dead
 TOKEN_PREFIX = "ofl_"
 MAX_TOKEN_INPUT = 100
 Kind = Literal["login", "signup", "step_up", "enrol"]
@@ -240,8 +241,10 @@ async def load(
     row = await conn.fetchrow(
         "SELECT id, kind, user_id, satisfied::text AS satisfied, serves::text AS serves,"
         " binding, expires_at, attempts FROM auth_flows"
-        " WHERE secret_hash = $1 AND completed_at IS NULL AND expires_at > now() FOR UPDATE",
+        " WHERE secret_hash = $1 AND completed_at IS NULL AND expires_at > now()"
+        " AND attempts < $2 FOR UPDATE",
         _hash(flow_token),
+        FLOW_ATTEMPTS,
     )
     if row is None or row["binding"] != binding:
         raise FlowExpired()
@@ -365,6 +368,7 @@ class Issued:
     tokens: dict[str, Any] | None = None
     browser_cookie: str | None = None
     browser: BrowserSession | None = None
+    flow: Flow | None = None  # the completed flow (what it served: ``flow.serves``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,8 +428,15 @@ async def complete(
         org_requires_mfa=org_requires_mfa,
     )
     if not isinstance(decision, Done):
+        # A flow that waits for an enrolment is an "enrol" flow: its token opens
+        # only the enrolment calls, never /v1/login/mfa (and a "login" flow's
+        # token never enrols a factor: that would skip the enrolled one).
+        kind: Kind = "enrol" if isinstance(decision, NeedEnrolment) else flow.kind
         if not flow.stored:
-            flow, flow_token = await _store(conn, flow, FLOW_TTL)
+            flow, flow_token = await _store(conn, replace(flow, kind=kind), FLOW_TTL)
+        elif kind != flow.kind:
+            await conn.execute("UPDATE auth_flows SET kind = $2 WHERE id = $1", flow.id, kind)
+            flow = replace(flow, kind=kind)
         assert flow_token is not None
         return Pending(flow, flow_token, decision)
     user = await users_repo.by_id(conn, user_id)
@@ -438,7 +449,7 @@ async def complete(
         tokens, _ = await first_party_session(
             services, app, conn, user, amr=amr, method=method, meta=meta
         )
-        return Issued(user, amr, tokens=tokens)
+        return Issued(user, amr, tokens=tokens, flow=flow)
     raw, session = await browser_session.create(
         conn,
         user_id=user.id,
@@ -461,4 +472,31 @@ async def complete(
         target_id=str(session.id),
         details={"method": method, "via": "hosted_page", **(details or {})},
     )
-    return Issued(user, amr, browser_cookie=raw, browser=session)
+    return Issued(user, amr, browser_cookie=raw, browser=session, flow=flow)
+
+
+async def session_satisfies(
+    conn: asyncpg.Connection,
+    app: AppRecord,
+    user_id: uuid.UUID,
+    amr: Collection[str],
+    *,
+    org_requires_mfa: bool = False,
+) -> bool:
+    """Would the policy let a sign-in with ``amr`` issue a session now?
+
+    For a browser session made earlier (say, before the user enrolled a factor
+    or the app began to require one): the authorization endpoint treats one
+    that falls short as no session at all (a new sign-in, or ``login_required``
+    under ``prompt=none``)."""
+    policy = policy_of(app)
+    if "mfa" in amr or (policy.mfa == "off" and not org_requires_mfa):
+        return True
+    flow = replace(
+        transient(kind="login", binding="browser:", user_id=user_id),
+        satisfied=(Satisfied("session", tuple(amr), 0),),
+    )
+    decision = decide(
+        policy, flow, await confirmed_kinds(conn, user_id), org_requires_mfa=org_requires_mfa
+    )
+    return isinstance(decision, Done)

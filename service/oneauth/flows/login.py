@@ -14,9 +14,11 @@ from dataclasses import replace
 from typing import Any
 
 import asyncpg
+from starlette.requests import Request
 
 from oneauth import audit
 from oneauth.apps.models import AppRecord
+from oneauth.apps.policy import policy_of
 from oneauth.errors import ValidationFailed
 from oneauth.flows import engine
 from oneauth.identity.users import User
@@ -74,18 +76,35 @@ async def second_factor(
     meta: audit.RequestMeta,
 ) -> dict[str, Any]:
     """``POST /v1/login/mfa``: verify a second factor for the flow, then its tokens."""
+    return _tokens(await continue_flow(services, app, flow_token, factor, payload, meta))
+
+
+async def continue_flow(
+    services: Services,
+    app: AppRecord,
+    flow_token: str,
+    factor: str,
+    payload: Payload,
+    meta: audit.RequestMeta,
+    *,
+    binding: str | None = None,
+    browser: Request | None = None,
+) -> engine.Issued | engine.Pending:
+    """A second factor for a stored login flow: the API's (default) or, with
+    ``binding`` and ``browser``, a hosted page's (a browser session)."""
     strategy = get(factor, second=True)
     async with services.router.enter(app) as conn:
-        flow = await engine.load(
-            conn, flow_token, binding=await api_binding(services, app, conn), kinds=LOGIN
-        )
+        bound = binding or await api_binding(services, app, conn)
+        flow = await engine.load(conn, flow_token, binding=bound, kinds=LOGIN)
+    if factor not in policy_of(app).mfa_factors:
+        raise ValidationFailed(f"this app does not accept {factor}", extra={"field": "factor"})
     first = "+".join(sorted(flow.factors))
 
     async def then(
         conn: asyncpg.Connection, user: User, amr: list[str]
     ) -> engine.Issued | engine.Pending:
         # Locked again in the factor's own transaction: a flow completes once.
-        current = await engine.load(conn, flow_token, binding=flow.binding, kinds=LOGIN)
+        current = await engine.load(conn, flow_token, binding=bound, kinds=LOGIN)
         current = await engine.satisfy(conn, current, strategy.name, amr, user.id)
         return await engine.complete(
             services,
@@ -95,6 +114,7 @@ async def second_factor(
             meta=meta,
             method=f"{first}+{strategy.name}",
             flow_token=flow_token,
+            browser=browser,
         )
 
-    return _tokens(await strategy.verify(services, app, flow, payload, meta, then))
+    return await strategy.verify(services, app, flow, payload, meta, then)

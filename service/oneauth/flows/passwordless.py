@@ -22,7 +22,6 @@ from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import FeatureDisabled, InvalidLinkOrCode, ValidationFailed
-from oneauth.flows.common import first_party_sign_in
 from oneauth.flows.mailing import (
     CODE_TTL,
     Mailer,
@@ -170,14 +169,12 @@ async def complete(
     token: str | None = None,
     code: str | None = None,
 ) -> dict[str, Any]:
-    """Exchange a magic link or code (with its flow token) for the app's tokens."""
+    """Exchange a magic link or code (with its flow token) for the app's tokens,
+    through the flow engine (403 ``mfa_required`` when a second factor is needed)."""
+    from oneauth.flows import login  # the engine's strategies import this module
 
-    async def tokens_for(conn: asyncpg.Connection, user: User, amr: list[str]) -> dict[str, Any]:
-        method = "magic_link" if amr == ["email"] else "email_otp"
-        return await first_party_sign_in(
-            services, app, conn, user, amr=amr, method=method, meta=meta
-        )
-
-    return await complete_with(
-        services, app, meta, tokens_for, flow_token=flow_token, token=token, code=code
-    )
+    if token is not None:
+        payload = {"flow_token": flow_token, "token": token}
+        return await login.sign_in(services, app, "magic_link", payload, meta, method="magic_link")
+    payload = {"flow_token": flow_token, "code": code or ""}
+    return await login.sign_in(services, app, "email_code", payload, meta, method="email_otp")

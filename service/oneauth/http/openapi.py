@@ -45,6 +45,12 @@ class Problem(msgspec.Struct, kw_only=True):
     request_id: str | msgspec.UnsetType = msgspec.UNSET
     field: str | msgspec.UnsetType = msgspec.UNSET
     retry_after: int | msgspec.UnsetType = msgspec.UNSET
+    # mfa_required / mfa_enrollment_required: the flow to continue, the factors
+    flow_token: str | msgspec.UnsetType = msgspec.UNSET
+    factors: list[str] | msgspec.UnsetType = msgspec.UNSET
+    # insufficient_user_authentication (RFC 9470): what a new sign-in must meet
+    max_age: int | msgspec.UnsetType = msgspec.UNSET
+    acr_values: str | msgspec.UnsetType = msgspec.UNSET
 
 
 OAuthErrorCode = Literal[

@@ -274,3 +274,52 @@ async def succeeded(conn: asyncpg.Connection, reservation: Reservation) -> None:
 async def cancel(conn: asyncpg.Connection, reservation: Reservation) -> None:
     """No password was checked (hasher busy): return every slot the attempt took."""
     await _give_back(conn, reservation)
+
+
+# --- second-factor attempts (issue 12) --------------------------------------------
+
+# Per user, across every flow and the enrolment confirmations: a few free
+# guesses per window, then the exponential lock. A 6-digit TOTP code with one
+# step of drift either way is three codes of a million; at these rates
+# guessing one takes years. (Each flow also dies after FLOW_ATTEMPTS.)
+SECOND_FACTOR = Limit(free=5, cap_seconds=15 * 60)
+
+
+@dataclass(frozen=True, slots=True)
+class FactorReservation:
+    key: str
+    allowed: bool
+    retry_after: int | None = None
+
+
+async def reserve_second_factor(
+    conn: asyncpg.Connection, names: Names, user_id: str
+) -> FactorReservation:
+    """Count one second-factor attempt of the user, or refuse it while locked.
+
+    The counter row stays locked until the transaction ends, so one user's
+    attempts (and a double submit of one code) are checked one at a time.
+    """
+    key = "mfa:" + names.hash("mfa", user_id)
+    counter = (await lock_counters(conn, [key]))[key]
+    if counter.locked_for > 0:
+        metrics.THROTTLE_LOGIN.inc()
+        return FactorReservation(key, allowed=False, retry_after=_seconds(counter.locked_for))
+    attempts = counter.current(WINDOW_SECONDS) + 1
+    await write_counts(
+        conn,
+        [
+            Count(
+                key,
+                attempts,
+                restart=counter.expired(WINDOW_SECONDS),
+                lock_seconds=lock_seconds(attempts, SECOND_FACTOR),
+            )
+        ],
+    )
+    return FactorReservation(key, allowed=True)
+
+
+async def second_factor_succeeded(conn: asyncpg.Connection, reservation: FactorReservation) -> None:
+    """The factor was right: the user's count starts over."""
+    await conn.execute(_DELETE, [reservation.key])

@@ -33,6 +33,8 @@ KINDS = (
     "change_email_taken",
     "change_email_notice",
     "email_changed",
+    "mfa_recovery_code_used",
+    "mfa_factor_removed",
 )
 DEFAULTS = Path(__file__).resolve().parent / "templates"
 _SPACE = re.compile(r"\s+")

@@ -23,6 +23,7 @@ from oneauth.oauth.client_assertion import ALGS as ASSERTION_ALGS
 from oneauth.oauth.clients import USER_SCOPES
 from oneauth.oauth.models import JwkSet, ProviderMetadata
 from oneauth.services import Services
+from oneauth.tokens.issue import ACR_VALUES
 from oneauth.tokens.keystore import ID_TOKEN_ALG, JWKS_MAX_AGE
 
 CACHEABLE = {"cache-control": f"public, max-age={JWKS_MAX_AGE}"}
@@ -66,12 +67,14 @@ def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> dict[
                 "auth_time",
                 "nonce",
                 "amr",
+                "acr",
                 "sid",
                 "email",
                 "email_verified",
                 "updated_at",
                 "app_id",
             ],
+            "acr_values_supported": list(ACR_VALUES),
             "authorization_response_iss_parameter_supported": True,
             "request_parameter_supported": False,
             "request_uri_parameter_supported": False,

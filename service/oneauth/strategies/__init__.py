@@ -8,12 +8,22 @@ new module here plus one line below.
 from __future__ import annotations
 
 from oneauth.errors import ValidationFailed
-from oneauth.strategies import password, webauthn
+from oneauth.strategies import email_code, magic_link, password, recovery_code, totp, webauthn
 from oneauth.strategies.base import Payload, Strategy, StrategyKind, Then
 
 __all__ = ["REGISTRY", "Payload", "Strategy", "StrategyKind", "Then", "get", "second_factors"]
 
-REGISTRY: dict[str, Strategy] = {s.name: s for s in (password.STRATEGY, webauthn.STRATEGY)}
+REGISTRY: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        password.STRATEGY,
+        email_code.STRATEGY,
+        magic_link.STRATEGY,
+        totp.STRATEGY,
+        recovery_code.STRATEGY,
+        webauthn.STRATEGY,
+    )
+}
 
 
 def get(name: str, *, second: bool = False) -> Strategy:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 import asyncpg
 from starlette.requests import Request
@@ -32,13 +31,11 @@ from oneauth.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
-from oneauth.flows import password
+from oneauth.flows import engine
 from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
-from oneauth.identity.users import User
 from oneauth.oauth import consents
-from oneauth.oauth import redirect_uri as redirect_uris
 from oneauth.oauth.authorize import (
     AuthorizationRequest,
     AuthorizeError,
@@ -53,8 +50,9 @@ from oneauth.oauth.clients import Client
 from oneauth.oauth.models import AuthorizeQuery
 from oneauth.services import Services
 from oneauth.strategies import webauthn
-from oneauth.web import browser_session, csrf
+from oneauth.web import browser_session, csrf, signin
 from oneauth.web.browser_session import BrowserSession
+from oneauth.web.common import continue_url, error_page, expired, targets
 from oneauth.web.render import branding, redirect, render, stylesheet
 
 SCOPE_TEXT = {
@@ -65,31 +63,6 @@ SCOPE_TEXT = {
 }
 
 Step = Literal["login", "consent", "code"]
-
-
-def _targets(uri: str) -> tuple[str, ...]:
-    origin = redirect_uris.origin(uri)
-    return (origin,) if origin else ()
-
-
-def error_page(
-    request: Request,
-    services: Services,
-    app: AppRecord,
-    message: str,
-    *,
-    title: str = "This sign-in request cannot continue",
-    code: str | None = None,
-    status: int = 400,
-) -> Response:
-    return render(
-        request,
-        services,
-        app,
-        "error.html",
-        {"title": title, "message": message, "code": code},
-        status=status,
-    )
 
 
 def _to_client(
@@ -154,8 +127,8 @@ async def next_step(
     session = await browser_session.current(
         conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
     )
-    if _too_old(session, authz):
-        return NextStep("login")  # none, or prompt=login / max_age ask for a new sign-in
+    if await _needs_login(conn, app, session, authz):
+        return NextStep("login")  # none, prompt=login / max_age, or short of the MFA policy
     assert session is not None
     if not client.first_party and (
         "consent" in authz.prompt
@@ -195,6 +168,19 @@ def respond(
 
 def _too_old(session: BrowserSession | None, authz: AuthorizationRequest) -> bool:
     return authz.needs_login(session.auth_time.timestamp() if session else None)
+
+
+async def _needs_login(
+    conn: asyncpg.Connection,
+    app: AppRecord,
+    session: BrowserSession | None,
+    authz: AuthorizationRequest,
+) -> bool:
+    """No session, too old for the request, or one the MFA policy would not issue now
+    (made before the user enrolled a factor or the app began to require one)."""
+    if session is None or _too_old(session, authz):
+        return True
+    return not await engine.session_satisfies(conn, app, session.user_id, session.amr)
 
 
 def _prompt_none(authz: AuthorizationRequest, error: str) -> AuthorizeError:
@@ -252,7 +238,7 @@ def login_page(
         status=status,
         headers=headers,
         # The POST ends, two redirects later, at the client's redirect URI.
-        form_targets=_targets(authz.redirect_uri),
+        form_targets=targets(authz.redirect_uri),
         scripts=passkeys,
     )
 
@@ -278,7 +264,7 @@ def consent_page(
             "scopes": scopes,
         },
         # Chromium checks form-action on the 303 that follows the POST as well.
-        form_targets=_targets(authz.redirect_uri),
+        form_targets=targets(authz.redirect_uri),
     )
 
 
@@ -302,7 +288,7 @@ async def _posted_flow(
         )
     authz = AuthorizationRequest.unseal(services.box, app.app_id, form.get("flow"))
     if authz is None:
-        return _expired(request, services, app)
+        return expired(request, services, app)
     try:
         async with services.router.enter(app) as conn:
             client = await revalidate(services, app, conn, authz)
@@ -311,20 +297,6 @@ async def _posted_flow(
     except AuthorizeError as exc:
         return _to_client(services, app, exc, 303)
     return form, client, authz
-
-
-def _expired(request: Request, services: Services, app: AppRecord) -> Response:
-    return error_page(
-        request,
-        services,
-        app,
-        "This sign-in has expired. Go back to the application and start again.",
-        code="flow_expired",
-    )
-
-
-def continue_url(issuer: str, sealed: str) -> str:
-    return f"{issuer}/oauth/authorize/continue?{urlencode({'flow': sealed})}"
 
 
 @operation(
@@ -357,34 +329,7 @@ async def login(request: Request) -> Response:
             email=email,
             status=400,
         )
-    settings = services.settings
-    policy = policy_of(app)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-
-    async def sign_in(conn: Any, user: User) -> str:
-        raw, session = await browser_session.create(
-            conn,
-            user_id=user.id,
-            email=user.email,
-            amr=["pwd"],
-            ttl=policy.session_absolute_ttl,
-            ip_hash=meta.ip_hash,
-            user_agent=meta.user_agent,
-        )
-        # Rotated at login: whatever the browser held before is retired (no fixation).
-        await browser_session.replace_presented(conn, request, app.app_id, session)
-        await audit.record(
-            conn,
-            "auth.login",
-            "success",
-            meta,
-            actor_type="user",
-            actor_id=user.sub,
-            target_type="browser_session",
-            target_id=str(session.id),
-            details={"method": "password", "via": "hosted_page", "client_id": client.client_id},
-        )
-        return raw
 
     def again(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
         return login_page(
@@ -400,9 +345,18 @@ async def login(request: Request) -> Response:
         )
 
     try:
-        if len(secret) > password.MAX_PASSWORD_INPUT:
-            raise InvalidCredentials()
-        raw = await password.verify_password(services, app, email, secret, meta, sign_in)
+        # The password strategy through the flow engine (issue 12): a browser
+        # session, or the second-factor / enrolment page when the policy asks.
+        started = await signin.first_factor(
+            request,
+            services,
+            app,
+            "password",
+            {"email": email, "password": secret},
+            meta,
+            authz=authz,
+            method="password",
+        )
     except InvalidCredentials:
         # One message for unknown accounts and wrong passwords (P4).
         return again("The email address or password is not right.", 400)
@@ -412,18 +366,9 @@ async def login(request: Request) -> Response:
         return again("Confirm your email address first, then sign in.", 403)
     except ServiceUnavailable as exc:
         return again("We are very busy right now. Try again in a moment.", 503, exc.headers)
-    issuer = settings.issuer_for(app.app_id)
-    resumed = authz.signed_in().seal(services.box, app.app_id)
-    response = redirect(continue_url(issuer, resumed), 303)
-    browser_session.set_cookie(
-        response,
-        settings,
-        app.app_id,
-        browser_session.cookie_name(app.app_id),
-        raw,
-        policy.session_absolute_ttl,
-    )
-    return response
+    if isinstance(started.outcome, engine.Pending):
+        return await signin.pending(request, services, app, started.outcome, meta, started.nonce)
+    return signin.signed_in(request, services, app, started.outcome)
 
 
 @operation(
@@ -442,7 +387,7 @@ async def resume(request: Request) -> Response:
     services = Services.of(request)
     authz = AuthorizationRequest.unseal(services.box, app.app_id, request.query_params.get("flow"))
     if authz is None:
-        return _expired(request, services, app)
+        return expired(request, services, app)
     try:
         async with services.router.enter(app) as conn:
             client = await revalidate(services, app, conn, authz)
@@ -479,7 +424,7 @@ async def consent(request: Request) -> Response:
         session = await browser_session.current(
             conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
         )
-        stale = _too_old(session, authz)
+        stale = await _needs_login(conn, app, session, authz)
         if not stale:
             assert session is not None
             await audit.record(

@@ -10,10 +10,11 @@
                                      ``x-csrf-token``, a sign-in of the last
                                      ``mfa_change_max_age`` seconds), then store
 
-A browser flow is bound to a nonce kept in an app-scoped HttpOnly cookie
-(``engine.browser_binding``): a flow token copied out of the page is of no use in
-another browser. The strategy (:mod:`oneauth.strategies.webauthn`) does every
-check; this module is the skin, like the JSON API is.
+A browser flow is bound to a nonce kept in an app-scoped HttpOnly cookie (the
+hosted sign-in pages' ``oneauth_mfa_<app>``, :mod:`oneauth.web.signin`): a flow
+token copied out of the page is of no use in another browser. The strategy
+(:mod:`oneauth.strategies.webauthn`) does every check, the engine completes the
+flow, :mod:`oneauth.web.signin` shows what follows; this module is the skin.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from oneauth.api.models import (
     WebAuthnRequestOptions,
 )
 from oneauth.api.webauthn import NO_STORE, factor_of
+from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import (
     ApiError,
@@ -46,16 +48,16 @@ from oneauth.errors import (
     InsufficientUserAuthentication,
     Unauthorized,
 )
-from oneauth.flows import engine
+from oneauth.flows import engine, login
 from oneauth.http.contract import Operation, json_body, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
-from oneauth.identity.users import User
+from oneauth.oauth.authorize import AuthorizationRequest, AuthorizeError, PageError, revalidate
 from oneauth.services import Services
 from oneauth.strategies import webauthn
-from oneauth.web import browser_session, csrf, pages
+from oneauth.web import browser_session, csrf, pages, signin
 from oneauth.web.browser_session import BrowserSession
-from oneauth.web.render import redirect
+from oneauth.web.common import expired
 
 HERE = Path(__file__).resolve().parent
 LOGIN: tuple[engine.Kind, ...] = ("login",)
@@ -64,18 +66,16 @@ MAX_ASSERTION = 16_384  # characters of a toJSON() assertion (ids <= 1023 bytes)
 
 class PasskeyOptionsForm(msgspec.Struct):
     csrf: str | None = None
+    flow: str | None = None
     flow_token: str | None = None
 
 
 class PasskeySigninForm(msgspec.Struct):
     csrf: str | None = None
-    flow: str | None = None
+    flow: str | None = None  # the login page's sealed request (to show it again)
     flow_token: str | None = None
+    factors: str | None = None  # the second-factor page's list (to show it again)
     assertion: str | None = None
-
-
-def flow_cookie_name(app_id: str) -> str:
-    return f"oneauth_flow_{app_id}"
 
 
 @cache
@@ -119,6 +119,9 @@ def _problem(exc: ApiError) -> JSONResponse:
     )
 )
 async def options(request: Request) -> Response:
+    """Options bound to a browser flow: the second-factor page's (``flow_token``,
+    its nonce cookie), or, from the login page (``flow``: the sealed authorization
+    request), a new flow begun here for a passwordless sign-in."""
     app = current_app(request)
     services = Services.of(request)
     settings = services.settings
@@ -129,20 +132,28 @@ async def options(request: Request) -> Response:
         if not webauthn.offered_on_hosted_pages(settings, app):
             raise FeatureDisabled("passkeys are not enabled for this app's pages")
         flow_token = form.get("flow_token") or None
-        nonce = request.cookies.get(flow_cookie_name(app.app_id))
         fresh = None
         async with services.router.enter(app) as conn:
             if flow_token is not None:
-                # The page's own flow (a second factor): bound to this browser.
-                if not nonce:
+                binding = signin._binding(request, app)
+                if binding is None:
                     raise FlowExpired()
-                flow = await engine.load(
-                    conn, flow_token, binding=engine.browser_binding(nonce), kinds=LOGIN
-                )
+                flow = await engine.load(conn, flow_token, binding=binding, kinds=LOGIN)
             else:
+                authz = AuthorizationRequest.unseal(services.box, app.app_id, form.get("flow"))
+                if authz is None:
+                    raise FlowExpired()
                 fresh = engine.new_browser_nonce()
                 flow, flow_token = await engine.begin(
-                    conn, app, kind="login", binding=engine.browser_binding(fresh)
+                    conn,
+                    app,
+                    kind="login",
+                    binding=engine.browser_binding(fresh),
+                    # What signin.signed_in continues once the flow completes.
+                    serves={
+                        "client_id": authz.client_id,
+                        "authorize": authz.seal(services.box, app.app_id),
+                    },
                 )
             public_key = await webauthn.begin_authentication(
                 conn, settings, app, flow_id=flow.id, user_id=flow.user_id
@@ -155,14 +166,14 @@ async def options(request: Request) -> Response:
     response = JSONResponse(body, headers={"cache-control": "no-store"})
     if fresh is not None:
         browser_session.set_cookie(
-            response, settings, app.app_id, flow_cookie_name(app.app_id), fresh, engine.FLOW_TTL
+            response, settings, app.app_id, signin.NONCE_COOKIE + app.app_id, fresh, engine.FLOW_TTL
         )
     return response
 
 
 @operation(
     Operation(
-        "Hosted pages: finish a passkey sign-in of the authorization flow",
+        "Hosted pages: finish a passkey sign-in (login page or second-factor page)",
         form=PasskeySigninForm,
         responses={200: str, 303: None},
         errors=(400, 401, 403),
@@ -171,81 +182,80 @@ async def options(request: Request) -> Response:
         tags=("pages",),
     )
 )
-async def signin(request: Request) -> Response:
+async def finish(request: Request) -> Response:
+    """The assertion for the browser's flow, through the engine like every factor
+    (``login.continue_flow``); then the hosted pages' next step (``signin``)."""
     app = current_app(request)
     services = Services.of(request)
-    settings = services.settings
-    posted = await pages._posted_flow(request, services, app)
-    if isinstance(posted, Response):
-        return posted
-    form, client, authz = posted
+    form = await signin._posted(request, services, app)  # the CSRF check
+    if isinstance(form, Response):
+        return form
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    nonce = request.cookies.get(flow_cookie_name(app.app_id))
-    flow_token = form.get("flow_token", "")
-
-    def again(message: str, status: int) -> Response:
-        return pages.login_page(request, services, app, client, authz, error=message, status=status)
-
+    binding = signin._binding(request, app)
+    flow_token = form.get("flow_token", "")[:100]
+    if binding is None or not flow_token:
+        return expired(request, services, app)
     try:
         text = form.get("assertion", "")
-        if not nonce or not text or len(text) > MAX_ASSERTION:
+        if not text or len(text) > MAX_ASSERTION:
             raise webauthn.PasskeyRefused()
         try:
             assertion = untrusted.loads(text)
         except untrusted.UntrustedInput:
             raise webauthn.PasskeyRefused() from None
-        binding = engine.browser_binding(nonce)
-        async with services.router.enter(app) as conn:
-            flow = await engine.load(conn, flow_token, binding=binding, kinds=LOGIN)
-
-        async def then(
-            conn: asyncpg.Connection, user: User, amr: list[str]
-        ) -> engine.Issued | engine.Pending:
-            current = await engine.load(conn, flow_token, binding=binding, kinds=LOGIN)
-            current = await engine.satisfy(conn, current, webauthn.NAME, amr, user.id)
-            return await engine.complete(
-                services,
-                app,
-                conn,
-                current,
-                meta=meta,
-                method=webauthn.NAME,
-                flow_token=flow_token,
-                browser=request,
-                details={"client_id": client.client_id},
-            )
-
-        outcome = await webauthn.STRATEGY.verify(
-            services, app, flow, {"assertion": assertion}, meta, then
-        )
-    except webauthn.PasskeyRefused:
-        return again(
-            "That passkey was not accepted here. Use a passkey you registered with this app,"
-            " or sign in with your password.",
-            401,
+        outcome = await login.continue_flow(
+            services,
+            app,
+            flow_token,
+            webauthn.NAME,
+            {"assertion": assertion},
+            meta,
+            binding=binding,
+            browser=request,
         )
     except FlowExpired:
-        return again("This passkey sign-in has expired. Try again.", 400)
+        return expired(request, services, app)
     except ApiError as exc:
-        return again(exc.detail, exc.status)
+        message = (
+            "That passkey was not accepted here. Use a passkey you registered with this app,"
+            " or sign in another way."
+            if isinstance(exc, webauthn.PasskeyRefused)
+            else exc.detail
+        )
+        return await _again(request, services, app, form, message, exc.status)
     if isinstance(outcome, engine.Pending):
-        # A passkey alone is multi-factor (user verification is required here),
-        # so only a policy that wants something else could ask for more.
-        return again("This sign-in needs another step: sign in with your password.", 403)
-    assert outcome.browser_cookie is not None
-    issuer = settings.issuer_for(app.app_id)
-    resumed = authz.signed_in().seal(services.box, app.app_id)
-    response = redirect(pages.continue_url(issuer, resumed), 303)
-    browser_session.set_cookie(
-        response,
-        settings,
-        app.app_id,
-        browser_session.cookie_name(app.app_id),
-        outcome.browser_cookie,
-        policy_of(app).session_absolute_ttl,
-    )
-    browser_session.clear_cookie(response, settings, app.app_id, flow_cookie_name(app.app_id))
-    return response
+        return await signin.pending(request, services, app, outcome, meta, None)
+    return signin.signed_in(request, services, app, outcome)
+
+
+async def _again(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    form: dict[str, str],
+    message: str,
+    status: int,
+) -> Response:
+    """The page the passkey button was on, with the message: the login page (its form
+    carried the sealed request) or the second-factor page."""
+    authz = AuthorizationRequest.unseal(services.box, app.app_id, form.get("flow"))
+    if authz is None:
+        factors = [f for f in form.get("factors", webauthn.NAME).split(",") if f][:5]
+        return signin.factor_page(
+            request,
+            services,
+            app,
+            flow_token=form.get("flow_token", "")[:100],
+            factors=factors,
+            error=message,
+            status=status,
+        )
+    try:
+        async with services.router.enter(app) as conn:
+            client = await revalidate(services, app, conn, authz)
+    except (PageError, AuthorizeError):
+        return expired(request, services, app)
+    return pages.login_page(request, services, app, client, authz, error=message, status=status)
 
 
 # -- the account page: registration for the browser session ---------------------
@@ -336,7 +346,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/assets/passkeys.js", script, methods=["GET"]),
         Route("/passkey/options", options, methods=["POST"]),
-        Route("/passkey/signin", signin, methods=["POST"]),
+        Route("/passkey/signin", finish, methods=["POST"]),
         Route("/account/passkeys/options", account_options, methods=["POST"]),
         Route("/account/passkeys", account_register, methods=["POST"]),
     ]

@@ -21,12 +21,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import (
@@ -37,18 +35,17 @@ from oneauth.errors import (
     ValidationFailed,
     WeakPasswordError,
 )
-from oneauth.flows import email_change, passwordless, recovery, verification
+from oneauth.flows import email_change, engine, passwordless, recovery, verification
 from oneauth.flows.password import MAX_PASSWORD_INPUT
 from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
 from oneauth.identity.one_time import MAX_SECRET_INPUT
-from oneauth.identity.users import User
 from oneauth.oauth.authorize import AuthorizationRequest
 from oneauth.services import Services
-from oneauth.web import browser_session, csrf
-from oneauth.web.pages import continue_url, error_page
-from oneauth.web.render import redirect, render
+from oneauth.web import browser_session, csrf, signin
+from oneauth.web.common import continue_url, error_page
+from oneauth.web.render import render
 
 FLOW_COOKIE = "oneauth_mailflow_"  # + app_id: the flow token of a code / magic link
 RESUME_COOKIE = "oneauth_mailresume_"  # + app_id: the sealed OAuth request, for a magic link
@@ -563,36 +560,18 @@ async def _finish(
     if flow_token is None:
         return _bad_link(request, services, app)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    policy = policy_of(app)
-
-    async def sign_in(conn: asyncpg.Connection, user: User, amr: list[str]) -> str:
-        raw, session = await browser_session.create(
-            conn,
-            user_id=user.id,
-            email=user.email,
-            amr=amr,
-            ttl=policy.session_absolute_ttl,
-            ip_hash=meta.ip_hash,
-            user_agent=meta.user_agent,
-        )
-        # A new sign-in rotates the cookie (no session fixation).
-        await browser_session.replace_presented(conn, request, app.app_id, session)
-        await audit.record(
-            conn,
-            "auth.login",
-            "success",
-            meta,
-            actor_type="user",
-            actor_id=user.sub,
-            target_type="browser_session",
-            target_id=str(session.id),
-            details={"method": "magic_link" if token else "email_otp", "via": "hosted_page"},
-        )
-        return raw
-
+    authz = AuthorizationRequest.unseal(services.box, app.app_id, flow) if flow else None
+    # Through the flow engine (issue 12): a browser session, or the second-factor
+    # or enrolment page when the app's policy asks for more.
     try:
-        raw = await passwordless.complete_with(
-            services, app, meta, sign_in, flow_token=flow_token, token=token, code=code
+        if token:
+            payload = {"flow_token": flow_token, "token": token}
+            factor, method = "magic_link", "magic_link"
+        else:
+            payload = {"flow_token": flow_token, "code": code or ""}
+            factor, method = "email_code", "email_otp"
+        started = await signin.first_factor(
+            request, services, app, factor, payload, meta, authz=authz, method=method
         )
     except InvalidLinkOrCode:
         if token:
@@ -613,25 +592,12 @@ async def _finish(
             },
             status=400,
         )
-    next_url, _ = _next(services, app, flow)
-    if next_url:
-        response = redirect(next_url, 303)
-    else:
-        response = _page(
-            request,
-            services,
-            app,
-            "done.html",
-            {"title": "Signed in", "message": f"You are signed in to {app.display_name}."},
+    if isinstance(started.outcome, engine.Pending):
+        response = await signin.pending(
+            request, services, app, started.outcome, meta, started.nonce
         )
-    browser_session.set_cookie(
-        response,
-        services.settings,
-        app.app_id,
-        browser_session.cookie_name(app.app_id),
-        raw,
-        policy.session_absolute_ttl,
-    )
+    else:
+        response = signin.signed_in(request, services, app, started.outcome)
     _clear(response, services, app, FLOW_COOKIE, RESUME_COOKIE)
     return response
 

@@ -5,8 +5,8 @@
 // back as toJSON() gives it.
 //
 // Sign-in: an element [data-passkey-signin] (templates/_passkey_signin.html)
-// with data-options-url, data-action, data-csrf-field, data-csrf, data-flow and
-// data-flow-token, and a button. On click: POST the CSRF token (and the flow
+// with data-options-url, data-action, data-csrf-field, data-csrf, data-flow,
+// data-flow-token and data-factors, and a button. On click: POST the CSRF token (and the flow
 // token, if the page has one) to the options URL, ask the authenticator, then
 // POST csrf, flow, flow_token and the JSON credential ("assertion") to
 // data-action as an ordinary form, so the server answers with its redirect.
@@ -57,7 +57,11 @@
 
   async function signIn(box) {
     const data = box.dataset;
-    const body = new URLSearchParams({ [data.csrfField]: data.csrf, flow_token: data.flowToken });
+    const body = new URLSearchParams({
+      [data.csrfField]: data.csrf,
+      flow: data.flow,
+      flow_token: data.flowToken,
+    });
     const options = await postJson(data.optionsUrl, { body });
     const credential = await navigator.credentials.get({
       publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey),
@@ -69,6 +73,7 @@
     field(form, data.csrfField, data.csrf);
     field(form, "flow", data.flow);
     field(form, "flow_token", options.flow_token || data.flowToken);
+    field(form, "factors", data.factors || "");
     field(form, "assertion", JSON.stringify(credential.toJSON()));
     document.body.append(form);
     form.submit();
