@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from apiclient import login, signup
+from apiclient import PASSWORD, login, signup
 from oneauth.apps.models import AppRecord
 from oneauth.services import Services
 from softauthn import SoftAuthenticator, b64u, unb64u
@@ -137,6 +137,20 @@ async def test_register_a_passkey(
     assert row["confirmed_at"] is not None
     assert bytes(row["credential_id"]) == key.passkeys[0].credential_id
     assert row["user_verified"] is True
+    # The first second factor brings the recovery codes (shown once).
+    assert len(factor["recovery_codes"]) == 10
+    # Adding another now needs a sign-in that used the second factor (the password
+    # token of the signup is not enough): sign in with the passkey first.
+    refused = await client.post(
+        f"/apps/{app.app_id}/v1/mfa/webauthn/registration/options", json={}, headers=bearer(token)
+    )
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "insufficient_user_authentication"
+    started = await request_options(client, app.app_id)
+    signed_in = await submit(
+        client, app.app_id, started["flow_token"], key.get(started["publicKey"], ORIGIN)
+    )
+    token = signed_in.json()["access_token"]
     # The same handle again, and the first passkey is excluded from a second registration.
     again = await client.post(
         f"/apps/{app.app_id}/v1/mfa/webauthn/registration/options", json={}, headers=bearer(token)
@@ -144,6 +158,48 @@ async def test_register_a_passkey(
     assert unb64u(again.json()["publicKey"]["user"]["id"]) == handle
     excluded = [c["id"] for c in again.json()["publicKey"]["excludeCredentials"]]
     assert excluded == [b64u(key.passkeys[0].credential_id)]
+    second = SoftAuthenticator().create(again.json()["publicKey"], ORIGIN)
+    stored = await client.post(
+        f"/apps/{app.app_id}/v1/mfa/webauthn/registration",
+        json={"credential": second},
+        headers=bearer(token),
+    )
+    assert stored.status_code == 201, stored.text
+    assert "recovery_codes" not in stored.json()  # the set exists already
+    listed = await client.get(f"/apps/{app.app_id}/v1/mfa", headers=bearer(token))
+    assert listed.status_code == 200, listed.text
+    kinds = sorted(f["kind"] for f in listed.json()["factors"])
+    assert kinds.count("webauthn") == 2
+
+
+async def test_enrolment_required_by_policy_can_be_a_passkey(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord]
+) -> None:
+    """mfa=required and no factor: the password sign-in answers 403
+    mfa_enrollment_required; registering a passkey with that flow token completes it."""
+    app = provision(app_settings={"mfa": "required"})
+    await client.post(
+        f"/apps/{app.app_id}/v1/signup", json={"email": "enrol@example.com", "password": PASSWORD}
+    )
+    first = await login(client, app.app_id, "enrol@example.com")
+    assert first.status_code == 403, first.text
+    assert first.json()["code"] == "mfa_enrollment_required"
+    assert "webauthn" in first.json()["factors"]
+    flow_token = first.json()["flow_token"]
+    url = f"/apps/{app.app_id}/v1/mfa/webauthn/registration"
+    options = await client.post(f"{url}/options", json={"flow_token": flow_token})
+    assert options.status_code == 200, options.text
+    credential = SoftAuthenticator().create(options.json()["publicKey"], ORIGIN)
+    done = await client.post(url, json={"credential": credential, "flow_token": flow_token})
+    assert done.status_code == 201, done.text
+    body = done.json()
+    assert len(body["recovery_codes"]) == 10
+    claims = claims_of(body["tokens"]["access_token"])
+    assert set(claims["amr"]) >= {"pwd", "hwk", "mfa"}
+    # The flow is spent: no second passkey on it.
+    again = await client.post(f"{url}/options", json={"flow_token": flow_token})
+    assert again.status_code == 400
+    assert again.json()["code"] == "flow_expired"
 
 
 async def test_user_handles_differ_between_apps(
@@ -164,7 +220,8 @@ async def test_user_handles_differ_between_apps(
 async def test_registration_challenge_is_single_use_and_bound_to_the_user(
     client: httpx.AsyncClient, provision: Callable[..., AppRecord]
 ) -> None:
-    app = provision()
+    # mfa=off: a second registration on the password token reaches the challenge check.
+    app = provision(app_settings={"mfa": "off"})
     ada = (await signup(client, app.app_id, "ada@example.com"))["access_token"]
     bob = (await signup(client, app.app_id, "bob@example.com"))["access_token"]
     options = await client.post(
@@ -235,7 +292,9 @@ async def test_registration_needs_a_recent_sign_in(
     assert response.status_code == 403
     assert response.json()["code"] == "insufficient_user_authentication"
     assert "insufficient_user_authentication" in response.headers["www-authenticate"]
-    no_token = await client.post(f"/apps/{app.app_id}/v1/mfa/webauthn/registration/options")
+    no_token = await client.post(
+        f"/apps/{app.app_id}/v1/mfa/webauthn/registration/options", json={}
+    )
     assert no_token.status_code == 401
 
 

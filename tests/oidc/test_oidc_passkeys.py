@@ -215,7 +215,15 @@ async def test_account_page_registration_needs_csrf_session_and_a_recent_sign_in
     )
     assert stored.status_code == 201, stored.text
     assert stored.json()["name"] == "Phone"
-    # An old sign-in may not add one.
+    assert len(stored.json()["recovery_codes"]) == 10
+    # A second passkey needs a sign-in that used the first (this one was a password).
+    another = await browser.post(url, headers={"x-csrf-token": box["csrf"]})
+    assert another.status_code == 403
+    assert "second factor" in another.json()["detail"]
+    # With a passkey sign-in it may, but not once that sign-in is old.
+    response = await passkey_sign_in(browser, await login_page(browser, p, prompt="login"), key)
+    assert response.status_code == 303, response.text
+    assert (await browser.post(url, headers={"x-csrf-token": box["csrf"]})).status_code == 200
     async with services.router.app(p.app_id) as conn:
         await conn.execute("UPDATE browser_sessions SET auth_time = auth_time - interval '1 hour'")
     late = await browser.post(url, headers={"x-csrf-token": box["csrf"]})

@@ -259,11 +259,20 @@ PublicKeyJson = Annotated[
 PasskeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
+class WebAuthnRegistrationStart(msgspec.Struct):
+    """``POST /v1/mfa/webauthn/registration/options``: with a Bearer token, or the
+    ``flow_token`` of a 403 ``mfa_enrollment_required``."""
+
+    flow_token: FlowToken | None = None
+
+
 class WebAuthnRegistration(msgspec.Struct):
-    """``POST /v1/mfa/webauthn/registration``: the new credential's ``toJSON()``."""
+    """``POST /v1/mfa/webauthn/registration``: the new credential's ``toJSON()``
+    (and the enrolment ``flow_token`` when that authorized the options)."""
 
     credential: PublicKeyJson
     name: PasskeyName | None = None
+    flow_token: FlowToken | None = None
 
 
 class WebAuthnAuthenticationStart(msgspec.Struct):
@@ -298,3 +307,11 @@ class WebAuthnFactor(msgspec.Struct):
     last_used_at: DateTime | None
     backup_eligible: bool
     transports: list[str]
+
+
+class WebAuthnRegistered(WebAuthnFactor, kw_only=True):
+    """The stored passkey; ``recovery_codes`` when the set was created now (shown
+    once); ``tokens``: the sign-in an enrolment flow completed."""
+
+    recovery_codes: list[str] | Unset = UNSET
+    tokens: TokenSet | Unset = UNSET

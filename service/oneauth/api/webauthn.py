@@ -6,55 +6,41 @@
 
 Registration takes a user access token of a first-party client whose sign-in is
 recent (``auth_time`` within the app's ``mfa_change_max_age``, 10 minutes by
-default): a stolen, hours-old token must not be able to add the thief's passkey.
+default; once the user has a second factor, a sign-in that used it): a stolen,
+hours-old token must not be able to add the thief's passkey. Or the
+``flow_token`` of a 403 ``mfa_enrollment_required``: then the passkey is the
+first factor and registering it completes that sign-in (``tokens``).
 The assertion of an authentication goes to ``POST /v1/login/mfa`` with
 ``factor: "webauthn"`` (the flow engine calls the strategy).
 """
 
 from __future__ import annotations
 
-import time
-import uuid
-
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from oneauth.api.models import (
+    TokenSet,
     WebAuthnAuthenticationStart,
     WebAuthnCreationOptions,
     WebAuthnFactor,
+    WebAuthnRegistered,
     WebAuthnRegistration,
+    WebAuthnRegistrationStart,
     WebAuthnRequestOptions,
 )
-from oneauth.apps.models import AppRecord
-from oneauth.apps.policy import policy_of
-from oneauth.errors import ApiError, InsufficientUserAuthentication
-from oneauth.flows.common import authenticate_bearer
-from oneauth.http.contract import Operation, json_body, json_response, operation
+from oneauth.flows import passkeys
+from oneauth.http.contract import Operation, convert, json_body, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, request_meta
 from oneauth.identity.webauthn import Credential
 from oneauth.services import Services
 from oneauth.strategies import webauthn
-from oneauth.verifier import AccessTokenClaims
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 INPUT_ERRORS = (413, 415, 422, 429)
-
-
-def require_recent_sign_in(app: AppRecord, claims: AccessTokenClaims) -> None:
-    """Changing factors needs a sign-in within ``mfa_change_max_age`` (RFC 9470 answer)."""
-    max_age = policy_of(app).mfa_change_max_age
-    if claims.auth_time is None or time.time() - claims.auth_time > max_age:
-        raise InsufficientUserAuthentication(
-            f"sign in again (within the last {max_age // 60} minutes) to change your passkeys",
-            headers={
-                "www-authenticate": f'Bearer realm="{app.app_id}",'
-                ' error="insufficient_user_authentication",'
-                f' error_description="a more recent sign-in is required", max_age={max_age}'
-            },
-        )
 
 
 def factor_of(credential: Credential) -> WebAuthnFactor:
@@ -72,8 +58,9 @@ def factor_of(credential: Credential) -> WebAuthnFactor:
 @operation(
     Operation(
         "Options to register a passkey (navigator.credentials.create)",
+        body=WebAuthnRegistrationStart,
         responses={200: WebAuthnCreationOptions},
-        errors=(401, 403, 429),
+        errors=(400, 401, 403, *INPUT_ERRORS),
         bearer=True,
         tags=("mfa",),
     )
@@ -81,17 +68,11 @@ def factor_of(credential: Credential) -> WebAuthnFactor:
 async def registration_options(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    async with services.router.enter(app) as conn:
-        caller = await authenticate_bearer(services, app, conn, bearer_token(request))
-        require_recent_sign_in(app, caller.claims)
-        assert caller.user is not None  # live_session
-        options = await webauthn.begin_registration(
-            conn,
-            services.settings,
-            app,
-            user_id=uuid.UUID(caller.claims.sub),
-            email=caller.user["email"],
-        )
+    data = await json_body(request, WebAuthnRegistrationStart)
+    authorize = passkeys.by_token(
+        services, app, bearer=bearer_token(request), flow_token=data.flow_token
+    )
+    options = await passkeys.registration_options(services, app, authorize)
     return json_response(WebAuthnCreationOptions(publicKey=options), headers=NO_STORE)
 
 
@@ -99,8 +80,8 @@ async def registration_options(request: Request) -> Response:
     Operation(
         "Register a passkey: verify the new credential and store it as a factor",
         body=WebAuthnRegistration,
-        responses={201: WebAuthnFactor},
-        errors=(401, 403, 409, *INPUT_ERRORS),
+        responses={201: WebAuthnRegistered},
+        errors=(400, 401, 403, 409, *INPUT_ERRORS),
         bearer=True,
         tags=("mfa",),
     )
@@ -110,25 +91,23 @@ async def register(request: Request) -> Response:
     services = Services.of(request)
     data = await json_body(request, WebAuthnRegistration)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    refused: ApiError | None = None
-    async with services.router.enter(app) as conn:
-        caller = await authenticate_bearer(services, app, conn, bearer_token(request))
-        require_recent_sign_in(app, caller.claims)
-        try:
-            stored = await webauthn.finish_registration(
-                conn,
-                services.settings,
-                app,
-                user_id=uuid.UUID(caller.claims.sub),
-                credential=data.credential,
-                name=data.name,
-                meta=meta,
-            )
-        except ApiError as exc:
-            refused = exc  # commit the consumed challenge (single use, W3), then answer
-    if refused is not None:
-        raise refused
-    return json_response(factor_of(stored), status_code=201, headers=NO_STORE)
+    authorize = passkeys.by_token(
+        services, app, bearer=bearer_token(request), flow_token=data.flow_token
+    )
+    done = await passkeys.register(
+        services, app, meta, authorize, credential=data.credential, name=data.name
+    )
+    return json_response(registered(done), status_code=201, headers=NO_STORE)
+
+
+def registered(done: passkeys.Registered) -> WebAuthnRegistered:
+    factor = factor_of(done.credential)
+    tokens = done.issued.tokens if done.issued else None
+    return WebAuthnRegistered(
+        **{f: getattr(factor, f) for f in factor.__struct_fields__},
+        recovery_codes=msgspec.UNSET if done.recovery_codes is None else done.recovery_codes,
+        tokens=msgspec.UNSET if tokens is None else convert(tokens, TokenSet),
+    )
 
 
 @operation(

@@ -19,12 +19,10 @@ flow, :mod:`oneauth.web.signin` shows what follows; this module is the skin.
 
 from __future__ import annotations
 
-import time
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,22 +31,19 @@ from starlette.routing import BaseRoute, Route
 from oneauth import untrusted
 from oneauth.api.models import (
     WebAuthnCreationOptions,
-    WebAuthnFactor,
+    WebAuthnRegistered,
     WebAuthnRegistration,
     WebAuthnRequestOptions,
 )
-from oneauth.api.webauthn import NO_STORE, factor_of
+from oneauth.api.webauthn import NO_STORE, registered
 from oneauth.apps.models import AppRecord
-from oneauth.apps.policy import policy_of
 from oneauth.errors import (
     ApiError,
     FeatureDisabled,
     FlowExpired,
     Forbidden,
-    InsufficientUserAuthentication,
-    Unauthorized,
 )
-from oneauth.flows import engine, login
+from oneauth.flows import engine, login, passkeys
 from oneauth.http.contract import Operation, json_body, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
@@ -56,7 +51,6 @@ from oneauth.oauth.authorize import AuthorizationRequest, AuthorizeError, PageEr
 from oneauth.services import Services
 from oneauth.strategies import webauthn
 from oneauth.web import browser_session, csrf, pages, signin
-from oneauth.web.browser_session import BrowserSession
 from oneauth.web.common import expired
 
 HERE = Path(__file__).resolve().parent
@@ -261,26 +255,10 @@ async def _again(
 # -- the account page: registration for the browser session ---------------------
 
 
-async def _account_session(
-    request: Request, services: Services, conn: asyncpg.Connection
-) -> BrowserSession:
-    """The signed-in browser session behind an account-page call: CSRF (header, the
-    page's token), a live session, and a recent sign-in (as the API's Bearer routes)."""
-    app = current_app(request)
-    settings = services.settings
-    if not csrf.check(request, settings, app.app_id, request.headers.get("x-csrf-token")):
+def _account_csrf(request: Request, services: Services, app: AppRecord) -> None:
+    """The account page's calls carry its CSRF token in ``x-csrf-token`` (JSON bodies)."""
+    if not csrf.check(request, services.settings, app.app_id, request.headers.get("x-csrf-token")):
         raise Forbidden("this page has expired or did not come from this site; reload it")
-    session = await browser_session.current(
-        conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
-    )
-    if session is None:
-        raise Unauthorized("sign in first")
-    max_age = policy_of(app).mfa_change_max_age
-    if time.time() - session.auth_time.timestamp() > max_age:
-        raise InsufficientUserAuthentication(
-            f"sign in again (within the last {max_age // 60} minutes) to add a passkey"
-        )
-    return session
 
 
 @operation(
@@ -295,11 +273,10 @@ async def account_options(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
     try:
-        async with services.router.enter(app) as conn:
-            session = await _account_session(request, services, conn)
-            public_key = await webauthn.begin_registration(
-                conn, services.settings, app, user_id=session.user_id, email=session.email
-            )
+        _account_csrf(request, services, app)
+        public_key = await passkeys.registration_options(
+            services, app, passkeys.by_browser_session(app, request)
+        )
     except ApiError as exc:
         return _problem(exc)
     return json_response(WebAuthnCreationOptions(publicKey=public_key), headers=NO_STORE)
@@ -309,7 +286,7 @@ async def account_options(request: Request) -> Response:
     Operation(
         "Account page: register the passkey the browser made",
         body=WebAuthnRegistration,
-        responses={201: WebAuthnFactor},
+        responses={201: WebAuthnRegistered},
         errors=(401, 403, 409, 413, 415, 422),
         tags=("pages",),
     )
@@ -318,28 +295,20 @@ async def account_register(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    refused: ApiError | None = None
     try:
+        _account_csrf(request, services, app)
         data = await json_body(request, WebAuthnRegistration)
-        async with services.router.enter(app) as conn:
-            session = await _account_session(request, services, conn)
-            try:
-                stored = await webauthn.finish_registration(
-                    conn,
-                    services.settings,
-                    app,
-                    user_id=session.user_id,
-                    credential=data.credential,
-                    name=data.name,
-                    meta=meta,
-                )
-            except ApiError as exc:
-                refused = exc  # the consumed challenge commits (single use)
+        done = await passkeys.register(
+            services,
+            app,
+            meta,
+            passkeys.by_browser_session(app, request),
+            credential=data.credential,
+            name=data.name,
+        )
     except ApiError as exc:
         return _problem(exc)
-    if refused is not None:
-        return _problem(refused)
-    return json_response(factor_of(stored), status_code=201, headers=NO_STORE)
+    return json_response(registered(done), status_code=201, headers=NO_STORE)
 
 
 def routes() -> list[BaseRoute]:
