@@ -205,11 +205,13 @@ async def test_required_policy_enrols_on_the_hosted_page(
     client: httpx.AsyncClient,
     settings: Settings,
     provision: Callable[..., AppRecord],
+    configure: Callable[..., Any],
 ) -> None:
-    app = provision(app_settings={"mfa": "required"})
+    app = provision()
     client_id, _ = register(settings, app, first_party=True)
     email = unique_email()
     await signup(client, app, email)
+    await configure(app, mfa="required")
     async with httpx.AsyncClient(
         transport=client._transport, base_url="http://testserver"
     ) as browser:
@@ -286,3 +288,46 @@ async def test_hosted_passwordless_then_totp(
         assert done.status_code == 200, done.text
         assert "Signed in" in done.text
         assert _session_cookie(done, app)
+
+
+async def test_consent_form_of_a_pre_mfa_session_issues_no_code(
+    client: httpx.AsyncClient,
+    services: Services,
+    settings: Settings,
+    provision: Callable[..., AppRecord],
+) -> None:
+    """The consent page was shown to a one-factor session; the user then enrolled a
+    factor (say, in another tab). Allowing consent now must not issue a code."""
+    app = provision()
+    client_id, _ = register(settings, app)  # a third-party client: consent is asked
+    email = unique_email()
+    token = (await signup(client, app, email))["access_token"]
+    async with httpx.AsyncClient(
+        transport=client._transport, base_url="http://testserver"
+    ) as browser:
+        verifier = secrets.token_urlsafe(48)
+        consent_page = await _password(
+            browser, await _login_page(browser, app, client_id, verifier), email
+        )
+        for _ in range(2):
+            if consent_page.status_code in (302, 303):
+                consent_page = await browser.get(consent_page.headers["location"])
+        consent = _form_with(consent_page.text, "flow")
+        await enrol_totp(client, app, token)
+        r = await browser.post(consent.action, data={**consent.fields, "decision": "allow"})
+        assert r.status_code == 303
+        assert "/oauth/authorize/continue" in r.headers["location"]
+        assert "code=" not in r.headers["location"]
+        again = await browser.get(r.headers["location"])
+        assert 'name="password"' in again.text  # a new sign-in, with the factor
+    async with services.router.enter(app) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM authorization_codes") == 0
+
+
+async def test_discovery_lists_the_acr_values(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord]
+) -> None:
+    app = provision()
+    doc = (await client.get(f"/apps/{app.app_id}/.well-known/openid-configuration")).json()
+    assert doc["acr_values_supported"] == ["urn:oneauth:acr:sfa", "urn:oneauth:acr:mfa"]
+    assert "acr" in doc["claims_supported"]

@@ -10,10 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
+from oneauth.apps import lifecycle
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import PolicyError, parse
+from oneauth.db import ops
 from oneauth.mail.backends import MemoryBackend
 from oneauth.services import Services
+from oneauth.settings import Settings
+from test_apps_configure import cli
 
 from .conftest import (
     PASSWORD,
@@ -49,13 +53,12 @@ async def _enrolment_flow(client: httpx.AsyncClient, app: AppRecord, email: str)
 
 
 async def test_required_without_a_factor_enrols_before_any_token(
-    client: httpx.AsyncClient, provision: Callable[..., AppRecord]
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord], configure: Callable[..., Any]
 ) -> None:
-    app = provision(app_settings={"mfa": "required"})
+    app = provision()
     email = unique_email()
-    # Signing up starts a session at once (no verification): the first sign-in
-    # afterwards is where the policy bites.
     await signup(client, app, email)
+    await configure(app, mfa="required")
     flow = await _enrolment_flow(client, app, email)
     # The enrolment flow token is not a second factor, nor an access token.
     assert (
@@ -85,14 +88,45 @@ async def test_required_without_a_factor_enrols_before_any_token(
     assert (await login(client, app, email)).json()["code"] == "mfa_required"
 
 
+async def test_signup_under_required_mfa_enrols_before_any_token(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord]
+) -> None:
+    app = provision(app_settings={"mfa": "required"})
+    email = unique_email()
+    r = await post(client, app, "/v1/signup", {"email": email, "password": PASSWORD})
+    assert r.status_code == 403, r.text
+    body = r.json()
+    assert body["code"] == "mfa_enrollment_required"
+    assert "access_token" not in body
+    assert body["user"]["email"] == email
+    assert body["verification_flow_token"]
+    started = (await post(client, app, "/v1/mfa/totp", {"flow_token": body["flow_token"]})).json()
+    done = await post(
+        client,
+        app,
+        "/v1/mfa/totp/confirm",
+        {
+            "flow_token": body["flow_token"],
+            "factor_id": started["factor_id"],
+            "code": code_for(started["secret"]),
+        },
+    )
+    assert done.status_code == 200, done.text
+    assert claims_of(done.json()["tokens"]["access_token"])["amr"] == ["pwd", "otp", "mfa"]
+
+
 async def test_a_second_factor_flow_cannot_enrol_a_new_factor(
-    client: httpx.AsyncClient, services: Services, provision: Callable[..., AppRecord]
+    client: httpx.AsyncClient,
+    services: Services,
+    provision: Callable[..., AppRecord],
+    configure: Callable[..., Any],
 ) -> None:
     """A stolen password gives a mfa_required flow token; it must not let the thief
     enrol a TOTP of their own and complete with it."""
-    app = provision(app_settings={"mfa": "required"})
+    app = provision()
     email = unique_email()
     await signup(client, app, email)
+    await configure(app, mfa="required")
     enrol = await _enrolment_flow(client, app, email)
     started = (await post(client, app, "/v1/mfa/totp", {"flow_token": enrol})).json()
     # Meanwhile, a second sign-in's enrolment flow, still open...
@@ -337,3 +371,22 @@ def test_policy_settings_are_validated() -> None:
 
 
 _ = PASSWORD
+
+
+def test_cli_configures_mfa_and_refuses_remember_device(
+    settings: Settings, provision: Callable[..., AppRecord]
+) -> None:
+    app = provision()
+    done = cli(settings, "configure", app.app_id, "--set", "mfa=required")
+    assert done.returncode == 0, done.stderr
+    assert 'mfa: (default) -> "required"' in done.stdout
+    factors = cli(settings, "configure", app.app_id, "--set", "mfa_factors=totp,recovery_code")
+    assert factors.returncode == 0, factors.stderr
+    refused = cli(settings, "configure", app.app_id, "--set", "remember_device=true")
+    assert refused.returncode != 0
+    assert "remember_device" in refused.stderr
+    with ops.connect(settings.operator_url) as conn:
+        record = lifecycle.get(conn, app.app_id)
+    assert record is not None
+    assert parse(record.settings).mfa == "required"
+    assert parse(record.settings).mfa_factors == ("totp", "recovery_code")

@@ -51,7 +51,7 @@ async def app_info(request: Request) -> Response:
         "Create an account with email and password",
         body=Credentials,
         responses={201: TokenSet, 202: VerificationRequired},
-        errors=(409, 413, 415, 422, 429),
+        errors=(403, 409, 413, 415, 422, 429),
         tags=("password",),
     )
 )

@@ -72,6 +72,7 @@ __all__ = [
 
 FLOW_TTL = 10 * 60  # a second factor or an enrolment must follow within this
 FLOW_ATTEMPTS = 5  # wrong second-factor codes before a flow is dead
+PRUNE_ONE_IN = 64
 TOKEN_PREFIX = "ofl_"
 MAX_TOKEN_INPUT = 100
 Kind = Literal["login", "signup", "step_up", "enrol"]
@@ -170,6 +171,13 @@ def _satisfied_json(items: tuple[Satisfied, ...]) -> str:
 
 
 async def _store(conn: asyncpg.Connection, flow: Flow, ttl: int) -> tuple[Flow, str]:
+    if secrets.randbelow(PRUNE_ONE_IN) == 0:
+        # Dead flows are worthless; about one store in PRUNE_ONE_IN removes a batch
+        # (no job to schedule, and most sign-ins never store a flow at all).
+        await conn.execute(
+            "DELETE FROM auth_flows WHERE id IN (SELECT id FROM auth_flows"
+            " WHERE expires_at < now() - interval '1 hour' LIMIT 500)"
+        )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = await conn.fetchval(
         _INSERT,
@@ -384,9 +392,9 @@ class Pending:
     def factors(self) -> list[str]:
         return list(self.decision.allowed)
 
-    def error(self) -> ApiError:
+    def error(self, **extra: Any) -> ApiError:
         """The API's 403 answer: ``mfa_required`` or ``mfa_enrollment_required``."""
-        body = {"flow_token": self.flow_token, "factors": self.factors, **self.extra}
+        body = {"flow_token": self.flow_token, "factors": self.factors, **self.extra, **extra}
         if isinstance(self.decision, NeedEnrolment):
             return MfaEnrollmentRequired(
                 "this app requires a second factor: enrol one with this flow_token"
@@ -410,23 +418,24 @@ async def complete(
     browser: Request | None = None,
     org_requires_mfa: bool = False,
     details: Mapping[str, Any] | None = None,
+    user: User | None = None,
 ) -> Issued | Pending:
     """Ask the policy; issue the session if it allows, else store the flow.
 
     Runs in the transaction that verified the last factor, so the factor's use
     (a TOTP step, a recovery code) and the session commit together. ``browser``:
     the hosted page's request (a browser session, rotating whatever session its
-    cookie named); None: the first-party client's tokens. The caller raises
+    cookie named); None: the first-party client's tokens. ``user``: the flow's
+    user row if the caller has it (saves a read). The caller raises
     ``Pending.error()`` (API) or shows the next page (hosted) after the commit.
     """
     user_id = flow.user_id
     assert user_id is not None
-    decision = decide(
-        policy_of(app),
-        flow,
-        await confirmed_kinds(conn, user_id),
-        org_requires_mfa=org_requires_mfa,
-    )
+    policy = policy_of(app)
+    # The user's factors matter only when the policy may ask for one.
+    asks = not flow.multi_factor and (policy.mfa != "off" or org_requires_mfa)
+    kinds = await confirmed_kinds(conn, user_id) if asks else frozenset[str]()
+    decision = decide(policy, flow, kinds, org_requires_mfa=org_requires_mfa)
     if not isinstance(decision, Done):
         # A flow that waits for an enrolment is an "enrol" flow: its token opens
         # only the enrolment calls, never /v1/login/mfa (and a "login" flow's
@@ -439,7 +448,8 @@ async def complete(
             flow = replace(flow, kind=kind)
         assert flow_token is not None
         return Pending(flow, flow_token, decision)
-    user = await users_repo.by_id(conn, user_id)
+    if user is None or user.id != user_id:
+        user = await users_repo.by_id(conn, user_id)
     if user is None or user.status != "active":
         raise FlowExpired()
     if flow.stored:

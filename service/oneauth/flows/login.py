@@ -62,7 +62,7 @@ async def sign_in(
         flow = replace(start, binding=await api_binding(services, app, conn))
         flow = replace(flow, serves={"client_id": flow.binding.removeprefix("api:")})
         flow = await engine.satisfy(conn, flow, strategy.name, amr, user.id)
-        return await engine.complete(services, app, conn, flow, meta=meta, method=method)
+        return await engine.complete(services, app, conn, flow, meta=meta, method=method, user=user)
 
     return _tokens(await strategy.verify(services, app, start, payload, meta, then))
 
@@ -115,6 +115,7 @@ async def continue_flow(
             method=f"{first}+{strategy.name}",
             flow_token=flow_token,
             browser=browser,
+            user=user,
         )
 
     return await strategy.verify(services, app, flow, payload, meta, then)

@@ -7,7 +7,9 @@ hasher's thread pool with no database connection held.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -63,6 +65,7 @@ async def signup(
     except HasherBusy:
         raise busy() from None
     tokens: dict[str, Any] | None = None
+    pending: Any = None
     async with services.router.enter(app) as conn:
         user = await users_repo.create(
             conn, email=email, email_normalized=email_n, password_hash=password_hash
@@ -95,10 +98,13 @@ async def signup(
             )
             session_id = None
             if not policy.require_verified_email:
-                tokens, session = await first_party_session(
-                    services, app, conn, user, amr=["pwd"], method="signup", meta=meta
-                )
-                session_id = session.id
+                # Through the flow engine: with mfa=required the new user enrols a
+                # factor before any token (403 mfa_enrollment_required).
+                outcome = await _signup_session(services, app, conn, user, meta)
+                if outcome.tokens is None:
+                    pending = outcome.pending
+                else:
+                    tokens, session_id = outcome.tokens, outcome.session_id
             # The verification token remembers this password and session: a proof
             # with this signup's flow token keeps them (P7).
             flow_token = await verification.queue_for_new_user(
@@ -111,9 +117,43 @@ async def signup(
             "verification_required": True,
             "flow_token": flow_token,
         }
+    if pending is not None and user is not None:
+        raise pending.error(user=user.public(), verification_flow_token=flow_token)
     if user is None or tokens is None:
         raise EmailTaken("an account with this email exists; sign in or reset the password")
     return 201, {"user": user.public(), **tokens, "flow_token": flow_token}
+
+
+@dataclass(frozen=True, slots=True)
+class _SignupSession:
+    tokens: dict[str, Any] | None = None
+    session_id: uuid.UUID | None = None
+    pending: Any = None  # engine.Pending
+
+
+async def _signup_session(
+    services: Services,
+    app: AppRecord,
+    conn: asyncpg.Connection,
+    user: users_repo.User,
+    meta: audit.RequestMeta,
+) -> _SignupSession:
+    from oneauth.flows import engine, login  # the engine's strategies import this module
+
+    binding = await login.api_binding(services, app, conn)
+    flow = engine.transient(
+        kind="signup", binding=binding, serves={"client_id": binding.removeprefix("api:")}
+    )
+    flow = await engine.satisfy(conn, flow, "password", ["pwd"], user.id)
+    decision = engine.decide(policy_of(app), flow, ())
+    if not isinstance(decision, engine.Done):
+        outcome = await engine.complete(services, app, conn, flow, meta=meta, method="signup")
+        assert isinstance(outcome, engine.Pending)
+        return _SignupSession(pending=outcome)
+    tokens, session = await first_party_session(
+        services, app, conn, user, amr=["pwd"], method="signup", meta=meta
+    )
+    return _SignupSession(tokens, session.id)
 
 
 SuccessHook = Callable[[asyncpg.Connection, users_repo.User], Awaitable[T]]

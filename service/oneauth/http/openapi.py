@@ -48,6 +48,9 @@ class Problem(msgspec.Struct, kw_only=True):
     # mfa_required / mfa_enrollment_required: the flow to continue, the factors
     flow_token: str | msgspec.UnsetType = msgspec.UNSET
     factors: list[str] | msgspec.UnsetType = msgspec.UNSET
+    # signup under mfa=required: the new user, and the signup's verification flow token
+    user: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    verification_flow_token: str | msgspec.UnsetType = msgspec.UNSET
     # insufficient_user_authentication (RFC 9470): what a new sign-in must meet
     max_age: int | msgspec.UnsetType = msgspec.UNSET
     acr_values: str | msgspec.UnsetType = msgspec.UNSET

@@ -110,6 +110,7 @@ async def first_factor(
             method=method,
             browser=request,
             details={"client_id": authz.client_id} if authz else None,
+            user=user,
         )
 
     return FirstFactor(await strategy.verify(services, app, start, payload, meta, then), nonce)
