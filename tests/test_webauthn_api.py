@@ -551,3 +551,21 @@ async def test_passkeys_off_when_not_among_the_apps_factors(
         )
         assert response.status_code == 403, response.text
         assert response.json()["code"] == "feature_disabled"
+
+
+async def test_abandoned_passwordless_flows_are_swept(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord], services: Services
+) -> None:
+    """Anyone may ask for passwordless options (a flow each): expired ones that never
+    found a user go when the next is begun, with their challenges."""
+    app = provision()
+    for _ in range(3):
+        await request_options(client, app.app_id)
+    async with services.router.app(app.app_id) as conn:
+        await conn.execute("UPDATE auth_flows SET expires_at = now() - interval '1 minute'")
+    await request_options(client, app.app_id)
+    async with services.router.app(app.app_id) as conn:
+        flows = await conn.fetchval("SELECT count(*) FROM auth_flows")
+        challenges = await conn.fetchval("SELECT count(*) FROM webauthn_challenges")
+    assert flows == 1
+    assert challenges == 1

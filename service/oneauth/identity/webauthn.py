@@ -240,3 +240,20 @@ async def take_challenge(
     if row is None or not row["live"]:
         return None
     return Challenge(row["purpose"], row["user_id"], row["flow_id"], row["user_verification"])
+
+
+SWEEP_BATCH = 100
+
+
+async def sweep_anonymous_flows(conn: asyncpg.Connection) -> None:
+    """Delete a batch of expired sign-in flows that never identified a user.
+
+    Passwordless options begin a flow for anyone who asks (no user is known
+    yet), so each unauthenticated call leaves a row; whoever begins the next one
+    removes up to a batch of the expired ones (their challenges go with them,
+    ON DELETE CASCADE), so the table does not grow with abandoned attempts."""
+    await conn.execute(
+        "DELETE FROM auth_flows WHERE id IN (SELECT id FROM auth_flows"
+        " WHERE expires_at < now() AND user_id IS NULL LIMIT $1)",
+        SWEEP_BATCH,
+    )

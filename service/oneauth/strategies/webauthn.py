@@ -561,6 +561,7 @@ async def authentication_options(
         binding = await login.api_binding(services, app, conn)
         new_token: str | None = None
         if flow_token is None:
+            await repo.sweep_anonymous_flows(conn)
             flow, new_token = await engine.begin(
                 conn,
                 app,

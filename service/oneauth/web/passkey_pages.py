@@ -47,6 +47,7 @@ from oneauth.flows import engine, login, passkeys
 from oneauth.http.contract import Operation, json_body, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
+from oneauth.identity import webauthn as webauthn_repo
 from oneauth.oauth.authorize import AuthorizationRequest, AuthorizeError, PageError, revalidate
 from oneauth.services import Services
 from oneauth.strategies import webauthn
@@ -138,6 +139,7 @@ async def options(request: Request) -> Response:
                 if authz is None:
                     raise FlowExpired()
                 fresh = engine.new_browser_nonce()
+                await webauthn_repo.sweep_anonymous_flows(conn)
                 flow, flow_token = await engine.begin(
                     conn,
                     app,
