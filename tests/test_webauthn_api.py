@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from apiclient import PASSWORD, login, signup
+from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.services import Services
 from softauthn import SoftAuthenticator, b64u, unb64u
@@ -459,6 +460,7 @@ async def test_counter_going_backwards_is_refused_and_audited(
     assert len(events) == 1
     assert events[0]["outcome"] == "denied"
     assert json.loads(events[0]["details"]) == {"stored": 7, "presented": 5}
+    assert audit.is_security_event("mfa.webauthn_counter_regression", "denied", None)
     assert count == 7
     # Equal is not greater either; the genuine authenticator's next value works.
     started = await request_options(client, app.app_id)

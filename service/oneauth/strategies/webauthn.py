@@ -494,14 +494,7 @@ async def verify_assertion(
             target_type="mfa_factor",
             target_id=str(credential.factor_id),
             details={"stored": credential.sign_count, "presented": verified.new_sign_count},
-        )
-        log.warning(
-            "webauthn_counter_regression",
-            app_id=app.app_id,
-            factor_id=str(credential.factor_id),
-            stored=credential.sign_count,
-            presented=verified.new_sign_count,
-        )
+        )  # a security event: also on the log stream (oneauth.audit)
         return "refused"
     return Assertion(
         user_id=credential.user_id,
