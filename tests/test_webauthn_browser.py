@@ -77,6 +77,10 @@ class Site:
         response = http.post(
             f"{self.issuer}/v1/signup", json={"email": email, "password": PASSWORD}
         )
+        if response.status_code == 403:  # mfa=required: enrolment before any token
+            assert response.json()["code"] == "mfa_enrollment_required", response.text
+            self.sub = self.access_token = ""
+            return
         assert response.status_code == 201, response.text
         self.sub = response.json()["user"]["id"]
         self.access_token = response.json()["access_token"]
@@ -277,6 +281,30 @@ def test_passkeys_in_chromium_with_a_virtual_authenticator(
                 tokens = shop.tokens(callbacks[-1], verifier)
                 _, id_claims = jwt_claims(tokens["id_token"])
                 assert id_claims["sub"] == shop.sub
+                assert set(id_claims["amr"]) >= {"pwd", "hwk", "mfa"}
+
+                # 6. An app that requires a second factor, a user without one: the
+                # hosted enrolment page sets up a passkey, and the sign-in goes on.
+                strict = Site(
+                    base,
+                    settings,
+                    provision(name="Strict Shop", app_settings={"mfa": "required"}),
+                    "strict@example.com",
+                    http,
+                )
+                url, verifier = strict.authorize_url()
+                page.goto(url)
+                page.get_by_label("Email").fill(strict.email)
+                page.get_by_label("Password").fill(PASSWORD)
+                page.get_by_role("button", name="Sign in", exact=True).click()
+                expect(page).to_have_title("Set up two-step verification · Strict Shop")
+                page.get_by_role("button", name="Use a passkey instead", exact=True).click()
+                expect(page).to_have_title("Your recovery codes · Strict Shop")
+                assert page.locator(".codes li").count() == 10
+                page.get_by_role("link", name="Continue").click()
+                expect(page).to_have_url(re.compile(re.escape(RP)))
+                tokens = strict.tokens(callbacks[-1], verifier)
+                _, id_claims = jwt_claims(tokens["id_token"])
                 assert set(id_claims["amr"]) >= {"pwd", "hwk", "mfa"}
 
                 violations = [m for m in console if "Content Security Policy" in m]

@@ -35,13 +35,24 @@ Authorize = Callable[[asyncpg.Connection], Awaitable[mfa.Actor]]
 
 
 def by_token(
-    services: Services, app: AppRecord, *, bearer: str | None, flow_token: str | None
+    services: Services,
+    app: AppRecord,
+    *,
+    bearer: str | None,
+    flow_token: str | None,
+    binding: str | None = None,
 ) -> Authorize:
-    """The API's caller: an enrolment ``flow_token``, else the Bearer token."""
+    """The API's caller: an enrolment ``flow_token``, else the Bearer token;
+    ``binding``: a hosted page's browser binding of that flow (else the API's)."""
 
     async def authorize(conn: asyncpg.Connection) -> mfa.Actor:
         return await mfa.actor(
-            services, app, conn, bearer=None if flow_token else bearer, flow_token=flow_token
+            services,
+            app,
+            conn,
+            bearer=None if flow_token else bearer,
+            flow_token=flow_token,
+            binding=binding,
         )
 
     return authorize

@@ -42,6 +42,7 @@ from oneauth.errors import (
     FeatureDisabled,
     FlowExpired,
     Forbidden,
+    ValidationFailed,
 )
 from oneauth.flows import engine, login, passkeys
 from oneauth.http.contract import Operation, json_body, json_response, operation
@@ -52,7 +53,8 @@ from oneauth.oauth.authorize import AuthorizationRequest, AuthorizeError, PageEr
 from oneauth.services import Services
 from oneauth.strategies import webauthn
 from oneauth.web import browser_session, csrf, pages, signin
-from oneauth.web.common import expired
+from oneauth.web.common import error_page, expired
+from oneauth.web.render import render
 
 HERE = Path(__file__).resolve().parent
 LOGIN: tuple[engine.Kind, ...] = ("login",)
@@ -254,6 +256,109 @@ async def _again(
     return pages.login_page(request, services, app, client, authz, error=message, status=status)
 
 
+# -- the enrolment page: a passkey as the first second factor --------------------
+
+
+class PasskeyEnrolForm(msgspec.Struct):
+    csrf: str | None = None
+    flow_token: str | None = None
+    credential: str | None = None  # the new credential's toJSON(), as JSON text
+
+
+def _enrolment(request: Request, services: Services, app: AppRecord, flow_token: str) -> Any:
+    """The enrolment flow of this browser (signin's nonce cookie) as the actor."""
+    binding = signin._binding(request, app)
+    if binding is None or not flow_token:
+        raise FlowExpired()
+    return passkeys.by_token(
+        services, app, bearer=None, flow_token=flow_token[:100], binding=binding
+    )
+
+
+@operation(
+    Operation(
+        "Hosted enrolment page: options to register a passkey for the enrolment flow",
+        form=PasskeyEnrolForm,
+        responses={200: WebAuthnCreationOptions},
+        errors=(400, 403),
+        tags=("pages",),
+    )
+)
+async def enrol_options(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    try:
+        form = await read_form(request)
+        if not csrf.check(request, services.settings, app.app_id, form.get(csrf.FIELD)):
+            raise FlowExpired("this page has expired; reload it")
+        if not webauthn.offered_on_hosted_pages(services.settings, app):
+            raise FeatureDisabled("passkeys are not enabled for this app's pages")
+        authorize = _enrolment(request, services, app, form.get("flow_token", ""))
+        public_key = await passkeys.registration_options(services, app, authorize)
+    except ApiError as exc:
+        return _problem(exc)
+    return json_response(WebAuthnCreationOptions(publicKey=public_key), headers=NO_STORE)
+
+
+@operation(
+    Operation(
+        "Hosted enrolment page: register the passkey; the sign-in completes",
+        form=PasskeyEnrolForm,
+        responses={200: str},
+        errors=(400, 403, 409, 422),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
+async def enrol(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    form = await signin._posted(request, services, app)  # the CSRF check
+    if isinstance(form, Response):
+        return form
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    try:
+        text = form.get("credential", "")
+        try:
+            credential = untrusted.loads(text) if 0 < len(text) <= MAX_ASSERTION else None
+        except untrusted.UntrustedInput:
+            credential = None
+        if not isinstance(credential, dict):
+            raise ValidationFailed("no passkey came back from the browser")
+        authorize = _enrolment(request, services, app, form.get("flow_token", ""))
+        done = await passkeys.register(
+            services, app, meta, authorize, credential=credential, name=None, browser=request
+        )
+    except FlowExpired:
+        return expired(request, services, app)
+    except ApiError as exc:
+        return error_page(
+            request,
+            services,
+            app,
+            f"The passkey could not be set up ({exc.detail}). Go back and try again,"
+            " or use an authenticator app.",
+            title="Passkey not set up",
+            code=exc.code,
+            status=exc.status,
+        )
+    if done.issued is None:
+        return expired(request, services, app)
+    response = render(
+        request,
+        services,
+        app,
+        "codes.html",
+        {
+            "codes": done.recovery_codes or [],
+            "next_url": signin._next_url(services, app, done.issued),
+        },
+    )
+    signin._set_session(response, services, app, done.issued)
+    return response
+
+
 # -- the account page: registration for the browser session ---------------------
 
 
@@ -318,6 +423,8 @@ def routes() -> list[BaseRoute]:
         Route("/assets/passkeys.js", script, methods=["GET"]),
         Route("/passkey/options", options, methods=["POST"]),
         Route("/passkey/signin", finish, methods=["POST"]),
+        Route("/passkey/enrol/options", enrol_options, methods=["POST"]),
+        Route("/passkey/enrol", enrol, methods=["POST"]),
         Route("/account/passkeys/options", account_options, methods=["POST"]),
         Route("/account/passkeys", account_register, methods=["POST"]),
     ]

@@ -218,6 +218,8 @@ def enrol_page(
     headers: dict[str, str] | None = None,
 ) -> Response:
     secret = started.secret
+    # "Use a passkey instead" (web/passkey_pages.py): its script, where passkeys work here.
+    passkeys = webauthn.offered_on_hosted_pages(services.settings, app)
     return render(
         request,
         services,
@@ -230,9 +232,11 @@ def enrol_page(
             "qr_svg": _qr_svg(started.otpauth_uri),
             "allowed": list(policy_of(app).mfa_factors),
             "error": error,
+            "passkeys": passkeys,
         },
         status=status,
         headers=headers,
+        scripts=passkeys,
     )
 
 

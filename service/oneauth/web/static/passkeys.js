@@ -79,6 +79,24 @@
     form.submit();
   }
 
+  async function enrol(box) {
+    const data = box.dataset;
+    const body = new URLSearchParams({ [data.csrfField]: data.csrf, flow_token: data.flowToken });
+    const options = await postJson(data.optionsUrl, { body });
+    const credential = await navigator.credentials.create({
+      publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey),
+    });
+    const form = document.createElement("form");
+    form.method = "post";
+    form.action = data.action;
+    form.hidden = true;
+    field(form, data.csrfField, data.csrf);
+    field(form, "flow_token", data.flowToken);
+    field(form, "credential", JSON.stringify(credential.toJSON()));
+    document.body.append(form);
+    form.submit();
+  }
+
   async function register(optionsUrl, registerUrl, init = {}, name = null) {
     const options = await postJson(optionsUrl, {
       ...init,
@@ -100,13 +118,21 @@
   window.oneauthPasskeys = { supported, register, signIn };
 
   if (!supported) return;
-  for (const box of document.querySelectorAll("[data-passkey-signin]")) {
+  const actions = [
+    ["[data-passkey-signin]", signIn],
+    ["[data-passkey-enrol]", enrol],
+  ];
+  for (const [selector, action] of actions) {
+    for (const box of document.querySelectorAll(selector)) wire(box, action);
+  }
+
+  function wire(box, action) {
     box.hidden = false;
     const button = box.querySelector("button");
     button.addEventListener("click", () => {
       say(box, "");
       button.disabled = true;
-      signIn(box).catch((error) => {
+      action(box).catch((error) => {
         button.disabled = false;
         // NotAllowedError: the user closed the dialog, or no passkey fits.
         say(
