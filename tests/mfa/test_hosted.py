@@ -331,3 +331,26 @@ async def test_discovery_lists_the_acr_values(
     doc = (await client.get(f"/apps/{app.app_id}/.well-known/openid-configuration")).json()
     assert doc["acr_values_supported"] == ["urn:oneauth:acr:sfa", "urn:oneauth:acr:mfa"]
     assert "acr" in doc["claims_supported"]
+
+
+async def test_enrolment_page_without_totp_shows_no_seed(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    provision: Callable[..., AppRecord],
+    configure: Callable[..., Any],
+) -> None:
+    """An app that offers passkeys only: the enrolment page creates no TOTP seed
+    (its passkey part is the WebAuthn page's) and issues no session."""
+    app = provision()
+    client_id, _ = register(settings, app, first_party=True)
+    email = unique_email()
+    await signup(client, app, email)
+    await configure(app, mfa="required", mfa_factors=["webauthn", "recovery_code"])
+    async with httpx.AsyncClient(
+        transport=client._transport, base_url="http://testserver"
+    ) as browser:
+        page = await _login_page(browser, app, client_id, secrets.token_urlsafe(48))
+        enrol = await _password(browser, page, email)
+        assert enrol.status_code == 200, enrol.text
+        assert "<svg" not in enrol.text
+        assert not _session_cookie(enrol, app)

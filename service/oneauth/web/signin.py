@@ -212,28 +212,34 @@ def enrol_page(
     app: AppRecord,
     *,
     flow_token: str,
-    started: mfa.TotpStarted,
+    started: mfa.TotpStarted | None,
     error: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    secret = started.secret
+    """``started``: the TOTP enrolment to show; None where the app offers passkeys only
+    (the passkey part, enrol_passkey.html, is the WebAuthn page's)."""
     # "Use a passkey instead" (web/passkey_pages.py): its script, where passkeys work here.
     passkeys = webauthn.offered_on_hosted_pages(services.settings, app)
+    context: dict[str, Any] = {
+        "flow_token": flow_token,
+        "allowed": list(policy_of(app).mfa_factors),
+        "error": error,
+        "passkeys": passkeys,
+    }
+    if started is not None:
+        secret = started.secret
+        context.update(
+            factor_id=str(started.factor_id),
+            secret_groups=[secret[i : i + 4] for i in range(0, len(secret), 4)],
+            qr_svg=_qr_svg(started.otpauth_uri),
+        )
     return render(
         request,
         services,
         app,
         "enrol.html",
-        {
-            "flow_token": flow_token,
-            "factor_id": str(started.factor_id),
-            "secret_groups": [secret[i : i + 4] for i in range(0, len(secret), 4)],
-            "qr_svg": _qr_svg(started.otpauth_uri),
-            "allowed": list(policy_of(app).mfa_factors),
-            "error": error,
-            "passkeys": passkeys,
-        },
+        context,
         status=status,
         headers=headers,
         scripts=passkeys,
@@ -251,14 +257,16 @@ async def pending(
     """The policy wants more after the first factor: the second-factor form, or
     the enrolment (a new TOTP seed for this flow)."""
     if isinstance(step.decision, engine.NeedEnrolment):
-        started = await mfa.totp_begin(
-            services,
-            app,
-            meta,
-            bearer=None,
-            flow_token=step.flow_token,
-            binding=step.flow.binding,
-        )
+        started = None
+        if "totp" in step.decision.allowed:
+            started = await mfa.totp_begin(
+                services,
+                app,
+                meta,
+                bearer=None,
+                flow_token=step.flow_token,
+                binding=step.flow.binding,
+            )
         response = enrol_page(request, services, app, flow_token=step.flow_token, started=started)
     else:
         response = factor_page(
