@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 
+from oneauth.apps.models import AppRecord
 from oneauth.services import Services
+from oneauth.settings import Settings
 from softauthn import SoftAuthenticator
 
-from ._support import authorize_params, pkce_pair
+from ._support import PASSWORD, authorize_params, form, pkce_pair, register
 from .conftest import Provider
 
 MakeProvider = Callable[..., Awaitable[Provider]]
@@ -229,3 +231,59 @@ async def test_account_page_registration_needs_csrf_session_and_a_recent_sign_in
     late = await browser.post(url, headers={"x-csrf-token": box["csrf"]})
     assert late.status_code == 403
     assert late.json()["code"] == "insufficient_user_authentication"
+
+
+async def test_enrolment_page_sets_up_a_passkey_where_passkeys_are_the_only_factor(
+    browser: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+) -> None:
+    """mfa=required, passkeys only, a user with none: after the password the hosted
+    enrolment page offers the passkey; registering it completes the sign-in."""
+    app = provision(app_settings={"mfa": "required", "mfa_factors": ["webauthn", "recovery_code"]})
+    client_id, _ = register(settings, app)
+    email = "only-passkeys@example.com"
+    made = await client.post(
+        f"/apps/{app.app_id}/v1/signup", json={"email": email, "password": PASSWORD}
+    )
+    assert made.status_code in (201, 403), made.text
+    _, challenge = pkce_pair()
+    page = await browser.get(
+        f"/apps/{app.app_id}/oauth/authorize", params=authorize_params(client_id, challenge)
+    )
+    login = form(page.text)
+    enrol = await browser.post(
+        login.action, data={**login.fields, "email": email, "password": PASSWORD}
+    )
+    assert enrol.status_code == 200, enrol.text
+    assert "<svg" not in enrol.text  # no TOTP here
+    assert "script-src 'self'" in enrol.headers["content-security-policy"]
+    match = re.search(r"<div class=\"passkey\" hidden data-passkey-enrol(.*?)>", enrol.text, re.S)
+    assert match, enrol.text
+    box = {k: unescape(v) for k, v in re.findall(r'data-([a-z-]+)="([^"]*)"', match.group(1))}
+    options = await browser.post(
+        box["options-url"], data={box["csrf-field"]: box["csrf"], "flow_token": box["flow-token"]}
+    )
+    assert options.status_code == 200, options.text
+    key = SoftAuthenticator()
+    credential = key.create(options.json()["publicKey"], ORIGIN)
+    done = await browser.post(
+        box["action"],
+        data={
+            box["csrf-field"]: box["csrf"],
+            "flow_token": box["flow-token"],
+            "credential": json.dumps(credential),
+        },
+    )
+    assert done.status_code == 200, done.text
+    assert done.text.count("<li><code>") == 10  # the recovery codes, once
+    assert any(
+        c.startswith(f"oneauth_session_{app.app_id}=obs_")
+        for c in done.headers.get_list("set-cookie")
+    )
+    # The enrolment flow is spent.
+    again = await browser.post(
+        box["options-url"], data={box["csrf-field"]: box["csrf"], "flow_token": box["flow-token"]}
+    )
+    assert again.status_code == 400
