@@ -42,6 +42,7 @@ PAGE_MODULES = frozenset(
     {
         "oneauth.web.pages",
         "oneauth.web.recovery_pages",
+        "oneauth.web.passkey_pages",
         "oneauth.web.signin",
         "oneauth.web.registration",
         "oneauth.web.account",

@@ -16,6 +16,7 @@ from oneauth import logs, metrics, tracing
 from oneauth.api import mfa as mfa_api
 from oneauth.api import recovery as recovery_api
 from oneauth.api import views
+from oneauth.api import webauthn as webauthn_api
 from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
 from oneauth.db import roles
@@ -40,7 +41,7 @@ from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
 from oneauth.tokens.keystore import KeyStore
-from oneauth.web import recovery_pages, signin
+from oneauth.web import passkey_pages, recovery_pages, signin
 
 # Declared here, not in oneauth.metrics, which the database layer imports early.
 _metrics_view = operation(
@@ -58,11 +59,13 @@ def app_routes() -> list[BaseRoute]:
         *views.routes(),
         *mfa_api.routes(),
         *recovery_api.routes(),
+        *webauthn_api.routes(),
         *endpoints.routes(),
         *discovery.routes(),
         *oidc_provider.routes(),
         *recovery_pages.routes(),
         *signin.routes(),
+        *passkey_pages.routes(),
     ]
 
 

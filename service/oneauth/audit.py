@@ -41,7 +41,15 @@ _INSERT = (
 _INSERT_SYNC = _INSERT.split(" VALUES ")[0] + " VALUES (" + ",".join(["%s"] * 10) + ")"
 
 # Events that are security events whatever their details.
-SECURITY_EVENTS = frozenset({"token.refresh_reuse", "token.code_reuse", "keys.emergency_rotation"})
+SECURITY_EVENTS = frozenset(
+    {
+        "token.refresh_reuse",
+        "token.code_reuse",
+        "keys.emergency_rotation",
+        # A passkey's signature counter went backwards: a cloned authenticator.
+        "mfa.webauthn_counter_regression",
+    }
+)
 
 
 def is_security_event(event: str, outcome: Outcome, details: dict[str, Any] | None) -> bool:

@@ -266,3 +266,72 @@ class MfaFactors(msgspec.Struct):
     factors: list[MfaFactor]
     mfa: Literal["off", "optional", "required"]
     allowed: list[str]
+
+
+# -- passkeys (WebAuthn, issue 12) --------------------------------------------
+
+# The browser's JSON forms (WebAuthn L3 5.1.8 toJSON(), 5.1.9 parse*OptionsFromJSON):
+# members are base64url strings; the body limits of the bounded loader cap them.
+PublicKeyJson = Annotated[
+    dict[str, Any],
+    msgspec.Meta(description="WebAuthn JSON form (base64url members), as the browser speaks it"),
+]
+PasskeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class WebAuthnRegistrationStart(msgspec.Struct):
+    """``POST /v1/mfa/webauthn/registration/options``: with a Bearer token, or the
+    ``flow_token`` of a 403 ``mfa_enrollment_required``."""
+
+    flow_token: FlowToken | None = None
+
+
+class WebAuthnRegistration(msgspec.Struct):
+    """``POST /v1/mfa/webauthn/registration``: the new credential's ``toJSON()``
+    (and the enrolment ``flow_token`` when that authorized the options)."""
+
+    credential: PublicKeyJson
+    name: PasskeyName | None = None
+    flow_token: FlowToken | None = None
+
+
+class WebAuthnAuthenticationStart(msgspec.Struct):
+    """``POST /v1/mfa/webauthn/authentication/options``: a sign-in flow's token
+    (second factor), or none (discoverable passwordless: a flow is begun)."""
+
+    flow_token: Secret | None = None
+
+
+class WebAuthnCreationOptions(msgspec.Struct):
+    """``{"publicKey": PublicKeyCredentialCreationOptionsJSON}``."""
+
+    publicKey: PublicKeyJson  # the browser's member name
+
+
+class WebAuthnRequestOptions(msgspec.Struct):
+    """``{"publicKey": PublicKeyCredentialRequestOptionsJSON}``; ``flow_token`` when
+    this call began the flow (passwordless): send it with the assertion."""
+
+    publicKey: PublicKeyJson
+    flow_token: str | Unset = UNSET
+    expires_in: int | Unset = UNSET
+
+
+class WebAuthnFactor(msgspec.Struct):
+    """A registered passkey (a row of ``GET /v1/mfa`` too)."""
+
+    factor_id: Uuid
+    kind: Literal["webauthn"]
+    name: str
+    created_at: DateTime
+    last_used_at: DateTime | None
+    backup_eligible: bool
+    transports: list[str]
+
+
+class WebAuthnRegistered(WebAuthnFactor, kw_only=True):
+    """The stored passkey; ``recovery_codes`` when the set was created now (shown
+    once); ``tokens``: the sign-in an enrolment flow completed."""
+
+    recovery_codes: list[str] | Unset = UNSET
+    tokens: TokenSet | Unset = UNSET

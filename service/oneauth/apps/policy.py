@@ -72,6 +72,13 @@ class AppPolicy:
     remember_device: bool = False
     # How recent a sign-in must be (seconds) to change factors (/v1/mfa).
     mfa_change_max_age: int = 600
+    # Passkeys (issue 12, W2): whether a passkey used as a second factor must
+    # have verified the user (PIN, biometrics); passwordless passkey sign-in
+    # always requires it. The RP ID is the issuer's host unless the app has a
+    # host of its own (webauthn_origin) and names a registrable suffix of it.
+    webauthn_user_verification: str = "preferred"
+    webauthn_origin: str | None = None
+    webauthn_rp_id: str | None = None
 
     def audience_for(self, issuer: str) -> str:
         return self.audience or f"{issuer}/api"
@@ -121,6 +128,7 @@ def parse(settings: dict[str, Any]) -> AppPolicy:
     if "link_urls" in values:
         values["link_urls"] = parse_link_urls(values["link_urls"])
     _parse_mfa(values)
+    _parse_webauthn(values)
     policy = AppPolicy(**values)
     if policy.refresh_idle_ttl > policy.session_absolute_ttl:
         raise PolicyError("refresh_idle_ttl must not exceed session_absolute_ttl")
@@ -148,6 +156,69 @@ def _parse_mfa(values: dict[str, Any]) -> None:
             raise PolicyError(
                 "remember_device=true is not supported: every sign-in asks for the second factor"
             )
+
+
+def _parse_webauthn(values: dict[str, Any]) -> None:
+    """The passkey settings (W2). ``webauthn_rp_id`` must be the host of
+    ``webauthn_origin`` or a registrable suffix of it (WebAuthn L3 5.1.3: a
+    browser refuses any other); a bare public suffix (``com``) is refused."""
+    if values.get("webauthn_user_verification", "preferred") not in ("preferred", "required"):
+        raise PolicyError("webauthn_user_verification must be preferred or required")
+    origin = values.get("webauthn_origin")
+    rp_id = values.get("webauthn_rp_id")
+    if origin is not None:
+        if not isinstance(origin, str):
+            raise PolicyError("webauthn_origin must be a string")
+        values["webauthn_origin"] = origin = _webauthn_origin(origin)
+    if rp_id is None:
+        return
+    if not isinstance(rp_id, str):
+        raise PolicyError("webauthn_rp_id must be a string")
+    if origin is None:
+        raise PolicyError(
+            "webauthn_rp_id needs webauthn_origin (the app's own public origin, e.g."
+            " https://shop.example.com); without it the RP ID is the issuer's host"
+        )
+    host = urlsplit(origin).hostname or ""
+    rp_id = rp_id.strip().lower().rstrip(".")
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", rp_id):
+        raise PolicyError("webauthn_rp_id must be a domain name such as example.com (not an IP)")
+    if "." not in rp_id and rp_id != "localhost":
+        raise PolicyError("webauthn_rp_id must not be a top-level domain alone")
+    if host != rp_id and not host.endswith("." + rp_id):
+        raise PolicyError(
+            f"webauthn_rp_id {rp_id!r} must be {host!r} or a registrable suffix of it"
+            " (the host of webauthn_origin)"
+        )
+    values["webauthn_rp_id"] = rp_id
+
+
+def _webauthn_origin(value: str) -> str:
+    """``scheme://host[:port]`` as a browser writes it in clientDataJSON."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        raise PolicyError("webauthn_origin is not a valid URL") from None
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("https", "http") or not host or parts.username or parts.password:
+        raise PolicyError("webauthn_origin must be https://host[:port]")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise PolicyError("webauthn_origin is an origin: scheme://host[:port], no path")
+    if _is_ip(host):
+        raise PolicyError("webauthn_origin needs a domain name: WebAuthn refuses IP addresses")
+    if parts.scheme == "http" and host != "localhost" and not host.endswith(".localhost"):
+        raise PolicyError("webauthn_origin must use https (http only on localhost)")
+    default = {"https": 443, "http": 80}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 MAX_LINK_URLS = 20

@@ -49,6 +49,12 @@ MODELS: dict[str, Any] = {
     "user": api.User,
     "userinfo": oauth.UserInfo,
     "verification_required": api.VerificationRequired,
+    "webauthn_authentication_start": api.WebAuthnAuthenticationStart,
+    "webauthn_creation_options": api.WebAuthnCreationOptions,
+    "webauthn_registered": api.WebAuthnRegistered,
+    "webauthn_registration": api.WebAuthnRegistration,
+    "webauthn_registration_start": api.WebAuthnRegistrationStart,
+    "webauthn_request_options": api.WebAuthnRequestOptions,
 }
 
 

@@ -8,7 +8,7 @@ new module here plus one line below.
 from __future__ import annotations
 
 from oneauth.errors import ValidationFailed
-from oneauth.strategies import email_code, magic_link, password, recovery_code, totp
+from oneauth.strategies import email_code, magic_link, password, recovery_code, totp, webauthn
 from oneauth.strategies.base import Payload, Strategy, StrategyKind, Then
 
 __all__ = ["REGISTRY", "Payload", "Strategy", "StrategyKind", "Then", "get", "second_factors"]
@@ -21,6 +21,7 @@ REGISTRY: dict[str, Strategy] = {
         magic_link.STRATEGY,
         totp.STRATEGY,
         recovery_code.STRATEGY,
+        webauthn.STRATEGY,
     )
 }
 

@@ -50,6 +50,7 @@ from oneauth.oauth.authorize import (
 from oneauth.oauth.clients import Client
 from oneauth.oauth.models import AuthorizeQuery
 from oneauth.services import Services
+from oneauth.strategies import webauthn
 from oneauth.web import browser_session, csrf, signin
 from oneauth.web.browser_session import BrowserSession
 from oneauth.web.common import continue_url, error_page, expired, targets
@@ -239,6 +240,7 @@ def login_page(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    passkeys = webauthn.offered_on_hosted_pages(services.settings, app)  # issue 12
     return render(
         request,
         services,
@@ -253,11 +255,13 @@ def login_page(
             "passwordless": bool(getattr(policy_of(app), "passwordless", False)),
             # The "Create account" link (issue 12); invitation-only apps show none.
             "self_signup": policy_of(app).self_signup,
+            "passkeys": passkeys,
         },
         status=status,
         headers=headers,
         # The POST ends, two redirects later, at the client's redirect URI.
         form_targets=targets(authz.redirect_uri),
+        scripts=passkeys,
     )
 
 

@@ -112,17 +112,19 @@ def stylesheet(color: str, text_color: str) -> bytes:
     return (theme + _base_css()).encode()
 
 
-def content_security_policy(form_targets: Iterable[str] = ()) -> str:
+def content_security_policy(form_targets: Iterable[str] = (), *, scripts: bool = False) -> str:
     targets = " ".join(["'self'", *sorted(set(form_targets))])
+    # Pages with a passkey button load /assets/passkeys.js, which fetches its options.
+    script = "script-src 'self'; connect-src 'self'; " if scripts else ""
     return (
-        "default-src 'none'; style-src 'self'; img-src 'self' https:; "
+        f"default-src 'none'; {script}style-src 'self'; img-src 'self' https:; "
         f"form-action {targets}; frame-ancestors 'none'; base-uri 'none'"
     )
 
 
-def page_headers(form_targets: Iterable[str] = ()) -> dict[str, str]:
+def page_headers(form_targets: Iterable[str] = (), *, scripts: bool = False) -> dict[str, str]:
     return {
-        "content-security-policy": content_security_policy(form_targets),
+        "content-security-policy": content_security_policy(form_targets, scripts=scripts),
         "cache-control": "no-store",
         "pragma": "no-cache",
         "referrer-policy": "same-origin",
@@ -140,6 +142,7 @@ def render(
     status: int = 200,
     form_targets: Iterable[str] = (),
     headers: Mapping[str, str] | None = None,
+    scripts: bool = False,
 ) -> HTMLResponse:
     """A hosted page of ``app``: branding, a CSRF token, and the headers above."""
     settings = services.settings
@@ -157,7 +160,9 @@ def render(
     values.update(context or {})
     html = _ENV.get_template(template).render(values)
     response = HTMLResponse(
-        html, status_code=status, headers={**page_headers(form_targets), **(headers or {})}
+        html,
+        status_code=status,
+        headers={**page_headers(form_targets, scripts=scripts), **(headers or {})},
     )
     if new_seed is not None:
         set_cookie(response, settings, app.app_id, csrf.cookie_name(app.app_id), new_seed, None)

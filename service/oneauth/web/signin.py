@@ -42,7 +42,7 @@ from oneauth.http.requests import read_form, request_meta
 from oneauth.identity.users import User
 from oneauth.oauth.authorize import AuthorizationRequest
 from oneauth.services import Services
-from oneauth.strategies import Payload, get
+from oneauth.strategies import Payload, get, webauthn
 from oneauth.web import browser_session, csrf
 from oneauth.web.common import continue_url, error_page, expired, targets
 from oneauth.web.render import redirect, render
@@ -184,15 +184,18 @@ def factor_page(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    # "Use your passkey" (web/passkey_pages.py): its script, where passkeys work here.
+    passkeys = "webauthn" in factors and webauthn.offered_on_hosted_pages(services.settings, app)
     return render(
         request,
         services,
         app,
         "mfa.html",
-        {"flow_token": flow_token, "factors": factors, "error": error},
+        {"flow_token": flow_token, "factors": factors, "error": error, "passkeys": passkeys},
         status=status,
         headers=headers,
         form_targets=_form_targets(services, app, flow),
+        scripts=passkeys,
     )
 
 
@@ -216,10 +219,13 @@ def enrol_page(
 ) -> Response:
     """``started``: the TOTP enrolment to show; None where the app offers passkeys only
     (the passkey part, enrol_passkey.html, is the WebAuthn page's)."""
+    # "Use a passkey instead" (web/passkey_pages.py): its script, where passkeys work here.
+    passkeys = webauthn.offered_on_hosted_pages(services.settings, app)
     context: dict[str, Any] = {
         "flow_token": flow_token,
         "allowed": list(policy_of(app).mfa_factors),
         "error": error,
+        "passkeys": passkeys,
     }
     if started is not None:
         secret = started.secret
@@ -228,7 +234,16 @@ def enrol_page(
             secret_groups=[secret[i : i + 4] for i in range(0, len(secret), 4)],
             qr_svg=_qr_svg(started.otpauth_uri),
         )
-    return render(request, services, app, "enrol.html", context, status=status, headers=headers)
+    return render(
+        request,
+        services,
+        app,
+        "enrol.html",
+        context,
+        status=status,
+        headers=headers,
+        scripts=passkeys,
+    )
 
 
 async def pending(
