@@ -12,9 +12,11 @@ assertion, so the document and the wire cannot drift unnoticed.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
+from html import unescape
 from typing import Any
 
 import httpx
@@ -25,13 +27,15 @@ import pytest
 from starlette.applications import Starlette
 
 from apiclient import PASSWORD, confidential_client
-from oidc._support import RP, exchange, register, sign_in
+from oidc._support import RP, authorize_params, exchange, form, pkce_pair, register, sign_in
+from oidc.test_oidc_passkeys import ORIGIN, passkey_box
 from oneauth.apps.models import AppRecord
 from oneauth.http.openapi import document, schema_components
 from oneauth.mail.backends import MemoryBackend
 from oneauth.services import Services
 from oneauth.settings import Settings
 from recovery.conftest import code_in, text_of
+from softauthn import SoftAuthenticator
 
 JSON_TYPES = ("application/json", "application/jwk-set+json")
 
@@ -251,6 +255,95 @@ async def walk(
         headers=strong,
     )
     await call("POST", "/apps/{app_id}/v1/mfa/recovery-codes", 200, json={}, headers=strong)
+    # A passkey for that user (a sign-in that used the factor may add one), then the
+    # options of a passwordless passkey sign-in.
+    options = await call(
+        "POST", "/apps/{app_id}/v1/mfa/webauthn/registration/options", 200, json={}, headers=strong
+    )
+    credential = SoftAuthenticator().create(options.json()["publicKey"], ORIGIN)
+    await call(
+        "POST",
+        "/apps/{app_id}/v1/mfa/webauthn/registration",
+        201,
+        json={"credential": credential},
+        headers=strong,
+    )
+    await call("POST", "/apps/{app_id}/v1/mfa/webauthn/authentication/options", 200, json={})
+
+
+async def walk_passkey_pages(
+    contract: Contract,
+    service: Starlette,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    provision: Callable[..., AppRecord],
+) -> None:
+    """The hosted pages' JSON answers: passkey sign-in options on the login page,
+    registration on the account page, and passkey enrolment where MFA is required."""
+
+    async def browser() -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=service)
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    def check(path: str, app: AppRecord, response: httpx.Response, expect: int) -> None:
+        assert response.status_code == expect, (path, response.text)
+        contract.check("POST", path, response)
+
+    app = provision()
+    client_id, _ = register(settings, app)
+    email = f"pk-{secrets.token_hex(4)}@example.com"
+    made = await http.post(
+        f"/apps/{app.app_id}/v1/signup", json={"email": email, "password": PASSWORD}
+    )
+    assert made.status_code == 201, made.text
+    async with await browser() as b:
+        _, challenge = pkce_pair()
+        page = await b.get(
+            f"/apps/{app.app_id}/oauth/authorize", params=authorize_params(client_id, challenge)
+        )
+        box = passkey_box(page.text)
+        csrf = {box["csrf-field"]: box["csrf"]}
+        options = await b.post(
+            box["options-url"], data={**csrf, "flow": box["flow"], "flow_token": ""}
+        )
+        check("/apps/{app_id}/passkey/options", app, options, 200)
+        signed = await b.post(
+            f"/apps/{app.app_id}/login",
+            data={**csrf, "flow": box["flow"], "email": email, "password": PASSWORD},
+        )
+        assert signed.status_code == 303, signed.text
+        header = {"x-csrf-token": box["csrf"]}
+        options = await b.post(f"/apps/{app.app_id}/account/passkeys/options", headers=header)
+        check("/apps/{app_id}/account/passkeys/options", app, options, 200)
+        credential = SoftAuthenticator().create(options.json()["publicKey"], ORIGIN)
+        stored = await b.post(
+            f"/apps/{app.app_id}/account/passkeys", json={"credential": credential}, headers=header
+        )
+        check("/apps/{app_id}/account/passkeys", app, stored, 201)
+
+    only = provision(app_settings={"mfa": "required", "mfa_factors": ["webauthn", "recovery_code"]})
+    client_id, _ = register(settings, only)
+    await http.post(f"/apps/{only.app_id}/v1/signup", json={"email": email, "password": PASSWORD})
+    async with await browser() as b:
+        _, challenge = pkce_pair()
+        page = await b.get(
+            f"/apps/{only.app_id}/oauth/authorize", params=authorize_params(client_id, challenge)
+        )
+        login = form(page.text)
+        enrol = await b.post(
+            login.action, data={**login.fields, "email": email, "password": PASSWORD}
+        )
+        assert enrol.status_code == 200, enrol.text
+        found = re.search(
+            r"<div class=\"passkey\" hidden data-passkey-enrol(.*?)>", enrol.text, re.S
+        )
+        assert found, enrol.text
+        box = {k: unescape(v) for k, v in re.findall(r'data-([a-z-]+)="([^"]*)"', found.group(1))}
+        options = await b.post(
+            box["options-url"],
+            data={box["csrf-field"]: box["csrf"], "flow_token": box["flow-token"]},
+        )
+        check("/apps/{app_id}/passkey/enrol/options", only, options, 200)
 
 
 @pytest.fixture
@@ -272,6 +365,7 @@ async def test_every_json_answer_matches_its_declared_model(
     doc = document(service.routes)
     contract = Contract(doc)
     await walk(contract, client, browser, services, settings, provision, mailbox)
+    await walk_passkey_pages(contract, service, client, settings, provision)
     missing = json_answers(doc) - contract.seen
     assert not missing, f"JSON answers in /openapi.json that no step reaches: {sorted(missing)}"
 
