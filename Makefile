@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
 WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"
 
-.PHONY: help install run test lint format schemas migrate provision-app stop-db bench clean
+.PHONY: help install run test lint format schemas migrate provision-app stop-db bench bench-mfa clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,9 @@ bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1]
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 2; }
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m ops.bench --out bench $(if $(QUICK),--quick)
+
+bench-mfa: $(STAMP) ## password sign-in beside password+TOTP sign-in (writes bench/mfa_login.json)
+	$(BIN)/python -m ops.bench.mfa_login --out bench/mfa_login.json $(if $(QUICK),--users 600 --duration 4 --reps 1)
 
 clean: ## remove the virtualenv and caches (keeps .data/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
