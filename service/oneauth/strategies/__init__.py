@@ -8,7 +8,7 @@ new module here plus one line below.
 from __future__ import annotations
 
 from oneauth.errors import ValidationFailed
-from oneauth.strategies import email_code, magic_link, password, recovery_code, totp, webauthn
+from oneauth.strategies import mailed, password, recovery_code, totp, webauthn
 from oneauth.strategies.base import Payload, Strategy, StrategyKind, Then
 
 __all__ = ["REGISTRY", "Payload", "Strategy", "StrategyKind", "Then", "get", "second_factors"]
@@ -17,8 +17,8 @@ REGISTRY: dict[str, Strategy] = {
     s.name: s
     for s in (
         password.STRATEGY,
-        email_code.STRATEGY,
-        magic_link.STRATEGY,
+        mailed.EMAIL_CODE,
+        mailed.MAGIC_LINK,
         totp.STRATEGY,
         recovery_code.STRATEGY,
         webauthn.STRATEGY,
