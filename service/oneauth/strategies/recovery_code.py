@@ -22,15 +22,17 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
 
+import asyncpg
+
 from oneauth import audit
 from oneauth.apps.models import AppRecord
-from oneauth.errors import InvalidCode, TooManyRequests
 from oneauth.flows import engine
 from oneauth.flows.mailing import Mailer
-from oneauth.identity import factors, throttle
-from oneauth.identity import users as users_repo
+from oneauth.identity import factors
+from oneauth.identity.users import User
 from oneauth.mail import outbox
 from oneauth.services import Services
+from oneauth.strategies import codes
 from oneauth.strategies.base import Payload, StrategyKind, Then
 
 T = TypeVar("T")
@@ -94,64 +96,44 @@ class RecoveryCodeStrategy:
         then: Then[T],
     ) -> T:
         """``payload``: ``code``, one unused recovery code of the flow's user."""
-        user_id = flow.user_id
-        assert user_id is not None
         code = normalize(payload.get("code"))
-        names = throttle.Names(services.settings.master_key, app.app_id)
-        done: tuple[T] | None = None
-        refused: throttle.FactorReservation | None = None
-        async with services.router.enter(app) as conn:
-            reservation = await throttle.reserve_second_factor(conn, names, str(user_id))
-            if not reservation.allowed:
-                refused = reservation
-            else:
-                left = None
-                if code is not None:
-                    digest = code_hash(services.settings.master_key, app.app_id, user_id, code)
-                    left = await factors.use_recovery_code(conn, user_id, digest)
-                user = await users_repo.by_id(conn, user_id) if left is not None else None
-                if left is not None and user is not None:
-                    await throttle.second_factor_succeeded(conn, reservation)
-                    done = (await then(conn, user, list(self.amr)),)
-                    await audit.record(
-                        conn,
-                        "mfa.recovery_code_used",
-                        "success",
-                        meta,
-                        actor_type="user",
-                        actor_id=user.sub,
-                        target_type="user",
-                        target_id=user.sub,
-                        details={"codes_left": left},
-                    )
-                    m = Mailer(services, app)
-                    notice = m.draft(
-                        "mfa_recovery_code_used", user.email, context={"codes_left": left}
-                    )
-                    await outbox.queue(conn, app.app_id, user.email, notice)
-                else:
-                    await engine.count_attempt(conn, flow)
-            if done is None:
-                await audit.record(
-                    conn,
-                    "auth.mfa",
-                    "denied" if refused else "failure",
-                    meta,
-                    target_type="user",
-                    target_id=str(user_id),
-                    details={
-                        "factor": self.name,
-                        "reason": "throttled" if refused else "invalid_code",
-                    },
-                )
-        if refused is not None:
-            raise TooManyRequests(
-                "too many wrong codes; wait before trying again",
-                headers={"retry-after": str(refused.retry_after)},
+        key = services.settings.master_key
+
+        async def spend(conn: asyncpg.Connection, user_id: uuid.UUID) -> int | None:
+            if code is None:
+                return None
+            digest = code_hash(key, app.app_id, user_id, code)
+            return await factors.use_recovery_code(conn, user_id, digest)  # codes left
+
+        async def after(conn: asyncpg.Connection, user: User, left: int) -> None:
+            await audit.record(
+                conn,
+                "mfa.recovery_code_used",
+                "success",
+                meta,
+                actor_type="user",
+                actor_id=user.sub,
+                target_type="user",
+                target_id=user.sub,
+                details={"codes_left": left},
             )
-        if done is None:
-            raise InvalidCode("the recovery code is not right or was already used")
-        return done[0]
+            notice = Mailer(services, app).draft(
+                "mfa_recovery_code_used", user.email, context={"codes_left": left}
+            )
+            await outbox.queue(conn, app.app_id, user.email, notice)
+
+        return await codes.check(
+            services,
+            app,
+            flow,
+            meta,
+            then,
+            factor=self.name,
+            amr=self.amr,
+            spend=spend,
+            after=after,
+            wrong="the recovery code is not right or was already used",
+        )
 
 
 STRATEGY = RecoveryCodeStrategy()

@@ -25,13 +25,12 @@ import pyotp
 
 from oneauth import audit
 from oneauth.apps.models import AppRecord
-from oneauth.errors import InvalidCode, TooManyRequests
 from oneauth.flows import engine
-from oneauth.identity import factors, throttle
-from oneauth.identity import users as users_repo
+from oneauth.identity import factors
 from oneauth.identity.factors import Factor
 from oneauth.secretbox import SecretBox, SecretBoxError
 from oneauth.services import Services
+from oneauth.strategies import codes
 from oneauth.strategies.base import Payload, StrategyKind, Then
 
 T = TypeVar("T")
@@ -125,51 +124,29 @@ class TotpStrategy:
         then: Then[T],
     ) -> T:
         """``payload``: ``code`` (6 digits) for any confirmed TOTP factor of the flow's user."""
-        assert flow.user_id is not None
         code = clean(payload.get("code"))
-        names = throttle.Names(services.settings.master_key, app.app_id)
-        done: tuple[T] | None = None
-        refused: throttle.FactorReservation | None = None
-        async with services.router.enter(app) as conn:
-            reservation = await throttle.reserve_second_factor(conn, names, str(flow.user_id))
-            if not reservation.allowed:
-                refused = reservation
-            else:
-                ok = False
-                if code is not None:
-                    for factor in await factors.of_user(conn, flow.user_id, kind="totp"):
-                        if factor.confirmed and await check_code(
-                            conn, services.box, app.app_id, factor, code
-                        ):
-                            ok = True
-                            break
-                user = await users_repo.by_id(conn, flow.user_id) if ok else None
-                if ok and user is not None:
-                    await throttle.second_factor_succeeded(conn, reservation)
-                    done = (await then(conn, user, list(self.amr)),)
-                else:
-                    await engine.count_attempt(conn, flow)
-            if done is None:
-                await audit.record(
-                    conn,
-                    "auth.mfa",
-                    "denied" if refused else "failure",
-                    meta,
-                    target_type="user",
-                    target_id=str(flow.user_id),
-                    details={
-                        "factor": self.name,
-                        "reason": "throttled" if refused else "invalid_code",
-                    },
-                )
-        if refused is not None:
-            raise TooManyRequests(
-                "too many wrong codes; wait before trying again",
-                headers={"retry-after": str(refused.retry_after)},
-            )
-        if done is None:
-            raise InvalidCode("the code is not right, was already used, or expired")
-        return done[0]
+
+        async def spend(conn: asyncpg.Connection, user_id: uuid.UUID) -> bool | None:
+            if code is None:
+                return None
+            for factor in await factors.of_user(conn, user_id, kind="totp"):
+                if factor.confirmed and await check_code(
+                    conn, services.box, app.app_id, factor, code
+                ):
+                    return True
+            return None
+
+        return await codes.check(
+            services,
+            app,
+            flow,
+            meta,
+            then,
+            factor=self.name,
+            amr=self.amr,
+            spend=spend,
+            wrong="the code is not right, was already used, or expired",
+        )
 
 
 STRATEGY = TotpStrategy()
