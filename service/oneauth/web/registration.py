@@ -34,7 +34,7 @@ from oneauth.errors import (
     WeakPasswordError,
 )
 from oneauth.flows import engine, password
-from oneauth.http.contract import Operation, convert, operation
+from oneauth.http.contract import Operation, convert, lenient, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import request_meta
 from oneauth.identity.users import User
@@ -100,7 +100,8 @@ def register_page(
 async def show(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
-    authz = AuthorizationRequest.unseal(services.box, app.app_id, request.query_params.get("flow"))
+    sealed = lenient(request.query_params, FlowQuery)[0].flow  # as declared (issue 11)
+    authz = AuthorizationRequest.unseal(services.box, app.app_id, sealed)
     if authz is None:
         return expired(request, services, app)
     try:
