@@ -142,13 +142,6 @@ REGISTER = """async ([issuer, token]) => {
     issuer + "/v1/mfa/webauthn/registration", init, "Chromium");
 }"""
 
-ACCOUNT_REGISTER = """async (issuer) => {
-  const csrf = document.querySelector("[data-passkey-signin]").dataset.csrf;
-  return await window.oneauthPasskeys.register(
-    issuer + "/account/passkeys/options", issuer + "/account/passkeys",
-    {headers: {"x-csrf-token": csrf}}, "Forum laptop");
-}"""
-
 SECOND_FACTOR = """async ([issuer, email, password]) => {
   const post = (path, body) => fetch(issuer + path, {method: "POST",
     headers: {"content-type": "application/json"}, body: JSON.stringify(body)});
@@ -233,11 +226,15 @@ def test_passkeys_in_chromium_with_a_virtual_authenticator(
                 page.get_by_role("button", name="Sign in", exact=True).click()
                 expect(page).to_have_url(re.compile(re.escape(RP)))
                 assert forum.tokens(callbacks[-1], verifier)["access_token"]
-                # Signed in at the forum (browser session): its account endpoints
-                # register a passkey of the forum's own (what the Security page calls).
-                page.goto(forum.authorize_url(prompt="login")[0])
-                factor = page.evaluate(ACCOUNT_REGISTER, forum.issuer)
-                assert factor["kind"] == "webauthn", factor
+                # Signed in at the forum (browser session): its Security page adds a
+                # passkey of the forum's own ("Add a passkey").
+                page.goto(f"{forum.issuer}/account")
+                expect(page).to_have_title("Security · Passkey Forum")
+                page.get_by_label("Name (optional)").fill("Forum laptop")
+                page.get_by_role("button", name="Add a passkey", exact=True).click()
+                expect(page).to_have_url(re.compile(r"/account\?done=passkey_added$"))
+                expect(page.get_by_role("status")).to_have_text("Passkey added.")
+                expect(page.locator(".items").first).to_contain_text("Forum laptop")
                 stored = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
                 assert len(stored["credentials"]) == 2
                 # Keep one discoverable credential for the steps below (no account chooser).

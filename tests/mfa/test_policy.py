@@ -253,6 +253,37 @@ async def test_pre_mfa_session_refreshes_but_cannot_change_factors(
     _ = secret
 
 
+async def test_a_one_factor_session_cannot_move_the_address_of_a_user_with_a_factor(
+    client: httpx.AsyncClient,
+    services: Services,
+    provision: Callable[..., AppRecord],
+) -> None:
+    """An address change is the way to a password reset: once the user has a second
+    factor, a session that did not use it (here the sign-up's, from before the
+    factor) may not make it, even with the password; a sign-in with it may."""
+    app = provision()
+    email = unique_email()
+    tokens = await signup(client, app, email)
+    secret, _, _ = await enrol_totp(client, app, tokens["access_token"])
+    body = {"new_email": unique_email("moved"), "password": PASSWORD}
+    r = await client.post(
+        f"/apps/{app.app_id}/v1/email/change", json=body, headers=bearer(tokens["access_token"])
+    )
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "insufficient_user_authentication"
+    assert 'acr_values="urn:oneauth:acr:mfa"' in r.headers["www-authenticate"]
+    async with services.router.enter(app) as conn:
+        assert (
+            await conn.fetchval("SELECT count(*) FROM outbox WHERE kind LIKE 'change_email%'") == 0
+        )
+    await forget_last_step(services, app)
+    strong = await mfa_login(client, app, email, secret)
+    r = await client.post(
+        f"/apps/{app.app_id}/v1/email/change", json=body, headers=bearer(strong["access_token"])
+    )
+    assert r.status_code == 202, r.text
+
+
 async def test_factor_changes_need_a_recent_sign_in(
     client: httpx.AsyncClient, services: Services, provision: Callable[..., AppRecord]
 ) -> None:

@@ -7,6 +7,7 @@ redeemed with ``token`` alone; codes with ``flow_token`` + ``code``.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import msgspec
@@ -26,11 +27,12 @@ from oneauth.api.models import (
     TokenSet,
 )
 from oneauth.errors import ValidationFailed
-from oneauth.flows import email_change, passwordless, recovery, verification
+from oneauth.flows import email_change, mfa, passwordless, recovery, verification
 from oneauth.flows.common import authenticate_bearer
 from oneauth.http.contract import Operation, json_body, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import bearer_token, request_meta
+from oneauth.identity import factors
 from oneauth.services import Services
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -139,6 +141,10 @@ async def email_change_request(request: Request) -> Response:
     data = await json_body(request, EmailChange)
     async with services.router.enter(app) as conn:
         caller = await authenticate_bearer(services, app, conn, bearer_token(request))
+        items = await factors.of_user(conn, uuid.UUID(caller.claims.sub))
+    refused = mfa.second_factor_refusal(app, caller.claims.amr, items)
+    if refused is not None:
+        raise refused
     body = await email_change.request(
         services,
         app,

@@ -50,6 +50,7 @@ from oneauth.mail import outbox
 from oneauth.services import Services
 from oneauth.strategies import recovery_code, totp
 from oneauth.tokens.issue import ACR_MFA
+from oneauth.web import browser_session
 
 FACTOR_KINDS = ("totp", "webauthn")  # the kinds that are a factor on their own
 ENROL: tuple[engine.Kind, ...] = ("enrol",)
@@ -64,6 +65,8 @@ class Actor:
     user: User
     flow: engine.Flow | None = None
     flow_token: str | None = None
+    # The account page's browser session: a factor it adds counts for it (add_proof).
+    browser_session_id: uuid.UUID | None = None
 
 
 def has_factor(items: list[Factor]) -> bool:
@@ -133,7 +136,18 @@ def change_refusal(
     policy = policy_of(app)
     if auth_time is None or time.time() - auth_time > policy.mfa_change_max_age:
         return _challenge(app, "this change needs a recent sign-in", mfa=False)
-    if policy.mfa != "off" and has_factor(items) and "mfa" not in amr:
+    return second_factor_refusal(app, amr, items)
+
+
+def second_factor_refusal(
+    app: AppRecord, amr: Collection[str], items: list[Factor]
+) -> InsufficientUserAuthentication | None:
+    """Why a sign-in with ``amr`` may not make an account change (None: it may): the
+    user has a second factor, the app asks for it, and this sign-in did not use it.
+    Factor changes (``change_refusal``) and the sign-in address change (the way to
+    a password reset) both apply it, so a one-factor session from before the user
+    enrolled cannot move the account's recovery elsewhere (M5)."""
+    if policy_of(app).mfa != "off" and has_factor(items) and "mfa" not in amr:
         return _challenge(app, "this change needs a sign-in with your second factor", mfa=True)
     return None
 
@@ -178,13 +192,21 @@ async def totp_begin(
     flow_token: str | None = None,
     binding: str | None = None,
     name: str | None = None,
+    user: User | None = None,
 ) -> TotpStarted:
-    """A new unconfirmed TOTP factor: its seed (shown once) and otpauth URI."""
+    """A new unconfirmed TOTP factor: its seed (shown once) and otpauth URI.
+
+    ``user``: the hosted account page's user (its browser session, whose recency
+    that page checks with ``change_refusal``), instead of a Bearer token or flow."""
     if "totp" not in policy_of(app).mfa_factors:
         raise ValidationFailed("this app does not offer TOTP", extra={"field": "factor"})
     async with services.router.enter(app) as conn:
-        who = await actor(
-            services, app, conn, bearer=bearer, flow_token=flow_token, binding=binding
+        who = (
+            Actor(user)
+            if user
+            else await actor(
+                services, app, conn, bearer=bearer, flow_token=flow_token, binding=binding
+            )
         )
         factor_id = uuid.uuid4()
         secret = totp.new_secret()
@@ -205,14 +227,22 @@ async def totp_pending(
     services: Services,
     app: AppRecord,
     *,
-    flow_token: str,
-    binding: str,
+    flow_token: str | None,
+    binding: str | None,
     factor_id: uuid.UUID,
+    user: User | None = None,
 ) -> TotpStarted:
-    """The enrolment an enrolment flow started and has not confirmed yet, shown again
-    (the hosted page after a wrong code: the user has already scanned the QR code)."""
+    """The enrolment an enrolment flow (or the account page's ``user``) started and
+    has not confirmed yet, shown again (the hosted page after a wrong code: the user
+    has already scanned the QR code)."""
     async with services.router.enter(app) as conn:
-        who = await actor(services, app, conn, bearer=None, flow_token=flow_token, binding=binding)
+        who = (
+            Actor(user)
+            if user
+            else await actor(
+                services, app, conn, bearer=None, flow_token=flow_token, binding=binding
+            )
+        )
         factor = await factors.get(conn, who.user.id, factor_id)
     secret = None
     if factor is not None and factor.kind == "totp" and not factor.confirmed:
@@ -241,17 +271,25 @@ async def totp_confirm(
     flow_token: str | None = None,
     binding: str | None = None,
     browser: Request | None = None,
+    user: User | None = None,
+    browser_session_id: uuid.UUID | None = None,
 ) -> TotpConfirmed:
     """Activate a TOTP factor with one valid code; with an enrolment flow, complete
-    its sign-in (``browser``: a hosted page's browser session, else tokens)."""
+    its sign-in (``browser``: a hosted page's browser session, else tokens).
+    ``user``: the account page's user, as in ``totp_begin``, and
+    ``browser_session_id`` its session, which the code proves the factor for."""
     names = throttle.Names(services.settings.master_key, app.app_id)
     cleaned = totp.clean(code)
     result: TotpConfirmed | None = None
     refused: throttle.FactorReservation | None = None
     pending: engine.Pending | None = None
     async with services.router.enter(app) as conn:
-        who = await actor(
-            services, app, conn, bearer=bearer, flow_token=flow_token, binding=binding
+        who = (
+            Actor(user, browser_session_id=browser_session_id)
+            if user
+            else await actor(
+                services, app, conn, bearer=bearer, flow_token=flow_token, binding=binding
+            )
         )
         user = who.user
         reservation = await throttle.reserve_second_factor(conn, names, user.sub)
@@ -274,6 +312,8 @@ async def totp_confirm(
                 )
                 await factors.replace_recovery_codes(conn, user.id, hashes)
             await _audit(conn, meta, "mfa.totp_confirmed", user, factor_id=str(factor_id))
+            if who.browser_session_id is not None:
+                await browser_session.add_proof(conn, who.browser_session_id, ["otp"])
             issued = None
             if who.flow is not None:
                 flow = await engine.satisfy(conn, who.flow, "totp", ["otp"], user.id)
@@ -320,11 +360,17 @@ async def totp_confirm(
 
 
 async def regenerate_recovery_codes(
-    services: Services, app: AppRecord, meta: audit.RequestMeta, *, bearer: str | None
+    services: Services,
+    app: AppRecord,
+    meta: audit.RequestMeta,
+    *,
+    bearer: str | None,
+    user: User | None = None,
 ) -> list[str]:
-    """A new set of ten codes; every code of the old set stops working."""
+    """A new set of ten codes; every code of the old set stops working.
+    ``user``: the account page's user, as in ``totp_begin``."""
     async with services.router.enter(app) as conn:
-        who = await actor(services, app, conn, bearer=bearer)
+        who = Actor(user) if user else await actor(services, app, conn, bearer=bearer)
         if not has_factor(await factors.of_user(conn, who.user.id)):
             raise Conflict("recovery codes back up a second factor: enrol TOTP or a passkey first")
         codes = recovery_code.new_codes()

@@ -80,7 +80,7 @@ def by_browser_session(app: AppRecord, request: Request) -> Authorize:
             raise InsufficientUserAuthentication(
                 "sign in with your second factor to add another passkey"
             )
-        return mfa.Actor(user)
+        return mfa.Actor(user, browser_session_id=session.id)
 
     return authorize
 
@@ -141,9 +141,11 @@ async def register(
                 )
                 await factors.replace_recovery_codes(conn, user.id, hashes)
             issued = None
+            # Registering with user presence (and verification) proves the key.
+            amr = webauthn.amr_of(stored, user_verified=stored.user_verified)
+            if who.browser_session_id is not None:
+                await browser_session.add_proof(conn, who.browser_session_id, amr)
             if who.flow is not None:
-                # Registering with user presence (and verification) proves the key.
-                amr = webauthn.amr_of(stored, user_verified=stored.user_verified)
                 flow = await engine.satisfy(conn, who.flow, webauthn.NAME, amr, user.id)
                 outcome = await engine.complete(
                     services,

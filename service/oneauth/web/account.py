@@ -5,6 +5,14 @@
     POST /account/consents/{client_id}/withdraw     withdraw a consent
     POST /account/factors/{factor_id}/rename        rename a second factor
     POST /account/factors/{factor_id}/remove        remove one (mails the user)
+    POST /account/totp                              add an authenticator app: QR code
+    POST /account/totp/confirm                      activate it with one code
+    POST /account/recovery-codes                    a new set of recovery codes, shown once
+    POST /account/reauth                            sign in again (the passkey button's
+                                                    way back when its sign-in is too old)
+
+"Add a passkey" is the WebAuthn page's (web/passkey_pages.py, /account/passkeys),
+driven by /assets/passkeys.js from templates/account_passkey.html.
 
 For the user of this app's browser session only (the cookie is the app's, its row
 in the app's schema): without one, the page sends the browser through the hosted
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -29,7 +38,15 @@ from oneauth.account import service as account
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.audit import RequestMeta
-from oneauth.errors import ApiError, NotFound, ValidationFailed
+from oneauth.errors import (
+    ApiError,
+    Conflict,
+    FlowExpired,
+    InvalidCode,
+    NotFound,
+    TooManyRequests,
+    ValidationFailed,
+)
 from oneauth.flows import engine, mfa
 from oneauth.http.contract import Operation, convert, operation
 from oneauth.http.gate import current_app
@@ -39,11 +56,13 @@ from oneauth.identity import users as users_repo
 from oneauth.identity.users import User
 from oneauth.oauth.authorize import account_request
 from oneauth.services import Services
+from oneauth.strategies import webauthn
 from oneauth.web import browser_session, csrf
 from oneauth.web.browser_session import BrowserSession
 from oneauth.web.common import continue_url, error_page
 from oneauth.web.models import AccountForm
 from oneauth.web.render import redirect, render
+from oneauth.web.signin import qr_svg
 
 # ?done=<key> -> the notice shown; only these texts can appear.
 NOTICES = {
@@ -53,6 +72,12 @@ NOTICES = {
     "factor_removed": "Second factor removed. We sent you an email about it.",
     "bad_name": "Give it a name of 1 to 100 characters.",
     "nothing": "Nothing changed: it was already gone.",
+    "totp_added": "Authenticator app added.",
+    "passkey_added": "Passkey added.",
+    "no_factor": "Recovery codes back up a second factor: add an authenticator app or a"
+    " passkey first.",
+    "totp_unavailable": "This app does not offer authenticator apps.",
+    "totp_expired": "That setup has expired. Start again.",
 }
 
 
@@ -126,6 +151,9 @@ async def page(request: Request) -> Response:
     listed, _ = await mfa.list_factors(services, app, bearer=None, user=user)
     factors = [_factor_row(item) for item in listed]
     notice = NOTICES.get(request.query_params.get("done", ""))
+    allowed = policy_of(app).mfa_factors
+    # "Add a passkey" (account_passkey.html): its script, where passkeys work here.
+    passkeys = webauthn.offered_on_hosted_pages(services.settings, app)
     return render(
         request,
         services,
@@ -137,7 +165,12 @@ async def page(request: Request) -> Response:
             "consents": consents,
             "factors": factors,
             "notice": notice,
+            "totp": "totp" in allowed,
+            "passkeys": passkeys,
+            # Regenerating needs a factor to back up (flows.mfa.regenerate_recovery_codes).
+            "recovery": any(item.factor.kind == "recovery_codes" for item in listed),
         },
+        scripts=passkeys,
     )
 
 
@@ -276,10 +309,23 @@ FactorAct = Callable[
 ]
 
 
-async def _factor_change(request: Request, act: FactorAct) -> Response:
-    """A change of the user's factors. It needs a recent sign-in, with the second factor
-    if the user has one (the API's rule, ``flows.mfa.change_refusal``); else the browser
-    signs in again and comes back to the page, where the user retries."""
+@dataclass(frozen=True, slots=True)
+class Changer:
+    """What a change of the user's factors runs with: the app, the checked form, the
+    request's audit metadata and the browser session's user."""
+
+    services: Services
+    app: AppRecord
+    form: AccountForm
+    meta: RequestMeta
+    user: User
+    session: BrowserSession
+
+
+async def _recent(request: Request) -> Changer | Response:
+    """The caller of a change of the user's factors. It needs a recent sign-in, with
+    the second factor if the user has one (the API's rule, ``flows.mfa.change_refusal``);
+    else the browser signs in again and comes back to the page, where the user retries."""
     app = current_app(request)
     services = Services.of(request)
     form = await _checked_form(request, services, app)
@@ -299,6 +345,15 @@ async def _factor_change(request: Request, act: FactorAct) -> Response:
             return await sign_in_first(
                 request, services, app, conn, fresh=True, hint=user.email, mfa=second
             )
+    return Changer(services, app, form, meta, user, session)
+
+
+async def _factor_change(request: Request, act: FactorAct) -> Response:
+    """A change of one factor (rename, remove), after ``_recent``."""
+    who = await _recent(request)
+    if isinstance(who, Response):
+        return who
+    services, app, meta, user, form = who.services, who.app, who.meta, who.user, who.form
     target = _uuid(request.path_params["factor_id"])
     if target is None:
         return redirect(account_url(services, app, "nothing"), 303)
@@ -371,6 +426,168 @@ async def remove_factor(request: Request) -> Response:
     return await _factor_change(request, act)
 
 
+def _totp_page(
+    request: Request,
+    who: Changer,
+    started: mfa.TotpStarted,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    secret = started.secret
+    return render(
+        request,
+        who.services,
+        who.app,
+        "account_totp.html",
+        {
+            "factor_id": str(started.factor_id),
+            "secret_groups": [secret[i : i + 4] for i in range(0, len(secret), 4)],
+            "qr_svg": qr_svg(started.otpauth_uri),
+            "error": error,
+            "account_url": account_url(who.services, who.app),
+        },
+        status=status,
+        headers=headers,
+    )
+
+
+@operation(
+    Operation(
+        "Hosted page: add an authenticator app (needs a recent sign-in; shows its QR code)",
+        form=AccountForm,
+        responses={200: str, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
+async def add_totp(request: Request) -> Response:
+    who = await _recent(request)
+    if isinstance(who, Response):
+        return who
+    name = (who.form.name or "").strip() or None
+    try:
+        # The same call as POST /v1/mfa/totp.
+        started = await mfa.totp_begin(
+            who.services, who.app, who.meta, bearer=None, name=name, user=who.user
+        )
+    except ValidationFailed:
+        return redirect(account_url(who.services, who.app, "totp_unavailable"), 303)
+    return _totp_page(request, who, started)
+
+
+@operation(
+    Operation(
+        "Hosted page: activate the authenticator app with one code (recovery codes shown"
+        " once when first made)",
+        form=AccountForm,
+        responses={200: str, 303: None},
+        errors=(400, 403, 429),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
+async def confirm_totp(request: Request) -> Response:
+    who = await _recent(request)
+    if isinstance(who, Response):
+        return who
+    services, app = who.services, who.app
+    factor_id = _uuid(who.form.factor_id or "")
+    if factor_id is None:
+        return redirect(account_url(services, app, "totp_expired"), 303)
+    try:
+        # The same call as POST /v1/mfa/totp/confirm.
+        done = await mfa.totp_confirm(
+            services,
+            app,
+            who.meta,
+            factor_id=factor_id,
+            code=who.form.code or "",
+            bearer=None,
+            user=who.user,
+            browser_session_id=who.session.id,
+        )
+    except (InvalidCode, TooManyRequests) as exc:
+        try:
+            started = await mfa.totp_pending(
+                services, app, flow_token=None, binding=None, factor_id=factor_id, user=who.user
+            )
+        except FlowExpired:
+            return redirect(account_url(services, app, "totp_expired"), 303)
+        return _totp_page(
+            request, who, started, error=exc.detail, status=exc.status, headers=exc.headers
+        )
+    if done.recovery_codes:
+        return _codes_page(request, who, done.recovery_codes, added=True)
+    return redirect(account_url(services, app, "totp_added"), 303)
+
+
+def _codes_page(request: Request, who: Changer, codes: list[str], *, added: bool) -> Response:
+    return render(
+        request,
+        who.services,
+        who.app,
+        "codes.html",
+        {
+            "codes": codes,
+            "added": added,
+            "regenerated": not added,
+            "next_url": account_url(who.services, who.app, "totp_added" if added else None),
+        },
+    )
+
+
+@operation(
+    Operation(
+        "Hosted page: a new set of recovery codes, shown once; the old set stops working"
+        " (needs a recent sign-in)",
+        form=AccountForm,
+        responses={200: str, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
+async def regenerate_codes(request: Request) -> Response:
+    who = await _recent(request)
+    if isinstance(who, Response):
+        return who
+    try:
+        # The same call as POST /v1/mfa/recovery-codes.
+        codes = await mfa.regenerate_recovery_codes(
+            who.services, who.app, who.meta, bearer=None, user=who.user
+        )
+    except Conflict:
+        return redirect(account_url(who.services, who.app, "no_factor"), 303)
+    return _codes_page(request, who, codes, added=False)
+
+
+@operation(
+    Operation(
+        "Hosted page: sign in again, then come back to the account page",
+        form=AccountForm,
+        responses={303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
+async def reauth(request: Request) -> Response:
+    """Where the passkey button goes when the server wants a fresher sign-in (its
+    options answer 403 insufficient_user_authentication): ``_recent`` sends the
+    browser to sign in (with the second factor, if the user has one), else back."""
+    who = await _recent(request)
+    if isinstance(who, Response):
+        return who
+    return redirect(account_url(who.services, who.app), 303)
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/account", page, methods=["GET"]),
@@ -378,4 +595,8 @@ def routes() -> list[BaseRoute]:
         Route("/account/consents/{client_id}/withdraw", withdraw_consent, methods=["POST"]),
         Route("/account/factors/{factor_id}/rename", rename_factor, methods=["POST"]),
         Route("/account/factors/{factor_id}/remove", remove_factor, methods=["POST"]),
+        Route("/account/totp", add_totp, methods=["POST"]),
+        Route("/account/totp/confirm", confirm_totp, methods=["POST"]),
+        Route("/account/recovery-codes", regenerate_codes, methods=["POST"]),
+        Route("/account/reauth", reauth, methods=["POST"]),
     ]

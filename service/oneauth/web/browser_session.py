@@ -165,6 +165,20 @@ async def create(
     )
 
 
+async def add_proof(conn: asyncpg.Connection, session_id: uuid.UUID, amr: list[str]) -> None:
+    """The browser session has just proven one more factor: a second factor added on
+    the account page, where the change itself needed a recent sign-in (with the
+    factor the user already had). Registering a passkey or confirming a TOTP code is
+    a proof of that factor, so the session now counts as a two-factor sign-in (as
+    the enrolment flow's sign-in does) and the page does not ask for it at once."""
+    await conn.execute(
+        "UPDATE browser_sessions SET amr = ARRAY(SELECT DISTINCT a FROM unnest(amr || $2) a"
+        " ORDER BY a) WHERE id = $1 AND revoked_at IS NULL",
+        session_id,
+        [*amr, "mfa"],
+    )
+
+
 async def end(conn: asyncpg.Connection, session_id: uuid.UUID, *, reason: str) -> int:
     """End a browser session and every token session (refresh family) started from it.
 

@@ -98,3 +98,6 @@ class AccountForm(CsrfForm, kw_only=True):
     """POST /account/...: every change on the account page carries the CSRF token."""
 
     name: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    # Activating an authenticator app (POST /account/totp/confirm).
+    factor_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    code: Annotated[str, msgspec.Meta(max_length=32)] | None = None

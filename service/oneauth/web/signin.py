@@ -199,7 +199,7 @@ def factor_page(
     )
 
 
-def _qr_svg(uri: str) -> Markup:
+def qr_svg(uri: str) -> Markup:
     # segno writes plain SVG elements and attributes (no style, no script): the
     # page's CSP (no inline style) holds. The URI is the only input.
     svg = segno.make(uri, error="m").svg_inline(scale=4, title="QR code for your authenticator app")
@@ -232,7 +232,7 @@ def enrol_page(
         context.update(
             factor_id=str(started.factor_id),
             secret_groups=[secret[i : i + 4] for i in range(0, len(secret), 4)],
-            qr_svg=_qr_svg(started.otpauth_uri),
+            qr_svg=qr_svg(started.otpauth_uri),
         )
     return render(
         request,

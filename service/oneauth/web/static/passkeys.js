@@ -115,12 +115,38 @@
     });
   }
 
+  // The account page (templates/account_passkey.html): register with the CSRF
+  // token in x-csrf-token; when the sign-in is too old for the change, post
+  // data-reauth-action (a fresh sign-in that comes back to the page).
+  async function registerHere(box) {
+    const data = box.dataset;
+    const nameInput = box.querySelector("[data-passkey-name]");
+    const name = nameInput && nameInput.value.trim();
+    try {
+      await register(data.optionsUrl, data.action, { headers: { "x-csrf-token": data.csrf } }, name || null);
+    } catch (error) {
+      if (error.problem && error.problem.code === "insufficient_user_authentication") {
+        const form = document.createElement("form");
+        form.method = "post";
+        form.action = data.reauthAction;
+        form.hidden = true;
+        field(form, data.csrfField, data.csrf);
+        document.body.append(form);
+        form.submit();
+        return;
+      }
+      throw error;
+    }
+    window.location.assign(data.doneUrl);
+  }
+
   window.oneauthPasskeys = { supported, register, signIn };
 
   if (!supported) return;
   const actions = [
     ["[data-passkey-signin]", signIn],
     ["[data-passkey-enrol]", enrol],
+    ["[data-passkey-register]", registerHere],
   ];
   for (const [selector, action] of actions) {
     for (const box of document.querySelectorAll(selector)) wire(box, action);
