@@ -571,3 +571,29 @@ async def test_abandoned_passwordless_flows_are_swept(
         challenges = await conn.fetchval("SELECT count(*) FROM webauthn_challenges")
     assert flows == 1
     assert challenges == 1
+
+
+async def test_passwordless_starts_are_throttled_per_ip_even_when_concurrent(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord], services: Services
+) -> None:
+    """Anyone may begin a passwordless passkey sign-in (no user is known yet), and
+    each leaves a flow row: one IP gets 30 a minute in each app (W7), counted one by
+    one under a row lock even when the requests come at once; other apps keep theirs."""
+    from oneauth.identity.webauthn import ANONYMOUS_PER_IP
+
+    a, b = provision(), provision()
+    path = f"/apps/{a.app_id}/v1/mfa/webauthn/authentication/options"
+    answers = await asyncio.gather(
+        *(client.post(path, json={}) for _ in range(ANONYMOUS_PER_IP + 5))
+    )
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] * ANONYMOUS_PER_IP + [429] * 5
+    refused = next(r for r in answers if r.status_code == 429)
+    assert refused.json()["code"] == "too_many_requests"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    async with services.router.enter(a) as conn:
+        flows = await conn.fetchval("SELECT count(*) FROM auth_flows WHERE user_id IS NULL")
+    assert flows == ANONYMOUS_PER_IP  # a refused start stored nothing
+    # Another app keeps its own allowance.
+    started = await request_options(client, b.app_id)
+    assert started["flow_token"].startswith("ofl_")

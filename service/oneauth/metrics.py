@@ -66,7 +66,8 @@ LOGINS = Counter(
 )
 THROTTLE_HITS = Counter(
     "oneauth_throttle_hits",
-    "Attempts refused by a throttle, by kind (login: password guesses; mail: messages).",
+    "Attempts refused by a throttle, by kind (login: password guesses; mail: messages;"
+    " passkey: passwordless sign-ins begun by one IP).",
     ("kind",),
 )
 REGISTRY_LOOKUPS = Counter(
@@ -85,6 +86,7 @@ LOGIN_FAILURE = LOGINS.labels("failure")
 LOGIN_THROTTLED = LOGINS.labels("throttled")
 THROTTLE_LOGIN = THROTTLE_HITS.labels("login")
 THROTTLE_MAIL = THROTTLE_HITS.labels("mail")
+THROTTLE_PASSKEY = THROTTLE_HITS.labels("passkey")
 REGISTRY_HIT = REGISTRY_LOOKUPS.labels("hit")
 REGISTRY_MISS = REGISTRY_LOOKUPS.labels("miss")
 

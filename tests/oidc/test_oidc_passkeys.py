@@ -12,6 +12,7 @@ from html import unescape
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
 
 from oneauth.apps.models import AppRecord
 from oneauth.services import Services
@@ -186,10 +187,34 @@ async def test_malformed_passkey_sign_in_is_a_page_not_a_5xx(
         assert response.status_code in (400, 401), response.text
 
 
+async def second_browser_signed_in(
+    service: Starlette, p: Provider
+) -> tuple[dict[str, str], httpx.AsyncClient]:
+    """Another cookie jar, signed in on the hosted page with the password."""
+    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=service), base_url=ORIGIN)
+    box = await login_page(other, p)
+    page = await other.post(
+        f"/apps/{p.app_id}/login",
+        data={
+            box["csrf-field"]: box["csrf"],
+            "flow": box["flow"],
+            "email": p.email,
+            "password": "violet-Harbor-lantern-42",
+        },
+    )
+    assert page.status_code == 303, page.text
+    return box, other
+
+
 async def test_account_page_registration_needs_csrf_session_and_a_recent_sign_in(
-    make_provider: MakeProvider, browser: httpx.AsyncClient, services: Services
+    make_provider: MakeProvider,
+    browser: httpx.AsyncClient,
+    services: Services,
+    service: Starlette,
 ) -> None:
     p = await make_provider()
+    # A second browser signs in before the user has any factor.
+    other_box, other = await second_browser_signed_in(service, p)
     box = await login_page(browser, p)
     url = f"/apps/{p.app_id}/account/passkeys/options"
     # No session yet.
@@ -218,10 +243,18 @@ async def test_account_page_registration_needs_csrf_session_and_a_recent_sign_in
     assert stored.status_code == 201, stored.text
     assert stored.json()["name"] == "Phone"
     assert len(stored.json()["recovery_codes"]) == 10
-    # A second passkey needs a sign-in that used the first (this one was a password).
+    # Registering proved the new key for this (recent, password) browser sign-in: it
+    # now counts as two factors, so the page may add another at once (M9).
     another = await browser.post(url, headers={"x-csrf-token": box["csrf"]})
-    assert another.status_code == 403
-    assert "second factor" in another.json()["detail"]
+    assert another.status_code == 200, another.text
+    # Only this browser's session: another browser signed in with the password before
+    # the passkey existed may not add one (it needs a sign-in with the second factor).
+    try:
+        refused = await other.post(url, headers={"x-csrf-token": other_box["csrf"]})
+    finally:
+        await other.aclose()
+    assert refused.status_code == 403
+    assert "second factor" in refused.json()["detail"]
     # With a passkey sign-in it may, but not once that sign-in is old.
     response = await passkey_sign_in(browser, await login_page(browser, p, prompt="login"), key)
     assert response.status_code == 303, response.text

@@ -115,7 +115,7 @@ def registered(done: passkeys.Registered) -> WebAuthnRegistered:
         "Options to sign in with a passkey (navigator.credentials.get)",
         body=WebAuthnAuthenticationStart,
         responses={200: WebAuthnRequestOptions},
-        errors=(400, 403, *INPUT_ERRORS),
+        errors=(400, 403, 429, *INPUT_ERRORS),
         tags=("mfa",),
     )
 )
@@ -123,8 +123,9 @@ async def authentication_options(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
     data = await json_body(request, WebAuthnAuthenticationStart)
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
     options, flow_token, expires_in = await webauthn.authentication_options(
-        services, app, data.flow_token
+        services, app, data.flow_token, meta
     )
     body = WebAuthnRequestOptions(publicKey=options)
     if flow_token is not None and expires_in is not None:

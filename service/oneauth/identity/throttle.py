@@ -182,6 +182,20 @@ async def write_counts(conn: asyncpg.Connection, counts: Sequence[Count]) -> Non
         )
 
 
+async def take_window(
+    conn: asyncpg.Connection, key: str, *, limit: int, seconds: int
+) -> int | None:
+    """Count one request under ``key`` in a fixed window of ``seconds``: None while
+    under ``limit``, else the seconds until the window ends (nothing counted). The
+    row lock makes concurrent requests count one by one, never past the limit."""
+    counter = (await lock_counters(conn, [key]))[key]
+    current = counter.current(seconds)
+    if current >= limit:
+        return max(1, math.ceil(seconds - counter.age))
+    await write_counts(conn, [Count(key, current + 1, restart=counter.expired(seconds))])
+    return None
+
+
 def _seconds(value: float) -> int:
     return max(1, math.ceil(value))
 

@@ -18,6 +18,10 @@ from typing import Literal
 
 import asyncpg
 
+from oneauth import metrics
+from oneauth.errors import TooManyRequests
+from oneauth.identity import throttle
+
 HANDLE_BYTES = 32
 CHALLENGE_TTL = 300  # seconds (W3): a ceremony the user abandoned expires soon
 Purpose = Literal["register", "authenticate"]
@@ -243,6 +247,33 @@ async def take_challenge(
 
 
 SWEEP_BATCH = 100
+
+
+# Passwordless sign-ins one IP may begin per minute (W7): a person needs a few;
+# more is someone filling the app's flow table.
+ANONYMOUS_PER_IP = 30
+ANONYMOUS_WINDOW_SECONDS = 60
+
+
+async def before_anonymous_flow(
+    conn: asyncpg.Connection, names: throttle.Names, ip_hash: str | None
+) -> None:
+    """What begins a passwordless (anonymous) passkey flow first: the per-IP window
+    (429 with Retry-After when over) and a sweep of abandoned flows."""
+    if ip_hash is not None:
+        wait = await throttle.take_window(
+            conn,
+            f"passkey:ip:{names.hash('ip', ip_hash)}",
+            limit=ANONYMOUS_PER_IP,
+            seconds=ANONYMOUS_WINDOW_SECONDS,
+        )
+        if wait is not None:
+            metrics.THROTTLE_PASSKEY.inc()
+            raise TooManyRequests(
+                "too many passkey sign-ins begun from here; wait before trying again",
+                headers={"retry-after": str(wait)},
+            )
+    await sweep_anonymous_flows(conn)
 
 
 async def sweep_anonymous_flows(conn: asyncpg.Connection) -> None:

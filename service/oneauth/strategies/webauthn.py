@@ -67,6 +67,7 @@ from oneauth.apps.policy import policy_of
 from oneauth.errors import ApiError, Conflict, FeatureDisabled, ValidationFailed
 from oneauth.flows import engine
 from oneauth.flows.engine import Flow
+from oneauth.identity import throttle
 from oneauth.identity import users as users_repo
 from oneauth.identity import webauthn as repo
 from oneauth.identity.webauthn import Credential, UserVerification
@@ -539,7 +540,7 @@ def require_allowed(app: AppRecord) -> None:
 
 
 async def authentication_options(
-    services: Services, app: AppRecord, flow_token: str | None
+    services: Services, app: AppRecord, flow_token: str | None, meta: audit.RequestMeta
 ) -> tuple[dict[str, Any], str | None, int | None]:
     """``POST /v1/mfa/webauthn/authentication/options``: options bound to the flow.
 
@@ -554,7 +555,8 @@ async def authentication_options(
         binding = await login.api_binding(services, app, conn)
         new_token: str | None = None
         if flow_token is None:
-            await repo.sweep_anonymous_flows(conn)
+            names = throttle.Names(services.settings.master_key, app.app_id)
+            await repo.before_anonymous_flow(conn, names, meta.ip_hash)
             flow, new_token = await engine.begin(
                 conn,
                 app,

@@ -45,9 +45,10 @@ from oneauth.errors import (
     ValidationFailed,
 )
 from oneauth.flows import engine, login, passkeys
-from oneauth.http.contract import Operation, json_body, json_response, operation
+from oneauth.http.contract import Operation, convert, json_body, json_response, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
+from oneauth.identity import throttle
 from oneauth.identity import webauthn as webauthn_repo
 from oneauth.oauth.authorize import AuthorizationRequest, AuthorizeError, PageError, revalidate
 from oneauth.services import Services
@@ -111,7 +112,7 @@ def _problem(exc: ApiError) -> JSONResponse:
         "Hosted pages: request options for a passkey sign-in (CSRF form)",
         form=PasskeyOptionsForm,
         responses={200: WebAuthnRequestOptions},
-        errors=(400, 403),
+        errors=(400, 403, 429),
         tags=("pages",),
     )
 )
@@ -123,12 +124,12 @@ async def options(request: Request) -> Response:
     services = Services.of(request)
     settings = services.settings
     try:
-        form = await read_form(request)
-        if not csrf.check(request, settings, app.app_id, form.get(csrf.FIELD)):
+        form = convert(await read_form(request), PasskeyOptionsForm)
+        if not csrf.check(request, settings, app.app_id, form.csrf):
             return _problem(FlowExpired("this page has expired; reload it"))
         if not webauthn.offered_on_hosted_pages(settings, app):
             raise FeatureDisabled("passkeys are not enabled for this app's pages")
-        flow_token = form.get("flow_token") or None
+        flow_token = form.flow_token or None
         fresh = None
         async with services.router.enter(app) as conn:
             if flow_token is not None:
@@ -137,11 +138,13 @@ async def options(request: Request) -> Response:
                     raise FlowExpired()
                 flow = await engine.load(conn, flow_token, binding=binding, kinds=LOGIN)
             else:
-                authz = AuthorizationRequest.unseal(services.box, app.app_id, form.get("flow"))
+                authz = AuthorizationRequest.unseal(services.box, app.app_id, form.flow)
                 if authz is None:
                     raise FlowExpired()
                 fresh = engine.new_browser_nonce()
-                await webauthn_repo.sweep_anonymous_flows(conn)
+                meta = request_meta(request, app.app_id, services.ip_hash_key)
+                names = throttle.Names(settings.master_key, app.app_id)
+                await webauthn_repo.before_anonymous_flow(conn, names, meta.ip_hash)
                 flow, flow_token = await engine.begin(
                     conn,
                     app,
