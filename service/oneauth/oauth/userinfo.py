@@ -70,7 +70,9 @@ async def _token(request: Request) -> str | None:
 
 @operation(
     Operation(
-        "UserInfo (OpenID Connect Core section 5.3)",
+        "UserInfo (OpenID Connect Core section 5.3); POST may carry the token as the"
+        " form member access_token (RFC 6750 section 2.2)",
+        form=BearerForm,
         responses={200: UserInfo, 401: BearerChallenge, 403: BearerChallenge},
         bearer=True,
         error_format="oauth",
