@@ -175,8 +175,9 @@ class AuthorizeQuery(msgspec.Struct, kw_only=True):
     Connect Core section 3.1.2.1, RFC 7636 section 4.3. Decoded leniently
     (``oneauth.http.contract.lenient``) and checked by ``oneauth.oauth.authorize``,
     which decides between an error page (an unusable client or redirect URI) and an
-    error redirect; ``state`` is bounded at ``authorize.MAX_STATE``. The last five
-    are named only to be refused (OIDC Core 6, RFC 7636 section 4.5)."""
+    error redirect; ``state`` is bounded at ``authorize.MAX_STATE``. ``organization_id``
+    (issue 13) asks for tokens of one organization. The last five are named only to
+    be refused (OIDC Core 6, RFC 7636 section 4.5)."""
 
     response_type: Short | None = None
     client_id: Short | None = None
@@ -190,6 +191,10 @@ class AuthorizeQuery(msgspec.Struct, kw_only=True):
     max_age: Annotated[str, msgspec.Meta(max_length=20)] | None = None
     login_hint: Short | None = None
     acr_values: Short | None = None
+    # Issue 13: the organization the tokens are for (an ``org_...`` id of this app).
+    organization_id: (
+        Annotated[str, msgspec.Meta(max_length=80, examples=["org_3kTMd9XbQ2pLwZ7rVn4sYe"])] | None
+    ) = None
     response_mode: Short | None = None
     request: Token | None = None
     request_uri: Short | None = None
