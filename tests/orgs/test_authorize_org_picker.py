@@ -87,7 +87,8 @@ async def test_picker_lists_the_users_active_orgs_of_this_app_and_continues_with
     for absent in (suspended, not_mine, elsewhere, "Hooli", "Umbrella", "Initech"):
         assert absent not in page.text
     # Each org's branding inside the app's page: its display name, its logo or colour.
-    assert "ACME Widgets" in page.text and 'fill="#c0ffee"' in page.text
+    assert "ACME Widgets" in page.text
+    assert 'fill="#c0ffee"' in page.text
     assert 'src="https://cdn.example.com/globex.png"' in page.text
     assert "style=" not in page.text  # the CSP has no inline style
     assert "form-action 'self' https://rp.example.com" in page.headers["content-security-policy"]
