@@ -87,6 +87,17 @@ class NotFound(ApiError):
     code, status, title = "not_found", 404, "Not found"
 
 
+class OrgUnavailable(ApiError):
+    # A token for an organization (issue 13) that is unknown in this app,
+    # suspended, or that the user is not a member of: one answer for all three,
+    # so nobody learns from it that another app's or a foreign org exists.
+    code, status, title = (
+        "org_unavailable",
+        403,
+        "The organization is unknown, suspended, or you are not a member",
+    )
+
+
 class AppNotFound(ApiError):
     # Unknown, suspended and deleted apps look the same from outside: fail closed.
     code, status, title = "app_not_found", 404, "No such app"

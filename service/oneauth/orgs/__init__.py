@@ -1,0 +1,1 @@
+"""Organizations and roles inside one app (issue 13)."""
