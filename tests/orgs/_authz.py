@@ -79,21 +79,31 @@ async def make_org(
             json.dumps(branding or {}),
         )
         for sub in members:
-            await conn.execute(
-                "INSERT INTO org_members (org_id, user_id, joined_via) VALUES ($1, $2, 'operator')",
-                org_id,
-                uuid.UUID(sub),
-            )
+            await _join(conn, org_id, sub)
     return org_id
 
 
-async def add_member(services: Services, app: AppRecord, org_id: str, sub: str) -> None:
+async def _join(conn: Any, org_id: str, sub: str, role: str = "member") -> None:
+    """Membership with one of the app's template org roles."""
+    await conn.execute(
+        "INSERT INTO org_members (org_id, user_id, joined_via) VALUES ($1, $2, 'operator')",
+        org_id,
+        uuid.UUID(sub),
+    )
+    await conn.execute(
+        "INSERT INTO org_member_roles (org_id, user_id, org_role_id) SELECT $1, $2, id"
+        " FROM org_roles WHERE org_id IS NULL AND name = $3",
+        org_id,
+        uuid.UUID(sub),
+        role,
+    )
+
+
+async def add_member(
+    services: Services, app: AppRecord, org_id: str, sub: str, role: str = "member"
+) -> None:
     async with services.router.enter(app) as conn:
-        await conn.execute(
-            "INSERT INTO org_members (org_id, user_id, joined_via) VALUES ($1, $2, 'operator')",
-            org_id,
-            uuid.UUID(sub),
-        )
+        await _join(conn, org_id, sub, role)
 
 
 async def set_org(services: Services, app: AppRecord, org_id: str, sql: str, *args: Any) -> None:

@@ -12,12 +12,15 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from oidc._support import signup
+from oidc._support import RP, signup
 from oneauth.apps.models import AppRecord
+from oneauth.db import ops
+from oneauth.oauth import clients
 from oneauth.services import Services
 from oneauth.settings import Settings
 
 from ._authz import (
+    ORG_SCOPES,
     add_member,
     authorize,
     drive,
@@ -78,6 +81,22 @@ async def test_organization_id_and_slug_scope_give_org_scoped_tokens(
     tokens = await tokens_for(browser, app, client_id, first, verifier)
     _, id_claims = jwt_claims(tokens["id_token"])
     assert (id_claims["org_id"], id_claims["org_slug"]) == (acme, "acme")
+    # The access token is org-scoped: the org and the member's org roles and permissions.
+    _, access = jwt_claims(tokens["access_token"])
+    assert (access["org_id"], access["org_slug"]) == (acme, "acme")
+    assert access["org_roles"] == ["member"]
+    assert access["org_permissions"] == ["org:read"]
+    # The refresh token's family is for the org too (a plain refresh keeps it).
+    refreshed = await browser.post(
+        f"/apps/{app.app_id}/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert jwt_claims(refreshed.json()["access_token"])[1]["org_id"] == acme
     # The scope says "for an organization"; which one is the org claims' business.
     assert tokens["scope"].split() == ["openid", "email", "profile", "organization"]
     assert await session_org(services, app, id_claims["sid"]) == acme
@@ -99,6 +118,7 @@ async def test_organization_id_and_slug_scope_give_org_scoped_tokens(
     tokens = await tokens_for(browser, app, client_id, plain, verifier)
     _, id_claims = jwt_claims(tokens["id_token"])
     assert "org_id" not in id_claims
+    assert "org_id" not in jwt_claims(tokens["access_token"])[1]
     assert await session_org(services, app, id_claims["sid"]) is None
 
 
@@ -156,6 +176,7 @@ async def test_unknown_other_app_and_not_a_member_get_one_answer(
     _, id_claims = jwt_claims(tokens["id_token"])
     assert id_claims["org_id"] == acme_b != acme_a
     assert id_claims["app_id"] == app_b.app_id
+    assert jwt_claims(tokens["access_token"])[1]["org_id"] == acme_b
     # A's org id stays unknown at B for this member of B's acme too.
     verifier = secrets.token_urlsafe(48)
     still = error_of(await authorize(browser, app_b, client_b, verifier, organization_id=acme_a))
@@ -315,3 +336,47 @@ async def test_concurrent_exchanges_of_an_org_code_give_one_session(
         )
     # The reuse revoked what the first exchange made (O3): no live org session is left.
     assert live == 0
+
+
+async def test_a_client_registered_for_an_org_gets_that_org_only(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    services: Services,
+    settings: Settings,
+    provision: Callable[..., AppRecord],
+) -> None:
+    app = provision()
+    address = email()
+    sub = await signup(client, app.app_id, address)
+    acme = await make_org(services, app, "acme", members=[sub])
+    globex = await make_org(services, app, "globex", members=[sub])
+    spec = clients.ClientSpec(
+        name="Acme's own portal",
+        kind="confidential",
+        grant_types=frozenset({"authorization_code", "client_credentials"}),
+        scopes=frozenset(ORG_SCOPES),
+        redirect_uris=(RP,),
+        first_party=True,
+        org_id=acme,
+    )
+    with (
+        ops.connect(settings.operator_url) as conn,
+        conn.transaction(),
+        ops.app_context(conn, app.names),
+    ):
+        made, secret = clients.create(conn, spec)
+    client_id = made.client_id
+    verifier = secrets.token_urlsafe(48)
+    page = await authorize(browser, app, client_id, verifier, organization_id=globex)
+    refused = error_of(await drive(browser, page, email=address))
+    assert refused["error"] == "access_denied"
+    by_slug = await authorize(browser, app, client_id, verifier, scope="openid organization:globex")
+    assert error_of(by_slug)["error"] == "access_denied"
+    # The bare scope: its org, without the picker, though the user has two.
+    for extra in ({"scope": "openid organization"}, {"organization_id": acme}):
+        verifier = secrets.token_urlsafe(48)
+        ok = await authorize(browser, app, client_id, verifier, **extra)
+        code = query(ok.headers["location"])["code"]
+        answer = await exchange(browser, app.app_id, client_id, code, verifier, secret=secret)
+        assert answer.status_code == 200, answer.text
+        assert jwt_claims(answer.json()["access_token"])[1]["org_id"] == acme

@@ -32,6 +32,7 @@ import asyncpg
 from oneauth import audit
 from oneauth.api.models import TokenSet
 from oneauth.apps.models import AppRecord
+from oneauth.errors import OrgUnavailable
 from oneauth.flows.common import start_session
 from oneauth.identity import users as users_repo
 from oneauth.oauth import organizations, pkce, redirect_uri
@@ -532,6 +533,20 @@ async def authorization_code_grant(
         )
         return InvalidGrant("the authorization code is invalid, expired or already used")
 
+    async def org_gone() -> InvalidGrant:
+        await audit.record(
+            conn,
+            "token.issue",
+            "failure",
+            meta,
+            actor_type="client",
+            actor_id=client.client_id,
+            details={"grant": GRANT, "reason": "org_unavailable", "org_id": row["org_id"]},
+        )
+        return InvalidGrant(
+            "the organization of this authorization code is no longer available to the user"
+        )
+
     if row is None:
         used = await conn.fetchrow(
             "SELECT session_id FROM authorization_codes"
@@ -574,40 +589,34 @@ async def authorization_code_grant(
         # tokens at once). An org deleted since took the code with it (cascade).
         org = await organizations.member_org(conn, user.id, org_id=org_id)
         if org is None or not org.active:
-            await audit.record(
-                conn,
-                "token.issue",
-                "failure",
-                meta,
-                actor_type="client",
-                actor_id=client.client_id,
-                details={"grant": GRANT, "reason": "org_unavailable", "org_id": org_id},
-            )
-            return InvalidGrant(
-                "the organization of this authorization code is no longer available to the user"
-            )
+            return await org_gone()
 
     issuer = await services.issuer(app, conn)
     scope: str = row["scope"]
-    tokens, session = await start_session(
-        conn,
-        issuer,
-        user=user,
-        client=client,
-        amr=list(row["amr"]),
-        scope=scope,
-        meta=meta,
-        auth_time=row["auth_time"],
-    )
+    try:
+        # The session (refresh family) is for the code's org; the access token
+        # carries its claims (org_id, org_slug, org_roles, org_permissions).
+        tokens, session = await start_session(
+            conn,
+            issuer,
+            user=user,
+            client=client,
+            amr=list(row["amr"]),
+            scope=scope,
+            meta=meta,
+            auth_time=row["auth_time"],
+            org_id=org_id,
+        )
+    except OrgUnavailable:  # raised before it wrote anything; the code stays spent
+        return await org_gone()
     # Remember what this code produced (a reuse revokes it) and tie the new session
     # to the browser session it came from (logout there ends it): one round trip.
     await conn.execute(
         "WITH code AS (UPDATE authorization_codes SET session_id = $2 WHERE code_hash = $1)"
-        " UPDATE sessions SET browser_session_id = $3, org_id = $4 WHERE id = $2",
+        " UPDATE sessions SET browser_session_id = $3 WHERE id = $2",
         digest,
         session.id,
         row["browser_session_id"],
-        org_id,
     )
     scopes = set(scope.split())
     if "openid" in scopes:

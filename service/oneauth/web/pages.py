@@ -144,7 +144,7 @@ async def next_step(
     if authz.wants_org and not authz.account:
         # Issue 13: the org is the signed-in user's to use (or to pick) before
         # anything is issued for it.
-        picked = await org_of_request(conn, session, authz)
+        picked = await org_of_request(conn, session, authz, client)
         if isinstance(picked, NextStep):
             return picked
         authz, org = picked
@@ -169,10 +169,11 @@ async def next_step(
 
 
 async def org_of_request(
-    conn: asyncpg.Connection, session: BrowserSession, authz: AuthorizationRequest
+    conn: asyncpg.Connection, session: BrowserSession, authz: AuthorizationRequest, client: Client
 ) -> tuple[AuthorizationRequest, MemberOrg] | NextStep:
     """The org an org-scoped request is for, checked for the signed-in user: the
-    request (its org now an id) and the org, or the picker's step.
+    request (its org now an id) and the org, or the picker's step. A client
+    registered for one org (``clients create --org``) gets tokens of that org only.
 
     Raises :class:`AuthorizeError` ``access_denied`` for an org the user cannot use:
     unknown, another app's and not-a-member get one answer (nothing about orgs the
@@ -186,6 +187,8 @@ async def org_of_request(
 
     if authz.org_pick:
         orgs = await organizations.active_orgs_of(conn, session.user_id)
+        if client.org_id is not None:
+            orgs = [o for o in orgs if o.id == client.org_id]
         if not orgs:
             raise denied("the user is not a member of any active organization of this app")
         # prompt=select_account: the user confirms even a single org.
@@ -195,7 +198,7 @@ async def org_of_request(
     org = await organizations.member_org(
         conn, session.user_id, org_id=authz.org_id, slug=authz.org_slug
     )
-    if org is None:
+    if org is None or client.org_id not in (None, org.id):
         raise denied("the user is not a member of the organization the application asked for")
     if not org.active:
         raise denied("the organization is suspended")
@@ -560,11 +563,15 @@ async def resume(request: Request) -> Response:
 
 
 async def _org_still_fits(
-    conn: asyncpg.Connection, app: AppRecord, session: BrowserSession, authz: AuthorizationRequest
+    conn: asyncpg.Connection,
+    app: AppRecord,
+    session: BrowserSession,
+    authz: AuthorizationRequest,
+    client: Client,
 ) -> bool:
     """The request's org is still the user's, active, and satisfied by the session's
     factors; False sends the browser through the request again (picker, step-up)."""
-    picked = await org_of_request(conn, session, authz)
+    picked = await org_of_request(conn, session, authz, client)
     if isinstance(picked, NextStep):
         return False
     _, org = picked
@@ -631,11 +638,17 @@ async def pick_organization(request: Request) -> Response:
             conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
         )
         org = None
-        if session is not None and chosen and organizations.ORG_ID.fullmatch(chosen):
+        # An org client's requests are for its own org only.
+        usable = chosen is not None and client.org_id in (None, chosen)
+        if session is not None and usable and organizations.ORG_ID.fullmatch(chosen or ""):
             org = await organizations.member_org(conn, session.user_id, org_id=chosen)
         offered: tuple[MemberOrg, ...] = ()
         if session is not None and (org is None or not org.active):
-            offered = tuple(await organizations.active_orgs_of(conn, session.user_id))
+            offered = tuple(
+                o
+                for o in await organizations.active_orgs_of(conn, session.user_id)
+                if client.org_id in (None, o.id)
+            )
     if session is None:
         # Signed out in another tab meanwhile: sign in again, then pick again.
         return redirect(continue_url(issuer, authz.seal(services.box, app.app_id)), 303)
@@ -688,7 +701,7 @@ async def consent(request: Request) -> Response:
                 # The user may have left the org, or the org been suspended or begun
                 # to require MFA, while the consent page was open: checked again.
                 assert session is not None
-                stale = not await _org_still_fits(conn, app, session, authz)
+                stale = not await _org_still_fits(conn, app, session, authz, client)
             if not stale:
                 assert session is not None
                 code = await _consented(conn, meta, client, authz, session, allow=allow)
