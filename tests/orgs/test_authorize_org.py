@@ -380,3 +380,12 @@ async def test_a_client_registered_for_an_org_gets_that_org_only(
         answer = await exchange(browser, app.app_id, client_id, code, verifier, secret=secret)
         assert answer.status_code == 200, answer.text
         assert jwt_claims(answer.json()["access_token"])[1]["org_id"] == acme
+
+
+async def test_discovery_names_the_organization_scope_and_claims(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord]
+) -> None:
+    app = provision()
+    doc = (await client.get(f"/apps/{app.app_id}/.well-known/openid-configuration")).json()
+    assert "organization" in doc["scopes_supported"]
+    assert {"org_id", "org_slug"} <= set(doc["claims_supported"])
