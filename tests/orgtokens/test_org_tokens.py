@@ -18,6 +18,8 @@ from conftest import Isolated
 from oneauth.apps.models import AppRecord
 from oneauth.oauth import clients
 from oneauth.oauth.token import ORG_UNAVAILABLE
+from oneauth.orgs import service as org_service
+from oneauth.orgs.actor import OPERATOR
 from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.verifier import VerificationError
@@ -429,3 +431,41 @@ async def test_token_size_at_50_roles(
     assert len(token) - before < 1800, len(token) - before
     assert len(token) < 3000, len(token)
     print(f"access token: {before} bytes without roles, {len(token)} with 50 roles and an org")
+
+
+async def test_with_the_org_services_leaving_another_org_keeps_the_family(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord], services: Services
+) -> None:
+    """Through ``orgs.service`` (what the CLI and /v1 call): removing the user from
+    Y leaves a family that is at X alone (the switch to Y then fails, X works);
+    removing them from the org a family is at ends that family (the service's
+    choice, reason ``org_membership_ended``)."""
+    app = provision()
+    cid = await default_client_id(client, app.app_id)
+    first = await signup(client, app.app_id, "svc@example.com")
+    user_id = first["user"]["id"]
+    async with services.router.app(app.app_id) as conn:
+        x = await org_service.create(conn, name="Xray", creator=user_id, actor=OPERATOR)
+        y = await org_service.create(conn, name="Yankee", creator=user_id, actor=OPERATOR)
+    at_x = await refresh(client, app.app_id, cid, first["refresh_token"], organization_id=x.id)
+    assert payload(at_x.json()["access_token"])["org_roles"] == ["admin"]
+    second = await client.post(
+        f"/apps/{app.app_id}/v1/login",
+        json={"email": "svc@example.com", "password": "violet-Harbor-lantern-42"},
+    )
+    at_y = await refresh(
+        client, app.app_id, cid, second.json()["refresh_token"], organization="yankee"
+    )
+    assert payload(at_y.json()["access_token"])["org_id"] == y.id
+
+    async with services.router.app(app.app_id) as conn:
+        ended = await org_service.remove_member(conn, y.id, user_id, actor=OPERATOR)
+    assert ended == 1  # the family at Y
+    x_token = at_x.json()["refresh_token"]
+    refused = await refresh(client, app.app_id, cid, x_token, organization_id=y.id)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_request"
+    assert (await refresh(client, app.app_id, cid, x_token)).status_code == 200
+    gone = await refresh(client, app.app_id, cid, at_y.json()["refresh_token"])
+    assert gone.status_code == 400
+    assert gone.json()["error"] == "invalid_grant"
