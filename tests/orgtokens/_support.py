@@ -12,8 +12,12 @@ from typing import Any
 
 import httpx
 
+from oneauth.apps.models import AppRecord
+from oneauth.db import ops
+from oneauth.oauth import clients
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
+from oneauth.settings import Settings
 
 
 def payload(token: str) -> dict[str, Any]:
@@ -145,3 +149,36 @@ async def refresh(
             **extra,
         },
     )
+
+
+def add_scope(settings: Settings, app: AppRecord, client_id: str, scope: str) -> None:
+    """Let a client ask for one more scope (the service hears the change by NOTIFY)."""
+    with (
+        ops.connect(settings.operator_url) as conn,
+        conn.transaction(),
+        ops.app_context(conn, app.names),
+    ):
+        current = clients.get(conn, client_id)
+        assert current is not None
+        clients.update(conn, client_id, scopes=sorted(current.scopes | {scope}))
+
+
+def org_client(settings: Settings, app: AppRecord, org_id: str) -> tuple[str, str]:
+    """A confidential client_credentials client registered for ``org_id``."""
+    with (
+        ops.connect(settings.operator_url) as conn,
+        conn.transaction(),
+        ops.app_context(conn, app.names),
+    ):
+        made, secret = clients.create(
+            conn,
+            clients.ClientSpec(
+                name="Acme sync",
+                kind="confidential",
+                grant_types=frozenset({"client_credentials"}),
+                scopes=frozenset({"orders:read"}),
+                org_id=org_id,
+            ),
+        )
+    assert secret is not None
+    return made.client_id, secret

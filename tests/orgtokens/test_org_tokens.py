@@ -16,17 +16,20 @@ import pytest
 from apiclient import confidential_client, default_client_id, signup
 from conftest import Isolated
 from oneauth.apps.models import AppRecord
-from oneauth.db import ops
 from oneauth.oauth import clients
 from oneauth.oauth.token import ORG_UNAVAILABLE
+from oneauth.orgs import service as org_service
+from oneauth.orgs.actor import OPERATOR
 from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.verifier import VerificationError
 
 from ._support import (
     add_member,
+    add_scope,
     grant_role,
     make_org,
+    org_client,
     payload,
     refresh,
     refresh_token_used,
@@ -37,17 +40,6 @@ from ._support import (
 )
 
 ORG_CLAIMS = ("org_id", "org_slug", "org_roles", "org_permissions")
-
-
-def _add_scope(settings: Settings, app: AppRecord, client_id: str, scope: str) -> None:
-    with (
-        ops.connect(settings.operator_url) as conn,
-        conn.transaction(),
-        ops.app_context(conn, app.names),
-    ):
-        current = clients.get(conn, client_id)
-        assert current is not None
-        clients.update(conn, client_id, scopes=sorted(current.scopes | {scope}))
 
 
 async def test_roles_claim_follows_the_users_roles_at_every_refresh(
@@ -87,7 +79,7 @@ async def test_permissions_when_the_scope_asks_or_the_policy_says(
     # By scope: the client may ask for "permissions"; a refresh narrowed without it drops them.
     app = provision()
     cid = await default_client_id(client, app.app_id)
-    _add_scope(settings, app, cid, "permissions")
+    add_scope(settings, app, cid, "permissions")
     services.clients.on_change(app.app_id)
     body = await signup(client, app.app_id, "perm@example.com")
     await grant_role(services, app.app_id, body["user"]["id"], "editor", ["b:write", "a:read"])
@@ -337,26 +329,6 @@ async def test_cross_app_org_tokens_and_ids_are_useless_at_the_other_app(
     assert (await refresh(client, a.app_id, cid_a, a_tokens["refresh_token"])).status_code == 200
 
 
-def _org_client(settings: Settings, app: AppRecord, org_id: str) -> tuple[str, str]:
-    with (
-        ops.connect(settings.operator_url) as conn,
-        conn.transaction(),
-        ops.app_context(conn, app.names),
-    ):
-        made, secret = clients.create(
-            conn,
-            clients.ClientSpec(
-                name="Acme sync",
-                kind="confidential",
-                grant_types=frozenset({"client_credentials"}),
-                scopes=frozenset({"orders:read"}),
-                org_id=org_id,
-            ),
-        )
-    assert secret is not None
-    return made.client_id, secret
-
-
 async def _client_token(
     http: httpx.AsyncClient, app_id: str, client_id: str, secret: str
 ) -> httpx.Response:
@@ -376,13 +348,13 @@ async def test_org_client_gets_tokens_for_its_org_only(
     a, b = provision(), provision()
     acme_a = await make_org(services, a.app_id, "acme")
     await make_org(services, b.app_id, "acme")
-    org_client, secret = _org_client(settings, a, acme_a)
-    answer = await _client_token(client, a.app_id, org_client, secret)
+    org_cid, secret = org_client(settings, a, acme_a)
+    answer = await _client_token(client, a.app_id, org_cid, secret)
     assert answer.status_code == 200, answer.text
     claims = payload(answer.json()["access_token"])
     assert (claims["org_id"], claims["org_slug"]) == (acme_a, "acme")
     assert claims["grant"] == "client_credentials"
-    assert claims["sub"] == org_client
+    assert claims["sub"] == org_cid
     assert not {"roles", "org_roles", "org_permissions", "permissions"} & claims.keys()
     # A plain client of the same app: no org.
     plain_id, plain_secret = confidential_client(settings, a)
@@ -390,18 +362,18 @@ async def test_org_client_gets_tokens_for_its_org_only(
     assert "org_id" not in payload(plain.json()["access_token"])
     # Suspended org: no token at once.
     await set_org_status(services, a.app_id, acme_a, "suspended")
-    refused = await _client_token(client, a.app_id, org_client, secret)
+    refused = await _client_token(client, a.app_id, org_cid, secret)
     assert refused.status_code == 400
     assert refused.json()["error"] == "unauthorized_client"
     await set_org_status(services, a.app_id, acme_a, "active")
-    assert (await _client_token(client, a.app_id, org_client, secret)).status_code == 200
+    assert (await _client_token(client, a.app_id, org_cid, secret)).status_code == 200
     # A's org client at B: unknown client.
-    cross = await _client_token(client, b.app_id, org_client, secret)
+    cross = await _client_token(client, b.app_id, org_cid, secret)
     assert cross.status_code == 401
     assert cross.json()["error"] == "invalid_client"
     # Registering a client for another app's org id is refused.
     with pytest.raises(clients.ClientError, match="no organization"):
-        _org_client(settings, b, acme_a)
+        org_client(settings, b, acme_a)
 
 
 async def test_introspection_reports_the_org_claims(
@@ -459,3 +431,41 @@ async def test_token_size_at_50_roles(
     assert len(token) - before < 1800, len(token) - before
     assert len(token) < 3000, len(token)
     print(f"access token: {before} bytes without roles, {len(token)} with 50 roles and an org")
+
+
+async def test_with_the_org_services_leaving_another_org_keeps_the_family(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord], services: Services
+) -> None:
+    """Through ``orgs.service`` (what the CLI and /v1 call): removing the user from
+    Y leaves a family that is at X alone (the switch to Y then fails, X works);
+    removing them from the org a family is at ends that family (the service's
+    choice, reason ``org_membership_ended``)."""
+    app = provision()
+    cid = await default_client_id(client, app.app_id)
+    first = await signup(client, app.app_id, "svc@example.com")
+    user_id = first["user"]["id"]
+    async with services.router.app(app.app_id) as conn:
+        x = await org_service.create(conn, name="Xray", creator=user_id, actor=OPERATOR)
+        y = await org_service.create(conn, name="Yankee", creator=user_id, actor=OPERATOR)
+    at_x = await refresh(client, app.app_id, cid, first["refresh_token"], organization_id=x.id)
+    assert payload(at_x.json()["access_token"])["org_roles"] == ["admin"]
+    second = await client.post(
+        f"/apps/{app.app_id}/v1/login",
+        json={"email": "svc@example.com", "password": "violet-Harbor-lantern-42"},
+    )
+    at_y = await refresh(
+        client, app.app_id, cid, second.json()["refresh_token"], organization="yankee"
+    )
+    assert payload(at_y.json()["access_token"])["org_id"] == y.id
+
+    async with services.router.app(app.app_id) as conn:
+        ended = await org_service.remove_member(conn, y.id, user_id, actor=OPERATOR)
+    assert ended == 1  # the family at Y
+    x_token = at_x.json()["refresh_token"]
+    refused = await refresh(client, app.app_id, cid, x_token, organization_id=y.id)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_request"
+    assert (await refresh(client, app.app_id, cid, x_token)).status_code == 200
+    gone = await refresh(client, app.app_id, cid, at_y.json()["refresh_token"])
+    assert gone.status_code == 400
+    assert gone.json()["error"] == "invalid_grant"
