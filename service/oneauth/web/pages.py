@@ -233,7 +233,8 @@ async def respond(
         assert session is not None
         return org_picker_page(request, services, app, client, authz, session, step.orgs)
     if step.kind == "step_up":
-        # Signed in, but with fewer factors than acr_values asks for: the user must act.
+        # Signed in, but with fewer factors than acr_values (or the org's mfa_required)
+        # asks for: the user must act.
         if "none" in authz.prompt:
             return _to_client(services, app, _prompt_none(authz, "interaction_required"), status)
         assert session is not None
