@@ -79,6 +79,9 @@ class AppPolicy:
     webauthn_user_verification: str = "preferred"
     webauthn_origin: str | None = None
     webauthn_rp_id: str | None = None
+    # Every access token carries the ``permissions`` of the user's app roles
+    # (issue 13); without it only tokens whose scope has ``permissions`` do.
+    token_permissions: bool = False
 
     def audience_for(self, issuer: str) -> str:
         return self.audience or f"{issuer}/api"
@@ -117,6 +120,8 @@ def parse(settings: dict[str, Any]) -> AppPolicy:
             raise PolicyError(f"{key} must be a string")
     if "passwordless" in values and not isinstance(values["passwordless"], bool):
         raise PolicyError("passwordless must be true or false")
+    if "token_permissions" in values and not isinstance(values["token_permissions"], bool):
+        raise PolicyError("token_permissions must be true or false")
     if values.get("email_from") is not None and not _SENDER.fullmatch(values["email_from"]):
         raise PolicyError("email_from must be a plain address like no-reply@example.com")
     name = values.get("email_from_name")

@@ -82,6 +82,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--jwks-file", help=JWKS_HELP)
     p.add_argument("--access-token-ttl", type=int, help="seconds (60..3600)")
     p.add_argument("--refresh-token-ttl", type=int, help="idle lifetime in seconds")
+    p.add_argument(
+        "--org",
+        metavar="ORG_ID",
+        help="register the client for one organization of the app: its client_credentials "
+        "tokens carry that org (org_id, org_slug), none while the org is suspended",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_create)
 
@@ -155,6 +161,7 @@ def cmd_create(args: argparse.Namespace) -> None:
         access_token_ttl=args.access_token_ttl,
         refresh_token_ttl=args.refresh_token_ttl,
         jwks=_jwks(args.jwks_file),
+        org_id=args.org,
     )
     with app_transaction(args.app) as (conn, _, _):
         try:

@@ -23,6 +23,7 @@ from oneauth.identity import throttle
 from oneauth.identity.passwords import HasherBusy
 from oneauth.identity.users import User
 from oneauth.oauth.clients import Client
+from oneauth.orgs import claims as org_claims
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
 from oneauth.tokens.issue import Issuer, token_response
@@ -68,12 +69,24 @@ async def start_session(
     scope: str,
     meta: audit.RequestMeta,
     auth_time: datetime | None = None,
+    org_id: str | None = None,
 ) -> tuple[dict[str, Any], sessions.Session]:
     """Create a session with its first refresh token and an access token.
 
     ``auth_time``: when the user authenticated, if earlier than now (a browser
-    session's sign-in, for the authorization code flow)."""
+    session's sign-in, for the authorization code flow). ``org_id``: the
+    organization chosen for this sign-in (issue 13): the session (refresh
+    family) is for it and the access token carries its claims; raises
+    ``OrgUnavailable`` when the user may not have a token for it (unknown,
+    suspended, not a member), before anything is written. The token carries the
+    user's app ``roles`` in any case, and ``permissions`` when asked for."""
     policy = issuer.policy
+    authz = await org_claims.for_user(
+        conn,
+        user.id,
+        org_id=org_id,
+        permissions=org_claims.wants_permissions(scope, policy.token_permissions),
+    )
     session = await sessions.create_session(
         conn,
         user_id=user.id,
@@ -83,6 +96,7 @@ async def start_session(
         ip_hash=meta.ip_hash,
         user_agent=meta.user_agent,
         auth_time=auth_time,
+        org_id=authz.org_id,
     )
     refresh = None
     if "refresh_token" in client.grant_types:
@@ -99,6 +113,7 @@ async def start_session(
         amr=amr,
         auth_time=int(session.auth_time.timestamp()),
         email_verified=user.email_verified,
+        authz=authz.token_claims(),
     )
     return token_response(access, ttl, scope, refresh_token=refresh), session
 

@@ -7,6 +7,8 @@
 * OpenID Connect Core 1.0 section 3.1.2: ``nonce``, ``prompt``, ``max_age``,
   ``acr_values`` (a step-up to the MFA class, issue 12);
 * Initiating User Registration via OpenID Connect 1.0: ``prompt=create``;
+* organizations (issue 13): ``organization_id=<org id>``, the scope forms
+  ``organization:<slug>`` (as Keycloak) and bare ``organization`` (the user picks);
 * RFC 9700 (OAuth 2.0 Security BCP): exact redirect URIs, single-use codes whose
   reuse revokes what the first use produced, no ``response_type=token``.
 
@@ -30,9 +32,10 @@ import asyncpg
 from oneauth import audit
 from oneauth.api.models import TokenSet
 from oneauth.apps.models import AppRecord
+from oneauth.errors import OrgUnavailable
 from oneauth.flows.common import start_session
 from oneauth.identity import users as users_repo
-from oneauth.oauth import pkce, redirect_uri
+from oneauth.oauth import organizations, pkce, redirect_uri
 from oneauth.oauth.clients import Client
 from oneauth.oauth.errors import InvalidGrant, InvalidRequest, OAuthError, UnauthorizedClient
 from oneauth.oauth.models import AuthorizeQuery, TokenForm
@@ -53,6 +56,8 @@ FLOW_TTL = 30 * 60
 MAX_STATE = 2048
 MAX_NONCE = 512
 MAX_AGE_LIMIT = 10 * 365 * 86400
+# Issue 13: the scope of org-scoped tokens (``organization:<slug>`` names one org).
+ORG_SCOPE = "organization"
 PROMPTS = ("none", "login", "consent", "select_account", "create")  # prompt_values_supported
 MAX_ACR_VALUES = 10
 
@@ -107,10 +112,26 @@ class AuthorizationRequest:
     # ends at the page, with no code and no consent. Only we seal requests, so only
     # we can make one.
     account: bool = False
+    # Issue 13: the organization the tokens are for. ``org_id`` (organization_id,
+    # or the user's pick) or ``org_slug`` (organization:<slug>) names it; ``org_pick``:
+    # the client asked for one (bare ``organization``) and the user chooses. Checked
+    # against the signed-in user's memberships whenever the request goes on.
+    org_id: str | None = None
+    org_slug: str | None = None
+    org_pick: bool = False
 
     @property
     def scope_text(self) -> str:
         return " ".join(self.scope)
+
+    @property
+    def wants_org(self) -> bool:
+        """True when the tokens are to be for an organization."""
+        return bool(self.org_id or self.org_slug or self.org_pick)
+
+    def for_org(self, org_id: str) -> AuthorizationRequest:
+        """The request for the org ``org_id`` (named by the client, or picked)."""
+        return replace(self, org_id=org_id, org_slug=None, org_pick=False)
 
     @property
     def needs_mfa(self) -> bool:
@@ -262,7 +283,16 @@ async def parse_request(
         raise fail("invalid_request", "code_challenge must be 43 base64url characters")
     if params.code_verifier is not None:
         raise fail("invalid_request", "code_verifier belongs in the token request")
-    scope = _scope(params.scope, client, fail)
+    scope, org_slug, org_pick = _scope(params.scope, params.organization_id, client, fail)
+    org_id = params.organization_id
+    if org_id is not None and not organizations.ORG_ID.fullmatch(org_id):
+        raise fail("invalid_request", "organization_id is not an organization id (org_...)")
+    if org_id is not None and org_slug is not None:
+        raise fail(
+            "invalid_request",
+            "organization_id and the organization:<slug> scope both name an organization;"
+            " send one of them",
+        )
     prompt = tuple(sorted(set((params.prompt or "").split())))
     if set(prompt) - set(PROMPTS):
         raise fail("invalid_request", f"prompt must be one or more of {', '.join(PROMPTS)}")
@@ -301,6 +331,9 @@ async def parse_request(
         login_hint=hint if hint and len(hint) <= 320 and "@" in hint else None,
         expires=now + FLOW_TTL,
         acr_values=acr_values,
+        org_id=org_id,
+        org_slug=org_slug,
+        org_pick=org_pick and org_id is None and org_slug is None,
     )
     return client, request
 
@@ -335,16 +368,40 @@ def account_request(
 
 
 def _scope(
-    raw: str | None, client: Client, fail: Callable[[str, str], AuthorizeError]
-) -> tuple[str, ...]:
-    # RFC 6749 section 3.3; scopes are limited to the client's registration (O5).
+    raw: str | None,
+    organization_id: str | None,
+    client: Client,
+    fail: Callable[[str, str], AuthorizeError],
+) -> tuple[tuple[str, ...], str | None, bool]:
+    """The scope (RFC 6749 section 3.3), with the organization named by the scope
+    form ``organization:<slug>`` (or None) and whether bare ``organization`` was asked.
+
+    Every form of asking for an org (``organization_id`` too) is kept in the scope as
+    the one value ``organization``, so the consent, the codes and the tokens say "for
+    an organization" whichever org it is (a refresh may switch it); the slug travels
+    beside it. Scopes are limited to the client's registration (O5): a client asks
+    for org-scoped tokens only if it was registered with the ``organization`` scope.
+    """
     wanted = (raw or "").split()
     if not wanted:
         raise fail("invalid_scope", "scope is required")
-    beyond = set(wanted) - client.scopes
+    slugs = {s.removeprefix(ORG_SCOPE + ":") for s in wanted if s.startswith(ORG_SCOPE + ":")}
+    pick = ORG_SCOPE in wanted
+    if len(slugs) > 1:
+        raise fail("invalid_scope", "the scope names more than one organization; name one")
+    slug = next(iter(slugs), None)
+    if slug is not None and not organizations.SLUG.fullmatch(slug):
+        raise fail("invalid_scope", "organization:<slug>: the slug is not a valid slug")
+    plain = [s for s in wanted if s != ORG_SCOPE and not s.startswith(ORG_SCOPE + ":")]
+    if slug is not None or pick or organization_id is not None:
+        plain.append(ORG_SCOPE)
+    beyond = set(plain) - client.scopes
     if beyond:
-        raise fail("invalid_scope", f"scope beyond this client's: {' '.join(sorted(beyond))}")
-    return tuple(dict.fromkeys(wanted))
+        hint = ""
+        if ORG_SCOPE in beyond:
+            hint = " (register the client with the organization scope to ask for organizations)"
+        raise fail("invalid_scope", f"scope beyond this client's: {' '.join(sorted(beyond))}{hint}")
+    return tuple(dict.fromkeys(plain)), slug, pick
 
 
 async def revalidate(
@@ -394,15 +451,19 @@ def _hash(raw: str) -> bytes:
 async def issue_code(
     conn: asyncpg.Connection, request: AuthorizationRequest, session: BrowserSession
 ) -> str:
-    """A single-use code for ``request``, bound to the signed-in browser session."""
+    """A single-use code for ``request``, bound to the signed-in browser session, and
+    to the org of ``request.org_id`` (checked for this user by the caller, and again
+    at the exchange)."""
+    if request.wants_org and request.org_id is None:
+        raise ValueError("an org-scoped request gets a code only once its org is chosen")
     raw = CODE_PREFIX + secrets.token_urlsafe(32)
     # One round trip: store the code and count it as use of the browser session
     # (its idle clock restarts).
     await conn.execute(
         "WITH code AS (INSERT INTO authorization_codes (code_hash, client_id, user_id,"
         " browser_session_id, redirect_uri, code_challenge, scope, nonce, auth_time, amr,"
-        " expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-        " now() + make_interval(secs => $11)))"
+        " expires_at, org_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+        " now() + make_interval(secs => $11), $12))"
         " UPDATE browser_sessions SET last_seen_at = now() WHERE id = $4",
         _hash(raw),
         request.client_id,
@@ -415,6 +476,7 @@ async def issue_code(
         session.auth_time,
         session.amr,
         CODE_TTL,
+        request.org_id,
     )
     if random.random() < 1 / 64:
         # Used and expired codes are kept a day, long enough to recognise a reuse.
@@ -430,7 +492,7 @@ _CONSUME = """
 UPDATE authorization_codes c SET used_at = now()
 WHERE code_hash = $1 AND client_id = $2 AND used_at IS NULL
 RETURNING user_id, browser_session_id, redirect_uri, code_challenge, scope, nonce, auth_time,
-          amr, expires_at > now() AS live,
+          amr, org_id, expires_at > now() AS live,
           EXISTS (SELECT 1 FROM browser_sessions b WHERE b.id = c.browser_session_id
                   AND b.revoked_at IS NULL AND b.expires_at > now()) AS signed_in
 """
@@ -471,6 +533,20 @@ async def authorization_code_grant(
         )
         return InvalidGrant("the authorization code is invalid, expired or already used")
 
+    async def org_gone() -> InvalidGrant:
+        await audit.record(
+            conn,
+            "token.issue",
+            "failure",
+            meta,
+            actor_type="client",
+            actor_id=client.client_id,
+            details={"grant": GRANT, "reason": "org_unavailable", "org_id": row["org_id"]},
+        )
+        return InvalidGrant(
+            "the organization of this authorization code is no longer available to the user"
+        )
+
     if row is None:
         used = await conn.fetchrow(
             "SELECT session_id FROM authorization_codes"
@@ -505,19 +581,34 @@ async def authorization_code_grant(
     user = await users_repo.by_id(conn, row["user_id"])
     if user is None or user.status != "active" or not row["signed_in"]:
         return await failed("session_ended")
+    org_id: str | None = row["org_id"]
+    org = None
+    if org_id is not None:
+        # Checked again here: the user may have left the org, or the org been
+        # suspended, since the code was issued (suspension refuses new org-scoped
+        # tokens at once). An org deleted since took the code with it (cascade).
+        org = await organizations.member_org(conn, user.id, org_id=org_id)
+        if org is None or not org.active:
+            return await org_gone()
 
     issuer = await services.issuer(app, conn)
     scope: str = row["scope"]
-    tokens, session = await start_session(
-        conn,
-        issuer,
-        user=user,
-        client=client,
-        amr=list(row["amr"]),
-        scope=scope,
-        meta=meta,
-        auth_time=row["auth_time"],
-    )
+    try:
+        # The session (refresh family) is for the code's org; the access token
+        # carries its claims (org_id, org_slug, org_roles, org_permissions).
+        tokens, session = await start_session(
+            conn,
+            issuer,
+            user=user,
+            client=client,
+            amr=list(row["amr"]),
+            scope=scope,
+            meta=meta,
+            auth_time=row["auth_time"],
+            org_id=org_id,
+        )
+    except OrgUnavailable:  # raised before it wrote anything; the code stays spent
+        return await org_gone()
     # Remember what this code produced (a reuse revokes it) and tie the new session
     # to the browser session it came from (logout there ends it): one round trip.
     await conn.execute(
@@ -534,6 +625,9 @@ async def authorization_code_grant(
             extra.update(email=user.email, email_verified=user.email_verified)
         if "profile" in scopes:
             extra["updated_at"] = int(user.updated_at.timestamp())
+        if org is not None:
+            # As Auth0 does: the relying party learns the org from the ID token too.
+            extra.update(org_id=org.id, org_slug=org.slug)
         tokens["id_token"] = issuer.id_token(
             sub=user.sub,
             client_id=client.client_id,
@@ -553,6 +647,10 @@ async def authorization_code_grant(
         actor_id=user.sub,
         target_type="session",
         target_id=str(session.id),
-        details={"grant": GRANT, "client_id": client.client_id},
+        details={
+            "grant": GRANT,
+            "client_id": client.client_id,
+            **({"org_id": org_id} if org_id else {}),
+        },
     )
     return TokenSet(**tokens)

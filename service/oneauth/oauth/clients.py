@@ -40,7 +40,7 @@ Kind = Literal["public", "confidential"]
 COLUMNS = (
     "client_id, name, kind, first_party, redirect_uris, post_logout_redirect_uris, grant_types,"
     " scopes, token_endpoint_auth_method, access_token_ttl, refresh_token_ttl, created_at,"
-    " disabled_at, jwks"
+    " disabled_at, jwks, org_id"
 )
 
 
@@ -64,6 +64,9 @@ class Client:
     created_at: datetime
     disabled: bool
     jwks: dict[str, Any] | None = None  # public keys, for private_key_jwt
+    # A client registered for one organization (issue 13): its client_credentials
+    # tokens carry that org's id and slug, and it gets none while the org is suspended.
+    org_id: str | None = None
     secret_hashes: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
@@ -91,6 +94,7 @@ class Client:
             "created_at": self.created_at.isoformat(),
             "disabled": self.disabled,
             "jwks": self.jwks,
+            "org_id": self.org_id,
         }
 
 
@@ -123,6 +127,7 @@ def _from_row(row: Any, secret_hashes: Sequence[bytes] = ()) -> Client:
         created_at=row[11],
         disabled=row[12] is not None,
         jwks=json.loads(row[13]) if isinstance(row[13], str) else row[13],
+        org_id=row[14],
         secret_hashes=tuple(secret_hashes),
     )
 
@@ -156,6 +161,7 @@ class ClientSpec:
     access_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
     jwks: dict[str, Any] | None = None
+    org_id: str | None = None
 
     def validated(self) -> ClientSpec:
         if not 1 <= len(self.name.strip()) <= 200:
@@ -191,6 +197,8 @@ class ClientSpec:
             raise ClientError("private_key_jwt needs the client's public JWK Set (and only it)")
         if self.jwks is not None:
             validate_jwks(self.jwks)
+        if self.org_id is not None and "client_credentials" not in self.grant_types:
+            raise ClientError("an org client (--org) needs the client_credentials grant")
         return replace(self, name=self.name.strip(), auth_method=method)
 
 
@@ -224,12 +232,17 @@ SyncConn = psycopg.Connection[tuple[Any, ...]]
 def create(conn: SyncConn, spec: ClientSpec) -> tuple[Client, str | None]:
     """Register a client; returns it and, for a confidential one, its secret (shown once)."""
     spec = spec.validated()
+    if spec.org_id is not None:
+        # In the app's context: another app's org id names nothing here (B1).
+        org = conn.execute("SELECT 1 FROM organizations WHERE id = %s", (spec.org_id,))
+        if org.fetchone() is None:
+            raise ClientError(f"no organization {spec.org_id!r} in this app")
     client_id = new_client_id()
     row = conn.execute(
         "INSERT INTO clients (client_id, name, kind, first_party, redirect_uris,"
         " post_logout_redirect_uris, grant_types, scopes, token_endpoint_auth_method,"
-        " access_token_ttl, refresh_token_ttl, jwks)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " access_token_ttl, refresh_token_ttl, jwks, org_id)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
         f" RETURNING {COLUMNS}",
         (
             client_id,
@@ -244,6 +257,7 @@ def create(conn: SyncConn, spec: ClientSpec) -> tuple[Client, str | None]:
             spec.access_token_ttl,
             spec.refresh_token_ttl,
             None if spec.jwks is None else Jsonb(spec.jwks),
+            spec.org_id,
         ),
     ).fetchone()
     secret = None
@@ -290,6 +304,7 @@ def update(conn: SyncConn, client_id: str, **changes: Any) -> Client:
         access_token_ttl=changes.get("access_token_ttl", current.access_token_ttl),
         refresh_token_ttl=changes.get("refresh_token_ttl", current.refresh_token_ttl),
         jwks=changes.get("jwks") or (current.jwks if method == "private_key_jwt" else None),
+        org_id=current.org_id,
     ).validated()
     conn.execute(
         "UPDATE clients SET name=%s, first_party=%s, redirect_uris=%s,"
@@ -410,7 +425,7 @@ class ClientCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         row = await conn.fetchrow(_LOAD, client_id)
-        client = None if row is None else _from_row(row, row[14])
+        client = None if row is None else _from_row(row, row[15])
         if len(self._cache) >= self._max:
             self._cache.clear()
         self._cache[(app_id, client_id)] = (now + self._ttl, client)

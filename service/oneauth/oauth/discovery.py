@@ -19,7 +19,7 @@ from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import AppPolicy, policy_of
 from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
-from oneauth.oauth.authorize import PROMPTS
+from oneauth.oauth.authorize import ORG_SCOPE, PROMPTS
 from oneauth.oauth.client_assertion import ALGS as ASSERTION_ALGS
 from oneauth.oauth.clients import USER_SCOPES
 from oneauth.oauth.models import JwkSet, ProviderMetadata
@@ -59,7 +59,9 @@ def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> Provi
             "introspection_endpoint_auth_methods_supported": auth_methods[:3],
             "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
             "code_challenge_methods_supported": ["S256"],
-            "scopes_supported": list(USER_SCOPES),
+            # Issue 13: ``organization`` (and its form ``organization:<slug>``) asks for
+            # org-scoped tokens; the authorization request's ``organization_id`` too.
+            "scopes_supported": [*USER_SCOPES, ORG_SCOPE],
             "claims_supported": [
                 "sub",
                 "iss",
@@ -75,6 +77,8 @@ def metadata(issuer: str, policy: AppPolicy, endpoints: dict[str, str]) -> Provi
                 "email_verified",
                 "updated_at",
                 "app_id",
+                "org_id",
+                "org_slug",
             ],
             "acr_values_supported": list(ACR_VALUES),
             # "Initiating User Registration via OpenID Connect 1.0" section 4.2.

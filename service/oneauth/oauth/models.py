@@ -20,6 +20,7 @@ Unset = msgspec.UnsetType
 
 Token = Annotated[str, msgspec.Meta(max_length=MAX_JWT)]  # a JWT or an opaque token
 Short = Annotated[str, msgspec.Meta(max_length=2048)]
+OrgRef = Annotated[str, msgspec.Meta(max_length=100, examples=["org_3hX9kQ2mV7pL1sR8"])]
 
 
 class ClientAuth(msgspec.Struct, kw_only=True):
@@ -51,6 +52,11 @@ class TokenForm(ClientAuth, kw_only=True):
     code_verifier: Annotated[str, msgspec.Meta(max_length=128)] | None = None
     refresh_token: Token | None = None
     scope: Short | None = None
+    # refresh_token grant (issue 13): the organization the new tokens are for,
+    # by id or by slug (not both); another org the user belongs to switches the
+    # refresh family to it without a new sign-in.
+    organization_id: OrgRef | None = None
+    organization: OrgRef | None = None
 
 
 class TokenForm7009(ClientAuth, kw_only=True):
@@ -86,6 +92,11 @@ class Introspection(msgspec.Struct, forbid_unknown_fields=True):
     amr: list[str] | Unset = UNSET
     acr: str | Unset = UNSET
     roles: list[str] | Unset = UNSET
+    permissions: list[str] | Unset = UNSET
+    org_id: str | Unset = UNSET
+    org_slug: str | Unset = UNSET
+    org_roles: list[str] | Unset = UNSET
+    org_permissions: list[str] | Unset = UNSET
     email_verified: bool | Unset = UNSET
     grant: str | Unset = UNSET
 
@@ -175,8 +186,9 @@ class AuthorizeQuery(msgspec.Struct, kw_only=True):
     Connect Core section 3.1.2.1, RFC 7636 section 4.3. Decoded leniently
     (``oneauth.http.contract.lenient``) and checked by ``oneauth.oauth.authorize``,
     which decides between an error page (an unusable client or redirect URI) and an
-    error redirect; ``state`` is bounded at ``authorize.MAX_STATE``. The last five
-    are named only to be refused (OIDC Core 6, RFC 7636 section 4.5)."""
+    error redirect; ``state`` is bounded at ``authorize.MAX_STATE``. ``organization_id``
+    (issue 13) asks for tokens of one organization. The last five are named only to
+    be refused (OIDC Core 6, RFC 7636 section 4.5)."""
 
     response_type: Short | None = None
     client_id: Short | None = None
@@ -190,6 +202,10 @@ class AuthorizeQuery(msgspec.Struct, kw_only=True):
     max_age: Annotated[str, msgspec.Meta(max_length=20)] | None = None
     login_hint: Short | None = None
     acr_values: Short | None = None
+    # Issue 13: the organization the tokens are for (an ``org_...`` id of this app).
+    organization_id: (
+        Annotated[str, msgspec.Meta(max_length=80, examples=["org_3kTMd9XbQ2pLwZ7rVn4sYe"])] | None
+    ) = None
     response_mode: Short | None = None
     request: Token | None = None
     request_uri: Short | None = None

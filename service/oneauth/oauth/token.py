@@ -2,6 +2,19 @@
 
 authorization_code lives in ``oneauth.oauth.authorize`` with the rest of the
 code flow; this module holds refresh_token and client_credentials.
+
+Organizations (issue 13): every refresh recomputes the roles and org claims
+(``oneauth.orgs.claims``), so a removed role or membership shows at the next
+refresh. A refresh may name ``organization_id`` (or ``organization``, the
+slug): another org the user belongs to switches the family to it, no new
+sign-in. An org that is unknown here, suspended, or that the user is not a
+member of fails with ``invalid_request`` (not ``invalid_grant``: client
+libraries drop a refresh token on invalid_grant, and this one is still good)
+and the rotation is undone, so the presented token stays unused and the family
+keeps working for its other orgs. The same holds for a plain refresh of a
+family whose current org the user has left or that was suspended: it fails
+the same way (never silently drops to no org, which would change the tenant
+under the client's feet); the client names another org or signs in again.
 """
 
 from __future__ import annotations
@@ -14,8 +27,15 @@ from oneauth import audit
 from oneauth.api.models import TokenSet
 from oneauth.apps.models import AppRecord
 from oneauth.oauth.clients import USER_SCOPES, Client
-from oneauth.oauth.errors import InvalidGrant, InvalidScope, UnauthorizedClient
+from oneauth.oauth.errors import (
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    OAuthError,
+    UnauthorizedClient,
+)
 from oneauth.oauth.models import UNSET, Introspection, TokenForm
+from oneauth.orgs import claims as org_claims
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
 from oneauth.tokens.issue import CLIENT_CREDENTIALS
@@ -55,6 +75,21 @@ async def _refresh_failed(
     )
 
 
+ORG_UNAVAILABLE = (
+    "the organization is unknown in this app, suspended, or the user is not a member;"
+    " the refresh token is still valid for the user's other organizations"
+)
+
+
+def _org_asked(form: TokenForm) -> tuple[str | None, str | None]:
+    """(org id, org slug) named by the refresh request, at most one of them."""
+    if form.organization_id is not None and form.organization is not None:
+        raise InvalidRequest("send organization_id or organization (a slug), not both")
+    if form.organization_id == "" or form.organization == "":
+        raise InvalidRequest("organization_id and organization must not be empty")
+    return form.organization_id, form.organization
+
+
 async def refresh_grant(
     services: Services,
     app: AppRecord,
@@ -62,11 +97,12 @@ async def refresh_grant(
     client: Client,
     form: TokenForm,
     meta: audit.RequestMeta,
-) -> TokenSet | InvalidGrant:
+) -> TokenSet | OAuthError:
     """Rotate a refresh token. An error is returned, not raised, so that the
     family revocation and audit row of a replay commit before the 400."""
     if "refresh_token" not in client.grant_types:
         raise UnauthorizedClient("this client may not use the refresh_token grant")
+    asked_id, asked_slug = _org_asked(form)
     raw = form.refresh_token or ""
     scope = requested_scope(form.scope, client.scopes)
     issuer = await services.issuer(app, conn)
@@ -106,6 +142,39 @@ async def refresh_grant(
         return InvalidGrant("the refresh token is invalid")
     ttl = client.access_token_ttl or issuer.policy.access_token_ttl
     session = outcome.session
+    switching = asked_id is not None or asked_slug is not None
+    try:
+        authz = await org_claims.for_user(
+            conn,
+            session.user_id,
+            org_id=asked_id if switching else session.org_id,
+            org_slug=asked_slug,
+            permissions=org_claims.wants_permissions(
+                outcome.scope, issuer.policy.token_permissions
+            ),
+        )
+    except org_claims.OrgRefused as exc:
+        # The session row is still locked: undo the rotation, keep the audit row.
+        await sessions.unrotate(conn, outcome)
+        await audit.record(
+            conn,
+            "token.refresh",
+            "failure",
+            meta,
+            actor_type="user",
+            actor_id=str(session.user_id),
+            target_type="session",
+            target_id=str(session.id),
+            details={
+                "reason": "org_unavailable",
+                "org": exc.reason,
+                "switch": switching,
+                "client_id": client.client_id,
+            },
+        )
+        return InvalidRequest(ORG_UNAVAILABLE)
+    if authz.org_id != session.org_id:
+        await sessions.set_org(conn, session.id, authz.org_id)
     access, _ = issuer.access_token(
         sub=str(session.user_id),
         client_id=client.client_id,
@@ -115,7 +184,11 @@ async def refresh_grant(
         amr=session.amr,
         auth_time=int(session.auth_time.timestamp()),
         email_verified=outcome.email_verified,
+        authz=authz.token_claims(),
     )
+    details: dict[str, str] = {"client_id": client.client_id}
+    if authz.org_id != session.org_id:
+        details.update(org_from=session.org_id or "", org_to=authz.org_id or "")
     await audit.record(
         conn,
         "token.refresh",
@@ -125,7 +198,7 @@ async def refresh_grant(
         actor_id=str(session.user_id),
         target_type="session",
         target_id=str(session.id),
-        details={"client_id": client.client_id},
+        details=details,
     )
     return TokenSet(
         access_token=access,
@@ -150,6 +223,13 @@ async def client_credentials_grant(
     service_scopes = client.scopes - set(USER_SCOPES)
     scope = requested_scope(form.scope, frozenset(service_scopes))
     granted = " ".join(scope if scope is not None else sorted(service_scopes))
+    authz = None
+    if client.org_id is not None:
+        # An org client (clients create --org): that org only, never while suspended.
+        try:
+            authz = (await org_claims.for_client(conn, client.org_id)).token_claims()
+        except org_claims.OrgUnavailable:
+            raise UnauthorizedClient("this client's organization is suspended") from None
     issuer = await services.issuer(app, conn)
     ttl = client.access_token_ttl or issuer.policy.access_token_ttl
     access, claims = issuer.access_token(
@@ -158,6 +238,7 @@ async def client_credentials_grant(
         scope=granted,
         ttl=ttl,
         grant=CLIENT_CREDENTIALS,
+        authz=authz,
     )
     await audit.record(
         conn,
@@ -168,7 +249,7 @@ async def client_credentials_grant(
         actor_id=client.client_id,
         target_type="token",
         target_id=claims["jti"],
-        details={"grant": CLIENT_CREDENTIALS},
+        details={"grant": CLIENT_CREDENTIALS, "org_id": client.org_id},
     )
     return TokenSet(access_token=access, token_type="Bearer", expires_in=ttl, scope=granted)
 
@@ -241,6 +322,7 @@ async def introspect(
             exp=int(info["expires_at"].timestamp()),
             iss=issuer_url,
             app_id=app.app_id,
+            org_id=info["org_id"] if info["org_id"] is not None else UNSET,
         )
     keys = await services.keys.get(app, conn)
     try:

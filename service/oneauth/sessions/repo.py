@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -54,6 +54,9 @@ class Session:
     amr: list[str]
     auth_time: datetime
     expires_at: datetime
+    # The organization this family's tokens are for now (issue 13); a refresh
+    # naming another org the user belongs to switches it.
+    org_id: str | None = None
 
 
 async def create_session(
@@ -66,13 +69,16 @@ async def create_session(
     ip_hash: str | None,
     user_agent: str | None,
     auth_time: datetime | None = None,
+    org_id: str | None = None,
 ) -> Session:
     """``auth_time`` is when the user authenticated (default now); a session started
-    from an earlier sign-in (authorization code flow) keeps that time."""
+    from an earlier sign-in (authorization code flow) keeps that time. ``org_id``:
+    the organization its tokens are for (checked by the caller, ``orgs.claims``)."""
     row = await conn.fetchrow(
         "INSERT INTO sessions (user_id, client_id, amr, auth_time, expires_at, ip_hash,"
-        " user_agent) VALUES ($1, $2, $3, coalesce($7, now()), now() + make_interval(secs => $4),"
-        " $5, $6) RETURNING id, user_id, client_id, amr, auth_time, expires_at",
+        " user_agent, org_id) VALUES ($1, $2, $3, coalesce($7, now()),"
+        " now() + make_interval(secs => $4), $5, $6, $8)"
+        " RETURNING id, user_id, client_id, amr, auth_time, expires_at, org_id",
         user_id,
         client_id,
         amr,
@@ -80,6 +86,7 @@ async def create_session(
         ip_hash,
         (user_agent or "")[:512] or None,
         auth_time,
+        org_id,
     )
     assert row is not None
     return Session(*row.values())
@@ -108,6 +115,7 @@ class Rotated:
     session: Session
     scope: str
     email_verified: bool
+    presented: str = field(default="", repr=False)  # the token this rotation used up
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +162,8 @@ WITH family AS (
     FROM used, users u
     WHERE s.id = used.session_id AND s.revoked_at IS NULL AND s.expires_at > now()
       AND u.id = s.user_id AND u.status = 'active'
-    RETURNING s.id, s.user_id, s.client_id, s.amr, s.auth_time, s.expires_at, used.scope,
-              u.email_verified
+    RETURNING s.id, s.user_id, s.client_id, s.amr, s.auth_time, s.expires_at, s.org_id,
+              used.scope, u.email_verified
 ), fresh AS (
     INSERT INTO refresh_tokens (token_hash, session_id, client_id, scope, expires_at)
     SELECT $3, live.id, live.client_id, coalesce($5, live.scope),
@@ -209,8 +217,11 @@ async def rotate(
             list(row["amr"]),
             row["auth_time"],
             row["expires_at"],
+            row["org_id"],
         )
-        return Rotated(next_raw, session, narrowed_scope or row["scope"], row["email_verified"])
+        return Rotated(
+            next_raw, session, narrowed_scope or row["scope"], row["email_verified"], raw
+        )
     seen = await conn.fetchrow(_SEEN, presented, client_id, grace_seconds)
     if seen is None:
         return None
@@ -221,6 +232,41 @@ async def rotate(
     if seen["live"] and narrowed_scope is not None:
         return "scope"  # asked for more than the grant holds; the token stays unused
     return None
+
+
+# Undo a rotation inside its own transaction, while the session row is still
+# locked by _ROTATE: the presented token is unused again and its successor never
+# existed. For a refresh that must fail after the rotation (an org switch the
+# user may not make, issue 13) yet leave the family usable: the failure's audit
+# row commits, the token does not burn. A concurrent use of the same token,
+# waiting on the session lock, then rotates it normally.
+_UNROTATE = """
+WITH restored AS (
+    UPDATE refresh_tokens SET used_at = NULL
+    WHERE token_hash = $1 AND session_id = $3 AND used_at IS NOT NULL
+    RETURNING id
+)
+DELETE FROM refresh_tokens WHERE token_hash = $2 AND session_id = $3
+    AND EXISTS (SELECT FROM restored)
+"""
+
+
+async def unrotate(conn: asyncpg.Connection, rotated: Rotated) -> None:
+    """Take back ``rotated`` (same transaction as the ``rotate`` that made it)."""
+    done = await conn.execute(
+        _UNROTATE,
+        hash_token(rotated.presented),
+        hash_token(rotated.refresh_token),
+        rotated.session.id,
+    )
+    if done != "DELETE 1":
+        raise RuntimeError(f"could not undo the rotation ({done})")
+
+
+async def set_org(conn: asyncpg.Connection, session_id: uuid.UUID, org_id: str | None) -> None:
+    """Point the family at another organization (an org switch, in the rotation's
+    transaction: the session row is locked by ``rotate``)."""
+    await conn.execute("UPDATE sessions SET org_id = $2 WHERE id = $1", session_id, org_id)
 
 
 async def session_of_refresh(conn: asyncpg.Connection, raw: str) -> tuple[uuid.UUID, str] | None:
@@ -234,7 +280,8 @@ async def session_of_refresh(conn: asyncpg.Connection, raw: str) -> tuple[uuid.U
 async def refresh_token_info(conn: asyncpg.Connection, raw: str) -> asyncpg.Record | None:
     """Everything introspection needs about an active refresh token, else None."""
     return await conn.fetchrow(
-        "SELECT r.client_id, r.scope, r.created_at, r.expires_at, s.id AS sid, s.user_id"
+        "SELECT r.client_id, r.scope, r.created_at, r.expires_at, s.id AS sid, s.user_id,"
+        " s.org_id"
         " FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id"
         " JOIN users u ON u.id = s.user_id"
         " WHERE r.token_hash = $1 AND r.used_at IS NULL AND r.revoked_at IS NULL"

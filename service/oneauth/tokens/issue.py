@@ -59,7 +59,11 @@ class Issuer:
         roles: Iterable[str] = (),
         email_verified: bool | None = None,
         grant: str | None = None,
+        authz: Mapping[str, Any] | None = None,
     ) -> tuple[str, dict[str, Any]]:
+        """``authz``: the roles and organization members of ``oneauth.orgs.claims``
+        (``Claims.token_claims()``): ``roles``, ``permissions``, ``org_id``,
+        ``org_slug``, ``org_roles``, ``org_permissions``."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -88,6 +92,8 @@ class Issuer:
             claims["email_verified"] = email_verified
         if grant is not None:
             claims["grant"] = grant
+        if authz:
+            claims.update(authz)
         key = self.keys.signer(self.policy.signing_alg)
         return sign_jwt(key, claims, typ=ACCESS_TOKEN_TYP), claims
 

@@ -11,12 +11,14 @@ Usage::
     if not claims.has_scope("orders:read"):
         ...
     claims.require(amr="mfa", max_age=300)  # step-up: InsufficientUserAuthentication
+    claims.require_access(org=True, org_permission="org:members:write")  # InsufficientScope
 
 Depends only on jwcrypto (and its ``cryptography``) and httpx. The Starlette
 integration lives in :mod:`oneauth.verifier.starlette`, test helpers in
 :mod:`oneauth.verifier.testing`; neither is imported from here.
 """
 
+from ._access import AccessRequirement
 from ._claims import AccessTokenClaims
 from ._stepup import ACR_MFA, ACR_SFA, AuthRequirement
 from ._verifier import DEFAULT_ALGORITHMS, MAX_LEEWAY, Verifier
@@ -44,6 +46,7 @@ __all__ = [
     "ACR_SFA",
     "DEFAULT_ALGORITHMS",
     "MAX_LEEWAY",
+    "AccessRequirement",
     "AccessTokenClaims",
     "AuthRequirement",
     "DiscoveryError",

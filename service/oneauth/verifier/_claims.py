@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ._access import AccessRequirement
 from ._stepup import AuthRequirement
 from .errors import (
     InvalidAudience,
@@ -40,6 +41,14 @@ class AccessTokenClaims:
 
     ``is_client_token`` is true for client-credentials tokens, which act for
     the client itself (``sub == client_id``), not for a user.
+
+    Roles and organizations (issue 13): ``roles`` are the user's app roles;
+    ``permissions`` the permissions they bundle, present only when the client
+    asked (scope ``permissions``) or the app sends them always; an org-scoped
+    token names its organization (``org_id``, ``org_slug``) with the member's
+    ``org_roles`` and ``org_permissions``. A client registered for an org has
+    ``org_id`` and ``org_slug`` only. Check them with :meth:`require_access`
+    (or ``require(...)`` in :mod:`oneauth.verifier.starlette`).
     """
 
     sub: str
@@ -60,6 +69,11 @@ class AccessTokenClaims:
     email_verified: bool | None
     is_client_token: bool
     raw: Mapping[str, Any] = field(repr=False, compare=False, hash=False)
+    permissions: frozenset[str] = frozenset()
+    org_id: str | None = None
+    org_slug: str | None = None
+    org_roles: frozenset[str] = frozenset()
+    org_permissions: frozenset[str] = frozenset()
 
     @classmethod
     def _from_fields(cls, fields: dict[str, Any]) -> AccessTokenClaims:
@@ -81,6 +95,52 @@ class AccessTokenClaims:
     def has_role(self, *roles: str) -> bool:
         """True if the subject holds every one of ``roles``."""
         return self.roles.issuperset(roles)
+
+    def has_permission(self, *permissions: str) -> bool:
+        """True if the token carries every one of these app ``permissions``."""
+        return self.permissions.issuperset(permissions)
+
+    def has_org_role(self, *roles: str) -> bool:
+        """True if the token is org-scoped and the member holds every one of ``roles``."""
+        return self.org_id is not None and self.org_roles.issuperset(roles)
+
+    def has_org_permission(self, *permissions: str) -> bool:
+        """True if the token is org-scoped and carries every one of these org permissions."""
+        return self.org_id is not None and self.org_permissions.issuperset(permissions)
+
+    def in_org(self, org: str | None = None) -> bool:
+        """True if the token is for an organization: any (``org`` None), or this one
+        (an org id, ``org_...``, or a slug)."""
+        if self.org_id is None:
+            return False
+        if org is None:
+            return True
+        return org == (self.org_id if org.startswith("org_") else self.org_slug)
+
+    def require_access(
+        self,
+        *,
+        role: str | Iterable[str] = (),
+        permission: str | Iterable[str] = (),
+        org: bool | str = False,
+        org_role: str | Iterable[str] = (),
+        org_permission: str | Iterable[str] = (),
+    ) -> AccessTokenClaims:
+        """Demand roles, permissions and an organization; returns ``self`` if met.
+
+        Raises :class:`InsufficientScope` (``check``: ``"role"``,
+        ``"permission"``, ``"org"``, ``"org_role"``, ``"org_permission"``).
+        A resource checking the same demand on every request builds one
+        :class:`AccessRequirement` and calls its ``check``.
+        """
+        AccessRequirement(
+            role=role,
+            permission=permission,
+            org=org,
+            org_role=org_role,
+            org_permission=org_permission,
+        ).check(self)
+        return self
 
     def require(
         self,
@@ -207,6 +267,11 @@ class ClaimsPolicy:
         sid = get("sid")
         auth_time = get("auth_time")
         email_verified = get("email_verified")
+        permissions = get("permissions")
+        org_id = get("org_id")
+        org_slug = get("org_slug")
+        org_roles = get("org_roles")
+        org_permissions = get("org_permissions")
         if (
             (scope is not None and type(scope) is not str)
             or (roles is not None and type(roles) is not list)
@@ -215,8 +280,16 @@ class ClaimsPolicy:
             or (sid is not None and type(sid) is not str)
             or (auth_time is not None and type(auth_time) not in _NUMBER)
             or (email_verified is not None and type(email_verified) is not bool)
+            or (permissions is not None and type(permissions) is not list)
+            or (org_id is not None and (type(org_id) is not str or not org_id))
+            or (org_slug is not None and type(org_slug) is not str)
+            or (org_roles is not None and type(org_roles) is not list)
+            or (org_permissions is not None and type(org_permissions) is not list)
         ):
             raise InvalidClaims("optional claim with the wrong type")
+        if org_id is None and (org_slug is not None or org_roles or org_permissions):
+            # Org roles without the org they belong to: a forged or broken token.
+            raise InvalidClaims("org claims without org_id")
         try:
             # str.join type-checks every element in C; a generator with
             # isinstance would cost more than the rest of this method.
@@ -224,8 +297,16 @@ class ClaimsPolicy:
                 "".join(roles)
             if amr:
                 "".join(amr)
+            if permissions:
+                "".join(permissions)
+            if org_roles:
+                "".join(org_roles)
+            if org_permissions:
+                "".join(org_permissions)
         except TypeError:
-            raise InvalidClaims("roles and amr must be lists of strings") from None
+            raise InvalidClaims(
+                "roles, amr, permissions, org_roles and org_permissions must be lists of strings"
+            ) from None
         scopes = _EMPTY
         if scope:
             known = self._scope_sets.get(scope)
@@ -251,5 +332,10 @@ class ClaimsPolicy:
                 "email_verified": email_verified,
                 "is_client_token": is_client,
                 "raw": MappingProxyType(claims),
+                "permissions": frozenset(permissions) if permissions else _EMPTY,
+                "org_id": org_id,
+                "org_slug": org_slug,
+                "org_roles": frozenset(org_roles) if org_roles else _EMPTY,
+                "org_permissions": frozenset(org_permissions) if org_permissions else _EMPTY,
             }
         )

@@ -21,6 +21,18 @@ malformed Authorization header, and a bare ``Bearer`` challenge (no error
 code, §3.1) when no token was sent. If the issuer's keys cannot be fetched
 the answer is 503: the client's token may be fine, so it must not discard it.
 
+Roles, permissions and organizations (issue 13)::
+
+    @require(permission="invoice:read")              # the app permission
+    @require(role="billing-admin")                   # an app role
+    @require_org(org_permission="org:members:write") # a token for an org, with that right
+    @require_org(org_role="admin", path_param="org_id")  # /orgs/{org_id}/...: this org only
+
+answer 403 ``insufficient_scope`` with an ``error_description`` naming what
+is missing (a role, a permission, the org, an org role or permission).
+``permissions`` are in tokens whose client asked for scope ``permissions``
+(or when the app sends them always).
+
 Step-up (RFC 9470): ``require(amr="mfa")``, ``require(acr=...)`` and
 ``require(max_age=300)`` answer a token whose sign-in falls short with 401
 ``WWW-Authenticate: Bearer error="insufficient_user_authentication",
@@ -48,6 +60,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
+from ._access import AccessRequirement
 from ._claims import AccessTokenClaims
 from ._stepup import AuthRequirement
 from ._verifier import Verifier
@@ -65,6 +78,7 @@ __all__ = [
     "bearer_error_response",
     "on_auth_error",
     "require",
+    "require_org",
     "step_up_response",
 ]
 
@@ -234,7 +248,7 @@ def _names(value: str | Iterable[str]) -> frozenset[str]:
 def _authorize(
     request: Request,
     scopes: frozenset[str],
-    roles: frozenset[str],
+    access: AccessRequirement,
     allow_client_tokens: bool,
     stepup: AuthRequirement,
 ) -> Response | None:
@@ -250,8 +264,7 @@ def _authorize(
             raise InsufficientScope("client tokens are not accepted here", check="client")
         if not claims.scopes.issuperset(scopes):
             raise InsufficientScope("token lacks a required scope", check="scope")
-        if not claims.roles.issuperset(roles):
-            raise InsufficientScope("subject lacks a required role", check="role")
+        access.check(claims, path_params=request.path_params)
     except InsufficientScope as exc:
         # RFC 6750 §3: the scope attribute names the scopes the resource needs.
         needed = scopes if exc.check == "scope" else ()
@@ -268,6 +281,12 @@ def require(
     scopes: str | Iterable[str] = (),
     roles: str | Iterable[str] = (),
     *,
+    role: str | Iterable[str] = (),
+    permission: str | Iterable[str] = (),
+    org: bool | str = False,
+    org_role: str | Iterable[str] = (),
+    org_permission: str | Iterable[str] = (),
+    org_path_param: str | None = None,
     allow_client_tokens: bool = True,
     acr: str | Iterable[str] | None = None,
     amr: str | Iterable[str] | None = None,
@@ -275,14 +294,26 @@ def require(
 ) -> Callable[[_Endpoint], _Endpoint]:
     """Decorate a Starlette HTTP endpoint to demand a valid token.
 
-    All listed ``scopes`` and all listed ``roles`` are required. ``acr``,
-    ``amr`` and ``max_age`` demand a kind of sign-in (see
+    All listed ``scopes`` and all listed ``roles`` (or ``role``) are required,
+    and every ``permission``. ``org``, ``org_role``, ``org_permission`` and
+    ``org_path_param`` demand an org-scoped token (see
+    :class:`~oneauth.verifier.AccessRequirement`); a token that falls short
+    of any of these gets 403 ``insufficient_scope``. ``acr``, ``amr`` and
+    ``max_age`` demand a kind of sign-in (see
     :class:`~oneauth.verifier.AuthRequirement`); a token that falls short
     gets the RFC 9470 challenge. Works on sync and async functions and
     methods with a parameter named ``request``. Needs
     :meth:`OneauthBackend.middleware` installed.
     """
-    need_scopes, need_roles = _names(scopes), _names(roles)
+    need_scopes = _names(scopes)
+    access = AccessRequirement(
+        role=[*_names(roles), *_names(role)],
+        permission=permission,
+        org=org,
+        org_role=org_role,
+        org_permission=org_permission,
+        org_path_param=org_path_param,
+    )
     stepup = AuthRequirement(acr=acr, amr=amr, max_age=max_age)
 
     def decorate(endpoint: _Endpoint) -> _Endpoint:
@@ -302,7 +333,7 @@ def require(
             @functools.wraps(endpoint)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 denied = _authorize(
-                    find_request(args, kwargs), need_scopes, need_roles, allow_client_tokens, stepup
+                    find_request(args, kwargs), need_scopes, access, allow_client_tokens, stepup
                 )
                 return denied if denied is not None else await endpoint(*args, **kwargs)
 
@@ -311,10 +342,35 @@ def require(
         @functools.wraps(endpoint)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             denied = _authorize(
-                find_request(args, kwargs), need_scopes, need_roles, allow_client_tokens, stepup
+                find_request(args, kwargs), need_scopes, access, allow_client_tokens, stepup
             )
             return denied if denied is not None else endpoint(*args, **kwargs)
 
         return cast(_Endpoint, sync_wrapper)
 
     return decorate
+
+
+def require_org(
+    org: bool | str = True,
+    *,
+    org_role: str | Iterable[str] = (),
+    org_permission: str | Iterable[str] = (),
+    path_param: str | None = None,
+    scopes: str | Iterable[str] = (),
+    allow_client_tokens: bool = True,
+    **demands: Any,
+) -> Callable[[_Endpoint], _Endpoint]:
+    """:func:`require` for an org-scoped token: of any org (default), or ``org``
+    (an id or slug); with these org roles and permissions; ``path_param``: the
+    path parameter the token's ``org_id`` must equal. ``demands``: the other
+    :func:`require` keywords (``permission``, ``role``, ``amr``, ...)."""
+    return require(
+        scopes,
+        org=org,
+        org_role=org_role,
+        org_permission=org_permission,
+        org_path_param=path_param,
+        allow_client_tokens=allow_client_tokens,
+        **demands,
+    )

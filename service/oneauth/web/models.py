@@ -57,6 +57,15 @@ class ConsentForm(FlowForm, kw_only=True):
     decision: Annotated[str, msgspec.Meta(max_length=16, examples=["allow", "deny"])] | None = None
 
 
+class OrgPickForm(FlowForm, kw_only=True):
+    """POST /oauth/authorize/organization (issue 13): the org the user picked, one of
+    theirs (checked again, with the request it continues)."""
+
+    organization_id: (
+        Annotated[str, msgspec.Meta(max_length=80, examples=["org_3kTMd9XbQ2pLwZ7rVn4sYe"])] | None
+    ) = None
+
+
 class RecoverForm(FlowForm, kw_only=True):
     """POST /recover: the address to send a reset link and code to."""
 

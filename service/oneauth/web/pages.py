@@ -3,6 +3,7 @@
     GET|POST /oauth/authorize            validate, then: code, login page or consent page
     POST     /login                      the login form; 303 to /oauth/authorize/continue
     GET      /oauth/authorize/continue   resume a sealed request after login
+    POST     /oauth/authorize/organization  the organization picker's form (issue 13)
     POST     /consent                    the consent form; 303 to the client
     GET      /assets/style.css           the app's stylesheet (no inline styles anywhere)
 
@@ -35,7 +36,7 @@ from oneauth.flows import engine
 from oneauth.http.contract import Operation, lenient, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
-from oneauth.oauth import consents
+from oneauth.oauth import consents, organizations
 from oneauth.oauth.authorize import (
     AuthorizationRequest,
     AuthorizeError,
@@ -49,12 +50,13 @@ from oneauth.oauth.authorize import (
 )
 from oneauth.oauth.clients import Client
 from oneauth.oauth.models import AuthorizeQuery
+from oneauth.oauth.organizations import MemberOrg
 from oneauth.services import Services
 from oneauth.strategies import webauthn
 from oneauth.web import browser_session, csrf, signin
 from oneauth.web.browser_session import BrowserSession
 from oneauth.web.common import continue_url, error_page, expired, targets
-from oneauth.web.models import ConsentForm, FlowForm
+from oneauth.web.models import ConsentForm, FlowForm, OrgPickForm
 from oneauth.web.render import branding, redirect, render, stylesheet
 
 SCOPE_TEXT = {
@@ -62,9 +64,10 @@ SCOPE_TEXT = {
     "profile": "See your basic profile",
     "email": "See your email address and whether it is verified",
     "offline_access": "Stay connected when you are not using it",
+    "organization": "Act in the organization you choose, with your roles there",
 }
 
-Step = Literal["login", "step_up", "account", "consent", "code"]
+Step = Literal["login", "pick_org", "step_up", "account", "consent", "code"]
 
 
 def _to_client(
@@ -117,6 +120,9 @@ class NextStep:
     kind: Step
     session: BrowserSession | None = None
     code: str | None = None
+    # The request as it goes on: with its org resolved to an id (issue 13).
+    authz: AuthorizationRequest | None = None
+    orgs: tuple[MemberOrg, ...] = ()  # pick_org: what the picker offers
 
 
 async def next_step(
@@ -134,19 +140,69 @@ async def next_step(
     if await _needs_login(conn, app, session, authz):
         return NextStep("login")  # none, prompt=login / max_age, or short of the MFA policy
     assert session is not None
-    if authz.needs_step_up(session.amr):
-        return NextStep("step_up", session)  # acr_values asks for a second factor
+    org_mfa = False
+    if authz.wants_org and not authz.account:
+        # Issue 13: the org is the signed-in user's to use (or to pick) before
+        # anything is issued for it.
+        picked = await org_of_request(conn, session, authz, client)
+        if isinstance(picked, NextStep):
+            return picked
+        authz, org = picked
+        org_mfa = org.mfa_required and not await engine.session_satisfies(
+            conn, app, session.user_id, session.amr, org_requires_mfa=True
+        )
+    if org_mfa or authz.needs_step_up(session.amr):
+        # acr_values, or the org's mfa_required, asks for a second factor the
+        # browser's sign-in lacks: a step-up of that sign-in.
+        return NextStep("step_up", session, authz=authz)
     if authz.account:
         return NextStep("account", session)  # the account page: no consent, no code
     if not client.first_party and (
         "consent" in authz.prompt
         or not await consents.covers(conn, session.user_id, client.client_id, authz.scope)
     ):
-        return NextStep("consent", session)
+        return NextStep("consent", session, authz=authz)
     code = await issue_code(conn, authz, session)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     await _audit_code(conn, meta, authz, session.sub)
-    return NextStep("code", session, code)
+    return NextStep("code", session, code, authz=authz)
+
+
+async def org_of_request(
+    conn: asyncpg.Connection, session: BrowserSession, authz: AuthorizationRequest, client: Client
+) -> tuple[AuthorizationRequest, MemberOrg] | NextStep:
+    """The org an org-scoped request is for, checked for the signed-in user: the
+    request (its org now an id) and the org, or the picker's step. A client
+    registered for one org (``clients create --org``) gets tokens of that org only.
+
+    Raises :class:`AuthorizeError` ``access_denied`` for an org the user cannot use:
+    unknown, another app's and not-a-member get one answer (nothing about orgs the
+    user does not belong to is revealed); a member learns that it is suspended.
+    """
+
+    def denied(description: str) -> AuthorizeError:
+        return AuthorizeError(
+            "access_denied", description, redirect_uri=authz.redirect_uri, state=authz.state
+        )
+
+    if authz.org_pick:
+        orgs = await organizations.active_orgs_of(conn, session.user_id)
+        if client.org_id is not None:
+            orgs = [o for o in orgs if o.id == client.org_id]
+        if not orgs:
+            raise denied("the user is not a member of any active organization of this app")
+        # prompt=select_account: the user confirms even a single org.
+        if len(orgs) > 1 or "select_account" in authz.prompt:
+            return NextStep("pick_org", session, authz=authz, orgs=tuple(orgs))
+        return authz.for_org(orgs[0].id), orgs[0]
+    org = await organizations.member_org(
+        conn, session.user_id, org_id=authz.org_id, slug=authz.org_slug
+    )
+    if org is None or client.org_id not in (None, org.id):
+        raise denied("the user is not a member of the organization the application asked for")
+    if not org.active:
+        raise denied("the organization is suspended")
+    return authz.for_org(org.id), org
 
 
 async def respond(
@@ -161,6 +217,7 @@ async def respond(
 ) -> Response:
     issuer = services.settings.issuer_for(app.app_id)
     session, code = step.session, step.code
+    authz = step.authz or authz
     if step.kind == "login":
         if "none" in authz.prompt:  # OIDC Core 3.1.2.6
             return _to_client(services, app, _prompt_none(authz, "login_required"), status)
@@ -169,8 +226,15 @@ async def respond(
 
             return register_page(request, services, app, client, authz)
         return login_page(request, services, app, client, authz)
+    if step.kind == "pick_org":
+        if "none" in authz.prompt:  # OIDC Core 3.1.2.6: the user would have to choose
+            error = _prompt_none(authz, "account_selection_required")
+            return _to_client(services, app, error, status)
+        assert session is not None
+        return org_picker_page(request, services, app, client, authz, session, step.orgs)
     if step.kind == "step_up":
-        # Signed in, but with fewer factors than acr_values asks for: the user must act.
+        # Signed in, but with fewer factors than acr_values (or the org's mfa_required)
+        # asks for: the user must act.
         if "none" in authz.prompt:
             return _to_client(services, app, _prompt_none(authz, "interaction_required"), status)
         assert session is not None
@@ -224,7 +288,44 @@ async def _audit_code(
         actor_id=sub,
         target_type="client",
         target_id=authz.client_id,
-        details={"scope": authz.scope_text},
+        details={
+            "scope": authz.scope_text,
+            **({"org_id": authz.org_id} if authz.org_id else {}),
+        },
+    )
+
+
+def org_picker_page(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    client: Client,
+    authz: AuthorizationRequest,
+    session: BrowserSession,
+    orgs: tuple[MemberOrg, ...],
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    """Issue 13: the client asked for an org (bare ``organization`` scope) and the user
+    has several (or ``prompt=select_account``): each of the user's active orgs, branded
+    by its own settings inside the app's page (its logo, else its colour as an SVG
+    mark: the CSP allows no inline style)."""
+    return render(
+        request,
+        services,
+        app,
+        "org_picker.html",
+        {
+            "flow": authz.seal(services.box, app.app_id),
+            "client_name": None if client.first_party else client.name,
+            "email": session.email,
+            "orgs": orgs,
+            "error": error,
+        },
+        status=status,
+        # The POST ends, two redirects later, at the client's redirect URI.
+        form_targets=targets(authz.redirect_uri),
     )
 
 
@@ -462,6 +563,113 @@ async def resume(request: Request) -> Response:
     return await respond(request, services, app, client, authz, step, status=302)
 
 
+async def _org_still_fits(
+    conn: asyncpg.Connection,
+    app: AppRecord,
+    session: BrowserSession,
+    authz: AuthorizationRequest,
+    client: Client,
+) -> bool:
+    """The request's org is still the user's, active, and satisfied by the session's
+    factors; False sends the browser through the request again (picker, step-up)."""
+    picked = await org_of_request(conn, session, authz, client)
+    if isinstance(picked, NextStep):
+        return False
+    _, org = picked
+    return not org.mfa_required or await engine.session_satisfies(
+        conn, app, session.user_id, session.amr, org_requires_mfa=True
+    )
+
+
+async def _consented(
+    conn: asyncpg.Connection,
+    meta: audit.RequestMeta,
+    client: Client,
+    authz: AuthorizationRequest,
+    session: BrowserSession,
+    *,
+    allow: bool,
+) -> str | None:
+    """Record the user's answer; the code if they allowed."""
+    await audit.record(
+        conn,
+        "consent.grant" if allow else "consent.deny",
+        "success",
+        meta,
+        actor_type="user",
+        actor_id=session.sub,
+        target_type="client",
+        target_id=client.client_id,
+        details={"scope": authz.scope_text},
+    )
+    if not allow:
+        return None
+    await consents.grant(conn, session.user_id, client.client_id, authz.scope)
+    code = await issue_code(conn, authz, session)
+    await _audit_code(conn, meta, authz, session.sub)
+    return code
+
+
+@operation(
+    Operation(
+        "The organization picker of the authorization flow (issue 13)",
+        form=OrgPickForm,
+        responses={200: str, 303: None},
+        errors=(400, 403),
+        error_format="html",
+        media_type="text/html",
+        tags=("pages",),
+    )
+)
+async def pick_organization(request: Request) -> Response:
+    """The user picked one of their orgs: the request goes on for it (through
+    ``/oauth/authorize/continue``, which checks it again with the org's MFA rule)."""
+    app = current_app(request)
+    services = Services.of(request)
+    posted = await _posted_flow(request, services, app)
+    if isinstance(posted, Response):
+        return posted
+    form, client, authz = posted
+    issuer = services.settings.issuer_for(app.app_id)
+    chosen = lenient(form, OrgPickForm)[0].organization_id
+    if not authz.org_pick:  # nothing to pick (a request sealed for one org): go on
+        return redirect(continue_url(issuer, authz.seal(services.box, app.app_id)), 303)
+    async with services.router.enter(app) as conn:
+        session = await browser_session.current(
+            conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
+        )
+        org = None
+        # An org client's requests are for its own org only.
+        usable = chosen is not None and client.org_id in (None, chosen)
+        if session is not None and usable and organizations.ORG_ID.fullmatch(chosen or ""):
+            org = await organizations.member_org(conn, session.user_id, org_id=chosen)
+        offered: tuple[MemberOrg, ...] = ()
+        if session is not None and (org is None or not org.active):
+            offered = tuple(
+                o
+                for o in await organizations.active_orgs_of(conn, session.user_id)
+                if client.org_id in (None, o.id)
+            )
+    if session is None:
+        # Signed out in another tab meanwhile: sign in again, then pick again.
+        return redirect(continue_url(issuer, authz.seal(services.box, app.app_id)), 303)
+    if org is None or not org.active:
+        # Not one of the user's active orgs (left, suspended, or a forged value).
+        return org_picker_page(
+            request,
+            services,
+            app,
+            client,
+            authz,
+            session,
+            offered,
+            error="Choose one of your organizations below.",
+            status=400,
+        )
+    chosen_authz = authz.for_org(org.id)
+    return redirect(continue_url(issuer, chosen_authz.seal(services.box, app.app_id)), 303)
+
+
 @operation(
     Operation(
         "The consent form of the authorization flow",
@@ -484,28 +692,22 @@ async def consent(request: Request) -> Response:
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     allow = lenient(form, ConsentForm)[0].decision == "allow"
     code = None
-    async with services.router.enter(app) as conn:
-        session = await browser_session.current(
-            conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
-        )
-        stale = await _needs_login(conn, app, session, authz)
-        if not stale:
-            assert session is not None
-            await audit.record(
-                conn,
-                "consent.grant" if allow else "consent.deny",
-                "success",
-                meta,
-                actor_type="user",
-                actor_id=session.sub,
-                target_type="client",
-                target_id=client.client_id,
-                details={"scope": authz.scope_text},
+    try:
+        async with services.router.enter(app) as conn:
+            session = await browser_session.current(
+                conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
             )
-            if allow:
-                await consents.grant(conn, session.user_id, client.client_id, authz.scope)
-                code = await issue_code(conn, authz, session)
-                await _audit_code(conn, meta, authz, session.sub)
+            stale = await _needs_login(conn, app, session, authz)
+            if not stale and authz.wants_org:
+                # The user may have left the org, or the org been suspended or begun
+                # to require MFA, while the consent page was open: checked again.
+                assert session is not None
+                stale = not await _org_still_fits(conn, app, session, authz, client)
+            if not stale:
+                assert session is not None
+                code = await _consented(conn, meta, client, authz, session, allow=allow)
+    except AuthorizeError as exc:
+        return _to_client(services, app, exc, 303)
     if stale:
         # Signed out in another tab meanwhile: sign in again, then consent again.
         return redirect(continue_url(issuer, authz.seal(services.box, app.app_id)), 303)
@@ -538,6 +740,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/oauth/authorize", authorize, methods=["GET", "POST"]),
         Route("/oauth/authorize/continue", resume, methods=["GET"]),
+        Route("/oauth/authorize/organization", pick_organization, methods=["POST"]),
         Route("/login", login, methods=["POST"]),
         Route("/consent", consent, methods=["POST"]),
         Route("/assets/style.css", style, methods=["GET"]),

@@ -40,6 +40,7 @@ from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
 from oneauth.identity.users import User
+from oneauth.oauth import organizations
 from oneauth.oauth.authorize import AuthorizationRequest
 from oneauth.services import Services
 from oneauth.strategies import Payload, get, webauthn
@@ -109,11 +110,23 @@ async def first_factor(
             meta=meta,
             method=method,
             browser=request,
+            org_requires_mfa=await _org_requires_mfa(conn, authz, user),
             details={"client_id": authz.client_id} if authz else None,
             user=user,
         )
 
     return FirstFactor(await strategy.verify(services, app, start, payload, meta, then), nonce)
+
+
+async def _org_requires_mfa(conn: Any, authz: AuthorizationRequest | None, user: User) -> bool:
+    """Issue 13: the request names an org (``organization_id``, ``organization:<slug>``)
+    that requires MFA and the user is a member: the sign-in asks for the second factor
+    at once (the authorization endpoint would step it up otherwise). An org the user
+    picks later (bare ``organization``) is stepped up there."""
+    if authz is None or not (authz.org_id or authz.org_slug):
+        return False
+    org = await organizations.member_org(conn, user.id, org_id=authz.org_id, slug=authz.org_slug)
+    return org is not None and org.active and org.mfa_required
 
 
 def _authz_of(
