@@ -469,3 +469,46 @@ async def test_with_the_org_services_leaving_another_org_keeps_the_family(
     gone = await refresh(client, app.app_id, cid, at_y.json()["refresh_token"])
     assert gone.status_code == 400
     assert gone.json()["error"] == "invalid_grant"
+
+
+async def test_an_org_that_asks_for_mfa_gets_no_tokens_from_a_one_factor_family(
+    client: httpx.AsyncClient, provision: Callable[..., AppRecord], services: Services
+) -> None:
+    """A refresh cannot step up: a switch into an org with mfa_required, or a refresh
+    of a family at an org that began to require it, is refused without spending the
+    token, which still serves the user's other orgs (the authorization request with
+    organization_id is the way in: it asks for the second factor)."""
+    app = provision()
+    cid = await default_client_id(client, app.app_id)
+    body = await signup(client, app.app_id, "strict-org@example.com")  # amr ["pwd"]
+    user_id, raw = body["user"]["id"], body["refresh_token"]
+    easy = await make_org(services, app.app_id, "easy")
+    strict = await make_org(services, app.app_id, "strict")
+    for org in (easy, strict):
+        await add_member(services, app.app_id, org, user_id, ["member"])
+    async with services.router.app(app.app_id) as conn:
+        await conn.execute("UPDATE organizations SET mfa_required = true WHERE id = $1", strict)
+
+    refused = await refresh(client, app.app_id, cid, raw, organization_id=strict)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_request"
+    assert "second factor" in refused.json()["error_description"]
+    assert not await refresh_token_used(services, app.app_id, raw)
+    answer = await refresh(client, app.app_id, cid, raw, organization_id=easy)
+    assert answer.status_code == 200, answer.text
+    assert payload(answer.json()["access_token"])["org_id"] == easy
+
+    # The org the family is at begins to ask for a second factor: the next refresh fails.
+    async with services.router.app(app.app_id) as conn:
+        await conn.execute("UPDATE organizations SET mfa_required = true WHERE id = $1", easy)
+    latest = answer.json()["refresh_token"]
+    again = await refresh(client, app.app_id, cid, latest)
+    assert again.status_code == 400
+    assert "second factor" in again.json()["error_description"]
+    assert not await refresh_token_used(services, app.app_id, latest)
+    async with services.router.app(app.app_id) as conn:
+        reasons = await conn.fetch(
+            "SELECT details->>'reason' AS reason FROM audit_log"
+            " WHERE event = 'token.refresh' AND outcome = 'failure'"
+        )
+    assert [r["reason"] for r in reasons] == ["org_mfa_required", "org_mfa_required"]

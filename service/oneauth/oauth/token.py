@@ -79,6 +79,10 @@ ORG_UNAVAILABLE = (
     "the organization is unknown in this app, suspended, or the user is not a member;"
     " the refresh token is still valid for the user's other organizations"
 )
+ORG_NEEDS_MFA = (
+    "the organization requires a sign-in with a second factor; sign the user in again"
+    " with organization_id (the refresh token is still valid for the user's other organizations)"
+)
 
 
 def _org_asked(form: TokenForm) -> tuple[str | None, str | None]:
@@ -154,6 +158,16 @@ async def refresh_grant(
             ),
         )
     except org_claims.OrgRefused as exc:
+        refused: tuple[str, str, str] | None = ("org_unavailable", exc.reason, ORG_UNAVAILABLE)
+    else:
+        # An org that asks for a second factor gets org-scoped tokens only from a
+        # sign-in that used one (the authorization request steps up; a refresh
+        # cannot), also when the org began to ask after the family was made.
+        refused = None
+        if authz.org_mfa_required and "mfa" not in session.amr:
+            refused = ("org_mfa_required", "mfa_required", ORG_NEEDS_MFA)
+    if refused is not None:
+        reason, org_reason, description = refused
         # The session row is still locked: undo the rotation, keep the audit row.
         await sessions.unrotate(conn, outcome)
         await audit.record(
@@ -166,13 +180,13 @@ async def refresh_grant(
             target_type="session",
             target_id=str(session.id),
             details={
-                "reason": "org_unavailable",
-                "org": exc.reason,
+                "reason": reason,
+                "org": org_reason,
                 "switch": switching,
                 "client_id": client.client_id,
             },
         )
-        return InvalidRequest(ORG_UNAVAILABLE)
+        return InvalidRequest(description)
     if authz.org_id != session.org_id:
         await sessions.set_org(conn, session.id, authz.org_id)
     access, _ = issuer.access_token(

@@ -42,6 +42,8 @@ class Claims:
     org_slug: str | None = None
     org_roles: tuple[str, ...] = ()
     org_permissions: tuple[str, ...] = ()
+    # The org asks its members for a second factor (not a claim: who issues checks it).
+    org_mfa_required: bool = False
 
     def token_claims(self) -> dict[str, Any]:
         """The members an access token carries; empty lists are left out (small tokens)."""
@@ -84,7 +86,8 @@ SELECT
   CASE WHEN $2 THEN ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur
                           JOIN role_permissions rp ON rp.role_id = ur.role_id
                           WHERE ur.user_id = $1 ORDER BY 1) END AS permissions,
-  o.id AS org_id, o.slug AS org_slug, o.status AS org_status, m.user_id IS NOT NULL AS member,
+  o.id AS org_id, o.slug AS org_slug, o.status AS org_status, o.mfa_required AS org_mfa,
+  m.user_id IS NOT NULL AS member,
   ARRAY(SELECT r.name FROM org_member_roles mr JOIN org_roles r ON r.id = mr.org_role_id
         WHERE mr.org_id = m.org_id AND mr.user_id = m.user_id
           AND (r.org_id IS NULL OR r.org_id = mr.org_id) ORDER BY r.name) AS org_roles,
@@ -134,6 +137,7 @@ async def for_user(
         org_slug=row["org_slug"],
         org_roles=tuple(row["org_roles"]),
         org_permissions=tuple(row["org_permissions"]),
+        org_mfa_required=row["org_mfa"],
     )
 
 
