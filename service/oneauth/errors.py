@@ -150,6 +150,16 @@ class AlreadyMember(ApiError):
     code, status, title = "already_member", 409, "Already a member of this organization"
 
 
+class LastOrgManager(ApiError):
+    # A member may not remove or demote the last member who can manage members:
+    # the org would be left to the operator alone.
+    code, status, title = (
+        "last_org_manager",
+        409,
+        "This is the last member who can manage members; give the permission to another first",
+    )
+
+
 class InvitationNotFound(ApiError):
     code, status, title = "invitation_not_found", 404, "No such open invitation"
 
