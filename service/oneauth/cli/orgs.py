@@ -372,8 +372,13 @@ def cmd_members(args: argparse.Namespace) -> None:
 
     async def work(conn: asyncpg.Connection, app: AppRecord, settings: Settings) -> Any:
         if action == "list":
-            page, _ = await orgs.members(conn, org_id, limit=orgs.MAX_PAGE)
-            return page
+            everyone: list[orgs.Member] = []
+            cursor: str | None = None
+            while True:
+                page, cursor = await orgs.members(conn, org_id, cursor=cursor, limit=orgs.MAX_PAGE)
+                everyone += page
+                if cursor is None:
+                    return everyone
         if action == "add":
             return await orgs.add_member(
                 conn, org_id, user, roles=args.roles or None, actor=OPERATOR
