@@ -106,6 +106,80 @@ class Conflict(ApiError):
     code, status, title = "conflict", 409, "Conflict"
 
 
+class OrgNotFound(ApiError):
+    # Unknown org, another app's org, and an org the caller is not a member of
+    # look the same (B1): the answer never says that the org exists.
+    code, status, title = "org_not_found", 404, "No such organization"
+
+
+class OrgPermissionRequired(ApiError):
+    # Checked against a permission name (org:members:write ...), never a role name.
+    code, status, title = (
+        "org_permission_required",
+        403,
+        "Your organization roles do not allow this",
+    )
+
+
+class OrgSuspended(ApiError):
+    code, status, title = "org_suspended", 403, "This organization is suspended"
+
+
+class OrgSlugTaken(ApiError):
+    code, status, title = "org_slug_taken", 409, "Another organization of this app has this slug"
+
+
+class RoleNotFound(ApiError):
+    code, status, title = "role_not_found", 404, "No such role"
+
+
+class RoleExists(ApiError):
+    code, status, title = "role_exists", 409, "A role with this name exists"
+
+
+class UserNotFound(ApiError):
+    # Operator and org-admin surfaces only; sign-in and sign-up never say this (P4).
+    code, status, title = "user_not_found", 404, "No such user"
+
+
+class MemberNotFound(ApiError):
+    code, status, title = "member_not_found", 404, "Not a member of this organization"
+
+
+class AlreadyMember(ApiError):
+    code, status, title = "already_member", 409, "Already a member of this organization"
+
+
+class InvitationNotFound(ApiError):
+    code, status, title = "invitation_not_found", 404, "No such open invitation"
+
+
+class InvitationInvalid(ApiError):
+    # One answer for unknown, used, expired, revoked and other apps' invitations.
+    code, status, title = (
+        "invitation_invalid",
+        400,
+        "This invitation is invalid, was used, revoked or has expired",
+    )
+
+
+class InvitationEmailMismatch(ApiError):
+    code, status, title = (
+        "invitation_email_mismatch",
+        403,
+        "This invitation is for another email address; sign in with that one",
+    )
+
+
+class DomainNotFound(ApiError):
+    code, status, title = "domain_not_found", 404, "This organization has no such domain"
+
+
+class DomainTaken(ApiError):
+    # A verified domain belongs to one organization of the app at most.
+    code, status, title = "domain_taken", 409, "Another organization has verified this domain"
+
+
 class PayloadTooLarge(ApiError):
     code, status, title = "payload_too_large", 413, "Request body too large"
 
