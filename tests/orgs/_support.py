@@ -13,7 +13,7 @@ from oneauth.identity.users import User, by_id, normalize_email
 from oneauth.orgs.actor import OPERATOR, Actor
 from oneauth.services import Services
 
-__all__ = ["OPERATOR", "Actor", "app_conn", "make_user", "unique_email"]
+__all__ = ["OPERATOR", "PASSWORD", "Actor", "app_conn", "make_user", "unique_email"]
 
 
 def unique_email(prefix: str = "org", domain: str = "example.com") -> str:
@@ -27,17 +27,28 @@ async def app_conn(services: Services, app: AppRecord) -> AsyncIterator[asyncpg.
         yield conn
 
 
+PASSWORD = "correct horse battery staple 42"
+
+
 async def make_user(
-    services: Services, app: AppRecord, email: str | None = None, *, verified: bool = True
+    services: Services,
+    app: AppRecord,
+    email: str | None = None,
+    *,
+    verified: bool = True,
+    password: bool = False,
 ) -> User:
+    """A user row; ``password``: with the password PASSWORD (to sign in through the API)."""
     address = email or unique_email()
+    hashed = await services.hasher.hash(PASSWORD) if password else None
     async with services.router.enter(app) as conn:
         user_id = await conn.fetchval(
-            "INSERT INTO users (email, email_normalized, email_verified) VALUES ($1, $2, $3)"
-            " RETURNING id",
+            "INSERT INTO users (email, email_normalized, email_verified, password_hash)"
+            " VALUES ($1, $2, $3, $4) RETURNING id",
             address,
             normalize_email(address),
             verified,
+            hashed,
         )
         user = await by_id(conn, user_id)
     assert user is not None

@@ -42,6 +42,7 @@ from oneauth.errors import ApiError, FlowExpired, MfaEnrollmentRequired, MfaRequ
 from oneauth.flows.common import first_party_session
 from oneauth.identity import users as users_repo
 from oneauth.identity.users import User
+from oneauth.orgs import domains
 from oneauth.services import Services
 from oneauth.tokens.issue import ACR_MFA, ACR_SFA, acr_for
 from oneauth.web import browser_session
@@ -452,6 +453,9 @@ async def complete(
         user = await users_repo.by_id(conn, user_id)
     if user is None or user.status != "active":
         raise FlowExpired()
+    # Domain auto-join (issue 13): a verified address at an org's verified
+    # domain joins orgs with policy "automatic" (no query if unverified).
+    await domains.join_automatic(conn, user, meta=meta)
     if flow.stored:
         await conn.execute("UPDATE auth_flows SET completed_at = now() WHERE id = $1", flow.id)
     amr = flow.amr

@@ -10,6 +10,7 @@ import asyncpg
 import structlog
 
 from oneauth import audit
+from oneauth.orgs import domains
 from oneauth.sessions import everywhere
 
 log = structlog.get_logger("oneauth.security")
@@ -79,6 +80,8 @@ async def mailbox_proven(
         user_id,
         clear,
     )
+    # Domain auto-join (issue 13): the address is verified from now on.
+    await domains.join_automatic_address(conn, user_id, email_normalized, meta=meta)
     kept = signup.session_id if bound and signup is not None else None
     ended = await everywhere.end_all(conn, user_id, reason="email_first_proof", except_session=kept)
     details = {
@@ -127,4 +130,7 @@ async def change(
         email.strip(),
         email_normalized,
     )
+    if done is not None:
+        # The new address is verified: domain auto-join by it (issue 13).
+        await domains.join_automatic_address(conn, user_id, email_normalized)
     return done is not None
