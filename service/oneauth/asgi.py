@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from oneauth import logs, metrics, tracing
 from oneauth.api import mfa as mfa_api
+from oneauth.api import orgs as orgs_api
 from oneauth.api import recovery as recovery_api
 from oneauth.api import views
 from oneauth.api import webauthn as webauthn_api
@@ -60,6 +61,7 @@ def app_routes() -> list[BaseRoute]:
         *mfa_api.routes(),
         *recovery_api.routes(),
         *webauthn_api.routes(),
+        *orgs_api.routes(),
         *endpoints.routes(),
         *discovery.routes(),
         *oidc_provider.routes(),
