@@ -42,7 +42,7 @@ from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
 from oneauth.tokens.keystore import KeyStore
-from oneauth.web import passkey_pages, recovery_pages, signin
+from oneauth.web import invitations, passkey_pages, recovery_pages, signin
 
 # Declared here, not in oneauth.metrics, which the database layer imports early.
 _metrics_view = operation(
@@ -68,6 +68,7 @@ def app_routes() -> list[BaseRoute]:
         *recovery_pages.routes(),
         *signin.routes(),
         *passkey_pages.routes(),
+        *invitations.routes(),
     ]
 
 

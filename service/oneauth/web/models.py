@@ -98,3 +98,9 @@ class AccountForm(CsrfForm, kw_only=True):
     """POST /account/...: every change on the account page carries the CSRF token."""
 
     name: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+
+
+class InvitationForm(CsrfForm, kw_only=True):
+    """POST /invitations/accept (issue 13): the invitation link's token, from the button."""
+
+    token: LinkToken | None = None
