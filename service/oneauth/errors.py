@@ -106,13 +106,13 @@ class Conflict(ApiError):
     code, status, title = "conflict", 409, "Conflict"
 
 
-class OrgNotFound(ApiError):
+class OrgNotFound(NotFound):
     # Unknown org, another app's org, and an org the caller is not a member of
     # look the same (B1): the answer never says that the org exists.
     code, status, title = "org_not_found", 404, "No such organization"
 
 
-class OrgPermissionRequired(ApiError):
+class OrgPermissionRequired(Forbidden):
     # Checked against a permission name (org:members:write ...), never a role name.
     code, status, title = (
         "org_permission_required",
@@ -121,40 +121,50 @@ class OrgPermissionRequired(ApiError):
     )
 
 
-class OrgSuspended(ApiError):
+class OrgSuspended(Forbidden):
     code, status, title = "org_suspended", 403, "This organization is suspended"
 
 
-class OrgSlugTaken(ApiError):
+class OrgSlugTaken(Conflict):
     code, status, title = "org_slug_taken", 409, "Another organization of this app has this slug"
 
 
-class RoleNotFound(ApiError):
+class RoleNotFound(NotFound):
     code, status, title = "role_not_found", 404, "No such role"
 
 
-class RoleExists(ApiError):
+class RoleExists(Conflict):
     code, status, title = "role_exists", 409, "A role with this name exists"
 
 
-class UserNotFound(ApiError):
+class UserNotFound(NotFound):
     # Operator and org-admin surfaces only; sign-in and sign-up never say this (P4).
     code, status, title = "user_not_found", 404, "No such user"
 
 
-class MemberNotFound(ApiError):
+class MemberNotFound(NotFound):
     code, status, title = "member_not_found", 404, "Not a member of this organization"
 
 
-class AlreadyMember(ApiError):
+class AlreadyMember(Conflict):
     code, status, title = "already_member", 409, "Already a member of this organization"
 
 
-class InvitationNotFound(ApiError):
+class LastOrgManager(Conflict):
+    # A member may not remove or demote the last member who can manage members:
+    # the org would be left to the operator alone.
+    code, status, title = (
+        "last_org_manager",
+        409,
+        "This is the last member who can manage members; give the permission to another first",
+    )
+
+
+class InvitationNotFound(NotFound):
     code, status, title = "invitation_not_found", 404, "No such open invitation"
 
 
-class InvitationInvalid(ApiError):
+class InvitationInvalid(BadRequest):
     # One answer for unknown, used, expired, revoked and other apps' invitations.
     code, status, title = (
         "invitation_invalid",
@@ -163,7 +173,7 @@ class InvitationInvalid(ApiError):
     )
 
 
-class InvitationEmailMismatch(ApiError):
+class InvitationEmailMismatch(Forbidden):
     code, status, title = (
         "invitation_email_mismatch",
         403,
@@ -171,11 +181,11 @@ class InvitationEmailMismatch(ApiError):
     )
 
 
-class DomainNotFound(ApiError):
+class DomainNotFound(NotFound):
     code, status, title = "domain_not_found", 404, "This organization has no such domain"
 
 
-class DomainTaken(ApiError):
+class DomainTaken(Conflict):
     # A verified domain belongs to one organization of the app at most.
     code, status, title = "domain_taken", 409, "Another organization has verified this domain"
 

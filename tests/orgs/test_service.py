@@ -9,7 +9,8 @@ import pytest
 
 from oneauth import errors
 from oneauth.apps.models import AppRecord
-from oneauth.orgs import names, roles
+from oneauth.flows.mailing import Mailer
+from oneauth.orgs import invitations, names, roles
 from oneauth.orgs import service as orgs
 from oneauth.services import Services
 
@@ -247,3 +248,43 @@ async def test_members_roles_and_permission_checks(
         await orgs.suspend(conn, acme.id, actor=OPERATOR)
         with pytest.raises(errors.OrgSuspended):
             await orgs.require(conn, acme.id, admin.id, "org:read")
+
+
+async def test_members_cannot_give_more_than_they_hold_nor_drop_the_last_manager(
+    services: Services, provision: Callable[..., AppRecord]
+) -> None:
+    app = provision()
+    admin, inviter, bob = [await make_user(services, app) for _ in range(3)]
+    async with services.router.enter(app) as conn:
+        acme = await orgs.create(conn, name="Acme", creator=admin.id, actor=OPERATOR)
+        await orgs.create_custom_role(
+            conn, acme.id, "recruiter", ["org:read", "org:invitations:write"], actor=OPERATOR
+        )
+        await orgs.add_member(conn, acme.id, inviter.id, roles=["recruiter"], actor=OPERATOR)
+        as_inviter = Actor.user(inviter.id)
+        # The recruiter may add a plain member, never an admin (escalation).
+        await orgs.add_member(conn, acme.id, bob.id, roles=["member"], actor=as_inviter)
+        with pytest.raises(errors.OrgPermissionRequired) as caught:
+            await orgs.set_member_roles(conn, acme.id, bob.id, ["admin"], actor=as_inviter)
+        assert caught.value.extra["field"] == "roles"
+        mailer = Mailer(services, app)
+        with pytest.raises(errors.OrgPermissionRequired):
+            await invitations.invite(
+                mailer, conn, acme.id, "x@example.com", roles=["admin"], invited_by=as_inviter
+            )
+        await invitations.invite(
+            mailer, conn, acme.id, "y@example.com", roles=["recruiter"], invited_by=as_inviter
+        )
+        # The last member manager cannot demote or remove themselves ...
+        as_admin = Actor.user(admin.id)
+        with pytest.raises(errors.LastOrgManager):
+            await orgs.set_member_roles(conn, acme.id, admin.id, ["member"], actor=as_admin)
+        with pytest.raises(errors.LastOrgManager):
+            await orgs.remove_member(conn, acme.id, admin.id, actor=as_admin)
+        # ... once another holds the permission, they can.
+        await orgs.set_member_roles(conn, acme.id, bob.id, ["admin"], actor=as_admin)
+        await orgs.remove_member(conn, acme.id, admin.id, actor=as_admin)
+        # The operator is never limited; members of an org without managers may leave.
+        await orgs.remove_member(conn, acme.id, bob.id, actor=OPERATOR)
+        assert await orgs.managers(conn, acme.id) == 0
+        await orgs.remove_member(conn, acme.id, inviter.id, actor=as_inviter)

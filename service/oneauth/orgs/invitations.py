@@ -216,6 +216,7 @@ async def invite(
     if not org.active:
         raise OrgSuspended()
     role_ids = await service.role_ids(conn, org.id, roles or [])
+    await service.check_grantable(conn, org.id, invited_by, role_ids)
     member = await conn.fetchval(
         "SELECT 1 FROM org_members m JOIN users u ON u.id = m.user_id"
         " WHERE m.org_id = $1 AND u.email_normalized = $2",

@@ -32,6 +32,7 @@ import asyncpg
 from oneauth import audit
 from oneauth.errors import (
     AlreadyMember,
+    LastOrgManager,
     MemberNotFound,
     OrgNotFound,
     OrgPermissionRequired,
@@ -674,6 +675,78 @@ async def delete_custom_role(
 
 # --- members ------------------------------------------------------------------------
 
+MANAGE_MEMBERS: Final = "org:members:write"
+
+
+async def check_grantable(
+    conn: asyncpg.Connection, org_id: str, actor: Actor, role_id_list: list[uuid.UUID]
+) -> None:
+    """A user may give only roles whose permissions they hold in this org themselves
+    (no escalation: inviting as ``admin`` needs every permission ``admin`` has).
+    The operator and the org's clients are not limited."""
+    user_id = actor.user_id
+    if user_id is None or not role_id_list:
+        return
+    missing = await conn.fetch(
+        "SELECT DISTINCT p.permission FROM org_role_permissions p"
+        " WHERE p.org_role_id = ANY($3::uuid[]) AND p.permission NOT IN ("
+        "  SELECT q.permission FROM org_member_roles mr"
+        "  JOIN org_role_permissions q ON q.org_role_id = mr.org_role_id"
+        "  WHERE mr.org_id = $1 AND mr.user_id = $2)",
+        org_id,
+        user_id,
+        role_id_list,
+    )
+    if missing:
+        names_missing = sorted(r["permission"] for r in missing)
+        raise OrgPermissionRequired(
+            "you can only give roles whose permissions you hold: " + ", ".join(names_missing),
+            extra={"permission": names_missing[0], "field": "roles"},
+        )
+
+
+async def managers(conn: asyncpg.Connection, org_id: str) -> int:
+    """How many members hold org:members:write."""
+    count = await conn.fetchval(
+        "SELECT count(DISTINCT mr.user_id) FROM org_member_roles mr JOIN org_role_permissions p"
+        " ON p.org_role_id = mr.org_role_id WHERE mr.org_id = $1 AND p.permission = $2",
+        org_id,
+        MANAGE_MEMBERS,
+    )
+    return int(count or 0)
+
+
+async def _keeps_a_manager(
+    conn: asyncpg.Connection,
+    org_id: str,
+    user_id: uuid.UUID,
+    actor: Actor,
+    new_role_ids: list[uuid.UUID] | None,
+) -> None:
+    """Refuse, before anything is written, a user's change that would leave the org
+    without a member manager: ``user_id`` loses the roles (``new_role_ids=None``:
+    the membership) while nobody else holds org:members:write. The operator is
+    not limited: it can always manage the org."""
+    if actor.user_id is None:
+        return
+    row = await conn.fetchrow(
+        "SELECT"
+        " EXISTS (SELECT 1 FROM org_member_roles mr JOIN org_role_permissions p"
+        "   ON p.org_role_id = mr.org_role_id"
+        "   WHERE mr.org_id = $1 AND mr.user_id = $2 AND p.permission = $3) AS is_manager,"
+        " EXISTS (SELECT 1 FROM org_member_roles mr JOIN org_role_permissions p"
+        "   ON p.org_role_id = mr.org_role_id"
+        "   WHERE mr.org_id = $1 AND mr.user_id <> $2 AND p.permission = $3) AS others,"
+        " EXISTS (SELECT 1 FROM org_role_permissions p"
+        "   WHERE p.org_role_id = ANY($4::uuid[]) AND p.permission = $3) AS stays",
+        org_id,
+        user_id,
+        MANAGE_MEMBERS,
+        new_role_ids or [],
+    )
+    if row["is_manager"] and not row["others"] and not row["stays"]:
+        raise LastOrgManager()
+
 
 async def _join(
     conn: asyncpg.Connection,
@@ -784,8 +857,12 @@ async def add_member(
     user = await resolve(conn, user_id)
     wanted = list(roles or [])
     ids = await role_ids(conn, org.id, wanted) if wanted else await default_role_ids(conn, org.id)
-    if not await _join(conn, org.id, user.id, ids, via):
+    await check_grantable(conn, org.id, actor, ids)
+    if await conn.fetchval(
+        "SELECT 1 FROM org_members WHERE org_id = $1 AND user_id = $2", org.id, user.id
+    ):
         raise AlreadyMember(extra={"field": "user_id"})
+    await _join(conn, org.id, user.id, ids, via)
     found = await membership(conn, org.id, user.id)
     assert found is not None
     await _audit_member(conn, "org.member.add", actor, meta, org.id, user.id, found.roles, via)
@@ -805,11 +882,16 @@ async def set_member_roles(
     org = await require_org(conn, org_id)
     user = await resolve(conn, user_id)
     ids = await role_ids(conn, org.id, list(roles))
+    await check_grantable(conn, org.id, actor, ids)
+    # The org row lock serializes member changes of one org, so two admins
+    # demoting each other at once cannot both pass the last-manager check.
+    await conn.execute("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE", org.id)
     held = await conn.fetchval(
-        "SELECT 1 FROM org_members WHERE org_id = $1 AND user_id = $2 FOR UPDATE", org.id, user.id
+        "SELECT 1 FROM org_members WHERE org_id = $1 AND user_id = $2", org.id, user.id
     )
     if held is None:
         raise MemberNotFound(extra={"field": "user_id"})
+    await _keeps_a_manager(conn, org.id, user.id, actor, ids)
     await conn.execute(
         "DELETE FROM org_member_roles WHERE org_id = $1 AND user_id = $2"
         " AND NOT (org_role_id = ANY($3::uuid[]))",
@@ -834,8 +916,9 @@ async def remove_member(
 ) -> int:
     """End a membership and the user's sessions scoped to this org (reason
     ``org_membership_ended``); returns the number of sessions ended."""
-    org = await require_org(conn, org_id)
+    org = await require_org(conn, org_id, lock=True)
     user = await resolve(conn, user_id)
+    await _keeps_a_manager(conn, org.id, user.id, actor, None)
     gone = await conn.fetchval(
         "DELETE FROM org_members WHERE org_id = $1 AND user_id = $2 RETURNING user_id",
         org.id,
