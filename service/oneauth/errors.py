@@ -268,13 +268,3 @@ class InvalidCode(ApiError):
     # A second-factor code (TOTP or recovery): one answer for wrong, reused and
     # expired codes.
     code, status, title = "invalid_code", 400, "The code is not right, was already used, or expired"
-
-
-class OrgLastManager(ApiError):
-    # Removing or demoting the last member who holds org:members:write would leave
-    # the organization with nobody to manage it (issue 13): give it to another first.
-    code, status, title = (
-        "org_last_manager",
-        409,
-        "The organization needs another member who can manage members first",
-    )

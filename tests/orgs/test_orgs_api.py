@@ -225,9 +225,9 @@ async def test_leaving_and_the_last_manager(
     acme = await org_of(services, app, "acme", admin=ada, members=((bob, None),))
     member = url(app, f"/{acme.id}/members/")
     # The only admin can neither leave nor be demoted: nobody would manage the org.
-    problem(await client.delete(member + ada.id, headers=ada.auth), 409, "org_last_manager")
+    problem(await client.delete(member + ada.id, headers=ada.auth), 409, "last_org_manager")
     demote = await client.patch(member + ada.id, json={"roles": ["member"]}, headers=ada.auth)
-    problem(demote, 409, "org_last_manager")
+    problem(demote, 409, "last_org_manager")
     # A member leaves without any permission.
     assert (await client.delete(member + bob.id, headers=bob.auth)).status_code == 204
     problem(await client.get(url(app, f"/{acme.id}"), headers=bob.auth), 404, "org_not_found")
