@@ -415,3 +415,57 @@ async def test_domain_offers_only_for_a_verified_address(
     # Another domain's user is offered nothing.
     bob = await person(client, services, app)
     assert (await client.get(offers, headers=bob.auth)).json()["items"] == []
+
+
+async def test_expired_invitations_and_suspended_orgs(
+    client: httpx.AsyncClient,
+    services: Services,
+    provision: Callable[..., AppRecord],
+    mailbox: MemoryBackend,
+) -> None:
+    app = provision()
+    ada = await person(client, services, app)
+    acme = await org_of(services, app, "acme", admin=ada)
+    accept = f"/apps/{app.app_id}/v1/invitations/accept"
+    guest = unique_email("late")
+    made = await client.post(
+        url(app, f"/{acme.id}/invitations"), json={"email": guest}, headers=ada.auth
+    )
+    assert made.status_code == 201, made.text
+    token = await invitation_token(services, mailbox, app, guest)
+    invitee = await person(client, services, app, guest)
+    async with services.router.enter(app) as conn:
+        await conn.execute("UPDATE org_invitations SET expires_at = now() - interval '1 second'")
+    problem(
+        await client.post(accept, json={"token": token}, headers=invitee.auth),
+        400,
+        "invitation_invalid",
+    )
+    page = await client.get(f"/apps/{app.app_id}/invitations/accept", params={"token": token})
+    assert page.status_code == 400
+    assert "invitation_invalid" in page.text
+    assert (await client.get(url(app, f"/{acme.id}/invitations"), headers=ada.auth)).json()[
+        "items"
+    ] == []
+
+    # Suspended: still listed (with its status), but nothing is done in it.
+    guest = unique_email("held")
+    made = await client.post(
+        url(app, f"/{acme.id}/invitations"), json={"email": guest}, headers=ada.auth
+    )
+    token = await invitation_token(services, mailbox, app, guest)
+    async with services.router.enter(app) as conn:
+        await orgs.suspend(conn, acme.id, actor=OPERATOR)
+    listed = await client.get(url(app), headers=ada.auth)
+    assert [(o["id"], o["status"]) for o in listed.json()["items"]] == [(acme.id, "suspended")]
+    problem(await client.get(url(app, f"/{acme.id}"), headers=ada.auth), 403, "org_suspended")
+    held = await person(client, services, app, guest)
+    problem(
+        await client.post(accept, json={"token": token}, headers=held.auth),
+        400,
+        "invitation_invalid",
+    )
+    async with services.router.enter(app) as conn:
+        await orgs.resume(conn, acme.id, actor=OPERATOR)
+    joined = await client.post(accept, json={"token": token}, headers=held.auth)
+    assert joined.status_code == 200, joined.text
