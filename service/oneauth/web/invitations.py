@@ -22,7 +22,7 @@ the app, its row in A's schema), so the page says "not valid" there.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import asyncpg
 from starlette.requests import Request
@@ -38,6 +38,7 @@ from oneauth.identity import one_time
 from oneauth.identity import users as users_repo
 from oneauth.identity.users import User
 from oneauth.oauth.authorize import AuthorizationRequest, account_request
+from oneauth.oauth.clients import Client
 from oneauth.orgs import invitations
 from oneauth.orgs import service as orgs
 from oneauth.services import Services
@@ -68,13 +69,7 @@ def token_of(services: Services, app: AppRecord, authz: AuthorizationRequest) ->
     prefix = f"{services.settings.issuer_for(app.app_id)}{PATH}?"
     if not authz.redirect_uri.startswith(prefix):
         return None
-    return lenient(dict(_query(authz.redirect_uri)), LinkQuery)[0].token
-
-
-def _query(url: str) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
-    return parse_qsl(urlsplit(url).query)
+    return lenient(dict(parse_qsl(urlsplit(authz.redirect_uri).query)), LinkQuery)[0].token
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +133,12 @@ def _invalid(request: Request, services: Services, app: AppRecord) -> Response:
 
 
 def _sign_in_request(
-    services: Services, app: AppRecord, client_id_holder: object, token: str, *, fresh: bool
+    services: Services, app: AppRecord, client: Client, token: str, *, fresh: bool
 ) -> AuthorizationRequest:
+    """The hosted sign-in of the account page, returning here instead (``fresh``: a
+    new sign-in, for a browser signed in with another account)."""
     issuer = services.settings.issuer_for(app.app_id)
-    wanted = account_request(client_id_holder, issuer, fresh=fresh)  # type: ignore[arg-type]
+    wanted = account_request(client, issuer, fresh=fresh)
     return replace(wanted, redirect_uri=page_url(services, app, token))
 
 
