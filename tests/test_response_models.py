@@ -32,6 +32,9 @@ from oidc.test_oidc_passkeys import ORIGIN, passkey_box
 from oneauth.apps.models import AppRecord
 from oneauth.http.openapi import document, schema_components
 from oneauth.mail.backends import MemoryBackend
+from oneauth.orgs import domains
+from oneauth.orgs import service as orgs
+from oneauth.orgs.actor import OPERATOR
 from oneauth.services import Services
 from oneauth.settings import Settings
 from recovery.conftest import code_in, text_of
@@ -346,6 +349,86 @@ async def walk_passkey_pages(
         check("/apps/{app_id}/passkey/enrol/options", only, options, 200)
 
 
+async def walk_orgs(
+    contract: Contract,
+    http: httpx.AsyncClient,
+    services: Services,
+    provision: Callable[..., AppRecord],
+    mailbox: MemoryBackend,
+) -> None:
+    """The organization API (issue 13): an org made by its admin, an invitation
+    mailed and accepted, a member's roles changed, a domain offer joined."""
+    app = provision(app_settings={"org_self_service": True})
+    domain = f"{app.app_id}.example.com"
+
+    async def user(email: str) -> dict[str, str]:
+        made = await http.post(
+            f"/apps/{app.app_id}/v1/signup", json={"email": email, "password": PASSWORD}
+        )
+        assert made.status_code == 201, made.text
+        async with services.router.enter(app) as conn:  # as a mailed proof would
+            await conn.execute(
+                "UPDATE users SET email_verified = true WHERE id = $1::uuid",
+                made.json()["user"]["id"],
+            )
+        return {
+            "authorization": f"Bearer {made.json()['access_token']}",
+            "id": made.json()["user"]["id"],
+        }
+
+    async def call(method: str, path: str, expect: int, who: dict[str, str], **kwargs: Any) -> Any:
+        url = path.replace("{app_id}", app.app_id)
+        for name, value in kwargs.pop("names", {}).items():
+            url = url.replace("{" + name + "}", value)
+        headers = {"authorization": who["authorization"]}
+        response = await http.request(method, url, headers=headers, **kwargs)
+        assert response.status_code == expect, (method, url, response.text)
+        contract.check(method, path, response)
+        return response.json()
+
+    admin = await user(f"admin@{domain}")
+    org = await call("POST", "/apps/{app_id}/v1/orgs", 201, admin, json={"name": "Acme"})
+    ids = {"org_id": org["id"]}
+    await call("GET", "/apps/{app_id}/v1/orgs", 200, admin)
+    await call("GET", "/apps/{app_id}/v1/orgs/{org_id}", 200, admin, names=ids)
+    guest = f"guest-{secrets.token_hex(4)}@example.com"
+    await call(
+        "POST",
+        "/apps/{app_id}/v1/orgs/{org_id}/invitations",
+        201,
+        admin,
+        names=ids,
+        json={"email": guest},
+    )
+    await call("GET", "/apps/{app_id}/v1/orgs/{org_id}/invitations", 200, admin, names=ids)
+    assert services.delivery is not None
+    await services.delivery.deliver_app(app)
+    link = re.search(r"token=([A-Za-z0-9_-]+)", text_of(mailbox.to(guest)[-1].message))
+    assert link, "no invitation link"
+    invitee = await user(guest)
+    await call(
+        "POST", "/apps/{app_id}/v1/invitations/accept", 200, invitee, json={"token": link.group(1)}
+    )
+    await call("GET", "/apps/{app_id}/v1/orgs/{org_id}/members", 200, admin, names=ids)
+    await call(
+        "PATCH",
+        "/apps/{app_id}/v1/orgs/{org_id}/members/{user_id}",
+        200,
+        admin,
+        names={**ids, "user_id": invitee["id"]},
+        json={"roles": ["admin"]},
+    )
+    async with services.router.enter(app) as conn:
+        offered = await orgs.create(conn, name="Offered", actor=OPERATOR)
+        await domains.add(conn, offered.id, domain, actor=OPERATOR)
+        await domains.verify(conn, offered.id, domain, actor=OPERATOR)
+        await orgs.update(conn, offered.id, join_policy="offer", actor=OPERATOR)
+    await call("GET", "/apps/{app_id}/v1/orgs/offers", 200, admin)
+    await call(
+        "POST", "/apps/{app_id}/v1/orgs/{org_id}/join", 200, admin, names={"org_id": offered.id}
+    )
+
+
 @pytest.fixture
 async def browser(service: Starlette) -> Any:
     transport = httpx.ASGITransport(app=service)
@@ -366,6 +449,7 @@ async def test_every_json_answer_matches_its_declared_model(
     contract = Contract(doc)
     await walk(contract, client, browser, services, settings, provision, mailbox)
     await walk_passkey_pages(contract, service, client, settings, provision)
+    await walk_orgs(contract, client, services, provision, mailbox)
     missing = json_answers(doc) - contract.seen
     assert not missing, f"JSON answers in /openapi.json that no step reaches: {sorted(missing)}"
 

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from oneauth import logs, metrics, tracing
 from oneauth.api import mfa as mfa_api
+from oneauth.api import orgs as orgs_api
 from oneauth.api import recovery as recovery_api
 from oneauth.api import views
 from oneauth.api import webauthn as webauthn_api
@@ -41,7 +42,7 @@ from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
 from oneauth.tokens.keystore import KeyStore
-from oneauth.web import passkey_pages, recovery_pages, signin
+from oneauth.web import invitations, passkey_pages, recovery_pages, signin
 
 # Declared here, not in oneauth.metrics, which the database layer imports early.
 _metrics_view = operation(
@@ -60,12 +61,14 @@ def app_routes() -> list[BaseRoute]:
         *mfa_api.routes(),
         *recovery_api.routes(),
         *webauthn_api.routes(),
+        *orgs_api.routes(),
         *endpoints.routes(),
         *discovery.routes(),
         *oidc_provider.routes(),
         *recovery_pages.routes(),
         *signin.routes(),
         *passkey_pages.routes(),
+        *invitations.routes(),
     ]
 
 

@@ -335,3 +335,123 @@ class WebAuthnRegistered(WebAuthnFactor, kw_only=True):
 
     recovery_codes: list[str] | Unset = UNSET
     tokens: TokenSet | Unset = UNSET
+
+
+# -- organizations (issue 13) ---------------------------------------------------
+
+OrgId = Annotated[str, msgspec.Meta(pattern=r"^org_[A-Za-z0-9_-]{16,64}$")]
+OrgSlug = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"),
+]
+OrgName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+OrgRoleName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
+]
+# At most this many org roles in one request: a member holds a few, never hundreds.
+OrgRoles = Annotated[list[OrgRoleName], msgspec.Meta(max_length=50)]
+Cursor = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_=-]+$")]
+
+
+class OrgCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /v1/orgs (where the app allows self-service orgs): the creator is its admin."""
+
+    name: OrgName
+    slug: OrgSlug | None = None
+
+
+class MemberRolesUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """PATCH /v1/orgs/{org_id}/members/{user_id}: the member's org roles, replaced."""
+
+    roles: OrgRoles
+
+
+class InvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /v1/orgs/{org_id}/invitations: mails a single-use link (7 days) to ``email``;
+    ``roles`` default to the org's default role."""
+
+    email: Email
+    roles: OrgRoles | None = None
+
+
+class InvitationAccept(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /v1/invitations/accept: the token of the mailed link."""
+
+    token: Secret
+
+
+class MembersQuery(msgspec.Struct, kw_only=True):
+    """GET /v1/orgs/{org_id}/members: the next page after ``cursor``."""
+
+    cursor: Cursor | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
+
+
+class OrgBranding(msgspec.Struct, forbid_unknown_fields=True):
+    display_name: str | None = None
+    logo_url: str | None = None
+    primary_color: str | None = None
+
+
+class MyOrg(msgspec.Struct, forbid_unknown_fields=True):
+    """An organization the caller belongs to, with the caller's org roles and what
+    they allow."""
+
+    id: OrgId
+    slug: str
+    name: str
+    status: Literal["active", "suspended"]
+    mfa_required: bool
+    join_policy: Literal["off", "offer", "automatic"]
+    branding: OrgBranding
+    created_at: DateTime
+    roles: list[str]
+    permissions: list[str]
+
+
+class MyOrgs(msgspec.Struct, forbid_unknown_fields=True):
+    items: list[MyOrg]
+
+
+class OrgOffer(msgspec.Struct, forbid_unknown_fields=True):
+    """An org the caller may join (its verified domain is the caller's verified email's)."""
+
+    id: OrgId
+    slug: str
+    name: str
+    branding: OrgBranding
+
+
+class OrgOffers(msgspec.Struct, forbid_unknown_fields=True):
+    items: list[OrgOffer]
+
+
+class OrgMember(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: Uuid
+    email: str
+    roles: list[str]
+    joined_via: Literal["created", "operator", "invitation", "domain", "api"]
+    joined_at: DateTime
+
+
+class OrgMembers(msgspec.Struct, forbid_unknown_fields=True):
+    """One page of members; ``next_cursor`` names the next page (None: the last)."""
+
+    items: list[OrgMember]
+    next_cursor: str | None
+
+
+class OrgInvitation(msgspec.Struct, forbid_unknown_fields=True):
+    """An open invitation (its token is only in the mail)."""
+
+    id: Uuid
+    org_id: OrgId
+    email: str
+    roles: list[str]
+    invited_by: str
+    created_at: DateTime
+    expires_at: DateTime
+
+
+class OrgInvitations(msgspec.Struct, forbid_unknown_fields=True):
+    items: list[OrgInvitation]

@@ -52,6 +52,10 @@ class AppPolicy:
     # Anyone may create an account (POST /v1/signup, the hosted registration page).
     # Off for invitation-only apps: both refuse with 403 signup_disabled.
     self_signup: bool = True
+    # Signed-in users may create organizations (POST /v1/orgs) and become their
+    # admin (issue 13). Off by default: orgs are the operator's (CLI) unless the
+    # app is a self-service B2B product.
+    org_self_service: bool = False
     logo_url: str | None = None
     primary_color: str | None = None
     # Sign-in by magic link and email one-time code (issue 5); off by default.
@@ -115,6 +119,8 @@ def parse(settings: dict[str, Any]) -> AppPolicy:
         raise PolicyError("require_verified_email must be true or false")
     if "self_signup" in values and not isinstance(values["self_signup"], bool):
         raise PolicyError("self_signup must be true or false")
+    if "org_self_service" in values and not isinstance(values["org_self_service"], bool):
+        raise PolicyError("org_self_service must be true or false")
     for key in ("audience", "logo_url", "primary_color", "email_from", "email_from_name"):
         if key in values and values[key] is not None and not isinstance(values[key], str):
             raise PolicyError(f"{key} must be a string")

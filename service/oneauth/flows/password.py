@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import asyncpg
 
@@ -50,14 +50,25 @@ def _check_new_password(password: str, email: str, app: AppRecord) -> None:
         raise WeakPasswordError(exc.message, extra={"reason": exc.reason_code}) from None
 
 
-def ensure_self_signup(app: AppRecord, *, invitation: object | None = None) -> None:
+class Invited(Protocol):
+    """The open organization invitation a sign-up comes from (issue 13;
+    :class:`oneauth.web.invitations.InvitedTo`)."""
+
+    def admits(self, email_normalized: str) -> bool: ...
+
+
+def ensure_self_signup(
+    app: AppRecord, *, invitation: Invited | None = None, email_normalized: str | None = None
+) -> None:
     """Refuse sign-up where the app is invitation-only (policy ``self_signup: false``).
 
-    Hook for invitations (issue 13, organizations): a verified invitation will be
-    passed as ``invitation`` and lets its invitee register even then. Until that
-    lands nothing passes one, so the refusal is unconditional.
+    An open invitation (issue 13, organizations; the hosted invitation page's
+    registration) lets its invitee register even then, with the invited address
+    only: the link is not a pass for any other account.
     """
-    if invitation is None and not policy_of(app).self_signup:
+    if policy_of(app).self_signup:
+        return
+    if invitation is None or email_normalized is None or not invitation.admits(email_normalized):
         raise SignupDisabled("sign-up is by invitation only for this app")
 
 
@@ -73,6 +84,8 @@ async def register(
     password: str,
     meta: audit.RequestMeta,
     sign_in: SignedUp[T] | None,
+    *,
+    invitation: Invited | None = None,
 ) -> tuple[users_repo.User | None, str, T | None]:
     """Create an account: (the new user or None if the address is taken, the signup's
     verification flow token, what ``sign_in`` returned).
@@ -81,14 +94,19 @@ async def register(
     tokens for ``/v1/signup``, a browser session for the hosted registration page);
     it is not called when the app requires a verified email first. A taken address
     runs the same statements and, with verification required, mails its owner a
-    notice instead, so the caller can answer the same either way (P4).
+    notice instead, so the caller can answer the same either way (P4). ``invitation``:
+    the open invitation the sign-up comes from (an invitation-only app lets its
+    invitee register).
     """
-    ensure_self_signup(app)
+    if invitation is None:
+        ensure_self_signup(app)  # before the address is even parsed
     policy = policy_of(app)
     try:
         email_n = normalize_email(email)
     except InvalidEmail as exc:
         raise ValidationFailed(str(exc), extra={"field": "email"}) from None
+    if invitation is not None:
+        ensure_self_signup(app, invitation=invitation, email_normalized=email_n)
     _check_new_password(password, email_n, app)
     try:
         password_hash = await services.hasher.hash(password)

@@ -44,6 +44,7 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("consents", "First-party API: the user's consents to third-party clients"),
     ("mfa", "First-party API: second factors and the sign-in that needs one"),
     ("sessions", "First-party API: the user's sign-ins (sessions)"),
+    ("orgs", "First-party API: the user's organizations, members and invitations"),
     ("health", "Liveness and readiness"),
     ("meta", "This document and the metrics"),
     ("admin", "Admin API (issue 15): operators' routes, an adminToken each; none yet"),
@@ -70,6 +71,8 @@ class Problem(msgspec.Struct, kw_only=True):
     # insufficient_user_authentication (RFC 9470): what a new sign-in must meet
     max_age: int | msgspec.UnsetType = msgspec.UNSET
     acr_values: str | msgspec.UnsetType = msgspec.UNSET
+    # org_permission_required (issue 13): the org permission the caller lacks
+    permission: str | msgspec.UnsetType = msgspec.UNSET
 
 
 OAuthErrorCode = Literal[

@@ -110,3 +110,9 @@ class AccountForm(CsrfForm, kw_only=True):
     # Activating an authenticator app (POST /account/totp/confirm).
     factor_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     code: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+
+
+class InvitationForm(CsrfForm, kw_only=True):
+    """POST /invitations/accept (issue 13): the invitation link's token, from the button."""
+
+    token: LinkToken | None = None

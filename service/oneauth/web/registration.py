@@ -33,7 +33,7 @@ from oneauth.errors import (
     ValidationFailed,
     WeakPasswordError,
 )
-from oneauth.flows import engine, password
+from oneauth.flows import engine, password, verification
 from oneauth.http.contract import Operation, convert, lenient, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import request_meta
@@ -41,10 +41,11 @@ from oneauth.identity.users import User
 from oneauth.oauth.authorize import AuthorizationRequest, AuthorizeError, PageError, revalidate
 from oneauth.oauth.clients import Client
 from oneauth.services import Services
-from oneauth.web import signin
+from oneauth.web import browser_session, invitations, signin
 from oneauth.web.common import continue_url, error_page, expired, targets
 from oneauth.web.models import FlowQuery, RegisterForm
 from oneauth.web.pages import _posted_flow, _to_client
+from oneauth.web.recovery_pages import FLOW_COOKIE
 from oneauth.web.render import render
 
 __all__ = ["register_page", "routes"]
@@ -61,10 +62,12 @@ def register_page(
     email: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
+    invited: bool = False,
 ) -> Response:
-    """The registration form continuing ``authz`` (403 when the app has no self sign-up)."""
+    """The registration form continuing ``authz`` (403 when the app has no self sign-up,
+    unless ``invited``: the request returns to an open invitation, issue 13)."""
     issuer = services.settings.issuer_for(app.app_id)
-    disabled = not policy_of(app).self_signup
+    disabled = not policy_of(app).self_signup and not invited
     sign_in = authz.sign_in_instead().seal(services.box, app.app_id)
     return render(
         request,
@@ -107,11 +110,12 @@ async def show(request: Request) -> Response:
     try:
         async with services.router.enter(app) as conn:
             client = await revalidate(services, app, conn, authz)
+            invitation = await invitations.invitation_for(services, app, conn, authz)
     except PageError as exc:
         return error_page(request, services, app, exc.message, code=exc.code)
     except AuthorizeError as exc:
         return _to_client(services, app, exc)
-    return register_page(request, services, app, client, authz)
+    return register_page(request, services, app, client, authz, invited=invitation is not None)
 
 
 @operation(
@@ -132,10 +136,15 @@ async def submit(request: Request) -> Response:
     if isinstance(posted, Response):
         return posted
     raw_form, client, authz = posted
+    async with services.router.enter(app) as conn:
+        invitation = await invitations.invitation_for(services, app, conn, authz)
+    invited = invitation is not None
     try:
         form = convert(raw_form, RegisterForm)
     except ValidationFailed as exc:
-        return register_page(request, services, app, client, authz, error=exc.detail, status=422)
+        return register_page(
+            request, services, app, client, authz, error=exc.detail, status=422, invited=invited
+        )
     email = (form.email or "").strip()
     secret = form.password or ""
 
@@ -150,9 +159,10 @@ async def submit(request: Request) -> Response:
             email=email,
             status=status,
             headers=headers,
+            invited=invited,
         )
 
-    if not policy_of(app).self_signup:
+    if not policy_of(app).self_signup and not invited:
         return register_page(request, services, app, client, authz)
     if not email or not secret:
         return again("Enter your email address and choose a password.", 400)
@@ -189,10 +199,16 @@ async def submit(request: Request) -> Response:
         return outcome, None  # no token session yet: the code exchange makes it
 
     try:
-        user, _flow_token, outcome = await password.register(
-            services, app, email, secret, meta, sign_in
+        user, flow_token, outcome = await password.register(
+            services, app, email, secret, meta, sign_in, invitation=invitation
         )
     except SignupDisabled:
+        if invited:  # an invitation-only app, and another address than the invited one
+            return again(
+                "This invitation is for another email address: create the account with the"
+                " address it was sent to.",
+                SignupDisabled.status,
+            )
         return register_page(request, services, app, client, authz)
     except (ValidationFailed, WeakPasswordError) as exc:
         return again(exc.detail, 422)
@@ -204,7 +220,7 @@ async def submit(request: Request) -> Response:
     if policy.require_verified_email:
         # The same page for a new and a taken address (P4): the owner of a taken one
         # got a notice by mail instead of a verification link.
-        return render(
+        response: Response = render(
             request,
             services,
             app,
@@ -219,16 +235,30 @@ async def submit(request: Request) -> Response:
                 "next_label": "Continue to sign in",
             },
         )
-    if user is None or outcome is None:
+    elif user is None or outcome is None:
         # As /v1/signup's 409 where no verification is required (README: the price of
         # instant sign-up).
         return again(
             "An account with this email already exists. Sign in, or reset its password.",
             EmailTaken.status,
         )
-    if isinstance(outcome, engine.Pending):
-        return await signin.pending(request, services, app, outcome, meta, nonce)
-    return signin.signed_in(request, services, app, outcome)
+    elif isinstance(outcome, engine.Pending):
+        response = await signin.pending(request, services, app, outcome, meta, nonce)
+    else:
+        response = signin.signed_in(request, services, app, outcome)
+    # This browser made the signup: the verification link opened in it comes with the
+    # signup's flow token (the verify page reads this cookie) and so keeps the password
+    # the signup set (P7), as /v1/signup's client keeps it by sending the flow token.
+    # A taken address gets the same cookie: its flow token matches nothing.
+    browser_session.set_cookie(
+        response,
+        services.settings,
+        app.app_id,
+        FLOW_COOKIE + app.app_id,
+        flow_token,
+        verification.LINK_TTL,  # as long as the link works
+    )
+    return response
 
 
 def routes() -> list[BaseRoute]:
