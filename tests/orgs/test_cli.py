@@ -389,3 +389,47 @@ async def test_an_org_id_of_app_a_is_unknown_to_the_cli_at_app_b(
         unique_email(),
     )
     assert ok(settings, "orgs", "list", "--app", app_b.app_id)["organizations"] == []
+
+
+async def test_template_org_roles_are_every_orgs_and_only_this_apps(
+    settings: Settings, services: Services, provision: Callable[..., AppRecord]
+) -> None:
+    app, other = provision(), provision()
+    a = app.app_id
+    org = ok(settings, "orgs", "create", "--app", a, "--name", "Acme")["id"]
+    ok(settings, "orgs", "roles", "create", "--app", a, org, "billing", "--permission", "org:read")
+    made = ok(
+        settings,
+        "orgs",
+        "template-roles",
+        "create",
+        "--app",
+        a,
+        "viewer",
+        "--permission",
+        "org:read",
+    )
+    assert (made["name"], made["custom"], made["permissions"]) == ("viewer", False, ["org:read"])
+    # One name space with every org's custom roles, and the permissions must exist.
+    refused(settings, "role_exists", "orgs", "template-roles", "create", "--app", a, "billing")
+    refused(
+        settings,
+        "validation_failed",
+        "orgs",
+        "template-roles",
+        "create",
+        "--app",
+        a,
+        "auditor",
+        "--permission",
+        "no:such",
+    )
+    names = [r["name"] for r in ok(settings, "orgs", "template-roles", "list", "--app", a)]
+    assert names == ["admin", "member", "viewer"]
+    later = ok(settings, "orgs", "create", "--app", a, "--name", "Later")["id"]
+    in_later = [r["name"] for r in ok(settings, "orgs", "roles", "list", "--app", a, later)]
+    assert in_later == ["admin", "member", "viewer"]  # every org has it, new ones too
+    at_b = [
+        r["name"] for r in ok(settings, "orgs", "template-roles", "list", "--app", other.app_id)
+    ]
+    assert at_b == ["admin", "member"]

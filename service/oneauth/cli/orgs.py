@@ -173,6 +173,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_roles_delete)
 
+    tmpl = cmds.add_parser(
+        "template-roles",
+        help="the app's template org roles, which every org has",
+        description="The app's one set of org roles (seeded: admin, member), usable in every "
+        "org of the app. Custom roles of one org: 'orgs roles'.",
+    )
+    tcmds = tmpl.add_subparsers(dest="orgs_template_command", required=True, metavar="COMMAND")
+    p = tcmds.add_parser(
+        "create",
+        help="add a template org role",
+        description="Add an org role every org of the app has, from existing permissions; "
+        "its name differs from every org's custom roles.",
+    )
+    _common(p, org=False)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--permission",
+        action="append",
+        default=[],
+        dest="permissions",
+        metavar="P",
+        help="an existing permission, e.g. org:read (repeatable)",
+    )
+    p.add_argument("--description", default="")
+    p.set_defaults(func=cmd_template_create)
+    p = tcmds.add_parser("list", help="the template org roles", description="With permissions.")
+    _common(p, org=False)
+    p.set_defaults(func=cmd_template_list)
+
     p = cmds.add_parser(
         "invite",
         help="invite an email address (mails the link)",
@@ -452,6 +481,38 @@ def cmd_roles_delete(args: argparse.Namespace) -> None:
         print_json({"name": args.name, "deleted": True})
     else:
         print(f"org role {args.name} deleted")
+
+
+def cmd_template_create(args: argparse.Namespace) -> None:
+    async def work(conn: asyncpg.Connection, app: AppRecord, settings: Settings) -> orgs.OrgRole:
+        return await orgs.create_org_role(
+            conn,
+            None,
+            args.name,
+            args.permissions,
+            description=args.description,
+            actor=OPERATOR,
+        )
+
+    role = run_in_app(args.app, work)
+    if args.json:
+        print_json(role.to_json())
+    else:
+        print(f"template org role {role.name}: {', '.join(role.permissions) or 'no permissions'}")
+
+
+def cmd_template_list(args: argparse.Namespace) -> None:
+    async def work(
+        conn: asyncpg.Connection, app: AppRecord, settings: Settings
+    ) -> list[orgs.OrgRole]:
+        return await orgs.org_roles(conn, None)
+
+    found = run_in_app(args.app, work)
+    if args.json:
+        print_json([r.to_json() for r in found])
+        return
+    for role in found:
+        print(f"{role.name:<32} {','.join(role.permissions) or '-'}")
 
 
 # --- invitations -----------------------------------------------------------------------
