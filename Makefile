@@ -52,10 +52,11 @@ provision-app: $(STAMP) ## provision an app: make provision-app APP=shop [NAME="
 stop-db: $(STAMP) ## stop the embedded Postgres under .data/
 	$(BIN)/oneauth dev stop-db
 
-bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1] (writes bench/results.*)
+bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1] (bench/results.*, then bench-mfa, bench-orgs)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 2; }
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m ops.bench --out bench $(if $(QUICK),--quick)
+	$(MAKE) --no-print-directory bench-mfa bench-orgs QUICK=$(QUICK)
 
 bench-mfa: $(STAMP) ## password sign-in beside password+TOTP sign-in (writes bench/mfa_login.json)
 	$(BIN)/python -m ops.bench.mfa_login --out bench/mfa_login.json $(if $(QUICK),--users 600 --duration 4 --reps 1)
