@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from oneauth import logs, metrics, tracing
+from oneauth.api import federation as federation_api
 from oneauth.api import mfa as mfa_api
 from oneauth.api import recovery as recovery_api
 from oneauth.api import views
@@ -41,7 +42,7 @@ from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
 from oneauth.tokens.keystore import KeyStore
-from oneauth.web import passkey_pages, recovery_pages, signin
+from oneauth.web import federation_pages, passkey_pages, recovery_pages, signin
 
 # Declared here, not in oneauth.metrics, which the database layer imports early.
 _metrics_view = operation(
@@ -66,6 +67,8 @@ def app_routes() -> list[BaseRoute]:
         *recovery_pages.routes(),
         *signin.routes(),
         *passkey_pages.routes(),
+        *federation_api.routes(),
+        *federation_pages.routes(),
     ]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -55,6 +56,7 @@ MAX_NONCE = 512
 MAX_AGE_LIMIT = 10 * 365 * 86400
 PROMPTS = ("none", "login", "consent", "select_account", "create")  # prompt_values_supported
 MAX_ACR_VALUES = 10
+_PROVIDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class PageError(Exception):
@@ -107,6 +109,8 @@ class AuthorizationRequest:
     # ends at the page, with no code and no consent. Only we seal requests, so only
     # we can make one.
     account: bool = False
+    # idp_hint (issue 14): the app's upstream identity provider to go straight to.
+    idp_hint: str | None = None
 
     @property
     def scope_text(self) -> str:
@@ -121,7 +125,8 @@ class AuthorizationRequest:
     def signed_in(self) -> AuthorizationRequest:
         """The request after the user signed in (or registered) for it: that satisfies it."""
         kept = tuple(p for p in self.prompt if p not in ("login", "create"))
-        return replace(self, fresh_after=None, prompt=kept)
+        # idp_hint is spent too: a request that needs a sign-in again shows the page.
+        return replace(self, fresh_after=None, prompt=kept, idp_hint=None)
 
     def sign_in_instead(self) -> AuthorizationRequest:
         """The request without ``prompt=create``: the registration page's "Sign in" link."""
@@ -289,6 +294,7 @@ async def parse_request(
             "invalid_request", f"acr_values: at most {MAX_ACR_VALUES} values of 200 characters"
         )
     hint = params.login_hint
+    idp_hint = params.idp_hint
     request = AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=uri,
@@ -301,6 +307,8 @@ async def parse_request(
         login_hint=hint if hint and len(hint) <= 320 and "@" in hint else None,
         expires=now + FLOW_TTL,
         acr_values=acr_values,
+        # A provider id is letters, digits, "_" and "-"; anything else names none.
+        idp_hint=idp_hint if idp_hint and _PROVIDER_ID.fullmatch(idp_hint) else None,
     )
     return client, request
 

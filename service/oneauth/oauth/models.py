@@ -190,6 +190,9 @@ class AuthorizeQuery(msgspec.Struct, kw_only=True):
     max_age: Annotated[str, msgspec.Meta(max_length=20)] | None = None
     login_hint: Short | None = None
     acr_values: Short | None = None
+    # Issue 14: straight to this upstream identity provider of the app (its id,
+    # ``idp_...``); an unknown or disabled one shows the login page instead.
+    idp_hint: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     response_mode: Short | None = None
     request: Token | None = None
     request_uri: Short | None = None
