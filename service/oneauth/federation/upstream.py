@@ -54,7 +54,11 @@ from jwcrypto.common import JWException
 from oneauth.federation.providers import Provider
 
 with warnings.catch_warnings():
-    # authlib's httpx integration announces a rename (httpx -> httpx2) on import.
+    # authlib's httpx integration announces a rename (httpx -> httpx2) on import;
+    # importing authlib.deprecate first lets the "ignore" below win over the
+    # "always" filter it installs (undone when the block ends).
+    import authlib.deprecate  # noqa: F401
+
     warnings.simplefilter("ignore")
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
