@@ -173,6 +173,7 @@ class Plan:
     userinfo: dict[str, Any] | None = None  # None: {"sub": sub}
     token_mode: str = "ok"  # ok | tamper | alg_none | other_key | error | not_json
     nonce_override: str | None = None
+    kid: str = "fault-1"
 
 
 class FaultOP:
@@ -187,6 +188,7 @@ class FaultOP:
         self.server: LiveServer | None = None
         self.issuer = ""
         self.token_calls = 0
+        self.jwks_calls = 0
 
     def client(self, plan: Plan | None = None) -> tuple[str, str]:
         client_id, secret = f"fc-{secrets.token_hex(6)}", secrets.token_urlsafe(24)
@@ -230,6 +232,7 @@ class FaultOP:
         )
 
     async def _jwks(self, request: Request) -> Response:
+        self.jwks_calls += 1
         return JSONResponse({"keys": [self.key.export_public(as_dict=True)]})
 
     async def _authorize(self, request: Request) -> Response:
@@ -259,7 +262,7 @@ class FaultOP:
             body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
             return f"{header}.{body}."
         key = self.other_key if plan.token_mode == "other_key" else self.key
-        token = jwt.JWT(header={"alg": "RS256", "kid": "fault-1"}, claims=claims)
+        token = jwt.JWT(header={"alg": "RS256", "kid": plan.kid}, claims=claims)
         token.make_signed_token(key)
         value = str(token.serialize())
         if plan.token_mode == "tamper":
@@ -352,17 +355,18 @@ class Silent:
             self.held.append(conn)
 
     def open_connections(self) -> int:
-        """Connections the client still holds open (a closed peer reads as EOF)."""
+        """Connections the client still holds open: what it sent is drained, and a
+        peer that hung up reads as EOF."""
         alive = 0
         for conn in self.held:
             conn.setblocking(False)
             try:
-                data = conn.recv(65536, socket.MSG_PEEK)
-                alive += 1 if data else 0
+                while conn.recv(65536):
+                    pass  # the request it sent; EOF (b"") ends the loop: closed
             except BlockingIOError:
-                alive += 1
+                alive += 1  # nothing more to read and no EOF: still open
             except OSError:
-                pass
+                pass  # reset: closed
         return alive
 
     def close(self) -> None:
