@@ -327,7 +327,7 @@ class ProviderSpec:
 
 
 # Claims a mapping may rename (upstream claim name -> ours).
-CLAIM_KEYS = ("email", "email_verified", "name", "sub")
+CLAIM_KEYS = ("email", "email_verified", "name")
 
 
 # --- the CLI's door (psycopg, app context) --------------------------------------

@@ -35,6 +35,7 @@ KINDS = (
     "email_changed",
     "mfa_recovery_code_used",
     "mfa_factor_removed",
+    "federation_linked",
 )
 DEFAULTS = Path(__file__).resolve().parent / "templates"
 _SPACE = re.compile(r"\s+")
