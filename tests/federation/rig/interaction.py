@@ -22,7 +22,9 @@ def within(url: str, prefix: str) -> bool:
 
 def _fill(page: Form, fill: Mapping[str, str]) -> dict[str, str]:
     data = dict(page.fields)
-    buttons = dict(page.buttons)
+    buttons: dict[str, str] = {}
+    for key, value in page.buttons:
+        buttons.setdefault(key, value)
     for key, value in fill.items():
         if key in data or key in buttons:
             data[key] = value
