@@ -109,6 +109,35 @@ async def test_oidc_provider_async_sign_in_and_unverified_email(upstream_op: Ups
     assert claims["email_verified"] is False
 
 
+def test_oidc_provider_conform_keeps_claims_to_userinfo(upstream_op_conform: UpstreamOP) -> None:
+    op = upstream_op_conform
+    client = op.register_client([CB])
+    verifier, challenge = pkce_pair()
+    url = authorize_url(op.authorization_endpoint, client.client_id, CB, challenge=challenge)
+    with httpx.Client() as http:
+        code = query(op.sign_in_sync(http, url, Account.new("c@upstream.example")))["code"]
+        token = http.post(
+            op.token_endpoint,
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": CB,
+                "code_verifier": verifier,
+            },
+            auth=(client.client_id, client.client_secret or ""),
+        ).json()
+        info = http.get(
+            op.userinfo_endpoint, headers={"authorization": f"Bearer {token['access_token']}"}
+        ).json()
+    claims = verify_id_token(
+        token["id_token"], op.jwks_uri, issuer=op.issuer, audience=client.client_id, nonce="n-rig"
+    )
+    assert "email" not in claims
+    assert "email_verified" not in claims
+    assert info["email"] == "c@upstream.example"
+    assert info["email_verified"] is True
+
+
 def test_oidc_provider_refuses_what_it_should(upstream_op: UpstreamOP) -> None:
     """PKCE required, exact redirect URIs, the verifier checked: the OP is strict."""
     client = upstream_op.register_client([CB])
@@ -147,6 +176,23 @@ def test_oidc_provider_refuses_what_it_should(upstream_op: UpstreamOP) -> None:
     )
     assert wrong.status_code == 400
     assert wrong.json()["error"] == "invalid_grant"
+
+
+def test_oidc_provider_client_update_and_cancel(upstream_op: UpstreamOP) -> None:
+    """Register first, learn the callback URL later (RFC 7592); Cancel at the login
+    page comes back as access_denied with state and iss."""
+    client = upstream_op.register_client(["http://127.0.0.1:9/placeholder"])
+    client = upstream_op.update_redirect_uris(client, [CB])
+    url = authorize_url(
+        upstream_op.authorization_endpoint, client.client_id, CB, challenge=pkce_pair()[1]
+    )
+    with httpx.Client() as http:
+        back = query(upstream_op.cancel_sync(http, url))
+        assert back["error"] == "access_denied"
+        assert back["state"] == "st-rig"
+        assert back["iss"] == upstream_op.issuer
+        code = query(upstream_op.sign_in_sync(http, url, upstream_op.account()))["code"]
+    assert code
 
 
 # ---- the GitHub-style stand-in -----------------------------------------------------
@@ -340,6 +386,24 @@ def test_faulty_op_callback_and_endpoint_faults(faulty_op: FaultyOP) -> None:
         "error": "invalid_grant",
         "error_description": "used",
     }
+
+
+async def test_faulty_op_signs_in_then_its_token_endpoint_hangs(
+    faulty_op: FaultyOP, hang_server: HangServer
+) -> None:
+    faulty_op.discovery_overrides["token_endpoint"] = f"{hang_server.url}/token"
+    async with httpx.AsyncClient() as http:
+        discovery = (await http.get(f"{faulty_op.issuer}/.well-known/openid-configuration")).json()
+        assert discovery["token_endpoint"] == f"{hang_server.url}/token"
+        client = faulty_op.register_client([CB])
+        url = authorize_url(
+            discovery["authorization_endpoint"], client.client_id, CB, challenge=pkce_pair()[1]
+        )
+        back = query(await faulty_op.sign_in(http, url, Account.new()))
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(discovery["token_endpoint"], data={"code": back["code"]}, timeout=0.3)
+    assert hang_server.accepted == 1
+    assert hang_server.wait_closed(5)
 
 
 def test_faulty_op_claims_split_between_responses(faulty_op: FaultyOP) -> None:

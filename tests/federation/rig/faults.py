@@ -12,7 +12,10 @@
   wrong or missing ``iss`` in the callback, wrong ``iss``/``aud``/``azp`` in the ID
   token, expired ID token, claims only in the ID token or only in userinfo, a
   different ``sub`` at userinfo, OAuth errors at the authorization or token endpoint,
-  a slow token endpoint.
+  a slow token endpoint. ``discovery_overrides`` change its discovery document (set
+  ``token_endpoint``/``jwks_uri``/``userinfo_endpoint`` to a HangServer's URL for an
+  upstream that signs the user in and then stops answering; ``OMIT`` drops a member,
+  e.g. ``authorization_response_iss_parameter_supported``).
 """
 
 from __future__ import annotations
@@ -221,6 +224,13 @@ class FaultyOP:
         )
         self.clients[client.client_id] = (client, faults or Faults())
         return client
+
+    def update_redirect_uris(
+        self, client: RegisteredClient, redirect_uris: list[str] | tuple[str, ...]
+    ) -> RegisteredClient:
+        updated = replace(client, redirect_uris=tuple(redirect_uris))
+        self.clients[client.client_id] = (updated, self.clients[client.client_id][1])
+        return updated
 
     def set_faults(self, client_id: str, faults: Faults | None = None, **changes: Any) -> Faults:
         client, current = self.clients[client_id]

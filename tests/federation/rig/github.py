@@ -143,6 +143,11 @@ class GitHubStandIn:
         self.apps[app.client_id] = app
         return app
 
+    def set_callback(self, app: GitHubApp, callback_url: str) -> GitHubApp:
+        """Change the app's callback URL (GitHub's app settings page)."""
+        app.callback_url = callback_url
+        return app
+
     def add_user(
         self,
         email: str | None = None,

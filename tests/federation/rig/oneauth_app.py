@@ -6,12 +6,14 @@ hosted login and consent pages with httpx."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import httpx
 
 from oidc._support import PASSWORD, register
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
+from oneauth.oauth import clients
 from oneauth.settings import Settings
 
 from .interaction import drive, drive_sync
@@ -66,6 +68,18 @@ class OneauthUpstream:
         return RegisteredClient(
             client_id, secret, uris, {"token_endpoint_auth_method": auth_method}
         )
+
+    def update_redirect_uris(
+        self, client: RegisteredClient, redirect_uris: Iterable[str]
+    ) -> RegisteredClient:
+        uris = tuple(redirect_uris)
+        with (
+            ops.connect(self.settings.operator_url) as conn,
+            conn.transaction(),
+            ops.app_context(conn, self.app.names),
+        ):
+            clients.update(conn, client.client_id, redirect_uris=uris)
+        return replace(client, redirect_uris=uris)
 
     def add_user(self, email: str, *, verified: bool = True, password: str = PASSWORD) -> str:
         """Sign a user up at U (through its API); ``verified`` marks the address proven,
