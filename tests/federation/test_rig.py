@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -300,6 +302,15 @@ def test_github_stand_in_redirect_mismatch_denial_and_scope(github: GitHubStandI
             headers={"accept": "application/json"},
         )
         assert wrong.json()["error"] == "incorrect_client_credentials"
+        app.token_error = ("bad_verification_code", "The code passed is incorrect or expired.")
+        code = query(github.sign_in_sync(http, start, user))["code"]
+        failing = http.post(
+            github.token_url,
+            data={"client_id": app.client_id, "client_secret": app.client_secret, "code": code},
+            headers={"accept": "application/json"},
+        )
+        assert failing.status_code == 200  # GitHub's way
+        assert failing.json()["error"] == "bad_verification_code"
 
 
 # ---- the faulty OP -----------------------------------------------------------------
@@ -386,6 +397,18 @@ def test_faulty_op_callback_and_endpoint_faults(faulty_op: FaultyOP) -> None:
         "error": "invalid_grant",
         "error_description": "used",
     }
+
+
+def test_faulty_op_rotates_keys_and_fails_discovery(faulty_op: FaultyOP) -> None:
+    _back, before = _faulty_flow(faulty_op)
+    old_kid = json.loads(base64.urlsafe_b64decode(before["id_token"].split(".")[0] + "=="))["kid"]
+    faulty_op.rotate_keys()
+    kids = {k["kid"] for k in httpx.get(faulty_op.jwks_uri).json()["keys"]}
+    assert old_kid not in kids
+    _back, after = _faulty_flow(faulty_op)
+    assert _verify(faulty_op, after)["sub"]
+    faulty_op.discovery_status = 503
+    assert httpx.get(f"{faulty_op.issuer}/.well-known/openid-configuration").status_code == 503
 
 
 async def test_faulty_op_signs_in_then_its_token_endpoint_hangs(

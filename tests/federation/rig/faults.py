@@ -12,10 +12,11 @@
   wrong or missing ``iss`` in the callback, wrong ``iss``/``aud``/``azp`` in the ID
   token, expired ID token, claims only in the ID token or only in userinfo, a
   different ``sub`` at userinfo, OAuth errors at the authorization or token endpoint,
-  a slow token endpoint. ``discovery_overrides`` change its discovery document (set
-  ``token_endpoint``/``jwks_uri``/``userinfo_endpoint`` to a HangServer's URL for an
-  upstream that signs the user in and then stops answering; ``OMIT`` drops a member,
-  e.g. ``authorization_response_iss_parameter_supported``).
+  a slow token endpoint. Per server: ``discovery_status``/``jwks_status`` (a failing
+  discovery or JWKS), ``rotate_keys()`` (a new kid), ``discovery_overrides`` change
+  its discovery document (``token_endpoint``/``jwks_uri``/``userinfo_endpoint`` set
+  to a HangServer's URL: an upstream that signs the user in, then stops answering;
+  ``OMIT`` drops a member, e.g. ``authorization_response_iss_parameter_supported``).
 """
 
 from __future__ import annotations
@@ -208,6 +209,9 @@ class FaultyOP:
         self.clients: dict[str, tuple[RegisteredClient, Faults]] = {}
         self.accounts: dict[str, Account] = {}
         self.discovery_overrides: dict[str, Any] = {}
+        self.discovery_status = 200  # e.g. 500: an upstream whose discovery fails
+        self.jwks_status = 200
+        self.jwks_requests = 0
         self._pending: dict[str, _Pending] = {}
         self._codes: dict[str, _Grant] = {}
         self._tokens: dict[str, tuple[str, Account]] = {}
@@ -241,6 +245,15 @@ class FaultyOP:
     def put_account(self, account: Account) -> Account:
         self.accounts[account.sub] = account
         return account
+
+    def rotate_keys(self) -> None:
+        """New signing keys with new kids (the old ones leave the JWKS): a downstream
+        with a cached JWKS sees an unknown kid and must fetch it again."""
+        self.keys = {
+            "RS256": jwk.JWK.generate(kty="RSA", size=2048, kid=f"rs-{secrets.token_hex(4)}"),
+            "ES256": jwk.JWK.generate(kty="EC", crv="P-256", kid=f"es-{secrets.token_hex(4)}"),
+        }
+        self.rogue = jwk.JWK.generate(kty="RSA", size=2048, kid=self.keys["RS256"]["kid"])
 
     def account(self, email: str | None = None, **kw: Any) -> Account:
         return self.put_account(Account.new(email, **kw))
@@ -294,9 +307,14 @@ class FaultyOP:
         )
 
     async def _discovery(self, _request: Request) -> Response:
+        if self.discovery_status != 200:
+            return HTMLResponse("<h1>upstream error</h1>", status_code=self.discovery_status)
         return JSONResponse(self.discovery)
 
     async def _jwks(self, _request: Request) -> Response:
+        self.jwks_requests += 1
+        if self.jwks_status != 200:
+            return HTMLResponse("<h1>upstream error</h1>", status_code=self.jwks_status)
         keys = [json.loads(k.export_public()) for k in self.keys.values()]
         for key, alg in zip(keys, self.keys, strict=True):
             key.update(alg=alg, use="sig")

@@ -92,6 +92,9 @@ class GitHubApp:
     client_id: str
     client_secret: str
     callback_url: str
+    # A test may make the token endpoint fail for this app: (error, description),
+    # answered with HTTP 200 as GitHub does.
+    token_error: tuple[str, str] | None = None
 
 
 @dataclass
@@ -120,8 +123,6 @@ class GitHubStandIn:
         self._codes: dict[str, _Code] = {}
         self._tokens: dict[str, _Token] = {}
         self._next_id = 1000
-        # A test may make the token endpoint fail: (error, description), HTTP 200 as GitHub.
-        self.token_error: tuple[str, str] | None = None
         self.token_requests = 0
 
     # set-up by tests -------------------------------------------------------------
@@ -272,14 +273,14 @@ class GitHubStandIn:
             )
         wants_json = "application/json" in request.headers.get("accept", "")
         app = self.apps.get(client_id)
-        if self.token_error is not None:
-            return self._token_error(wants_json, *self.token_error)
         if app is None or not secrets.compare_digest(app.client_secret, client_secret):
             return self._token_error(
                 wants_json,
                 "incorrect_client_credentials",
                 "The client_id and/or client_secret passed are incorrect.",
             )
+        if app.token_error is not None:
+            return self._token_error(wants_json, *app.token_error)
         grant = self._codes.pop(form.get("code", ""), None)
         if grant is None or grant.app is not app or grant.expires < time.monotonic():
             return self._token_error(
