@@ -195,17 +195,31 @@ class _Grant:
     expires: float
 
 
+def _new_keys() -> tuple[dict[str, jwk.JWK], jwk.JWK]:
+    keys = {
+        "RS256": jwk.JWK.generate(kty="RSA", size=2048, kid=f"rs-{secrets.token_hex(4)}"),
+        "ES256": jwk.JWK.generate(kty="EC", crv="P-256", kid=f"es-{secrets.token_hex(4)}"),
+    }
+    # Same kid as the published RSA key, different key: a forged signature.
+    rogue = jwk.JWK.generate(kty="RSA", size=2048, kid=keys["RS256"]["kid"])
+    return keys, rogue
+
+
+_FIRST_KEYS: list[tuple[dict[str, jwk.JWK], jwk.JWK]] = []
+
+
 class FaultyOP:
     """State of the tiny OP; ``asgi(base_url)`` is its Starlette app (for LiveServer)."""
 
     def __init__(self) -> None:
         self.issuer = ""
-        self.keys = {
-            "RS256": jwk.JWK.generate(kty="RSA", size=2048, kid=f"rs-{secrets.token_hex(4)}"),
-            "ES256": jwk.JWK.generate(kty="EC", crv="P-256", kid=f"es-{secrets.token_hex(4)}"),
-        }
-        # Same kid as the published RSA key, different key: a forged signature.
-        self.rogue = jwk.JWK.generate(kty="RSA", size=2048, kid=self.keys["RS256"]["kid"])
+        # Every instance starts with the same keys (RSA generation is slow on a busy
+        # machine; each instance has its own issuer anyway); rotate_keys() makes new.
+        if not _FIRST_KEYS:
+            _FIRST_KEYS.append(_new_keys())
+        first, rogue = _FIRST_KEYS[0]
+        self.keys: dict[str, jwk.JWK] = dict(first)
+        self.rogue = rogue
         self.clients: dict[str, tuple[RegisteredClient, Faults]] = {}
         self.accounts: dict[str, Account] = {}
         self.discovery_overrides: dict[str, Any] = {}
@@ -249,11 +263,7 @@ class FaultyOP:
     def rotate_keys(self) -> None:
         """New signing keys with new kids (the old ones leave the JWKS): a downstream
         with a cached JWKS sees an unknown kid and must fetch it again."""
-        self.keys = {
-            "RS256": jwk.JWK.generate(kty="RSA", size=2048, kid=f"rs-{secrets.token_hex(4)}"),
-            "ES256": jwk.JWK.generate(kty="EC", crv="P-256", kid=f"es-{secrets.token_hex(4)}"),
-        }
-        self.rogue = jwk.JWK.generate(kty="RSA", size=2048, kid=self.keys["RS256"]["kid"])
+        self.keys, self.rogue = _new_keys()
 
     def account(self, email: str | None = None, **kw: Any) -> Account:
         return self.put_account(Account.new(email, **kw))
