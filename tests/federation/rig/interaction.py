@@ -4,6 +4,7 @@ each page's form, stop at the first redirect that leaves the upstream."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from urllib.parse import urljoin
 
@@ -22,7 +23,9 @@ def within(url: str, prefix: str) -> bool:
 
 def _fill(page: Form, fill: Mapping[str, str]) -> dict[str, str]:
     data = dict(page.fields)
-    buttons = dict(page.buttons)
+    buttons: dict[str, str] = {}
+    for key, value in page.buttons:
+        buttons.setdefault(key, value)
     for key, value in fill.items():
         if key in data or key in buttons:
             data[key] = value
@@ -40,8 +43,22 @@ def _next_form(response: httpx.Response) -> Form:
     return found[0]
 
 
-async def drive(http: httpx.AsyncClient, url: str, prefix: str, fill: Mapping[str, str]) -> str:
-    """Returns the absolute URL of the redirect that leaves ``prefix``."""
+def _link(response: httpx.Response, pattern: str | None) -> str | None:
+    found = re.search(pattern, response.text) if pattern else None
+    return None if found is None else urljoin(str(response.url), found.group(1))
+
+
+async def drive(
+    http: httpx.AsyncClient,
+    url: str,
+    prefix: str,
+    fill: Mapping[str, str],
+    *,
+    follow_link: str | None = None,
+) -> str:
+    """Returns the absolute URL of the redirect that leaves ``prefix``. With
+    ``follow_link`` (a regex whose group 1 is an href), a page with such a link has
+    it followed instead of its form posted (a "Cancel" link, say)."""
     response = await http.get(url, follow_redirects=False)
     for _ in range(MAX_STEPS):
         if response.is_redirect:
@@ -54,13 +71,24 @@ async def drive(http: httpx.AsyncClient, url: str, prefix: str, fill: Mapping[st
             raise AssertionError(
                 f"upstream answered {response.status_code}: {response.text[:2000]}"
             )
+        link = _link(response, follow_link)
+        if link is not None:
+            response = await http.get(link, follow_redirects=False)
+            continue
         page = _next_form(response)
         action = urljoin(str(response.url), page.action or str(response.url))
         response = await http.post(action, data=_fill(page, fill), follow_redirects=False)
     raise AssertionError("the upstream's pages did not end in a redirect")
 
 
-def drive_sync(http: httpx.Client, url: str, prefix: str, fill: Mapping[str, str]) -> str:
+def drive_sync(
+    http: httpx.Client,
+    url: str,
+    prefix: str,
+    fill: Mapping[str, str],
+    *,
+    follow_link: str | None = None,
+) -> str:
     """The same with a sync client."""
     response = http.get(url, follow_redirects=False)
     for _ in range(MAX_STEPS):
@@ -74,6 +102,10 @@ def drive_sync(http: httpx.Client, url: str, prefix: str, fill: Mapping[str, str
             raise AssertionError(
                 f"upstream answered {response.status_code}: {response.text[:2000]}"
             )
+        link = _link(response, follow_link)
+        if link is not None:
+            response = http.get(link, follow_redirects=False)
+            continue
         page = _next_form(response)
         action = urljoin(str(response.url), page.action or str(response.url))
         response = http.post(action, data=_fill(page, fill), follow_redirects=False)

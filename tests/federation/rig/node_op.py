@@ -33,6 +33,7 @@ import httpx
 from .interaction import drive, drive_sync
 
 RIG_DIR = Path(__file__).resolve().parent
+ABORT = r'href="(/interaction/[^/"]+/abort)"'
 NPM_FILES = ("package.json", "package-lock.json")
 
 
@@ -319,6 +320,29 @@ class UpstreamOP:
         data = response.json()
         return RegisteredClient(data["client_id"], data.get("client_secret"), uris, data)
 
+    def update_redirect_uris(
+        self, client: RegisteredClient, redirect_uris: Iterable[str]
+    ) -> RegisteredClient:
+        """RFC 7592 client update: the same client with exactly these redirect URIs
+        (for a test that learns its callback URL after registering the client)."""
+        uris = tuple(redirect_uris)
+        server_only = {
+            "registration_access_token",
+            "registration_client_uri",
+            "client_secret_expires_at",
+            "client_id_issued_at",
+        }
+        body = {k: v for k, v in client.metadata.items() if k not in server_only}
+        body["redirect_uris"] = list(uris)
+        response = self.http.put(
+            str(client.metadata["registration_client_uri"]),
+            json=body,
+            headers={"authorization": f"Bearer {client.metadata['registration_access_token']}"},
+        )
+        assert response.status_code == 200, response.text
+        data = {**client.metadata, **response.json()}
+        return RegisteredClient(client.client_id, data.get("client_secret"), uris, data)
+
     # sign-in -------------------------------------------------------------------------
 
     async def sign_in(self, http: httpx.AsyncClient, authorize_url: str, account: Account) -> str:
@@ -331,6 +355,14 @@ class UpstreamOP:
     def sign_in_sync(self, http: httpx.Client, authorize_url: str, account: Account) -> str:
         self.put_account(account)
         return drive_sync(http, authorize_url, self.issuer, {"login": account.sub})
+
+    async def cancel(self, http: httpx.AsyncClient, authorize_url: str) -> str:
+        """Follow ``authorize_url`` to the login page and press Cancel: the upstream
+        answers ``error=access_denied`` at the callback (returned)."""
+        return await drive(http, authorize_url, self.issuer, {}, follow_link=ABORT)
+
+    def cancel_sync(self, http: httpx.Client, authorize_url: str) -> str:
+        return drive_sync(http, authorize_url, self.issuer, {}, follow_link=ABORT)
 
     def browser_sign_in(self, page: Any, account: Account, timeout_ms: float = 15000) -> None:
         """With Playwright's sync ``page`` on the upstream's login page: sign in as

@@ -98,6 +98,9 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     registration: { enabled: true, initialAccessToken: false },
+    // RFC 7592: a test can register first and set the exact redirect URI once the
+    // downstream provider record (and so its callback URL) exists.
+    registrationManagement: { enabled: true, rotateRegistrationAccessToken: false },
     claimsParameter: { enabled: true },
     revocation: { enabled: true },
   },
