@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from federation.rig.node_op import Account, UpstreamOP
-from oidc._support import PASSWORD, RP, challenge_of, exchange, forms, jwt_claims, query
+from oidc._support import PASSWORD, RP, challenge_of, exchange, forms, jwt_claims, query, sign_in
 from oidc._support import register as register_client
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
@@ -569,3 +569,43 @@ async def test_bad_complete_and_link_input_is_4xx(
         assert response.status_code in (400, 422), (body, response.text)
     page = await client.post(f"{fed.base}/federation/link", data={"flow_token": "x"})
     assert page.status_code in (400, 403)
+
+
+async def test_the_account_page_links_another_provider_and_unlinks_it(
+    client: httpx.AsyncClient,
+    upstream_http: httpx.AsyncClient,
+    upstream_op: UpstreamOP,
+    federated: Callable[..., Fed],
+    services: Services,
+) -> None:
+    fed = federated()
+    email = await local_account(client, services, fed)
+    signed = await sign_in(client, fed.app.app_id, fed.client_id, email)
+    assert signed.location.startswith(RP)
+    page = await client.get(f"{fed.base}/account")
+    assert page.status_code == 200
+    assert "Linked sign-in" in page.text
+    assert "No other account signs you in here." in page.text
+    link = next(f for f in forms(page.text) if f.action.endswith("/account/identities/link"))
+    assert ("provider_id", fed.provider_id) in link.buttons
+    # Without the page's CSRF token: refused, nothing started.
+    forged = await client.post(link.action, data={"provider_id": fed.provider_id})
+    assert forged.status_code == 403
+    assert await count(services, fed.app, "federation_requests") == 0
+    started = await client.post(link.action, data={**link.fields, "provider_id": fed.provider_id})
+    assert started.status_code == 303, started.text
+    authorize = started.headers["location"]
+    assert authorize.startswith(upstream_op.authorization_endpoint)
+    # An upstream account with another address: linked anyway (the user asked, signed in).
+    callback = await upstream_op.sign_in(upstream_http, authorize, Account.new())
+    answer = await client.get(callback)
+    assert answer.status_code == 302, answer.text
+    assert answer.headers["location"].endswith("/account?done=identity_linked")
+    page = await client.get(answer.headers["location"])
+    assert "Sign-in with that account is linked." in page.text
+    unlink = next(f for f in forms(page.text) if f.action.endswith("/unlink"))
+    assert await count(services, fed.app, "user_identities") == 1
+    gone = await client.post(unlink.action, data=unlink.fields)
+    assert gone.status_code == 303
+    assert gone.headers["location"].endswith("/account?done=identity_unlinked")
+    assert await count(services, fed.app, "user_identities") == 0
