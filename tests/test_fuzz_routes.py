@@ -46,6 +46,7 @@ PAGE_MODULES = frozenset(
         "oneauth.web.signin",
         "oneauth.web.registration",
         "oneauth.web.account",
+        "oneauth.web.federation_pages",
         "oneauth.oauth.logout",
     }
 )
