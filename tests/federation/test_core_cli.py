@@ -284,7 +284,8 @@ def test_the_secret_is_never_an_argument_and_bad_input_is_one_clear_line(
     for message, args in cases.items():
         result = run(settings, *args)
         assert result.returncode == 1, (message, result.stdout)
-        assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+        assert result.stderr.startswith("error: "), result.stderr
+        assert message in result.stderr, result.stderr
         assert SECRET not in result.stderr
     assert json.loads(run(settings, "list", "--app", app.app_id, "--json").stdout) == []
 
