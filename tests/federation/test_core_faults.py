@@ -15,6 +15,7 @@ import pytest
 from oneauth.apps.models import AppRecord
 from oneauth.errors import UpstreamUnavailable
 from oneauth.federation import upstream
+from oneauth.flows import engine
 from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.strategies import upstream as strategy
@@ -201,3 +202,32 @@ async def test_jwks_is_cached_and_refetched_at_most_once_for_an_unknown_kid(
         assert isinstance(outcome, strategy.Refused)
         assert outcome.reason == "invalid_id_token"
     assert fault_op.jwks_calls == calls + 2
+
+
+@pytest.mark.parametrize("trust_amr", [False, True])
+async def test_upstream_mfa_counts_only_when_the_provider_trusts_its_amr(
+    fault_op: FaultOP,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+    services: Services,
+    trust_amr: bool,
+) -> None:
+    """M1: an app that requires MFA; the upstream says its user used two factors.
+    By default that is one factor here ("fed"): the flow waits for an enrolment and
+    issues no session. With trust_amr the upstream's RFC 8176 values count (acr mfa);
+    values outside RFC 8176 never do."""
+    app = provision(name="MFA Shop", app_settings={"mfa": "required"})
+    first_party_client(settings, app)
+    plan = Plan(id_claims={"amr": ["pwd", "otp", "mfa", "made-up"]})
+    outcome = await run(fault_op, settings, services, app, plan, trust_amr=trust_amr)
+    assert isinstance(outcome, strategy.SignedIn), outcome
+    if trust_amr:
+        assert outcome.amr == ["fed", "pwd", "otp", "mfa"]
+        assert isinstance(outcome.result, engine.Issued)
+        assert outcome.flow.acr == engine.ACR_MFA
+    else:
+        assert outcome.amr == ["fed"]
+        assert isinstance(outcome.result, engine.Pending)
+        assert outcome.result.flow.kind == "enrol"
+        assert outcome.flow.acr == engine.ACR_SFA
+        assert (await counts(services, app))["sessions"] == 0

@@ -26,6 +26,14 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
 
 
+def _no_secret_argument(args: argparse.Namespace) -> None:
+    if args.secret_argument is not None:
+        fail(
+            "the secret is never an argument (it would show in ps and shell history):"
+            " use --client-secret-file F, or - for stdin"
+        )
+
+
 def _read_secret(path: str) -> str:
     try:
         if path == "-":
@@ -34,8 +42,9 @@ def _read_secret(path: str) -> str:
             with open(path, encoding="utf-8") as f:
                 value = f.read(providers.MAX_SECRET + 1)
     except (OSError, UnicodeDecodeError) as exc:
-        # The path is the operator's own; the content is never shown.
-        fail(f"cannot read the client secret from {path}: {type(exc).__name__}")
+        # Neither the content nor the path is echoed: a secret pasted where the
+        # path belongs must not land in a terminal log.
+        fail(f"cannot read the client secret file ({type(exc).__name__})")
     return value
 
 
@@ -56,6 +65,9 @@ def _common(p: argparse.ArgumentParser, *, create: bool) -> None:
     p.add_argument("--issuer", help="the upstream issuer URL (github: the web base URL)")
     p.add_argument("--client-id", required=create, help="this app's client id upstream")
     p.add_argument("--client-secret-file", required=create, metavar="F", help=SECRET_HELP)
+    # Caught to say why it is refused without echoing it (argparse would print
+    # an unrecognized value back).
+    p.add_argument("--client-secret", dest="secret_argument", help=argparse.SUPPRESS)
     p.add_argument("--scopes", type=_csv, help="space or comma separated (default per kind)")
     p.add_argument("--button-label", help='default "Continue with <name>"')
     p.add_argument("--auth-method", choices=providers.AUTH_METHODS)
@@ -86,6 +98,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = cmds.add_parser(
         "create",
+        # No abbreviations: "--client-secret VALUE" must not pass for
+        # "--client-secret-file" (and then echo VALUE as a missing file).
+        allow_abbrev=False,
         help="add a provider; prints its id and the callback URL to register upstream",
         description="Add a provider. The secret is read from --client-secret-file (or stdin "
         "with '-'), sealed at rest and never printed.",
@@ -109,6 +124,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = cmds.add_parser(
         "update",
+        allow_abbrev=False,
         help="change a provider",
         description="Change a provider; --client-secret-file replaces the secret.",
     )
@@ -160,6 +176,7 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_create(args: argparse.Namespace) -> None:
+    _no_secret_argument(args)
     secret = _read_secret(args.client_secret_file)
     changes = _changes(args)
     spec = providers.ProviderSpec(kind=args.kind, **changes)
@@ -203,6 +220,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_update(args: argparse.Namespace) -> None:
+    _no_secret_argument(args)
     secret = _read_secret(args.client_secret_file) if args.client_secret_file else None
     changes = _changes(args)
     with app_transaction(args.app) as (conn, app, settings):
