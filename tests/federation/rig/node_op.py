@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import httpx
 
@@ -130,6 +130,12 @@ def _script_in(target: Path) -> Path:
     return script
 
 
+def _drain(stream: IO[bytes]) -> None:
+    with contextlib.suppress(OSError, ValueError):  # closed by stop(): done
+        for _line in stream:
+            pass
+
+
 @dataclass
 class Account:
     """An account at the upstream: its ``sub`` and the claims it releases."""
@@ -217,8 +223,9 @@ class UpstreamOP:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or self._proc.poll() is not None:
+                log = self.log()
                 self.stop()
-                raise RuntimeError(f"oidc-provider did not answer discovery:\n{self.log()}")
+                raise RuntimeError(f"oidc-provider did not answer discovery:\n{log}")
             time.sleep(0.05)
         self.started_in = time.monotonic() - began
         return self
@@ -232,8 +239,11 @@ class UpstreamOP:
         reader.start()
         reader.join(timeout)
         if not out or not out[0]:
+            log = self.log()
             self.stop()
-            raise RuntimeError(f"oidc-provider did not start:\n{self.log()}")
+            raise RuntimeError(f"oidc-provider did not start:\n{log}")
+        # Anything node prints later is read and dropped: a full pipe would stall it.
+        threading.Thread(target=_drain, args=(stdout,), daemon=True).start()
         return out[0].decode()
 
     def log(self) -> str:
