@@ -248,6 +248,25 @@ async def test_idp_hint_goes_straight_to_the_provider_and_an_unknown_one_shows_t
     assert 'name="password"' in response.text
 
 
+async def test_hosted_sign_in_goes_through_the_apps_mfa_policy(
+    client: httpx.AsyncClient,
+    upstream_http: httpx.AsyncClient,
+    upstream_op: UpstreamOP,
+    federated: Callable[..., Fed],
+) -> None:
+    fed = federated(app_settings={"mfa": "required"})
+    verifier = secrets.token_urlsafe(48)
+    page = await client.get(f"{fed.base}/oauth/authorize", params=authorize_query(fed, verifier))
+    answer = await through_upstream(
+        client, upstream_http, upstream_op, start_link(page.text, fed), Account.new()
+    )
+    # The upstream sign-in is one factor: the enrolment page, no code for the client.
+    assert answer.status_code == 200, answer.text
+    enrol = next(f for f in forms(answer.text) if f.action.endswith("/login/enrol"))
+    assert enrol.fields["flow_token"].startswith("ofl_")
+    assert "location" not in answer.headers
+
+
 # --- first-party start and /v1/federation/complete ------------------------------------
 
 

@@ -85,7 +85,11 @@ async def unlink(request: Request) -> Response:
         target = None
     async with services.router.enter(app) as conn:
         claims = (await authenticate_bearer(services, app, conn, bearer_token(request))).claims
-        result = await federation.unlink(conn, app, uuid.UUID(claims.sub), target, meta)
+        user_id = uuid.UUID(claims.sub)
+        refused = await federation.unlink_refusal(conn, app, user_id, claims.auth_time, claims.amr)
+        if refused is not None:
+            raise refused
+        result = await federation.unlink(conn, app, user_id, target, meta)
     if result == "not_found":
         raise NotFound("no such linked identity of this user")
     if result == "last":

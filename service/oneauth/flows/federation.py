@@ -24,6 +24,7 @@ that records the sign-in), the flow goes on according to what it serves:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,10 +35,16 @@ from oneauth import audit
 from oneauth.account import linked as linked_repo
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
-from oneauth.errors import InvalidLinkOrCode, UnknownProvider, UpstreamUnavailable
+from oneauth.errors import (
+    InsufficientUserAuthentication,
+    InvalidLinkOrCode,
+    UnknownProvider,
+    UpstreamUnavailable,
+)
 from oneauth.federation import providers
-from oneauth.flows import engine, login
+from oneauth.flows import engine, login, mfa
 from oneauth.flows.mailing import with_query
+from oneauth.identity import factors as factors_repo
 from oneauth.identity.users import User
 from oneauth.oauth.authorize import AuthorizationRequest
 from oneauth.services import Services
@@ -328,6 +335,18 @@ async def account_section(
 
 
 UnlinkResult = Literal["unlinked", "not_found", "last"]
+
+
+async def unlink_refusal(
+    conn: asyncpg.Connection,
+    app: AppRecord,
+    user_id: uuid.UUID,
+    auth_time: float | None,
+    amr: Collection[str],
+) -> InsufficientUserAuthentication | None:
+    """Unlinking is a change of the ways in: the factor changes' rule applies (a recent
+    sign-in, with the second factor if the user has one; ``mfa.change_refusal``)."""
+    return mfa.change_refusal(app, auth_time, amr, await factors_repo.of_user(conn, user_id))
 
 
 async def unlink(

@@ -78,7 +78,7 @@ assert not NONCE_COOKIE.startswith(
 _PAGE = Operation(
     "",
     responses={200: str, 302: None, 303: None},
-    errors=(400, 403, 404, 429, 502, 503),
+    errors=(400, 403, 404, 429, 503),
     error_format="html",
     media_type="text/html",
     tags=("pages", "federation"),
