@@ -393,18 +393,21 @@ def _oauth_client(provider: Provider, meta: Metadata, secret: str) -> AsyncOAuth
         method = "client_secret_post"
     client = AsyncOAuth2Client(
         client_id=provider.client_id,
-        client_secret=secret if method != "private_key_jwt" else None,
-        token_endpoint_auth_method=method if method != "private_key_jwt" else "none",
+        client_secret=secret,
+        token_endpoint_auth_method=method,
         timeout=TIMEOUT,
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
     )
     if method == "private_key_jwt":
+        # RFC 7523 section 2.2: a JWT signed with the app's RSA key (the sealed
+        # "secret" is its PEM), audience the token endpoint, kid if configured.
         from authlib.oauth2.rfc7523 import PrivateKeyJWT
 
-        client.client_secret = secret
-        client.register_client_auth_method(PrivateKeyJWT(meta.token_endpoint))
-        client.token_endpoint_auth_method = "private_key_jwt"
+        kid = provider.auth_params.get("key_id")
+        client.register_client_auth_method(
+            PrivateKeyJWT(meta.token_endpoint, headers={"kid": str(kid)} if kid else None)
+        )
     return client
 
 
