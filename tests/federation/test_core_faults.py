@@ -231,3 +231,24 @@ async def test_upstream_mfa_counts_only_when_the_provider_trusts_its_amr(
         assert outcome.result.flow.kind == "enrol"
         assert outcome.flow.acr == engine.ACR_SFA
         assert (await counts(services, app))["sessions"] == 0
+
+
+async def test_one_apps_endpoint_override_never_reaches_another_app(
+    fault_op: FaultOP,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+    services: Services,
+) -> None:
+    """B1: the discovery cache is shared (a public document), a provider's
+    endpoint overrides are not. App A points its token endpoint elsewhere; app B,
+    same upstream, fetched after A filled the cache, still uses the upstream's."""
+    upstream.clear_caches()
+    app_a, app_b = provision(name="Override A"), provision(name="Override B")
+    for app in (app_a, app_b):
+        first_party_client(settings, app)
+    elsewhere = {"token_endpoint": f"{fault_op.issuer}/not-the-token-endpoint"}
+    at_a = await run(fault_op, settings, services, app_a, Plan(), auth_params=elsewhere)
+    assert isinstance(at_a, strategy.Refused)
+    assert at_a.reason == "upstream_unavailable"  # a 404 where A's token endpoint is
+    at_b = await run(fault_op, settings, services, app_b, Plan())
+    assert isinstance(at_b, strategy.SignedIn), at_b

@@ -283,3 +283,50 @@ async def test_disabled_or_unknown_provider_refuses_to_start(
         with pytest.raises(UnknownProvider):
             await begin(services, fed_app, provider_id)
     assert META.request_id  # (the audit meta the helpers use)
+
+
+async def test_private_key_jwt_client_authentication_at_a_real_op(
+    upstream_op: UpstreamOP, fed_app: AppRecord, settings: Settings, services: Services
+) -> None:
+    """private_key_jwt (RFC 7523): the sealed "secret" is the app's RSA key; the real
+    OP verifies our client assertion against the public key it registered."""
+    from jwcrypto import jwk
+
+    from oneauth.db import ops
+    from oneauth.secretbox import SecretBox
+
+    key = jwk.JWK.generate(kty="RSA", size=2048, kid="app-key-1")
+    pem = key.export_to_pem(private_key=True, password=None).decode()
+    provider = make_provider(
+        settings,
+        fed_app,
+        issuer=upstream_op.issuer,
+        client_id="pending",
+        secret=pem,
+        auth_method="private_key_jwt",
+        auth_params={"key_id": "app-key-1"},
+    )
+    public = key.export_public(as_dict=True) | {"alg": "RS256", "use": "sig"}
+    client = upstream_op.register_client(
+        [callback_url(settings, fed_app, provider.id)],
+        token_endpoint_auth_method="private_key_jwt",
+        jwks={"keys": [public]},
+        token_endpoint_auth_signing_alg="RS256",
+    )
+    with (
+        ops.connect(settings.operator_url) as conn,
+        conn.transaction(),
+        ops.app_context(conn, fed_app.names),
+    ):
+        providers.update(
+            conn,
+            SecretBox.from_config(settings.master_key),
+            fed_app.app_id,
+            provider.id,
+            allow_http=True,
+            client_id=client.client_id,
+        )
+    started, browser = await begin(services, fed_app, provider.id)
+    params = await at_upstream(upstream_op, started.authorize_url, Account.new())
+    outcome = await callback(services, fed_app, provider.id, params, browser)
+    assert isinstance(outcome, strategy.SignedIn), outcome

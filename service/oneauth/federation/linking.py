@@ -1,4 +1,7 @@
-"""Who an upstream identity signs in as: the linking rules (SECURITY.md F1, B5, P7).
+"""Who an upstream identity signs in as: the linking rules (SECURITY.md B5, P7).
+
+The federation requirements (F1..F6, issue 14) are enforced here and in
+:mod:`oneauth.strategies.upstream`.
 
 In order, for a verified upstream response (:class:`UpstreamIdentity`):
 

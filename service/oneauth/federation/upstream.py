@@ -210,28 +210,35 @@ def _issuer_matches(provider: Provider, advertised: str) -> bool:
 
 
 async def metadata(provider: Provider) -> Metadata:
-    """The upstream's endpoints (cached discovery; GitHub: fixed paths)."""
+    """The upstream's endpoints (cached discovery; GitHub: fixed paths).
+
+    The cache holds the upstream's public document as fetched, never one
+    provider's view of it: a provider's endpoint overrides (``auth_params``)
+    and issuer check apply per call, so one app's configuration can never
+    change where another app's requests go."""
     if not provider.oidc:
         return _github_metadata(provider)
     url = provider.issuer.rstrip("/") + "/.well-known/openid-configuration"
+    return _parse_metadata(provider, await _discovery(url))
+
+
+async def _discovery(url: str) -> Any:
     entry = _metadata_cache.get(url)
-    now = time.monotonic()
-    if entry is not None and entry.expires > now:
-        value: Metadata = entry.value
-        return value
+    if entry is not None and entry.expires > time.monotonic():
+        return entry.value
     async with _lock(url):
         entry = _metadata_cache.get(url)
         if entry is not None and entry.expires > time.monotonic():
-            cached: Metadata = entry.value
-            return cached
+            return entry.value
         try:
             async with asyncio.timeout(TOTAL), _http() as client:
                 doc = await _get_json(client, url)
         except TimeoutError as exc:
             raise UpstreamError("upstream_unavailable", f"{url}: timed out") from exc
-        found = _parse_metadata(provider, doc)
-        _metadata_cache[url] = _Entry(found, time.monotonic() + METADATA_TTL, time.monotonic())
-        return found
+        if not isinstance(doc, dict) or not isinstance(doc.get("issuer"), str):
+            raise UpstreamError("upstream_unavailable", "discovery: not a metadata document")
+        _metadata_cache[url] = _Entry(doc, time.monotonic() + METADATA_TTL, time.monotonic())
+        return doc
 
 
 def _parse_metadata(provider: Provider, doc: Any) -> Metadata:
@@ -386,18 +393,21 @@ def _oauth_client(provider: Provider, meta: Metadata, secret: str) -> AsyncOAuth
         method = "client_secret_post"
     client = AsyncOAuth2Client(
         client_id=provider.client_id,
-        client_secret=secret if method != "private_key_jwt" else None,
-        token_endpoint_auth_method=method if method != "private_key_jwt" else "none",
+        client_secret=secret,
+        token_endpoint_auth_method=method,
         timeout=TIMEOUT,
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
     )
     if method == "private_key_jwt":
+        # RFC 7523 section 2.2: a JWT signed with the app's RSA key (the sealed
+        # "secret" is its PEM), audience the token endpoint, kid if configured.
         from authlib.oauth2.rfc7523 import PrivateKeyJWT
 
-        client.client_secret = secret
-        client.register_client_auth_method(PrivateKeyJWT(meta.token_endpoint))
-        client.token_endpoint_auth_method = "private_key_jwt"
+        kid = provider.auth_params.get("key_id")
+        client.register_client_auth_method(
+            PrivateKeyJWT(meta.token_endpoint, headers={"kid": str(kid)} if kid else None)
+        )
     return client
 
 
