@@ -47,6 +47,7 @@ PAGE_MODULES = frozenset(
         "oneauth.web.registration",
         "oneauth.web.account",
         "oneauth.web.invitations",
+        "oneauth.web.federation_pages",
         "oneauth.oauth.logout",
     }
 )

@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from oneauth import logs, metrics, tracing
+from oneauth.api import federation as federation_api
 from oneauth.api import mfa as mfa_api
 from oneauth.api import orgs as orgs_api
 from oneauth.api import recovery as recovery_api
@@ -42,7 +43,7 @@ from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
 from oneauth.tokens.keystore import KeyStore
-from oneauth.web import invitations, passkey_pages, recovery_pages, signin
+from oneauth.web import federation_pages, invitations, passkey_pages, recovery_pages, signin
 
 # Declared here, not in oneauth.metrics, which the database layer imports early.
 _metrics_view = operation(
@@ -69,6 +70,8 @@ def app_routes() -> list[BaseRoute]:
         *signin.routes(),
         *passkey_pages.routes(),
         *invitations.routes(),
+        *federation_api.routes(),
+        *federation_pages.routes(),
     ]
 
 

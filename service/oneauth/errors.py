@@ -279,3 +279,15 @@ class InvalidCode(ApiError):
     # A second-factor code (TOTP or recovery): one answer for wrong, reused and
     # expired codes.
     code, status, title = "invalid_code", 400, "The code is not right, was already used, or expired"
+
+
+class UnknownProvider(ApiError):
+    # A provider id this app does not have (or has disabled): the same answer
+    # for both, and a provider id of app A names nothing at app B.
+    code, status, title = "unknown_provider", 404, "No such sign-in provider"
+
+
+class UpstreamUnavailable(ApiError):
+    # The app's upstream identity provider did not answer in time (or answered
+    # nonsense); nothing was started or created. Try again later.
+    code, status, title = "upstream_unavailable", 503, "The sign-in provider is not answering"

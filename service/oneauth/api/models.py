@@ -193,6 +193,35 @@ class Consents(msgspec.Struct):
     consents: list[Consent]
 
 
+# -- federation (issue 14) -------------------------------------------------------
+
+
+class FederationComplete(msgspec.Struct):
+    """POST /v1/federation/complete: the one-time code the first-party federation
+    flow appended to the app's ``redirect_uri``."""
+
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class LinkedIdentity(msgspec.Struct):
+    """One upstream identity linked to the user: the app's provider and the
+    upstream account (its issuer and subject are the upstream's names for it)."""
+
+    id: Uuid
+    provider_id: str
+    provider_name: str
+    kind: str
+    issuer: str
+    email: str | None
+    email_verified: bool
+    created_at: DateTime
+    last_login_at: DateTime | None
+
+
+class LinkedIdentities(msgspec.Struct):
+    identities: list[LinkedIdentity]
+
+
 # -- multi-factor sign-in (issue 12) ---------------------------------------------
 
 FlowToken = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]

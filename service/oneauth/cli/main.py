@@ -8,7 +8,20 @@ from collections.abc import Sequence
 import psycopg
 
 from oneauth import __version__
-from oneauth.cli import apps, clients, db, dev, keys, migrate, orgs, roles, serve, users, worker
+from oneauth.cli import (
+    apps,
+    clients,
+    db,
+    dev,
+    keys,
+    migrate,
+    orgs,
+    providers,
+    roles,
+    serve,
+    users,
+    worker,
+)
 from oneauth.cli.common import fail
 
 
@@ -20,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"oneauth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, migrate, apps, clients, keys, db, dev, worker, roles, users, orgs):
+    for module in (serve, migrate, apps, clients, providers, keys, db, dev, worker, roles, users, orgs):
         module.register(sub)
     return parser
 

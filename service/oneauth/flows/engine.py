@@ -67,6 +67,8 @@ __all__ = [
     "complete",
     "decide",
     "load",
+    "load_by_id",
+    "rekey",
     "satisfy",
     "transient",
 ]
@@ -261,6 +263,42 @@ async def load(
     if kinds is not None and flow.kind not in kinds:
         raise FlowExpired()
     return flow
+
+
+async def load_by_id(
+    conn: asyncpg.Connection,
+    flow_id: uuid.UUID,
+    *,
+    binding: str,
+    kinds: Collection[Kind] | None = None,
+) -> Flow:
+    """:func:`load` for a flow named by a row that points at it (a federation
+    request's state), not by its token: the same checks, the same lock."""
+    row = await conn.fetchrow(
+        "SELECT id, kind, user_id, satisfied::text AS satisfied, serves::text AS serves,"
+        " binding, expires_at, attempts FROM auth_flows"
+        " WHERE id = $1 AND completed_at IS NULL AND expires_at > now()"
+        " AND attempts < $2 FOR UPDATE",
+        flow_id,
+        FLOW_ATTEMPTS,
+    )
+    if row is None or row["binding"] != binding:
+        raise FlowExpired()
+    flow = _flow(row)
+    if kinds is not None and flow.kind not in kinds:
+        raise FlowExpired()
+    return flow
+
+
+async def rekey(conn: asyncpg.Connection, flow: Flow) -> str:
+    """A new token for a stored flow (the old one stops working): for a flow that
+    continues after a trip elsewhere (an upstream identity provider) whose
+    token the returning request does not carry."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    await conn.execute(
+        "UPDATE auth_flows SET secret_hash = $2 WHERE id = $1", flow.id, _hash(token)
+    )
+    return token
 
 
 async def satisfy(

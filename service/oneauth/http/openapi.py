@@ -45,6 +45,11 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("mfa", "First-party API: second factors and the sign-in that needs one"),
     ("sessions", "First-party API: the user's sign-ins (sessions)"),
     ("orgs", "First-party API: the user's organizations, members and invitations"),
+    (
+        "federation",
+        "Sign-in through the app's upstream identity providers (OpenID Connect, OAuth 2.0)"
+        " and the user's linked identities",
+    ),
     ("health", "Liveness and readiness"),
     ("meta", "This document and the metrics"),
     ("admin", "Admin API (issue 15): operators' routes, an adminToken each; none yet"),

@@ -36,6 +36,7 @@ KINDS = (
     "mfa_recovery_code_used",
     "mfa_factor_removed",
     "org_invitation",
+    "federation_linked",
 )
 DEFAULTS = Path(__file__).resolve().parent / "templates"
 _SPACE = re.compile(r"\s+")

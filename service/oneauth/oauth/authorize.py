@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -60,6 +61,7 @@ MAX_AGE_LIMIT = 10 * 365 * 86400
 ORG_SCOPE = "organization"
 PROMPTS = ("none", "login", "consent", "select_account", "create")  # prompt_values_supported
 MAX_ACR_VALUES = 10
+_PROVIDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class PageError(Exception):
@@ -119,6 +121,8 @@ class AuthorizationRequest:
     org_id: str | None = None
     org_slug: str | None = None
     org_pick: bool = False
+    # idp_hint (issue 14): the app's upstream identity provider to go straight to.
+    idp_hint: str | None = None
 
     @property
     def scope_text(self) -> str:
@@ -142,7 +146,8 @@ class AuthorizationRequest:
     def signed_in(self) -> AuthorizationRequest:
         """The request after the user signed in (or registered) for it: that satisfies it."""
         kept = tuple(p for p in self.prompt if p not in ("login", "create"))
-        return replace(self, fresh_after=None, prompt=kept)
+        # idp_hint is spent too: a request that needs a sign-in again shows the page.
+        return replace(self, fresh_after=None, prompt=kept, idp_hint=None)
 
     def sign_in_instead(self) -> AuthorizationRequest:
         """The request without ``prompt=create``: the registration page's "Sign in" link."""
@@ -319,6 +324,7 @@ async def parse_request(
             "invalid_request", f"acr_values: at most {MAX_ACR_VALUES} values of 200 characters"
         )
     hint = params.login_hint
+    idp_hint = params.idp_hint
     request = AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=uri,
@@ -334,6 +340,8 @@ async def parse_request(
         org_id=org_id,
         org_slug=org_slug,
         org_pick=org_pick and org_id is None and org_slug is None,
+        # A provider id is letters, digits, "_" and "-"; anything else names none.
+        idp_hint=idp_hint if idp_hint and _PROVIDER_ID.fullmatch(idp_hint) else None,
     )
     return client, request
 

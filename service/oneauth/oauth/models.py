@@ -206,6 +206,9 @@ class AuthorizeQuery(msgspec.Struct, kw_only=True):
     organization_id: (
         Annotated[str, msgspec.Meta(max_length=80, examples=["org_3kTMd9XbQ2pLwZ7rVn4sYe"])] | None
     ) = None
+    # Issue 14: straight to this upstream identity provider of the app (its id,
+    # ``idp_...``); an unknown or disabled one shows the login page instead.
+    idp_hint: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     response_mode: Short | None = None
     request: Token | None = None
     request_uri: Short | None = None

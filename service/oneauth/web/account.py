@@ -47,7 +47,7 @@ from oneauth.errors import (
     TooManyRequests,
     ValidationFailed,
 )
-from oneauth.flows import engine, mfa
+from oneauth.flows import engine, federation, mfa
 from oneauth.http.contract import Operation, convert, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
@@ -78,6 +78,11 @@ NOTICES = {
     " passkey first.",
     "totp_unavailable": "This app does not offer authenticator apps.",
     "totp_expired": "That setup has expired. Start again.",
+    # Linked sign-in (issue 14, web/federation_pages.py).
+    "identity_linked": "Sign-in with that account is linked. We sent you an email about it.",
+    "identity_unlinked": "Unlinked: that account no longer signs you in here.",
+    "identity_last": "That is your only way to sign in: set a password or link another"
+    " account first.",
 }
 
 
@@ -145,6 +150,8 @@ async def page(request: Request) -> Response:
         sessions = await account.list_sessions(conn, session.user_id, current=session.id)
         consents = await account.list_consents(conn, session.user_id)
         user = await users_repo.by_id(conn, session.user_id)
+        # "Linked sign-in" (issue 14): shown where the app has upstream providers.
+        linked, linkable = await federation.account_section(conn, session.user_id)
     if user is None:  # removed meanwhile; the session check above makes this rare
         return error_page(request, services, app, "This account no longer exists.", code="gone")
     # The same call as GET /v1/mfa (flows.mfa), for the browser session's user.
@@ -169,6 +176,8 @@ async def page(request: Request) -> Response:
             "passkeys": passkeys,
             # Regenerating needs a factor to back up (flows.mfa.regenerate_recovery_codes).
             "recovery": any(item.factor.kind == "recovery_codes" for item in listed),
+            "linked": linked,
+            "linkable": linkable,
         },
         scripts=passkeys,
     )
@@ -346,6 +355,9 @@ async def _recent(request: Request) -> Changer | Response:
                 request, services, app, conn, fresh=True, hint=user.email, mfa=second
             )
     return Changer(services, app, form, meta, user, session)
+
+
+recent_change = _recent  # the federation pages' account changes (issue 14)
 
 
 async def _factor_change(request: Request, act: FactorAct) -> Response:

@@ -110,9 +110,45 @@ class AccountForm(CsrfForm, kw_only=True):
     # Activating an authenticator app (POST /account/totp/confirm).
     factor_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     code: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    # Linking another upstream provider (POST /account/identities/link, issue 14).
+    provider_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
 class InvitationForm(CsrfForm, kw_only=True):
     """POST /invitations/accept (issue 13): the invitation link's token, from the button."""
 
     token: LinkToken | None = None
+
+
+# -- federation (issue 14) ---------------------------------------------------------
+
+
+class FederationStartQuery(FlowQuery, kw_only=True):
+    """GET /federation/{provider_id}/start: from the hosted login page (``flow``, the
+    sealed authorization request), or a first-party app's ``redirect_uri`` (one of
+    the app's ``link_urls``; the one-time code is appended to it)."""
+
+    redirect_uri: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+
+
+class FederationCallbackQuery(msgspec.Struct, kw_only=True):
+    """GET /federation/{provider_id}/callback: the upstream's authorization response
+    (RFC 6749 section 4.1.2 and 4.1.2.1, RFC 9207 ``iss``)."""
+
+    code: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    state: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    iss: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    error: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    error_description: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    error_uri: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    session_state: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+
+
+class FederationLinkForm(CsrfForm, kw_only=True):
+    """POST /federation/link: prove the existing account (its email address and
+    password) and confirm the link, or decline it."""
+
+    flow_token: PostedToken | None = None
+    email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
+    password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    decision: Annotated[str, msgspec.Meta(max_length=16, examples=["link", "cancel"])] | None = None

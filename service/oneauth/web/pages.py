@@ -14,6 +14,7 @@ is a server-side row named by an app-scoped cookie (:mod:`.browser_session`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,7 +33,8 @@ from oneauth.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
-from oneauth.flows import engine
+from oneauth.flows import engine, federation
+from oneauth.flows.federation import Button
 from oneauth.http.contract import Operation, lenient, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
@@ -123,6 +125,7 @@ class NextStep:
     # The request as it goes on: with its org resolved to an id (issue 13).
     authz: AuthorizationRequest | None = None
     orgs: tuple[MemberOrg, ...] = ()  # pick_org: what the picker offers
+    providers: tuple[Button, ...] = ()  # the login page's upstream buttons (issue 14)
 
 
 async def next_step(
@@ -138,7 +141,8 @@ async def next_step(
         conn, request, app.app_id, idle_ttl=policy_of(app).refresh_idle_ttl
     )
     if await _needs_login(conn, app, session, authz):
-        return NextStep("login")  # none, prompt=login / max_age, or short of the MFA policy
+        # none, prompt=login / max_age, or short of the MFA policy
+        return NextStep("login", providers=tuple(await federation.buttons(conn)))
     assert session is not None
     org_mfa = False
     if authz.wants_org and not authz.account:
@@ -225,7 +229,13 @@ async def respond(
             from oneauth.web.registration import register_page  # it imports this module
 
             return register_page(request, services, app, client, authz)
-        return login_page(request, services, app, client, authz)
+        if authz.idp_hint:
+            # Straight to that upstream provider (issue 14); its start page shows this
+            # login page instead if the app has no such enabled provider.
+            from oneauth.web.federation_pages import start_url  # it imports this module
+
+            return redirect(start_url(services, app, authz.idp_hint, authz), status)
+        return login_page(request, services, app, client, authz, providers=step.providers)
     if step.kind == "pick_org":
         if "none" in authz.prompt:  # OIDC Core 3.1.2.6: the user would have to choose
             error = _prompt_none(authz, "account_selection_required")
@@ -340,6 +350,7 @@ def login_page(
     email: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
+    providers: Sequence[Button] = (),
 ) -> Response:
     passkeys = webauthn.offered_on_hosted_pages(services.settings, app)  # issue 12
     return render(
@@ -357,6 +368,8 @@ def login_page(
             # The "Create account" link (issue 12); invitation-only apps show none.
             "self_signup": policy_of(app).self_signup,
             "passkeys": passkeys,
+            # "Continue with ..." of the app's enabled upstream providers (issue 14).
+            "providers": providers,
         },
         status=status,
         headers=headers,
@@ -482,20 +495,10 @@ async def login(request: Request) -> Response:
     form, client, authz = posted
     email = form.get("email", "").strip()[:320]
     secret = form.get("password", "")
-    if not email or not secret:
-        return login_page(
-            request,
-            services,
-            app,
-            client,
-            authz,
-            error="Enter your email address and your password.",
-            email=email,
-            status=400,
-        )
-    meta = request_meta(request, app.app_id, services.ip_hash_key)
 
-    def again(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    async def again(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+        async with services.router.enter(app) as conn:
+            buttons = tuple(await federation.buttons(conn))
         return login_page(
             request,
             services,
@@ -506,8 +509,12 @@ async def login(request: Request) -> Response:
             email=email,
             status=status,
             headers=headers,
+            providers=buttons,
         )
 
+    if not email or not secret:
+        return await again("Enter your email address and your password.", 400)
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
     try:
         # The password strategy through the flow engine (issue 12): a browser
         # session, or the second-factor / enrolment page when the policy asks.
@@ -523,13 +530,15 @@ async def login(request: Request) -> Response:
         )
     except InvalidCredentials:
         # One message for unknown accounts and wrong passwords (P4).
-        return again("The email address or password is not right.", 400)
+        return await again("The email address or password is not right.", 400)
     except TooManyRequests as exc:
-        return again("Too many attempts. Wait a few minutes, then try again.", 429, exc.headers)
+        return await again(
+            "Too many attempts. Wait a few minutes, then try again.", 429, exc.headers
+        )
     except EmailNotVerified:
-        return again("Confirm your email address first, then sign in.", 403)
+        return await again("Confirm your email address first, then sign in.", 403)
     except ServiceUnavailable as exc:
-        return again("We are very busy right now. Try again in a moment.", 503, exc.headers)
+        return await again("We are very busy right now. Try again in a moment.", 503, exc.headers)
     if isinstance(started.outcome, engine.Pending):
         return await signin.pending(request, services, app, started.outcome, meta, started.nonce)
     return signin.signed_in(request, services, app, started.outcome)

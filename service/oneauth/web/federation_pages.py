@@ -1,0 +1,458 @@
+"""The hosted pages of federation (issue 14): sign-in through an upstream provider.
+
+    GET  /federation/{provider_id}/start      to the upstream's authorization endpoint
+    GET  /federation/{provider_id}/callback   the upstream's answer; the flow goes on
+    POST /federation/link                     prove the existing account, then link
+    POST /account/identities/link             link another provider (recent sign-in)
+    POST /account/identities/{id}/unlink      unlink one (not the last way to sign in)
+
+A start comes from the hosted login page (its buttons, or ``idp_hint`` on the
+authorization request: ``flow`` is the sealed request), from a first-party app
+without the OIDC flow (``redirect_uri``: one of the app's ``link_urls``, as for
+mailed links; the sign-in ends there with a one-time ``code`` for
+``POST /v1/federation/complete``), or from the account page (link another
+provider to the signed-in account). Each starts a flow of the engine bound to
+this browser by a nonce in an HttpOnly app-path cookie (``oneauth_fed_<app>``):
+a callback in another browser (a login CSRF, a stolen state) finds no flow.
+
+The callback hands the upstream's answer to the upstream strategy (fed-core:
+state, ``iss``, code exchange, ID token, linking rules) and then:
+
+* a user (linked identity, or a new account where the provider allows it): the
+  flow completes through the engine (second factor if the policy wants it, then
+  consent and the code to the client, as after any sign-in);
+* an existing local account with the same verified address: the link page
+  (:func:`link`), which asks for the account's password and a confirmation,
+  never a silent link; an account without a password signs in as usual and
+  links from its account page;
+* anything else (an upstream error, a replayed or foreign state, a bad token):
+  an error page that says what happened; nothing is created.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from oneauth import audit
+from oneauth.apps.models import AppRecord
+from oneauth.apps.policy import policy_of
+from oneauth.errors import (
+    ApiError,
+    EmailNotVerified,
+    FlowExpired,
+    InvalidCredentials,
+    ServiceUnavailable,
+    TooManyRequests,
+)
+from oneauth.flows import engine, federation
+from oneauth.http.contract import Operation, lenient, operation
+from oneauth.http.gate import current_app
+from oneauth.http.requests import read_form, request_meta
+from oneauth.oauth.authorize import AuthorizationRequest, PageError, revalidate
+from oneauth.services import Services
+from oneauth.web import account as account_page
+from oneauth.web import browser_session, csrf, pages, signin
+from oneauth.web.common import error_page, expired
+from oneauth.web.models import (
+    AccountForm,
+    FederationCallbackQuery,
+    FederationLinkForm,
+    FederationStartQuery,
+)
+from oneauth.web.render import redirect, render
+
+NONCE_COOKIE = "oneauth_fed_"  # + app_id
+
+assert not NONCE_COOKIE.startswith(
+    (csrf.COOKIE_PREFIX, browser_session.COOKIE_PREFIX, signin.NONCE_COOKIE)
+)
+
+_PAGE = Operation(
+    "",
+    responses={200: str, 302: None, 303: None},
+    errors=(400, 403, 404, 429, 503),
+    error_format="html",
+    media_type="text/html",
+    tags=("pages", "federation"),
+)
+
+_UNAVAILABLE = "This sign-in option is not available here. Go back and choose another way."
+
+
+def start_url(
+    services: Services, app: AppRecord, provider_id: str, authz: AuthorizationRequest
+) -> str:
+    """The start of ``provider_id``'s sign-in for the authorization request ``authz``."""
+    issuer = services.settings.issuer_for(app.app_id)
+    sealed = authz.seal(services.box, app.app_id)
+    return f"{issuer}/federation/{provider_id}/start?{urlencode({'flow': sealed})}"
+
+
+def _nonce(request: Request, app: AppRecord) -> str | None:
+    value = request.cookies.get(NONCE_COOKIE + app.app_id)
+    return value if value and 20 <= len(value) <= 100 else None
+
+
+def _refused(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    message: str,
+    *,
+    code: str,
+    status: int = 400,
+) -> Response:
+    """An error page of a refused federation step; the nonce cookie goes (a retry starts
+    over), nothing was created."""
+    response = error_page(
+        request,
+        services,
+        app,
+        message + " Nothing was created or changed.",
+        title="Sign-in with another account failed",
+        code=code,
+        status=status,
+    )
+    browser_session.clear_cookie(response, services.settings, app.app_id, NONCE_COOKIE + app.app_id)
+    return response
+
+
+def _with_nonce(response: Response, services: Services, app: AppRecord, nonce: str) -> Response:
+    browser_session.set_cookie(
+        response, services.settings, app.app_id, NONCE_COOKIE + app.app_id, nonce, engine.FLOW_TTL
+    )
+    return response
+
+
+# --- start ----------------------------------------------------------------------
+
+
+@operation(
+    replace(
+        _PAGE,
+        summary="Hosted page: start a sign-in through one of the app's upstream identity"
+        " providers (redirects to it)",
+        query=FederationStartQuery,
+    )
+)
+async def start(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    provider_id = request.path_params["provider_id"][:64]
+    query, _ = lenient(dict(request.query_params), FederationStartQuery)
+    serves: dict[str, Any]
+    authz: AuthorizationRequest | None = None
+    if query.flow is not None:
+        authz = AuthorizationRequest.unseal(services.box, app.app_id, query.flow)
+        if authz is None:
+            return expired(request, services, app)
+        serves = {"client_id": authz.client_id, "authorize": authz.seal(services.box, app.app_id)}
+    elif query.redirect_uri is not None:
+        # P6: exact member of the operator's link_urls, never a client's redirect URI.
+        if query.redirect_uri not in policy_of(app).link_urls:
+            return _refused(
+                request,
+                services,
+                app,
+                "The address to return to is not one this app allows.",
+                code="invalid_redirect_uri",
+            )
+        serves = {"first_party": query.redirect_uri}
+    else:
+        return _refused(
+            request,
+            services,
+            app,
+            "This link does not say where the sign-in should continue.",
+            code="invalid_request",
+        )
+    return await _begin(request, services, app, provider_id, serves, authz=authz)
+
+
+async def _begin(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    provider_id: str,
+    serves: dict[str, Any],
+    *,
+    authz: AuthorizationRequest | None = None,
+    user_id: uuid.UUID | None = None,
+) -> Response:
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    nonce = engine.new_browser_nonce()
+    try:
+        url = await federation.begin(
+            services,
+            app,
+            provider_id,
+            binding=engine.browser_binding(nonce),
+            serves=serves,
+            user_id=user_id,
+            meta=meta,
+        )
+    except federation.Refused as exc:
+        if exc.code == "unknown_provider" and authz is not None:
+            # From the login page or idp_hint: the page again, with the reason.
+            return await _login_again(request, services, app, authz, _UNAVAILABLE)
+        message = _UNAVAILABLE if exc.code == "unknown_provider" else exc.message
+        return _refused(request, services, app, message, code=exc.code, status=exc.status)
+    response = redirect(url, 302 if request.method == "GET" else 303)
+    return _with_nonce(response, services, app, nonce)
+
+
+async def _login_again(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    authz: AuthorizationRequest,
+    message: str,
+) -> Response:
+    try:
+        async with services.router.enter(app) as conn:
+            client = await revalidate(services, app, conn, authz)
+            buttons = await federation.buttons(conn)
+    except PageError as exc:
+        return error_page(request, services, app, exc.message, code=exc.code)
+    return pages.login_page(
+        request,
+        services,
+        app,
+        client,
+        replace(authz, idp_hint=None),
+        error=message,
+        status=400,
+        providers=buttons,
+    )
+
+
+# --- callback ---------------------------------------------------------------------
+
+
+@operation(
+    replace(
+        _PAGE,
+        summary="Hosted page: the upstream identity provider's answer (then second factor,"
+        " consent and the code to the client, or the link page)",
+        query=FederationCallbackQuery,
+    )
+)
+async def callback(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    provider_id = request.path_params["provider_id"][:64]
+    # Every parameter as received, one value each (the model bounds them; a value it
+    # refuses, or a repeated one, makes a malformed answer the strategy refuses).
+    query, refused = lenient(dict(request.query_params), FederationCallbackQuery)
+    params = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not None}
+    if refused or len(request.query_params.getlist("state")) > 1:
+        params["state"] = ""
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    try:
+        outcome = await federation.callback(
+            services,
+            app,
+            provider_id,
+            params,
+            nonce=_nonce(request, app),
+            meta=meta,
+            browser=request,
+        )
+    except federation.Refused as exc:
+        return _refused(request, services, app, exc.message, code=exc.code, status=exc.status)
+    return await _after(request, services, app, outcome, meta)
+
+
+async def _after(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    outcome: federation.Outcome,
+    meta: audit.RequestMeta,
+) -> Response:
+    """The flow after the upstream factor: the next page of the browser."""
+    if isinstance(outcome, federation.HandedOff):
+        response = redirect(outcome.url, 302)  # the first-party app's link_url, with the code
+    elif isinstance(outcome, federation.Linked):
+        response = redirect(account_page.account_url(services, app, "identity_linked"), 302)
+    elif isinstance(outcome, federation.NeedsLink):
+        return link_page(request, services, app, outcome)  # the flow's cookie stays
+    elif isinstance(outcome, engine.Pending):
+        # The second-factor form's cookie gets this flow's nonce: the same binding.
+        return await signin.pending(request, services, app, outcome, meta, _nonce(request, app))
+    else:
+        response = signin.signed_in(request, services, app, outcome)
+    browser_session.clear_cookie(response, services.settings, app.app_id, NONCE_COOKIE + app.app_id)
+    return response
+
+
+# --- link confirmation ------------------------------------------------------------
+
+
+def link_page(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    needs: federation.NeedsLink,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return render(
+        request,
+        services,
+        app,
+        "federation_link.html",
+        {
+            "flow_token": needs.flow_token,
+            "provider_name": needs.provider_name,
+            "email": needs.email,
+            "error": error,
+            "account_url": account_page.account_url(services, app),
+        },
+        status=status,
+        headers=headers,
+        form_targets=needs.form_targets,
+    )
+
+
+@operation(
+    replace(
+        _PAGE,
+        summary="Hosted page: prove the existing account (its password) and link the"
+        " upstream identity to it, or decline",
+        form=FederationLinkForm,
+    )
+)
+async def link(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    try:
+        raw = await read_form(request)
+    except ApiError as exc:
+        return error_page(request, services, app, exc.detail, code="invalid_request")
+    form, _ = lenient(raw, FederationLinkForm)
+    if not csrf.check(request, services.settings, app.app_id, form.csrf):
+        return error_page(
+            request,
+            services,
+            app,
+            "This form has expired or did not come from this site. Go back to the"
+            " application and start again.",
+            code="csrf",
+            status=403,
+        )
+    nonce = _nonce(request, app)
+    if nonce is None or not form.flow_token:
+        return expired(request, services, app)
+    meta = request_meta(request, app.app_id, services.ip_hash_key)
+    confirm = form.decision == "link"
+    # Shown again after a wrong password: generic wording (nothing posted is echoed).
+    needs = federation.NeedsLink(flow_token=form.flow_token, provider_name="", email="")
+
+    def again(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+        return link_page(
+            request, services, app, needs, error=message, status=status, headers=headers
+        )
+
+    if confirm and (not form.email or not form.password):
+        return again("Enter the email address and the password of your account.", 400)
+    try:
+        outcome = await federation.confirm_link(
+            services,
+            app,
+            form.flow_token,
+            nonce=nonce,
+            email=form.email,
+            password=form.password,
+            confirm=confirm,
+            meta=meta,
+            browser=request,
+        )
+    except federation.Refused as exc:
+        if exc.code == "wrong_account":
+            # Another account's address and password: this page again (P4: the
+            # same words as a wrong password); the pending link stays.
+            return again("The email address or password is not right.", 400)
+        if exc.code == "link_not_confirmed":
+            return _refused(
+                request, services, app, "You chose not to link the accounts.", code=exc.code
+            )
+        return _refused(request, services, app, exc.message, code=exc.code, status=exc.status)
+    except FlowExpired:
+        return expired(request, services, app)
+    except InvalidCredentials:
+        # One message for another account's address and a wrong password (P4).
+        return again("The email address or password is not right.", 400)
+    except TooManyRequests as exc:
+        return again("Too many attempts. Wait a few minutes, then try again.", 429, exc.headers)
+    except EmailNotVerified:
+        return again("Confirm your email address first, then link.", 403)
+    except ServiceUnavailable as exc:
+        return again("We are very busy right now. Try again in a moment.", 503, exc.headers)
+    return await _after(request, services, app, outcome, meta)
+
+
+# --- the account page's part ---------------------------------------------------------
+
+
+@operation(
+    replace(
+        _PAGE,
+        summary="Hosted page: link another upstream provider to the signed-in account"
+        " (needs a recent sign-in)",
+        form=AccountForm,
+    )
+)
+async def link_another(request: Request) -> Response:
+    who = await account_page.recent_change(request)
+    if isinstance(who, Response):
+        return who
+    services, app = who.services, who.app
+    provider_id = who.form.provider_id or ""
+    return await _begin(
+        request, services, app, provider_id, {"link_user": who.user.sub}, user_id=who.user.id
+    )
+
+
+@operation(
+    replace(
+        _PAGE,
+        summary="Hosted page: unlink one of the account's upstream identities (refused when"
+        " it is the last way to sign in)",
+        form=AccountForm,
+        responses={303: None},
+    )
+)
+async def unlink(request: Request) -> Response:
+    who = await account_page.recent_change(request)
+    if isinstance(who, Response):
+        return who
+    services, app = who.services, who.app
+    try:
+        target: uuid.UUID | None = uuid.UUID(request.path_params["identity_id"][:40])
+    except ValueError:
+        target = None
+    async with services.router.enter(app) as conn:
+        result = await federation.unlink(conn, app, who.user.id, target, who.meta)
+    done = {"unlinked": "identity_unlinked", "last": "identity_last"}.get(result, "nothing")
+    return redirect(account_page.account_url(services, app, done), 303)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/federation/{provider_id}/start", start, methods=["GET"]),
+        Route("/federation/{provider_id}/callback", callback, methods=["GET"]),
+        Route("/federation/link", link, methods=["POST"]),
+        Route("/account/identities/link", link_another, methods=["POST"]),
+        Route("/account/identities/{identity_id}/unlink", unlink, methods=["POST"]),
+    ]
