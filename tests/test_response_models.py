@@ -427,6 +427,8 @@ async def walk_orgs(
     await call(
         "POST", "/apps/{app_id}/v1/orgs/{org_id}/join", 200, admin, names={"org_id": offered.id}
     )
+
+
 async def walk_federation(
     contract: Contract,
     http: httpx.AsyncClient,

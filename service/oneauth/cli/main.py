@@ -33,7 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"oneauth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, migrate, apps, clients, providers, keys, db, dev, worker, roles, users, orgs):
+    for module in (
+        serve,
+        migrate,
+        apps,
+        clients,
+        providers,
+        keys,
+        db,
+        dev,
+        worker,
+        roles,
+        users,
+        orgs,
+    ):
         module.register(sub)
     return parser
 
