@@ -168,15 +168,19 @@ async def test_token_endpoint_that_never_answers_is_bounded(
         before = await counts(services, fed_app)
         began = time.monotonic()
         task = asyncio.create_task(callback(services, fed_app, provider.id, params, browser))
-        await asyncio.sleep(1.0)
+        for _ in range(100):  # until the callback is waiting on the token endpoint
+            if silent.accepted >= 1:
+                break
+            await asyncio.sleep(0.05)
         assert silent.accepted >= 1
-        assert await idle_in_transaction(services) == 0
+        assert await idle_in_transaction(services) == 0  # no transaction held while it waits
         outcome = await task
         took = time.monotonic() - began
         assert isinstance(outcome, strategy.Refused)
         assert outcome.reason == "upstream_unavailable"
         assert "not answering" in outcome.message
-        assert took <= upstream.TOTAL + 1, took
+        # Bounded by the step's total (plus the callback's own work, slow on a loaded machine).
+        assert took <= upstream.TOTAL + 5, took
         assert silent.open_connections() == 0
         assert await counts(services, fed_app) == before
     finally:
