@@ -42,9 +42,9 @@ def _node_op(conform: bool) -> Iterator[UpstreamOP]:
         node_tools()
     except RigUnavailable as exc:
         # A skip only where node/npm are absent on a developer's machine; CI
-        # (.ci/run installs them and sets ONEAUTH_TEST_REQUIRE_RIG) must not pass
+        # (.ci/run installs them and sets TEST_REQUIRE_FEDERATION_RIG) must not pass
         # silently without the real upstream.
-        if os.environ.get("ONEAUTH_TEST_REQUIRE_RIG"):
+        if os.environ.get("TEST_REQUIRE_FEDERATION_RIG"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
     op = UpstreamOP(conform_id_token_claims=conform).start()
