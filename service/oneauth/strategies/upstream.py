@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -331,6 +331,9 @@ async def callback(
         )
     except UpstreamError as exc:
         return await _refuse_now(services, app, exc.reason, meta, provider.id, detail=exc.detail)
+    if provider.kind == "apple" and found.name is None:
+        # Apple posts the name once, beside the code (F9): display only, never its email.
+        found = replace(found, name=upstream.apple_user_name(params.get("user")))
     async with services.router.enter(app) as conn:
         try:
             flow = await engine.load_by_id(conn, consumed.flow_id, binding=binding)

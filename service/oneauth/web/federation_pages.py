@@ -2,6 +2,8 @@
 
     GET  /federation/{provider_id}/start      to the upstream's authorization endpoint
     GET  /federation/{provider_id}/callback   the upstream's answer; the flow goes on
+    POST /federation/{provider_id}/callback   the same as a form post (Apple's form_post)
+    GET  /assets/federation-repost.js         the re-post page's script (CSP 'self')
     POST /federation/link                     prove the existing account, then link
     POST /account/identities/link             link another provider (recent sign-in)
     POST /account/identities/{id}/unlink      unlink one (not the last way to sign in)
@@ -27,14 +29,28 @@ state, ``iss``, code exchange, ID token, linking rules) and then:
   links from its account page;
 * anything else (an upstream error, a replayed or foreign state, a bad token):
   an error page that says what happened; nothing is created.
+
+``response_mode=form_post`` (Apple; F9): the upstream's answer is a cross-site
+POST, so the SameSite=Lax binding cookie does not come with it. Such a POST is
+answered with a small page of ours that posts the same callback parameters (only
+those, escaped) back to the callback, now same-site, so the cookie comes with
+it; its script is a static file (CSP ``script-src 'self'``), and without script
+the page is one "Continue" button. The page touches no state and no row: the
+re-posted request goes through exactly the checks of a GET callback (the state
+is single use and bound to this browser's flow by the cookie), so a page that
+re-posts an attacker's answer in a victim's browser finds the victim's cookie
+and an attacker's state, and is refused. A re-posted request that still has no
+cookie (``reposted=1``) is refused, never re-posted again.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from functools import cache
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msgspec
 from starlette.requests import Request
@@ -63,6 +79,7 @@ from oneauth.web import browser_session, csrf, pages, signin
 from oneauth.web.common import error_page, expired
 from oneauth.web.models import (
     AccountForm,
+    FederationCallbackForm,
     FederationCallbackQuery,
     FederationLinkForm,
     FederationStartQuery,
@@ -241,20 +258,39 @@ async def _login_again(
     replace(
         _PAGE,
         summary="Hosted page: the upstream identity provider's answer (then second factor,"
-        " consent and the code to the client, or the link page)",
+        " consent and the code to the client, or the link page); POST: the same answer"
+        " as a form post (response_mode=form_post, Apple)",
         query=FederationCallbackQuery,
+        form=FederationCallbackForm,
     )
 )
 async def callback(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
     provider_id = request.path_params["provider_id"][:64]
-    # Every parameter as received, one value each (the model bounds them; a value it
-    # refuses, or a repeated one, makes a malformed answer the strategy refuses).
-    query, refused = lenient(dict(request.query_params), FederationCallbackQuery)
-    params = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not None}
-    if refused or len(request.query_params.getlist("state")) > 1:
-        params["state"] = ""
+    nonce = _nonce(request, app)
+    params: dict[str, str]
+    if request.method == "POST":
+        malformed = False
+        try:
+            raw = await read_form(request)
+        except ApiError:  # not a form, a repeated name, bad text: refused below
+            raw, malformed = {}, True
+        form, refused = lenient(raw, FederationCallbackForm)
+        params = {k: v for k, v in msgspec.structs.asdict(form).items() if v is not None}
+        reposted = params.pop("reposted", None) is not None
+        if refused or malformed:
+            params["state"] = ""
+        elif nonce is None and not reposted:
+            # A cross-site form_post: no SameSite=Lax cookie. Post it again from here.
+            return _repost_page(request, services, app, provider_id, params)
+    else:
+        # Every parameter as received, one value each (the model bounds them; a value it
+        # refuses, or a repeated one, makes a malformed answer the strategy refuses).
+        query, refused = lenient(dict(request.query_params), FederationCallbackQuery)
+        params = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not None}
+        if refused or len(request.query_params.getlist("state")) > 1:
+            params["state"] = ""
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     try:
         outcome = await federation.callback(
@@ -262,13 +298,61 @@ async def callback(request: Request) -> Response:
             app,
             provider_id,
             params,
-            nonce=_nonce(request, app),
+            nonce=nonce,
             meta=meta,
             browser=request,
         )
     except federation.Refused as exc:
         return _refused(request, services, app, exc.message, code=exc.code, status=exc.status)
     return await _after(request, services, app, outcome, meta)
+
+
+def _repost_page(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    provider_id: str,
+    params: dict[str, str],
+) -> Response:
+    """The same-site re-post of a form_post answer (F9): the callback's own
+    parameters only (the model's members), escaped by the template; no state
+    looked up, nothing stored, no cookie set (a cross-site POST's answer must not
+    replace this browser's CSRF seed)."""
+    issuer = services.settings.issuer_for(app.app_id)
+    return render(
+        request,
+        services,
+        app,
+        "federation_repost.html",
+        {
+            "action": f"{issuer}/federation/{quote(provider_id, safe='')}/callback",
+            "fields": sorted(params.items()),
+        },
+        scripts=True,
+        issue_csrf=False,
+    )
+
+
+@cache
+def _repost_script() -> bytes:
+    return (Path(__file__).resolve().parent / "static" / "federation-repost.js").read_bytes()
+
+
+@operation(
+    Operation(
+        "The federation re-post page's script (submits its form once)",
+        responses={200: str},
+        media_type="text/javascript",
+        tags=("pages", "federation"),
+    )
+)
+async def repost_script(request: Request) -> Response:
+    current_app(request)  # unknown apps: 404 like every app route
+    return Response(
+        _repost_script(),
+        media_type="text/javascript",
+        headers={"cache-control": "public, max-age=300", "x-content-type-options": "nosniff"},
+    )
 
 
 async def _after(
@@ -279,10 +363,11 @@ async def _after(
     meta: audit.RequestMeta,
 ) -> Response:
     """The flow after the upstream factor: the next page of the browser."""
+    status = 303 if request.method == "POST" else 302
     if isinstance(outcome, federation.HandedOff):
-        response = redirect(outcome.url, 302)  # the first-party app's link_url, with the code
+        response = redirect(outcome.url, status)  # the first-party app's link_url, with the code
     elif isinstance(outcome, federation.Linked):
-        response = redirect(account_page.account_url(services, app, "identity_linked"), 302)
+        response = redirect(account_page.account_url(services, app, "identity_linked"), status)
     elif isinstance(outcome, federation.NeedsLink):
         return link_page(request, services, app, outcome)  # the flow's cookie stays
     elif isinstance(outcome, engine.Pending):
@@ -451,7 +536,8 @@ async def unlink(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     return [
         Route("/federation/{provider_id}/start", start, methods=["GET"]),
-        Route("/federation/{provider_id}/callback", callback, methods=["GET"]),
+        Route("/federation/{provider_id}/callback", callback, methods=["GET", "POST"]),
+        Route("/assets/federation-repost.js", repost_script, methods=["GET"]),
         Route("/federation/link", link, methods=["POST"]),
         Route("/account/identities/link", link_another, methods=["POST"]),
         Route("/account/identities/{identity_id}/unlink", unlink, methods=["POST"]),

@@ -144,6 +144,17 @@ class FederationCallbackQuery(msgspec.Struct, kw_only=True):
     session_state: Annotated[str, msgspec.Meta(max_length=512)] | None = None
 
 
+class FederationCallbackForm(FederationCallbackQuery, kw_only=True):
+    """POST /federation/{provider_id}/callback: the same authorization response as a
+    form (``response_mode=form_post``, Apple), plus Apple's ``user`` (a JSON object
+    with the name on the first sign-in only: display only, its email never used) and
+    ``reposted`` (set by our own re-post page: a second POST without the binding
+    cookie is refused instead of re-posted again)."""
+
+    user: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    reposted: Annotated[str, msgspec.Meta(max_length=1, examples=["1"])] | None = None
+
+
 class FederationLinkForm(CsrfForm, kw_only=True):
     """POST /federation/link: prove the existing account (its email address and
     password) and confirm the link, or decline it."""
