@@ -28,7 +28,6 @@ See :mod:`oneauth.federation` for the calling conventions.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -40,7 +39,7 @@ import structlog
 from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.errors import FlowExpired, UnknownProvider, UpstreamUnavailable, ValidationFailed
-from oneauth.federation import identities, linking, providers, requests, upstream
+from oneauth.federation import identities, linking, providers, requests, tokens, upstream
 from oneauth.federation.providers import Provider
 from oneauth.federation.upstream import UpstreamError, UpstreamIdentity
 from oneauth.flows import engine
@@ -276,12 +275,13 @@ async def _refuse_now(
 def _seal_tokens(
     services: Services, app: AppRecord, provider: Provider, found: UpstreamIdentity
 ) -> str | None:
+    """F10: the upstream's tokens sealed to (app, provider, identity), only with
+    the provider's ``keep_tokens``."""
     if not provider.keep_tokens or not found.tokens:
         return None
-    names = ("access_token", "refresh_token", "expires_at", "scope")
-    kept = {k: found.tokens[k] for k in names if found.tokens.get(k) is not None}
-    context = f"app:{app.app_id}/idp-tokens/{provider.id}/{found.issuer}/{found.subject}"
-    return services.box.seal(json.dumps(kept, default=str).encode(), context=context)
+    return tokens.seal(
+        services.box, app.app_id, provider.id, found.issuer, found.subject, found.tokens
+    )
 
 
 async def callback(
@@ -348,7 +348,8 @@ async def callback(
         if isinstance(decision, linking.Refuse):
             return await _refuse(conn, decision.reason, meta, provider.id)
         if isinstance(decision, linking.NeedProof):
-            return await _need_proof(conn, provider, found, decision.user, flow, meta)
+            sealed = _seal_tokens(services, app, provider, found)
+            return await _need_proof(conn, provider, found, decision.user, flow, meta, sealed)
         password_cleared = False
         if isinstance(decision, linking.Existing):
             user = decision.user
@@ -456,6 +457,7 @@ async def _need_proof(
     user: User,
     flow: Flow,
     meta: audit.RequestMeta,
+    tokens_sealed: str | None,
 ) -> LinkRequired:
     pending_id = await requests.add_pending(
         conn,
@@ -467,7 +469,7 @@ async def _need_proof(
         email=found.email,
         email_verified=found.email_verified,
         upstream_amr=found.amr,
-        tokens_sealed=None,
+        tokens_sealed=tokens_sealed,  # F10: kept on the identity once the link is proven
     )
     token = await engine.rekey(conn, flow)
     await audit.record(
