@@ -36,13 +36,14 @@ from oneauth.account import linked as linked_repo
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import (
+    FeatureDisabled,
     InsufficientUserAuthentication,
     InvalidLinkOrCode,
     UnknownProvider,
     UpstreamUnavailable,
 )
 from oneauth.federation import providers
-from oneauth.flows import engine, login, mfa
+from oneauth.flows import engine, login, mfa, passwordless
 from oneauth.flows.mailing import with_query
 from oneauth.identity import factors as factors_repo
 from oneauth.identity.users import User
@@ -226,30 +227,67 @@ async def callback(
     return result
 
 
+LinkProof = Literal["password", "email_code"]
+
+
+def link_proofs(app: AppRecord) -> tuple[LinkProof, ...]:
+    """How the link page lets a user prove the existing account (F11): its password,
+    and a code mailed to its address where the app signs in by mailed codes at all.
+    Decided by the APP's policy, never by what the account has: the page looks
+    the same for every account, so it tells nobody which factors one has (P4)."""
+    return ("password", "email_code") if policy_of(app).passwordless else ("password",)
+
+
+async def send_link_code(
+    services: Services,
+    app: AppRecord,
+    flow_token: str,
+    *,
+    nonce: str,
+    meta: audit.RequestMeta,
+) -> str:
+    """Mail a 6-digit code to the address of the account the pending link names
+    (the passwordless flow's code: 10 minutes, a few attempts, throttled per
+    address; P5: it works only with the returned flow token, kept by the page).
+    Raises FlowExpired, FeatureDisabled (the app has no mailed codes), TooManyRequests."""
+    if "email_code" not in link_proofs(app):
+        raise FeatureDisabled("this app does not sign in with mailed codes")
+    address = await upstream.pending_address(
+        services, app, flow_token=flow_token, binding=engine.browser_binding(nonce)
+    )
+    started = await passwordless.start(services, app, address, "code", meta)
+    return str(started["flow_token"])
+
+
 async def confirm_link(
     services: Services,
     app: AppRecord,
     flow_token: str,
     *,
     nonce: str,
-    email: str | None,
-    password: str | None,
+    proof: LinkProof,
+    payload: dict[str, str],
     confirm: bool,
     meta: audit.RequestMeta,
     browser: Request,
 ) -> Outcome:
-    """The link page's answer: the existing account's password (the password strategy:
-    throttles, one argon2 verify) and the confirmation, or a refusal. fed-core links,
-    audits and mails; then the flow goes on (a second factor if the policy wants it).
-    Raises :class:`Refused`, or what the password strategy raises (wrong password,
+    """The link page's answer: a proof of the existing account (``password``:
+    {email, password}, the password strategy: throttles, one argon2 verify;
+    ``email_code``: {flow_token, code} of :func:`send_link_code`, the email_code
+    strategy) and the confirmation, or a refusal. fed-core links only if the proof
+    is for the very account the pending link names, audits and mails; then the
+    flow goes on (a second factor if the policy wants it). Raises
+    :class:`Refused`, or what the strategy raises (wrong password or code,
     throttled)."""
+    if proof not in link_proofs(app):
+        raise FeatureDisabled("this app does not sign in with mailed codes")
     outcome = await upstream.confirm_link(
         services,
         app,
         flow_token=flow_token,
         binding=engine.browser_binding(nonce),
-        factor="password",
-        payload={"email": email or "", "password": password or ""},
+        factor=proof,
+        payload=payload,
         confirm=confirm,
         meta=meta,
         finish=_finish(services, app, meta, browser, "upstream+link"),

@@ -67,6 +67,7 @@ __all__ = [
     "confirm_link",
     "factor_name",
     "issue_code",
+    "pending_address",
     "redeem_code",
 ]
 
@@ -642,6 +643,23 @@ async def confirm_link(
 
     outcome: SignedIn[T] | Refused = await strategy.verify(services, app, flow, payload, meta, then)
     return outcome
+
+
+async def pending_address(
+    services: Services, app: AppRecord, *, flow_token: str, binding: str | None
+) -> str:
+    """The address of the account a :class:`LinkRequired` would link to (this
+    browser's flow only): where the link page mails a code that proves the
+    account (F11). Raises FlowExpired for a dead, used or foreign flow."""
+    if binding is None:
+        raise FlowExpired()
+    async with services.router.enter(app) as conn:
+        flow = await engine.load(conn, flow_token, binding=binding, kinds=LOGIN)
+        pending = await requests.take_pending(conn, flow.id)
+        user = await users_repo.by_id(conn, pending.user_id) if pending else None
+    if user is None:
+        raise FlowExpired()
+    return user.email
 
 
 # --- first-party codes ----------------------------------------------------------------

@@ -63,8 +63,10 @@ from oneauth.apps.policy import policy_of
 from oneauth.errors import (
     ApiError,
     EmailNotVerified,
+    FeatureDisabled,
     FlowExpired,
     InvalidCredentials,
+    InvalidLinkOrCode,
     ServiceUnavailable,
     TooManyRequests,
 )
@@ -389,9 +391,13 @@ def link_page(
     needs: federation.NeedsLink,
     *,
     error: str | None = None,
+    notice: str | None = None,
+    code_flow: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    """The link page. Its ways to prove the account are the app's (F11:
+    :func:`federation.link_proofs`), the same for every account."""
     return render(
         request,
         services,
@@ -402,6 +408,9 @@ def link_page(
             "provider_name": needs.provider_name,
             "email": needs.email,
             "error": error,
+            "notice": notice,
+            "code_flow": code_flow,
+            "proofs": federation.link_proofs(app),
             "account_url": account_page.account_url(services, app),
         },
         status=status,
@@ -413,8 +422,9 @@ def link_page(
 @operation(
     replace(
         _PAGE,
-        summary="Hosted page: prove the existing account (its password) and link the"
-        " upstream identity to it, or decline",
+        summary="Hosted page: prove the existing account (its password, or a code mailed"
+        " to it where the app signs in by mailed codes) and link the upstream identity"
+        " to it, or decline",
         form=FederationLinkForm,
     )
 )
@@ -440,34 +450,76 @@ async def link(request: Request) -> Response:
     if nonce is None or not form.flow_token:
         return expired(request, services, app)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    confirm = form.decision == "link"
-    # Shown again after a wrong password: generic wording (nothing posted is echoed).
+    # Shown again after a wrong password or code: generic wording (nothing posted is
+    # echoed but the mailed code's flow, which only works in this browser's flow).
     needs = federation.NeedsLink(flow_token=form.flow_token, provider_name="", email="")
+    code_flow = form.code_flow or None
 
-    def again(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    def again(
+        message: str | None,
+        status: int,
+        headers: dict[str, str] | None = None,
+        *,
+        notice: str | None = None,
+    ) -> Response:
         return link_page(
-            request, services, app, needs, error=message, status=status, headers=headers
+            request,
+            services,
+            app,
+            needs,
+            error=message,
+            notice=notice,
+            code_flow=code_flow,
+            status=status,
+            headers=headers,
         )
 
-    if confirm and (not form.email or not form.password):
-        return again("Enter the email address and the password of your account.", 400)
+    if form.decision == "send_code":
+        try:
+            code_flow = await federation.send_link_code(
+                services, app, form.flow_token, nonce=nonce, meta=meta
+            )
+        except FlowExpired:
+            return expired(request, services, app)
+        except FeatureDisabled:
+            return again("Prove the account with its password.", 400)
+        except TooManyRequests as exc:
+            return again("Too many codes asked for. Wait a few minutes.", 429, exc.headers)
+        return again(None, 200, notice="We sent a 6-digit code to the address of the account.")
+
+    confirm = form.decision == "link"
+    proof: federation.LinkProof = "email_code" if form.proof == "email_code" else "password"
+    payload: dict[str, str]
+    if proof == "email_code":
+        if confirm and (not form.code or not code_flow):
+            return again("Enter the code we sent to the address of the account.", 400)
+        payload = {"flow_token": code_flow or "", "code": form.code or ""}
+    else:
+        if confirm and (not form.email or not form.password):
+            return again("Enter the email address and the password of your account.", 400)
+        payload = {"email": form.email or "", "password": form.password or ""}
+    wrong = (
+        "The code is not right, or it has expired. Ask for a new one."
+        if proof == "email_code"
+        else "The email address or password is not right."
+    )
     try:
         outcome = await federation.confirm_link(
             services,
             app,
             form.flow_token,
             nonce=nonce,
-            email=form.email,
-            password=form.password,
+            proof=proof,
+            payload=payload,
             confirm=confirm,
             meta=meta,
             browser=request,
         )
     except federation.Refused as exc:
         if exc.code == "wrong_account":
-            # Another account's address and password: this page again (P4: the
-            # same words as a wrong password); the pending link stays.
-            return again("The email address or password is not right.", 400)
+            # Another account's proof: this page again (P4: the same words as a
+            # wrong password or code); the pending link stays.
+            return again(wrong, 400)
         if exc.code == "link_not_confirmed":
             return _refused(
                 request, services, app, "You chose not to link the accounts.", code=exc.code
@@ -475,9 +527,11 @@ async def link(request: Request) -> Response:
         return _refused(request, services, app, exc.message, code=exc.code, status=exc.status)
     except FlowExpired:
         return expired(request, services, app)
-    except InvalidCredentials:
-        # One message for another account's address and a wrong password (P4).
-        return again("The email address or password is not right.", 400)
+    except (InvalidCredentials, InvalidLinkOrCode):
+        # One message for another account's proof and a wrong one (P4).
+        return again(wrong, 400)
+    except FeatureDisabled:
+        return again("Prove the account with its password.", 400)
     except TooManyRequests as exc:
         return again("Too many attempts. Wait a few minutes, then try again.", 429, exc.headers)
     except EmailNotVerified:

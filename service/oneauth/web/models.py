@@ -156,10 +156,19 @@ class FederationCallbackForm(FederationCallbackQuery, kw_only=True):
 
 
 class FederationLinkForm(CsrfForm, kw_only=True):
-    """POST /federation/link: prove the existing account (its email address and
-    password) and confirm the link, or decline it."""
+    """POST /federation/link: prove the existing account and confirm the link, or
+    decline it. ``proof``: ``password`` (its email address and password) or, where
+    the app signs in by mailed codes, ``email_code`` (``decision=send_code`` mails
+    a code to the account's address; ``code`` and the page's ``code_flow`` prove it)."""
 
     flow_token: PostedToken | None = None
     email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
     password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
-    decision: Annotated[str, msgspec.Meta(max_length=16, examples=["link", "cancel"])] | None = None
+    proof: (
+        Annotated[str, msgspec.Meta(max_length=16, examples=["password", "email_code"])] | None
+    ) = None
+    code: Annotated[str, msgspec.Meta(max_length=MAX_SECRET_INPUT)] | None = None
+    code_flow: PostedToken | None = None
+    decision: (
+        Annotated[str, msgspec.Meta(max_length=16, examples=["link", "cancel", "send_code"])] | None
+    ) = None
