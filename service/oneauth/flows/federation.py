@@ -42,7 +42,7 @@ from oneauth.errors import (
     UnknownProvider,
     UpstreamUnavailable,
 )
-from oneauth.federation import providers
+from oneauth.federation import providers, requests
 from oneauth.flows import engine, login, mfa, passwordless
 from oneauth.flows.mailing import with_query
 from oneauth.identity import factors as factors_repo
@@ -187,6 +187,25 @@ def _finish(
         )
 
     return finish
+
+
+async def repost_targets(
+    services: Services, app: AppRecord, provider_id: str, state: str
+) -> tuple[str, ...]:
+    """The form-action origins the form_post re-post page needs (F9): browsers check
+    form-action along the submission's redirects, which end at the flow's client
+    (its redirect URI's origin) or a first-party link_url. Read, never used up; ()
+    for a state that names no live request (the re-posted request is refused)."""
+    async with services.router.enter(app) as conn:
+        serves = await requests.serves_of(conn, provider_id, state)
+    if serves is None:
+        return ()
+    sealed = serves.get("authorize")
+    if isinstance(sealed, str):
+        authz = AuthorizationRequest.unseal(services.box, app.app_id, sealed)
+        return targets(authz.redirect_uri) if authz else ()
+    first_party = serves.get("first_party")
+    return targets(first_party) if isinstance(first_party, str) else ()
 
 
 async def callback(

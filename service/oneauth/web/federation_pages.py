@@ -285,7 +285,7 @@ async def callback(request: Request) -> Response:
             params["state"] = ""
         elif nonce is None and not reposted:
             # A cross-site form_post: no SameSite=Lax cookie. Post it again from here.
-            return _repost_page(request, services, app, provider_id, params)
+            return await _repost_page(request, services, app, provider_id, params)
     else:
         # Every parameter as received, one value each (the model bounds them; a value it
         # refuses, or a repeated one, makes a malformed answer the strategy refuses).
@@ -309,7 +309,7 @@ async def callback(request: Request) -> Response:
     return await _after(request, services, app, outcome, meta)
 
 
-def _repost_page(
+async def _repost_page(
     request: Request,
     services: Services,
     app: AppRecord,
@@ -317,10 +317,14 @@ def _repost_page(
     params: dict[str, str],
 ) -> Response:
     """The same-site re-post of a form_post answer (F9): the callback's own
-    parameters only (the model's members), escaped by the template; no state
-    looked up, nothing stored, no cookie set (a cross-site POST's answer must not
-    replace this browser's CSRF seed)."""
+    parameters only (the model's members), escaped by the template; the state only
+    read (for the CSP's form-action: where the flow's redirects end), nothing used
+    up or stored, no cookie set (a cross-site POST's answer must not replace this
+    browser's CSRF seed)."""
     issuer = services.settings.issuer_for(app.app_id)
+    form_targets = await federation.repost_targets(
+        services, app, provider_id, params.get("state", "")
+    )
     return render(
         request,
         services,
@@ -332,6 +336,7 @@ def _repost_page(
         },
         scripts=True,
         issue_csrf=False,
+        form_targets=form_targets,
     )
 
 
