@@ -10,14 +10,17 @@ an account without one reads like any wrong password.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable
+from html import unescape
 from typing import Any
 
 import httpx
 import pytest
 
+from apiclient import signup
 from federation.rig.faults import FaultyOP
 from federation.rig.node_op import Account
 from oidc._support import PASSWORD, Form, forms
@@ -25,6 +28,8 @@ from oneauth.apps.models import AppRecord
 from oneauth.mail.backends import MemoryBackend
 from oneauth.services import Services
 from oneauth.settings import Settings
+from softauthn import SoftAuthenticator
+from test_webauthn_api import register_passkey
 
 from ._finish import (
     Hosted,
@@ -321,3 +326,99 @@ async def test_two_submits_of_the_right_code_at_once_link_once(
         services, hosted.app, "SELECT 1 FROM audit_log WHERE event = 'federation.link'"
     )
     assert len(links) == 1
+
+
+# --- a passkey of the account -----------------------------------------------------------
+
+
+def passkey_box(html: str) -> dict[str, str]:
+    """The data attributes of the page's passkey element (templates/_passkey_signin.html)."""
+    match = re.search(r"<div class=\"passkey\" hidden data-passkey-signin(.*?)>", html, re.S)
+    assert match, html
+    return {k: unescape(v) for k, v in re.findall(r'data-([a-z-]+)="([^"]*)"', match.group(1))}
+
+
+async def passkey_account(
+    client: httpx.AsyncClient, services: Services, hosted: Hosted
+) -> tuple[str, SoftAuthenticator]:
+    """A verified account whose only way in is a passkey (its password dropped)."""
+    email = f"pk-{secrets.token_hex(4)}@example.com"
+    body = await signup(client, hosted.app.app_id, email)
+    key = SoftAuthenticator()
+    made = await register_passkey(client, hosted.app.app_id, body["access_token"], key)
+    assert made.status_code == 201, made.text
+    client.cookies.clear()
+    async with services.router.enter(hosted.app) as conn:
+        await conn.execute(
+            "UPDATE users SET password_hash = NULL, email_verified = true WHERE email = $1", email
+        )
+    return email, key
+
+
+async def prove_with(
+    client: httpx.AsyncClient, page: str, key: SoftAuthenticator
+) -> tuple[httpx.Response, dict[str, Any]]:
+    box = passkey_box(page)
+    csrf = {box["csrf-field"]: box["csrf"]}
+    options = await client.post(box["options-url"], data={**csrf, "flow_token": box["flow-token"]})
+    assert options.status_code == 200, options.text
+    public_key: dict[str, Any] = options.json()["publicKey"]
+    assertion = key.get(public_key, "http://testserver")
+    answer = await client.post(
+        box["action"],
+        data={**csrf, "flow_token": box["flow-token"], "assertion": json.dumps(assertion)},
+    )
+    return answer, public_key
+
+
+async def test_an_account_with_only_a_passkey_proves_itself_with_it_and_links(
+    client: httpx.AsyncClient,
+    upstream_http: httpx.AsyncClient,
+    faulty_op: FaultyOP,
+    linkable: Callable[..., Hosted],
+    services: Services,
+) -> None:
+    hosted = linkable(passwordless=False)
+    email, key = await passkey_account(client, services, hosted)
+    page, verifier = await link_page(client, upstream_http, faulty_op, hosted, email)
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    box = passkey_box(page.text)
+    assert box["options-url"] == f"{hosted.issuer}/federation/link/passkey/options"
+    # Without the page's CSRF token: a problem, no challenge.
+    forged = await client.post(box["options-url"], data={"flow_token": box["flow-token"]})
+    assert forged.status_code == 400
+    answer, public_key = await prove_with(client, page.text, key)
+    # The options name no credential: they tell nothing about the account's passkeys.
+    assert public_key.get("allowCredentials", []) == []
+    done = await follow_to_client(client, answer)
+    _tokens, claims = await id_token_at_client(client, hosted, done, verifier)
+    (local,) = await rows(
+        services, hosted.app, "SELECT id::text AS id FROM users WHERE email = $1", email
+    )
+    assert claims["sub"] == local["id"]
+    assert await count(services, hosted.app, "user_identities") == 1
+
+
+async def test_another_accounts_passkey_links_nothing(
+    client: httpx.AsyncClient,
+    upstream_http: httpx.AsyncClient,
+    faulty_op: FaultyOP,
+    linkable: Callable[..., Hosted],
+    services: Services,
+) -> None:
+    hosted = linkable(passwordless=False)
+    email, _ = await passkey_account(client, services, hosted)
+    _other, other_key = await passkey_account(client, services, hosted)
+    page, _ = await link_page(client, upstream_http, faulty_op, hosted, email)
+    answer, _ = await prove_with(client, page.text, other_key)
+    assert answer.status_code == 400, answer.text
+    assert "That passkey was not accepted here." in answer.text
+    assert await count(services, hosted.app, "user_identities") == 0
+    # Options for another browser's flow: none.
+    async with other_browser(client) as other:
+        box = passkey_box(page.text)
+        refused = await other.post(
+            box["options-url"],
+            data={box["csrf-field"]: box["csrf"], "flow_token": box["flow-token"]},
+        )
+    assert refused.status_code in (400, 403), refused.text

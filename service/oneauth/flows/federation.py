@@ -49,7 +49,7 @@ from oneauth.identity import factors as factors_repo
 from oneauth.identity.users import User
 from oneauth.oauth.authorize import AuthorizationRequest
 from oneauth.services import Services
-from oneauth.strategies import upstream
+from oneauth.strategies import upstream, webauthn
 from oneauth.web.common import targets
 
 
@@ -246,15 +246,44 @@ async def callback(
     return result
 
 
-LinkProof = Literal["password", "email_code"]
+LinkProof = Literal["password", "email_code", "webauthn"]
 
 
-def link_proofs(app: AppRecord) -> tuple[LinkProof, ...]:
-    """How the link page lets a user prove the existing account (F11): its password,
-    and a code mailed to its address where the app signs in by mailed codes at all.
-    Decided by the APP's policy, never by what the account has: the page looks
-    the same for every account, so it tells nobody which factors one has (P4)."""
-    return ("password", "email_code") if policy_of(app).passwordless else ("password",)
+def link_proofs(services: Services, app: AppRecord) -> tuple[LinkProof, ...]:
+    """How the link page lets a user prove the existing account (F11): its password;
+    a code mailed to its address where the app signs in by mailed codes at all; a
+    passkey where the hosted pages offer passkeys (a discoverable credential: the
+    options name no credential, so they say nothing about the account's). Decided
+    by the APP's settings, never by what the account has: the page looks the same
+    for every account, so it tells nobody which factors one has (P4)."""
+    found: list[LinkProof] = ["password"]
+    if policy_of(app).passwordless:
+        found.append("email_code")
+    if webauthn.offered_on_hosted_pages(services.settings, app):
+        found.append("webauthn")
+    return tuple(found)
+
+
+async def link_passkey_options(
+    services: Services, app: AppRecord, flow_token: str, *, nonce: str
+) -> dict[str, Any]:
+    """WebAuthn request options for the link page's passkey (F11): a challenge bound
+    to this browser's flow (which must hold a pending link), no allowCredentials
+    (which would list the account's passkeys to someone who has proven nothing).
+    Raises FlowExpired, FeatureDisabled."""
+    if "webauthn" not in link_proofs(services, app):
+        raise FeatureDisabled("passkeys are not offered on this app's pages")
+    await upstream.pending_address(
+        services, app, flow_token=flow_token, binding=engine.browser_binding(nonce)
+    )
+    async with services.router.enter(app) as conn:
+        flow = await engine.load(
+            conn, flow_token, binding=engine.browser_binding(nonce), kinds=upstream.LOGIN
+        )
+        public_key: dict[str, Any] = await webauthn.begin_authentication(
+            conn, services.settings, app, flow_id=flow.id, user_id=None
+        )
+    return public_key
 
 
 async def send_link_code(
@@ -269,7 +298,7 @@ async def send_link_code(
     (the passwordless flow's code: 10 minutes, a few attempts, throttled per
     address; P5: it works only with the returned flow token, kept by the page).
     Raises FlowExpired, FeatureDisabled (the app has no mailed codes), TooManyRequests."""
-    if "email_code" not in link_proofs(app):
+    if "email_code" not in link_proofs(services, app):
         raise FeatureDisabled("this app does not sign in with mailed codes")
     address = await upstream.pending_address(
         services, app, flow_token=flow_token, binding=engine.browser_binding(nonce)
@@ -293,13 +322,14 @@ async def confirm_link(
     """The link page's answer: a proof of the existing account (``password``:
     {email, password}, the password strategy: throttles, one argon2 verify;
     ``email_code``: {flow_token, code} of :func:`send_link_code`, the email_code
-    strategy) and the confirmation, or a refusal. fed-core links only if the proof
+    strategy; ``webauthn``: {assertion} for :func:`link_passkey_options`' challenge,
+    the webauthn strategy) and the confirmation, or a refusal. fed-core links only if the proof
     is for the very account the pending link names, audits and mails; then the
     flow goes on (a second factor if the policy wants it). Raises
     :class:`Refused`, or what the strategy raises (wrong password or code,
     throttled)."""
-    if proof not in link_proofs(app):
-        raise FeatureDisabled("this app does not sign in with mailed codes")
+    if proof not in link_proofs(services, app):
+        raise FeatureDisabled("this app does not offer that proof")
     outcome = await upstream.confirm_link(
         services,
         app,

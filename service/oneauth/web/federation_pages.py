@@ -5,6 +5,7 @@
     POST /federation/{provider_id}/callback   the same as a form post (Apple's form_post)
     GET  /assets/federation-repost.js         the re-post page's script (CSP 'self')
     POST /federation/link                     prove the existing account, then link
+    POST /federation/link/passkey/options     a passkey challenge for that proof
     POST /account/identities/link             link another provider (recent sign-in)
     POST /account/identities/{id}/unlink      unlink one (not the last way to sign in)
 
@@ -54,10 +55,11 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from oneauth import audit
+from oneauth import audit, untrusted
+from oneauth.api.models import WebAuthnRequestOptions
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import (
@@ -71,11 +73,12 @@ from oneauth.errors import (
     TooManyRequests,
 )
 from oneauth.flows import engine, federation
-from oneauth.http.contract import Operation, lenient, operation
+from oneauth.http.contract import Operation, convert, lenient, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
 from oneauth.oauth.authorize import AuthorizationRequest, PageError, revalidate
 from oneauth.services import Services
+from oneauth.strategies import webauthn
 from oneauth.web import account as account_page
 from oneauth.web import browser_session, csrf, pages, signin
 from oneauth.web.common import error_page, expired
@@ -86,6 +89,7 @@ from oneauth.web.models import (
     FederationLinkForm,
     FederationStartQuery,
 )
+from oneauth.web.passkey_pages import PasskeyOptionsForm
 from oneauth.web.render import redirect, render
 
 NONCE_COOKIE = "oneauth_fed_"  # + app_id
@@ -104,6 +108,10 @@ _PAGE = Operation(
 )
 
 _UNAVAILABLE = "This sign-in option is not available here. Go back and choose another way."
+_PASSKEY_REFUSED = (
+    "That passkey was not accepted here. Use a passkey of this account, or prove the"
+    " account another way."
+)
 
 
 def start_url(
@@ -403,6 +411,7 @@ def link_page(
 ) -> Response:
     """The link page. Its ways to prove the account are the app's (F11:
     :func:`federation.link_proofs`), the same for every account."""
+    proofs = federation.link_proofs(services, app)
     return render(
         request,
         services,
@@ -415,12 +424,13 @@ def link_page(
             "error": error,
             "notice": notice,
             "code_flow": code_flow,
-            "proofs": federation.link_proofs(app),
+            "proofs": proofs,
             "account_url": account_page.account_url(services, app),
         },
         status=status,
         headers=headers,
         form_targets=needs.form_targets,
+        scripts="webauthn" in proofs,
     )
 
 
@@ -494,8 +504,16 @@ async def link(request: Request) -> Response:
 
     confirm = form.decision == "link"
     proof: federation.LinkProof = "email_code" if form.proof == "email_code" else "password"
-    payload: dict[str, str]
-    if proof == "email_code":
+    payload: dict[str, Any]
+    if form.assertion is not None:
+        # The passkey element's post (/assets/passkeys.js): the assertion is the proof
+        # and the confirmation (its button says "Link with a passkey").
+        confirm, proof = True, "webauthn"
+        try:
+            payload = {"assertion": untrusted.loads(form.assertion)}
+        except untrusted.UntrustedInput:
+            return again(_PASSKEY_REFUSED, 400)
+    elif proof == "email_code":
         if confirm and (not form.code or not code_flow):
             return again("Enter the code we sent to the address of the account.", 400)
         payload = {"flow_token": code_flow or "", "code": form.code or ""}
@@ -503,11 +521,10 @@ async def link(request: Request) -> Response:
         if confirm and (not form.email or not form.password):
             return again("Enter the email address and the password of your account.", 400)
         payload = {"email": form.email or "", "password": form.password or ""}
-    wrong = (
-        "The code is not right, or it has expired. Ask for a new one."
-        if proof == "email_code"
-        else "The email address or password is not right."
-    )
+    wrong = {
+        "email_code": "The code is not right, or it has expired. Ask for a new one.",
+        "webauthn": _PASSKEY_REFUSED,
+    }.get(proof, "The email address or password is not right.")
     try:
         outcome = await federation.confirm_link(
             services,
@@ -532,7 +549,7 @@ async def link(request: Request) -> Response:
         return _refused(request, services, app, exc.message, code=exc.code, status=exc.status)
     except FlowExpired:
         return expired(request, services, app)
-    except (InvalidCredentials, InvalidLinkOrCode):
+    except (InvalidCredentials, InvalidLinkOrCode, webauthn.PasskeyRefused):
         # One message for another account's proof and a wrong one (P4).
         return again(wrong, 400)
     except FeatureDisabled:
@@ -544,6 +561,39 @@ async def link(request: Request) -> Response:
     except ServiceUnavailable as exc:
         return again("We are very busy right now. Try again in a moment.", 503, exc.headers)
     return await _after(request, services, app, outcome, meta)
+
+
+@operation(
+    Operation(
+        "Hosted pages: request options for proving the account of a pending link with"
+        " a passkey (CSRF form; no allowCredentials)",
+        form=PasskeyOptionsForm,
+        responses={200: WebAuthnRequestOptions},
+        errors=(400, 403),
+        tags=("pages", "federation"),
+    )
+)
+async def link_passkey_options(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    try:
+        form = convert(await read_form(request), PasskeyOptionsForm)
+        if not csrf.check(request, services.settings, app.app_id, form.csrf):
+            raise FlowExpired("this page has expired; reload it")
+        nonce = _nonce(request, app)
+        if nonce is None or not form.flow_token:
+            raise FlowExpired()
+        public_key = await federation.link_passkey_options(
+            services, app, form.flow_token, nonce=nonce
+        )
+    except ApiError as exc:
+        return JSONResponse(
+            exc.to_problem(),
+            status_code=exc.status,
+            media_type="application/problem+json",
+            headers={"cache-control": "no-store"},
+        )
+    return JSONResponse({"publicKey": public_key}, headers={"cache-control": "no-store"})
 
 
 # --- the account page's part ---------------------------------------------------------
@@ -598,6 +648,7 @@ def routes() -> list[BaseRoute]:
         Route("/federation/{provider_id}/callback", callback, methods=["GET", "POST"]),
         Route("/assets/federation-repost.js", repost_script, methods=["GET"]),
         Route("/federation/link", link, methods=["POST"]),
+        Route("/federation/link/passkey/options", link_passkey_options, methods=["POST"]),
         Route("/account/identities/link", link_another, methods=["POST"]),
         Route("/account/identities/{identity_id}/unlink", unlink, methods=["POST"]),
     ]

@@ -169,6 +169,8 @@ class FederationLinkForm(CsrfForm, kw_only=True):
     ) = None
     code: Annotated[str, msgspec.Meta(max_length=MAX_SECRET_INPUT)] | None = None
     code_flow: PostedToken | None = None
+    # The passkey element's post (/assets/passkeys.js): toJSON() of the assertion.
+    assertion: Annotated[str, msgspec.Meta(max_length=16_384)] | None = None
     decision: (
         Annotated[str, msgspec.Meta(max_length=16, examples=["link", "cancel", "send_code"])] | None
     ) = None
