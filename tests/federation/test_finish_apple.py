@@ -15,6 +15,7 @@ as the browser would after the page's script (or its button) submits it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -344,3 +345,24 @@ def test_apples_user_field_gives_a_name_and_never_an_email() -> None:
         assert upstream.apple_user_name(bad) is None
     assert upstream.apple_user_name('{"name":{"firstName":"' + "a" * 500 + '"}}') == "a" * 200
     assert upstream.apple_user_name('{"name":{"firstName":"J\\u0000\\nane"}}') == "Jane"
+
+
+async def test_two_re_posts_of_one_answer_at_once_sign_in_once(
+    client: httpx.AsyncClient,
+    upstream_http: httpx.AsyncClient,
+    faulty_op: FaultyOP,
+    apple: Callable[..., tuple[Hosted, dict[str, Any]]],
+    services: Services,
+) -> None:
+    hosted, _ = apple()
+    action, fields, _ = await answer_of(client, upstream_http, faulty_op, hosted, apple_account())
+    (form,) = forms((await cross_site_post(client, action, fields)).text)
+    first, second = await asyncio.gather(
+        client.post(form.action, data=form.fields), client.post(form.action, data=form.fields)
+    )
+    assert sorted([first.status_code, second.status_code]) == [303, 400], (
+        first.text,
+        second.text,
+    )
+    assert faulty_op.token_requests == 1  # the state was used once: one code exchange
+    assert await count(services, hosted.app, "users") == 1
