@@ -441,7 +441,15 @@ async def walk_federation(
     machine has no node/npm for the upstream (the caller then expects no answer of
     these routes)."""
     from federation.rig.node_op import Account, RigUnavailable, UpstreamOP, node_tools
-    from federation.test_surfaces import LINK_URL, Fed, add_provider, first_party_code
+    from federation.test_finish_link_code import passkey_box
+    from federation.test_surfaces import (
+        LINK_URL,
+        Fed,
+        add_provider,
+        first_party_code,
+        local_account,
+        through_upstream,
+    )
 
     try:
         node_tools()
@@ -453,6 +461,19 @@ async def walk_federation(
         fed = Fed(app, add_provider(settings, services, app, op), "")
         async with httpx.AsyncClient(timeout=10.0) as upstream_http:
             code = await first_party_code(http, upstream_http, op, fed, Account.new())
+            # The link page of an existing account: its passkey options (F11).
+            email = await local_account(http, services, fed)
+            start = f"{fed.issuer}/federation/{fed.provider_id}/start?redirect_uri={LINK_URL}"
+        # A new browser at the upstream (its session there is the first account's).
+        async with httpx.AsyncClient(timeout=10.0) as upstream_http:
+            page = await through_upstream(http, upstream_http, op, start, Account.new(email))
+            box = passkey_box(page.text)
+            options = await http.post(
+                box["options-url"],
+                data={box["csrf-field"]: box["csrf"], "flow_token": box["flow-token"]},
+            )
+            contract.check("POST", "/apps/{app_id}/federation/link/passkey/options", options)
+            http.cookies.clear()
     finally:
         op.stop()
     tokens = await http.post(f"{fed.base}/v1/federation/complete", json={"code": code})

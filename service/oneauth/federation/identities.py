@@ -111,15 +111,32 @@ async def touch(
     email_verified: bool,
     tokens_sealed: str | None,
 ) -> None:
-    """A sign-in through the identity: what the upstream says now (display only)."""
+    """A sign-in through the identity: what the upstream says now (display only),
+    and its tokens: the new ones replace the old (F10); None (``keep_tokens`` off)
+    forgets any kept before."""
     await conn.execute(
         "UPDATE user_identities SET last_login_at = now(), email = $2, email_verified = $3,"
-        " tokens_sealed = coalesce($4, tokens_sealed) WHERE id = $1",
+        " tokens_sealed = $4 WHERE id = $1",
         identity_id,
         email,
         email_verified,
         tokens_sealed,
     )
+
+
+async def sealed_tokens(
+    conn: asyncpg.Connection, user_id: uuid.UUID, provider_id: str
+) -> tuple[str, str, str] | None:
+    """(issuer, subject, sealed tokens) of the user's identity at the provider, if
+    tokens are kept (F10; :mod:`oneauth.federation.tokens` opens them)."""
+    row = await conn.fetchrow(
+        "SELECT issuer, subject, tokens_sealed FROM user_identities"
+        " WHERE user_id = $1 AND provider_id = $2 AND tokens_sealed IS NOT NULL"
+        " ORDER BY last_login_at DESC NULLS LAST LIMIT 1",
+        user_id,
+        provider_id,
+    )
+    return None if row is None else (row["issuer"], row["subject"], row["tokens_sealed"])
 
 
 async def unlink(conn: asyncpg.Connection, user_id: uuid.UUID, identity_id: uuid.UUID) -> bool:

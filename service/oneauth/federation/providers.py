@@ -504,6 +504,12 @@ def update(
     ).fetchone()
     assert row is not None
     provider = _from_row(row)
+    if current.keep_tokens and not provider.keep_tokens:
+        # F10: the app stopped keeping the upstream's tokens: forget those it kept.
+        for table in ("user_identities", "federation_pending_links"):
+            conn.execute(
+                f"UPDATE {table} SET tokens_sealed = NULL WHERE provider_id = %s", (provider_id,)
+            )
     fields = sorted(changes) + (["client_secret"] if secret is not None else [])
     _audit(conn, app_id, "federation.provider_update", provider_id, {"changed": fields})
     return provider

@@ -14,11 +14,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 
@@ -122,6 +123,27 @@ async def consume(
     return Consumed(
         row["flow_id"], row["provider_id"], row["purpose"], row["user_id"], row["nonce"], verifier
     )
+
+
+async def serves_of(
+    conn: asyncpg.Connection, provider_id: str, state: str
+) -> dict[str, Any] | None:
+    """What the flow of a live request for ``state`` at ``provider_id`` serves, NOT
+    used up (the form_post re-post page's form-action targets, F9); None if unknown,
+    used, expired or another provider's."""
+    if not state or len(state) > MAX_STATE:
+        return None
+    value = await conn.fetchval(
+        "SELECT f.serves FROM federation_requests r JOIN auth_flows f ON f.id = r.flow_id"
+        " WHERE r.state_hash = $1 AND r.provider_id = $2 AND r.used_at IS NULL"
+        " AND r.expires_at > now()",
+        _sha256(state),
+        provider_id,
+    )
+    if value is None:
+        return None
+    found = json.loads(value) if isinstance(value, str) else value
+    return found if isinstance(found, dict) else None
 
 
 # --- pending links --------------------------------------------------------------------

@@ -68,6 +68,7 @@ __all__ = [
     "Metadata",
     "UpstreamError",
     "UpstreamIdentity",
+    "apple_user_name",
     "authorization_url",
     "clear_caches",
     "finish",
@@ -609,6 +610,26 @@ def profile(
         amr=upstream_amr,
         tokens=dict(tokens or {}),
     )
+
+
+def apple_user_name(value: str | None) -> str | None:
+    """The name in Apple's ``user`` form field (first sign-in only): a JSON object
+    ``{"name": {"firstName", "lastName"}, "email"}`` posted by the browser, not
+    signed. Display only: its ``email`` is never read (the ID token's is the one
+    that counts, F1/F9), and a malformed value is no name, never an error."""
+    if not value:
+        return None
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return None
+    name = doc.get("name") if isinstance(doc, dict) else None
+    if not isinstance(name, dict):
+        return None
+    parts = [name.get("firstName"), name.get("lastName")]
+    text = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
+    text = "".join(c for c in text if c.isprintable())[:200]
+    return text or None
 
 
 async def _finish_github(

@@ -36,19 +36,20 @@ from oneauth.account import linked as linked_repo
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import (
+    FeatureDisabled,
     InsufficientUserAuthentication,
     InvalidLinkOrCode,
     UnknownProvider,
     UpstreamUnavailable,
 )
-from oneauth.federation import providers
-from oneauth.flows import engine, login, mfa
+from oneauth.federation import providers, requests
+from oneauth.flows import engine, login, mfa, passwordless
 from oneauth.flows.mailing import with_query
 from oneauth.identity import factors as factors_repo
 from oneauth.identity.users import User
 from oneauth.oauth.authorize import AuthorizationRequest
 from oneauth.services import Services
-from oneauth.strategies import upstream
+from oneauth.strategies import upstream, webauthn
 from oneauth.web.common import targets
 
 
@@ -188,6 +189,25 @@ def _finish(
     return finish
 
 
+async def repost_targets(
+    services: Services, app: AppRecord, provider_id: str, state: str
+) -> tuple[str, ...]:
+    """The form-action origins the form_post re-post page needs (F9): browsers check
+    form-action along the submission's redirects, which end at the flow's client
+    (its redirect URI's origin) or a first-party link_url. Read, never used up; ()
+    for a state that names no live request (the re-posted request is refused)."""
+    async with services.router.enter(app) as conn:
+        serves = await requests.serves_of(conn, provider_id, state)
+    if serves is None:
+        return ()
+    sealed = serves.get("authorize")
+    if isinstance(sealed, str):
+        authz = AuthorizationRequest.unseal(services.box, app.app_id, sealed)
+        return targets(authz.redirect_uri) if authz else ()
+    first_party = serves.get("first_party")
+    return targets(first_party) if isinstance(first_party, str) else ()
+
+
 async def callback(
     services: Services,
     app: AppRecord,
@@ -226,30 +246,97 @@ async def callback(
     return result
 
 
+LinkProof = Literal["password", "email_code", "webauthn"]
+
+
+def link_proofs(services: Services, app: AppRecord) -> tuple[LinkProof, ...]:
+    """How the link page lets a user prove the existing account (F11): its password;
+    a code mailed to its address where the app signs in by mailed codes at all; a
+    passkey where the hosted pages offer passkeys (a discoverable credential: the
+    options name no credential, so they say nothing about the account's). Decided
+    by the APP's settings, never by what the account has: the page looks the same
+    for every account, so it tells nobody which factors one has (P4)."""
+    found: list[LinkProof] = ["password"]
+    if policy_of(app).passwordless:
+        found.append("email_code")
+    if webauthn.offered_on_hosted_pages(services.settings, app):
+        found.append("webauthn")
+    return tuple(found)
+
+
+async def link_passkey_options(
+    services: Services, app: AppRecord, flow_token: str, *, nonce: str
+) -> dict[str, Any]:
+    """WebAuthn request options for the link page's passkey (F11): a challenge bound
+    to this browser's flow (which must hold a pending link), no allowCredentials
+    (which would list the account's passkeys to someone who has proven nothing).
+    Raises FlowExpired, FeatureDisabled."""
+    if "webauthn" not in link_proofs(services, app):
+        raise FeatureDisabled("passkeys are not offered on this app's pages")
+    await upstream.pending_address(
+        services, app, flow_token=flow_token, binding=engine.browser_binding(nonce)
+    )
+    async with services.router.enter(app) as conn:
+        flow = await engine.load(
+            conn, flow_token, binding=engine.browser_binding(nonce), kinds=upstream.LOGIN
+        )
+        public_key: dict[str, Any] = await webauthn.begin_authentication(
+            conn, services.settings, app, flow_id=flow.id, user_id=None
+        )
+    return public_key
+
+
+async def send_link_code(
+    services: Services,
+    app: AppRecord,
+    flow_token: str,
+    *,
+    nonce: str,
+    meta: audit.RequestMeta,
+) -> str:
+    """Mail a 6-digit code to the address of the account the pending link names
+    (the passwordless flow's code: 10 minutes, a few attempts, throttled per
+    address; P5: it works only with the returned flow token, kept by the page).
+    Raises FlowExpired, FeatureDisabled (the app has no mailed codes), TooManyRequests."""
+    if "email_code" not in link_proofs(services, app):
+        raise FeatureDisabled("this app does not sign in with mailed codes")
+    address = await upstream.pending_address(
+        services, app, flow_token=flow_token, binding=engine.browser_binding(nonce)
+    )
+    started = await passwordless.start(services, app, address, "code", meta)
+    return str(started["flow_token"])
+
+
 async def confirm_link(
     services: Services,
     app: AppRecord,
     flow_token: str,
     *,
     nonce: str,
-    email: str | None,
-    password: str | None,
+    proof: LinkProof,
+    payload: dict[str, str],
     confirm: bool,
     meta: audit.RequestMeta,
     browser: Request,
 ) -> Outcome:
-    """The link page's answer: the existing account's password (the password strategy:
-    throttles, one argon2 verify) and the confirmation, or a refusal. fed-core links,
-    audits and mails; then the flow goes on (a second factor if the policy wants it).
-    Raises :class:`Refused`, or what the password strategy raises (wrong password,
+    """The link page's answer: a proof of the existing account (``password``:
+    {email, password}, the password strategy: throttles, one argon2 verify;
+    ``email_code``: {flow_token, code} of :func:`send_link_code`, the email_code
+    strategy; ``webauthn``: {assertion} for :func:`link_passkey_options`' challenge,
+    the webauthn strategy) and the confirmation, or a refusal. fed-core links only if the proof
+    is for the very account the pending link names, audits and mails; then the
+    flow goes on (a second factor if the policy wants it). Raises
+    :class:`Refused`, or what the strategy raises (wrong password or code,
     throttled)."""
+    if proof not in link_proofs(services, app):
+        raise FeatureDisabled("this app does not offer that proof")
     outcome = await upstream.confirm_link(
         services,
         app,
         flow_token=flow_token,
         binding=engine.browser_binding(nonce),
-        factor="password",
-        payload={"email": email or "", "password": password or ""},
+        factor=proof,
+        payload=payload,
         confirm=confirm,
         meta=meta,
         finish=_finish(services, app, meta, browser, "upstream+link"),

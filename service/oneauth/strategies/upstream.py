@@ -28,10 +28,9 @@ See :mod:`oneauth.federation` for the calling conventions.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -40,7 +39,7 @@ import structlog
 from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.errors import FlowExpired, UnknownProvider, UpstreamUnavailable, ValidationFailed
-from oneauth.federation import identities, linking, providers, requests, upstream
+from oneauth.federation import identities, linking, providers, requests, tokens, upstream
 from oneauth.federation.providers import Provider
 from oneauth.federation.upstream import UpstreamError, UpstreamIdentity
 from oneauth.flows import engine
@@ -68,6 +67,7 @@ __all__ = [
     "confirm_link",
     "factor_name",
     "issue_code",
+    "pending_address",
     "redeem_code",
 ]
 
@@ -276,12 +276,13 @@ async def _refuse_now(
 def _seal_tokens(
     services: Services, app: AppRecord, provider: Provider, found: UpstreamIdentity
 ) -> str | None:
+    """F10: the upstream's tokens sealed to (app, provider, identity), only with
+    the provider's ``keep_tokens``."""
     if not provider.keep_tokens or not found.tokens:
         return None
-    names = ("access_token", "refresh_token", "expires_at", "scope")
-    kept = {k: found.tokens[k] for k in names if found.tokens.get(k) is not None}
-    context = f"app:{app.app_id}/idp-tokens/{provider.id}/{found.issuer}/{found.subject}"
-    return services.box.seal(json.dumps(kept, default=str).encode(), context=context)
+    return tokens.seal(
+        services.box, app.app_id, provider.id, found.issuer, found.subject, found.tokens
+    )
 
 
 async def callback(
@@ -331,6 +332,9 @@ async def callback(
         )
     except UpstreamError as exc:
         return await _refuse_now(services, app, exc.reason, meta, provider.id, detail=exc.detail)
+    if provider.kind == "apple" and found.name is None:
+        # Apple posts the name once, beside the code (F9): display only, never its email.
+        found = replace(found, name=upstream.apple_user_name(params.get("user")))
     async with services.router.enter(app) as conn:
         try:
             flow = await engine.load_by_id(conn, consumed.flow_id, binding=binding)
@@ -345,7 +349,8 @@ async def callback(
         if isinstance(decision, linking.Refuse):
             return await _refuse(conn, decision.reason, meta, provider.id)
         if isinstance(decision, linking.NeedProof):
-            return await _need_proof(conn, provider, found, decision.user, flow, meta)
+            sealed = _seal_tokens(services, app, provider, found)
+            return await _need_proof(conn, provider, found, decision.user, flow, meta, sealed)
         password_cleared = False
         if isinstance(decision, linking.Existing):
             user = decision.user
@@ -453,6 +458,7 @@ async def _need_proof(
     user: User,
     flow: Flow,
     meta: audit.RequestMeta,
+    tokens_sealed: str | None,
 ) -> LinkRequired:
     pending_id = await requests.add_pending(
         conn,
@@ -464,7 +470,7 @@ async def _need_proof(
         email=found.email,
         email_verified=found.email_verified,
         upstream_amr=found.amr,
-        tokens_sealed=None,
+        tokens_sealed=tokens_sealed,  # F10: kept on the identity once the link is proven
     )
     token = await engine.rekey(conn, flow)
     await audit.record(
@@ -637,6 +643,23 @@ async def confirm_link(
 
     outcome: SignedIn[T] | Refused = await strategy.verify(services, app, flow, payload, meta, then)
     return outcome
+
+
+async def pending_address(
+    services: Services, app: AppRecord, *, flow_token: str, binding: str | None
+) -> str:
+    """The address of the account a :class:`LinkRequired` would link to (this
+    browser's flow only): where the link page mails a code that proves the
+    account (F11). Raises FlowExpired for a dead, used or foreign flow."""
+    if binding is None:
+        raise FlowExpired()
+    async with services.router.enter(app) as conn:
+        flow = await engine.load(conn, flow_token, binding=binding, kinds=LOGIN)
+        pending = await requests.take_pending(conn, flow.id)
+        user = await users_repo.by_id(conn, pending.user_id) if pending else None
+    if user is None:
+        raise FlowExpired()
+    return user.email
 
 
 # --- first-party codes ----------------------------------------------------------------

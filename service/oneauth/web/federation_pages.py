@@ -2,7 +2,10 @@
 
     GET  /federation/{provider_id}/start      to the upstream's authorization endpoint
     GET  /federation/{provider_id}/callback   the upstream's answer; the flow goes on
+    POST /federation/{provider_id}/callback   the same as a form post (Apple's form_post)
+    GET  /assets/federation-repost.js         the re-post page's script (CSP 'self')
     POST /federation/link                     prove the existing account, then link
+    POST /federation/link/passkey/options     a passkey challenge for that proof
     POST /account/identities/link             link another provider (recent sign-in)
     POST /account/identities/{id}/unlink      unlink one (not the last way to sign in)
 
@@ -27,46 +30,66 @@ state, ``iss``, code exchange, ID token, linking rules) and then:
   links from its account page;
 * anything else (an upstream error, a replayed or foreign state, a bad token):
   an error page that says what happened; nothing is created.
+
+``response_mode=form_post`` (Apple; F9): the upstream's answer is a cross-site
+POST, so the SameSite=Lax binding cookie does not come with it. Such a POST is
+answered with a small page of ours that posts the same callback parameters (only
+those, escaped) back to the callback, now same-site, so the cookie comes with
+it; its script is a static file (CSP ``script-src 'self'``), and without script
+the page is one "Continue" button. The page touches no state and no row: the
+re-posted request goes through exactly the checks of a GET callback (the state
+is single use and bound to this browser's flow by the cookie), so a page that
+re-posts an attacker's answer in a victim's browser finds the victim's cookie
+and an attacker's state, and is refused. A re-posted request that still has no
+cookie (``reposted=1``) is refused, never re-posted again.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from functools import cache
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from oneauth import audit
+from oneauth import audit, untrusted
+from oneauth.api.models import WebAuthnRequestOptions
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import (
     ApiError,
     EmailNotVerified,
+    FeatureDisabled,
     FlowExpired,
     InvalidCredentials,
+    InvalidLinkOrCode,
     ServiceUnavailable,
     TooManyRequests,
 )
 from oneauth.flows import engine, federation
-from oneauth.http.contract import Operation, lenient, operation
+from oneauth.http.contract import Operation, convert, lenient, operation
 from oneauth.http.gate import current_app
 from oneauth.http.requests import read_form, request_meta
 from oneauth.oauth.authorize import AuthorizationRequest, PageError, revalidate
 from oneauth.services import Services
+from oneauth.strategies import webauthn
 from oneauth.web import account as account_page
 from oneauth.web import browser_session, csrf, pages, signin
 from oneauth.web.common import error_page, expired
 from oneauth.web.models import (
     AccountForm,
+    FederationCallbackForm,
     FederationCallbackQuery,
     FederationLinkForm,
     FederationStartQuery,
 )
+from oneauth.web.passkey_pages import PasskeyOptionsForm
 from oneauth.web.render import redirect, render
 
 NONCE_COOKIE = "oneauth_fed_"  # + app_id
@@ -85,6 +108,10 @@ _PAGE = Operation(
 )
 
 _UNAVAILABLE = "This sign-in option is not available here. Go back and choose another way."
+_PASSKEY_REFUSED = (
+    "That passkey was not accepted here. Use a passkey of this account, or prove the"
+    " account another way."
+)
 
 
 def start_url(
@@ -241,20 +268,39 @@ async def _login_again(
     replace(
         _PAGE,
         summary="Hosted page: the upstream identity provider's answer (then second factor,"
-        " consent and the code to the client, or the link page)",
+        " consent and the code to the client, or the link page); POST: the same answer"
+        " as a form post (response_mode=form_post, Apple)",
         query=FederationCallbackQuery,
+        form=FederationCallbackForm,
     )
 )
 async def callback(request: Request) -> Response:
     app = current_app(request)
     services = Services.of(request)
     provider_id = request.path_params["provider_id"][:64]
-    # Every parameter as received, one value each (the model bounds them; a value it
-    # refuses, or a repeated one, makes a malformed answer the strategy refuses).
-    query, refused = lenient(dict(request.query_params), FederationCallbackQuery)
-    params = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not None}
-    if refused or len(request.query_params.getlist("state")) > 1:
-        params["state"] = ""
+    nonce = _nonce(request, app)
+    params: dict[str, str]
+    if request.method == "POST":
+        malformed = False
+        try:
+            raw = await read_form(request)
+        except ApiError:  # not a form, a repeated name, bad text: refused below
+            raw, malformed = {}, True
+        form, refused = lenient(raw, FederationCallbackForm)
+        params = {k: v for k, v in msgspec.structs.asdict(form).items() if v is not None}
+        reposted = params.pop("reposted", None) is not None
+        if refused or malformed:
+            params["state"] = ""
+        elif nonce is None and not reposted:
+            # A cross-site form_post: no SameSite=Lax cookie. Post it again from here.
+            return await _repost_page(request, services, app, provider_id, params)
+    else:
+        # Every parameter as received, one value each (the model bounds them; a value it
+        # refuses, or a repeated one, makes a malformed answer the strategy refuses).
+        query, refused = lenient(dict(request.query_params), FederationCallbackQuery)
+        params = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not None}
+        if refused or len(request.query_params.getlist("state")) > 1:
+            params["state"] = ""
     meta = request_meta(request, app.app_id, services.ip_hash_key)
     try:
         outcome = await federation.callback(
@@ -262,13 +308,66 @@ async def callback(request: Request) -> Response:
             app,
             provider_id,
             params,
-            nonce=_nonce(request, app),
+            nonce=nonce,
             meta=meta,
             browser=request,
         )
     except federation.Refused as exc:
         return _refused(request, services, app, exc.message, code=exc.code, status=exc.status)
     return await _after(request, services, app, outcome, meta)
+
+
+async def _repost_page(
+    request: Request,
+    services: Services,
+    app: AppRecord,
+    provider_id: str,
+    params: dict[str, str],
+) -> Response:
+    """The same-site re-post of a form_post answer (F9): the callback's own
+    parameters only (the model's members), escaped by the template; the state only
+    read (for the CSP's form-action: where the flow's redirects end), nothing used
+    up or stored, no cookie set (a cross-site POST's answer must not replace this
+    browser's CSRF seed)."""
+    issuer = services.settings.issuer_for(app.app_id)
+    form_targets = await federation.repost_targets(
+        services, app, provider_id, params.get("state", "")
+    )
+    return render(
+        request,
+        services,
+        app,
+        "federation_repost.html",
+        {
+            "action": f"{issuer}/federation/{quote(provider_id, safe='')}/callback",
+            "fields": sorted(params.items()),
+        },
+        scripts=True,
+        issue_csrf=False,
+        form_targets=form_targets,
+    )
+
+
+@cache
+def _repost_script() -> bytes:
+    return (Path(__file__).resolve().parent / "static" / "federation-repost.js").read_bytes()
+
+
+@operation(
+    Operation(
+        "The federation re-post page's script (submits its form once)",
+        responses={200: str},
+        media_type="text/javascript",
+        tags=("pages", "federation"),
+    )
+)
+async def repost_script(request: Request) -> Response:
+    current_app(request)  # unknown apps: 404 like every app route
+    return Response(
+        _repost_script(),
+        media_type="text/javascript",
+        headers={"cache-control": "public, max-age=300", "x-content-type-options": "nosniff"},
+    )
 
 
 async def _after(
@@ -279,10 +378,11 @@ async def _after(
     meta: audit.RequestMeta,
 ) -> Response:
     """The flow after the upstream factor: the next page of the browser."""
+    status = 303 if request.method == "POST" else 302
     if isinstance(outcome, federation.HandedOff):
-        response = redirect(outcome.url, 302)  # the first-party app's link_url, with the code
+        response = redirect(outcome.url, status)  # the first-party app's link_url, with the code
     elif isinstance(outcome, federation.Linked):
-        response = redirect(account_page.account_url(services, app, "identity_linked"), 302)
+        response = redirect(account_page.account_url(services, app, "identity_linked"), status)
     elif isinstance(outcome, federation.NeedsLink):
         return link_page(request, services, app, outcome)  # the flow's cookie stays
     elif isinstance(outcome, engine.Pending):
@@ -304,9 +404,14 @@ def link_page(
     needs: federation.NeedsLink,
     *,
     error: str | None = None,
+    notice: str | None = None,
+    code_flow: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    """The link page. Its ways to prove the account are the app's (F11:
+    :func:`federation.link_proofs`), the same for every account."""
+    proofs = federation.link_proofs(services, app)
     return render(
         request,
         services,
@@ -317,19 +422,24 @@ def link_page(
             "provider_name": needs.provider_name,
             "email": needs.email,
             "error": error,
+            "notice": notice,
+            "code_flow": code_flow,
+            "proofs": proofs,
             "account_url": account_page.account_url(services, app),
         },
         status=status,
         headers=headers,
         form_targets=needs.form_targets,
+        scripts="webauthn" in proofs,
     )
 
 
 @operation(
     replace(
         _PAGE,
-        summary="Hosted page: prove the existing account (its password) and link the"
-        " upstream identity to it, or decline",
+        summary="Hosted page: prove the existing account (its password, or a code mailed"
+        " to it where the app signs in by mailed codes) and link the upstream identity"
+        " to it, or decline",
         form=FederationLinkForm,
     )
 )
@@ -355,34 +465,83 @@ async def link(request: Request) -> Response:
     if nonce is None or not form.flow_token:
         return expired(request, services, app)
     meta = request_meta(request, app.app_id, services.ip_hash_key)
-    confirm = form.decision == "link"
-    # Shown again after a wrong password: generic wording (nothing posted is echoed).
+    # Shown again after a wrong password or code: generic wording (nothing posted is
+    # echoed but the mailed code's flow, which only works in this browser's flow).
     needs = federation.NeedsLink(flow_token=form.flow_token, provider_name="", email="")
+    code_flow = form.code_flow or None
 
-    def again(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    def again(
+        message: str | None,
+        status: int,
+        headers: dict[str, str] | None = None,
+        *,
+        notice: str | None = None,
+    ) -> Response:
         return link_page(
-            request, services, app, needs, error=message, status=status, headers=headers
+            request,
+            services,
+            app,
+            needs,
+            error=message,
+            notice=notice,
+            code_flow=code_flow,
+            status=status,
+            headers=headers,
         )
 
-    if confirm and (not form.email or not form.password):
-        return again("Enter the email address and the password of your account.", 400)
+    if form.decision == "send_code":
+        try:
+            code_flow = await federation.send_link_code(
+                services, app, form.flow_token, nonce=nonce, meta=meta
+            )
+        except FlowExpired:
+            return expired(request, services, app)
+        except FeatureDisabled:
+            return again("Prove the account with its password.", 400)
+        except TooManyRequests as exc:
+            return again("Too many codes asked for. Wait a few minutes.", 429, exc.headers)
+        return again(None, 200, notice="We sent a 6-digit code to the address of the account.")
+
+    confirm = form.decision == "link"
+    proof: federation.LinkProof = "email_code" if form.proof == "email_code" else "password"
+    payload: dict[str, Any]
+    if form.assertion is not None:
+        # The passkey element's post (/assets/passkeys.js): the assertion is the proof
+        # and the confirmation (its button says "Link with a passkey").
+        confirm, proof = True, "webauthn"
+        try:
+            payload = {"assertion": untrusted.loads(form.assertion)}
+        except untrusted.UntrustedInput:
+            return again(_PASSKEY_REFUSED, 400)
+    elif proof == "email_code":
+        if confirm and (not form.code or not code_flow):
+            return again("Enter the code we sent to the address of the account.", 400)
+        payload = {"flow_token": code_flow or "", "code": form.code or ""}
+    else:
+        if confirm and (not form.email or not form.password):
+            return again("Enter the email address and the password of your account.", 400)
+        payload = {"email": form.email or "", "password": form.password or ""}
+    wrong = {
+        "email_code": "The code is not right, or it has expired. Ask for a new one.",
+        "webauthn": _PASSKEY_REFUSED,
+    }.get(proof, "The email address or password is not right.")
     try:
         outcome = await federation.confirm_link(
             services,
             app,
             form.flow_token,
             nonce=nonce,
-            email=form.email,
-            password=form.password,
+            proof=proof,
+            payload=payload,
             confirm=confirm,
             meta=meta,
             browser=request,
         )
     except federation.Refused as exc:
         if exc.code == "wrong_account":
-            # Another account's address and password: this page again (P4: the
-            # same words as a wrong password); the pending link stays.
-            return again("The email address or password is not right.", 400)
+            # Another account's proof: this page again (P4: the same words as a
+            # wrong password or code); the pending link stays.
+            return again(wrong, 400)
         if exc.code == "link_not_confirmed":
             return _refused(
                 request, services, app, "You chose not to link the accounts.", code=exc.code
@@ -390,9 +549,11 @@ async def link(request: Request) -> Response:
         return _refused(request, services, app, exc.message, code=exc.code, status=exc.status)
     except FlowExpired:
         return expired(request, services, app)
-    except InvalidCredentials:
-        # One message for another account's address and a wrong password (P4).
-        return again("The email address or password is not right.", 400)
+    except (InvalidCredentials, InvalidLinkOrCode, webauthn.PasskeyRefused):
+        # One message for another account's proof and a wrong one (P4).
+        return again(wrong, 400)
+    except FeatureDisabled:
+        return again("Prove the account with its password.", 400)
     except TooManyRequests as exc:
         return again("Too many attempts. Wait a few minutes, then try again.", 429, exc.headers)
     except EmailNotVerified:
@@ -400,6 +561,39 @@ async def link(request: Request) -> Response:
     except ServiceUnavailable as exc:
         return again("We are very busy right now. Try again in a moment.", 503, exc.headers)
     return await _after(request, services, app, outcome, meta)
+
+
+@operation(
+    Operation(
+        "Hosted pages: request options for proving the account of a pending link with"
+        " a passkey (CSRF form; no allowCredentials)",
+        form=PasskeyOptionsForm,
+        responses={200: WebAuthnRequestOptions},
+        errors=(400, 403),
+        tags=("pages", "federation"),
+    )
+)
+async def link_passkey_options(request: Request) -> Response:
+    app = current_app(request)
+    services = Services.of(request)
+    try:
+        form = convert(await read_form(request), PasskeyOptionsForm)
+        if not csrf.check(request, services.settings, app.app_id, form.csrf):
+            raise FlowExpired("this page has expired; reload it")
+        nonce = _nonce(request, app)
+        if nonce is None or not form.flow_token:
+            raise FlowExpired()
+        public_key = await federation.link_passkey_options(
+            services, app, form.flow_token, nonce=nonce
+        )
+    except ApiError as exc:
+        return JSONResponse(
+            exc.to_problem(),
+            status_code=exc.status,
+            media_type="application/problem+json",
+            headers={"cache-control": "no-store"},
+        )
+    return JSONResponse({"publicKey": public_key}, headers={"cache-control": "no-store"})
 
 
 # --- the account page's part ---------------------------------------------------------
@@ -451,8 +645,10 @@ async def unlink(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     return [
         Route("/federation/{provider_id}/start", start, methods=["GET"]),
-        Route("/federation/{provider_id}/callback", callback, methods=["GET"]),
+        Route("/federation/{provider_id}/callback", callback, methods=["GET", "POST"]),
+        Route("/assets/federation-repost.js", repost_script, methods=["GET"]),
         Route("/federation/link", link, methods=["POST"]),
+        Route("/federation/link/passkey/options", link_passkey_options, methods=["POST"]),
         Route("/account/identities/link", link_another, methods=["POST"]),
         Route("/account/identities/{identity_id}/unlink", unlink, methods=["POST"]),
     ]

@@ -144,11 +144,33 @@ class FederationCallbackQuery(msgspec.Struct, kw_only=True):
     session_state: Annotated[str, msgspec.Meta(max_length=512)] | None = None
 
 
+class FederationCallbackForm(FederationCallbackQuery, kw_only=True):
+    """POST /federation/{provider_id}/callback: the same authorization response as a
+    form (``response_mode=form_post``, Apple), plus Apple's ``user`` (a JSON object
+    with the name on the first sign-in only: display only, its email never used) and
+    ``reposted`` (set by our own re-post page: a second POST without the binding
+    cookie is refused instead of re-posted again)."""
+
+    user: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    reposted: Annotated[str, msgspec.Meta(max_length=1, examples=["1"])] | None = None
+
+
 class FederationLinkForm(CsrfForm, kw_only=True):
-    """POST /federation/link: prove the existing account (its email address and
-    password) and confirm the link, or decline it."""
+    """POST /federation/link: prove the existing account and confirm the link, or
+    decline it. ``proof``: ``password`` (its email address and password) or, where
+    the app signs in by mailed codes, ``email_code`` (``decision=send_code`` mails
+    a code to the account's address; ``code`` and the page's ``code_flow`` prove it)."""
 
     flow_token: PostedToken | None = None
     email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
     password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
-    decision: Annotated[str, msgspec.Meta(max_length=16, examples=["link", "cancel"])] | None = None
+    proof: (
+        Annotated[str, msgspec.Meta(max_length=16, examples=["password", "email_code"])] | None
+    ) = None
+    code: Annotated[str, msgspec.Meta(max_length=MAX_SECRET_INPUT)] | None = None
+    code_flow: PostedToken | None = None
+    # The passkey element's post (/assets/passkeys.js): toJSON() of the assertion.
+    assertion: Annotated[str, msgspec.Meta(max_length=16_384)] | None = None
+    decision: (
+        Annotated[str, msgspec.Meta(max_length=16, examples=["link", "cancel", "send_code"])] | None
+    ) = None

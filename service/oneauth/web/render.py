@@ -143,11 +143,15 @@ def render(
     form_targets: Iterable[str] = (),
     headers: Mapping[str, str] | None = None,
     scripts: bool = False,
+    issue_csrf: bool = True,
 ) -> HTMLResponse:
-    """A hosted page of ``app``: branding, a CSRF token, and the headers above."""
+    """A hosted page of ``app``: branding, a CSRF token, and the headers above.
+    ``issue_csrf=False``: a page without a form of ours that needs one, answering a
+    request that came without this browser's cookies (federation's form_post
+    re-post): no CSRF seed cookie is set, so the browser's own one stays."""
     settings = services.settings
     issuer = settings.issuer_for(app.app_id)
-    token, new_seed = csrf.issue(request, settings, app.app_id)
+    token, new_seed = csrf.issue(request, settings, app.app_id) if issue_csrf else ("", None)
     brand = branding(app)
     values: dict[str, Any] = {
         "app_id": app.app_id,

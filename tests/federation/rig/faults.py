@@ -17,6 +17,13 @@
   its discovery document (``token_endpoint``/``jwks_uri``/``userinfo_endpoint`` set
   to a HangServer's URL: an upstream that signs the user in, then stops answering;
   ``OMIT`` drops a member, e.g. ``authorization_response_iss_parameter_supported``).
+- Apple-style clients (``register_apple_client``): ``response_mode=form_post`` answers
+  with an HTML form posting ``code``, ``state`` and, on an account's first sign-in
+  only, ``user`` (Apple's JSON with the name) to the redirect URI; the token endpoint
+  authenticates the client by Apple's signed client secret: an ES256 JWT checked
+  with the client's public key (``kid``, ``iss`` = team id, ``sub`` = client id,
+  ``aud`` = https://appleid.apple.com, ``iat``/``exp``), as Apple's REST API
+  documents. Every check's verdict is in ``client_secret_verdicts``.
 """
 
 from __future__ import annotations
@@ -186,6 +193,21 @@ class _Pending:
     nonce: str | None
     challenge: str
     scope: str
+    form_post: bool = False
+
+
+APPLE_AUDIENCE = "https://appleid.apple.com"
+
+
+@dataclass(frozen=True)
+class AppleClient:
+    """An Apple-style client: its team, the key's id and the PUBLIC key that checks
+    its client-secret JWTs (the private PEM is the test's, given to oneauth)."""
+
+    team_id: str
+    key_id: str
+    public_key: jwk.JWK
+    private_pem: str
 
 
 @dataclass
@@ -231,6 +253,11 @@ class FaultyOP:
         self._tokens: dict[str, tuple[str, Account]] = {}
         self.token_requests = 0
         self.userinfo_requests = 0
+        self.apple: dict[str, AppleClient] = {}
+        self.client_secret_verdicts: list[str] = []  # "ok" or why a JWT was refused
+        self._named: set[tuple[str, str]] = set()  # (client, sub) that got ``user`` once
+        self.issued_tokens: list[dict[str, Any]] = []  # token responses, in order
+        self.refresh_tokens = False  # also issue a refresh token
 
     # set-up ---------------------------------------------------------------------
 
@@ -242,6 +269,52 @@ class FaultyOP:
         )
         self.clients[client.client_id] = (client, faults or Faults())
         return client
+
+    def register_apple_client(
+        self, redirect_uris: list[str] | tuple[str, ...], faults: Faults | None = None
+    ) -> tuple[RegisteredClient, AppleClient]:
+        """An Apple-style client (form_post, signed client secret). Apple sends no
+        ``iss`` in its answer: set ``discovery_overrides`` to drop
+        ``authorization_response_iss_parameter_supported`` too."""
+        key = jwk.JWK.generate(kty="EC", crv="P-256", kid=f"AK{secrets.token_hex(4).upper()}")
+        apple = AppleClient(
+            team_id=f"TEAM{secrets.token_hex(3).upper()}",
+            key_id=key["kid"],
+            public_key=jwk.JWK.from_json(key.export_public()),
+            private_pem=key.export_to_pem(private_key=True, password=None).decode(),
+        )
+        client = RegisteredClient(
+            f"com.example.{secrets.token_hex(4)}", None, tuple(redirect_uris), {}
+        )
+        self.clients[client.client_id] = (client, faults or Faults(callback_iss=OMIT))
+        self.apple[client.client_id] = apple
+        return client, apple
+
+    def _apple_secret_verdict(self, client_id: str, secret: str) -> str:
+        """Apple's checks of a client secret JWT; "ok" or the reason it is refused."""
+        apple = self.apple[client_id]
+        try:
+            token = jws.JWS()
+            token.deserialize(secret)
+            header = token.jose_header
+            if header.get("alg") != "ES256":
+                return "alg"
+            if header.get("kid") != apple.key_id:
+                return "kid"
+            token.verify(apple.public_key, alg="ES256")
+            claims = json.loads(token.payload)
+        except Exception:
+            return "signature"
+        now = time.time()
+        checks = {
+            "iss": claims.get("iss") == apple.team_id,
+            "sub": claims.get("sub") == client_id,
+            "aud": claims.get("aud") == APPLE_AUDIENCE,
+            "iat": isinstance(claims.get("iat"), int) and claims["iat"] <= now + 60,
+            "exp": isinstance(claims.get("exp"), int)
+            and now < claims["exp"] <= claims.get("iat", 0) + 15_777_000,
+        }
+        return next((name for name, ok in checks.items() if not ok), "ok")
 
     def update_redirect_uris(
         self, client: RegisteredClient, redirect_uris: list[str] | tuple[str, ...]
@@ -358,6 +431,7 @@ class FaultyOP:
             q.get("nonce"),
             q.get("code_challenge", ""),
             q.get("scope", ""),
+            form_post=q.get("response_mode") == "form_post",
         )
         if q.get("response_type") != "code":
             return self._redirect(pending, faults, error="unsupported_response_type")
@@ -392,7 +466,38 @@ class FaultyOP:
             return self._redirect(pending, faults, error="access_denied")
         code = secrets.token_urlsafe(24)
         self._codes[code] = _Grant(pending, account, time.monotonic() + 60)
+        if pending.form_post:
+            return self._form_post(pending, faults, account, code)
         return self._redirect(pending, faults, code=code)
+
+    def _form_post(
+        self, pending: _Pending, faults: Faults, account: Account, code: str
+    ) -> Response:
+        """OAuth 2.0 Form Post Response Mode, as Apple answers: a page whose form
+        posts the answer to the redirect URI (a browser's script submits it)."""
+        fields = {"code": code}
+        if pending.state is not None:
+            fields["state"] = pending.state
+        if faults.callback_iss not in (None, OMIT):
+            fields["iss"] = str(faults.callback_iss)
+        key = (pending.client_id, account.sub)
+        if key not in self._named and account.name:
+            # Apple sends the user's name (and an email we must not trust) once.
+            first, _, last = account.name.partition(" ")
+            user = {"name": {"firstName": first, "lastName": last}, "email": account.email}
+            user.update(account.extra.get("apple_user", {}))
+            fields["user"] = json.dumps(user)
+            self._named.add(key)
+        inputs = "".join(
+            f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
+            for k, v in fields.items()
+        )
+        return HTMLResponse(
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<title>Signing in</title></head><body>"
+            f'<form method="post" action="{escape(pending.redirect_uri)}">{inputs}'
+            '<button type="submit">Continue</button></form></body></html>'
+        )
 
     @staticmethod
     def _oauth_error(status: int, error: str, description: str = "") -> Response:
@@ -414,8 +519,14 @@ class FaultyOP:
         form = {k: str(v) for k, v in (await request.form()).items()}
         client_id, secret = self._client_auth(request, form)
         entry = self.clients.get(client_id)
-        if entry is None or not secrets.compare_digest(entry[0].client_secret or "", secret):
+        if client_id in self.apple:
+            verdict = self._apple_secret_verdict(client_id, secret)
+            self.client_secret_verdicts.append(verdict)
+            if verdict != "ok":
+                return self._oauth_error(400, "invalid_client")  # as Apple answers
+        elif entry is None or not secrets.compare_digest(entry[0].client_secret or "", secret):
             return self._oauth_error(401, "invalid_client")
+        assert entry is not None
         client, faults = entry
         if faults.token_delay:
             await asyncio.sleep(faults.token_delay)
@@ -437,8 +548,11 @@ class FaultyOP:
         access = secrets.token_urlsafe(24)
         self._tokens[access] = (client.client_id, grant.account)
         body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": 600}
+        if self.refresh_tokens:
+            body["refresh_token"] = f"rt-{secrets.token_urlsafe(24)}"
         if not faults.no_id_token:
             body["id_token"] = self.id_token(client.client_id, grant.pending, grant.account, faults)
+        self.issued_tokens.append(body)
         return JSONResponse(body, headers={"cache-control": "no-store"})
 
     def id_token(self, client_id: str, pending: _Pending, account: Account, faults: Faults) -> str:
@@ -511,6 +625,24 @@ class FaultyOP:
     def sign_in_sync(self, http: httpx.Client, authorize_url: str, account: Account) -> str:
         self.put_account(account)
         return drive_sync(http, authorize_url, self.issuer, {"login": account.sub})
+
+    async def sign_in_form_post(
+        self, http: httpx.AsyncClient, authorize_url: str, account: Account
+    ) -> tuple[str, dict[str, str]]:
+        """An Apple-style sign-in: the form the upstream's page would post to the
+        callback (its action and fields), not posted."""
+        from oidc._support import forms
+
+        self.put_account(account)
+        page = await http.get(authorize_url)
+        assert page.status_code == 200, page.text
+        rid = forms(page.text)[0].fields["rid"]
+        answer = await http.post(
+            f"{self.issuer}/authorize/login", data={"rid": rid, "login": account.sub}
+        )
+        assert answer.status_code == 200, answer.text
+        (form,) = forms(answer.text)
+        return form.action, dict(form.fields)
 
     def browser_sign_in(self, page: Any, account: Account) -> None:
         """With Playwright's sync ``page`` on the sign-in page: sign in as ``account``."""
