@@ -54,7 +54,8 @@ def test_unknown_admin_scopes_and_org_clients_are_refused() -> None:
 
 def test_console_roles() -> None:
     assert scopes_for_role("viewer") == READ_SCOPES
-    assert all(s.endswith(":read") for s in READ_SCOPES) and "admin:users:read" in READ_SCOPES
+    assert all(s.endswith(":read") for s in READ_SCOPES)
+    assert "admin:users:read" in READ_SCOPES
     assert scopes_for_role("admin") == APP_ADMIN_SCOPES
     assert scopes_for_role("owner") == frozenset() == scopes_for_role(None)
 
