@@ -135,6 +135,31 @@ async def log_after(conn: asyncpg.Connection, after: int, limit: int) -> list[as
     )
 
 
+_JOINED = ", ".join("l." + c for c in SELECT_COLUMNS.split(", "))
+
+
+async def export_batch(
+    conn: asyncpg.Connection,
+    after: int,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Audit rows after id ``after`` with their chain entries, in id order (keyset)."""
+    return list(
+        await conn.fetch(
+            f"SELECT {_JOINED}, c.prev_hash, c.row_hash FROM audit_log l"
+            " LEFT JOIN audit_chain c ON c.audit_id = l.id"
+            " WHERE l.id > $1 AND ($2::timestamptz IS NULL OR l.occurred_at >= $2)"
+            " AND ($3::timestamptz IS NULL OR l.occurred_at < $3) ORDER BY l.id LIMIT $4",
+            after,
+            since,
+            until,
+            limit,
+        )
+    )
+
+
 async def export_rows(
     conn: asyncpg.Connection,
     *,
@@ -142,24 +167,13 @@ async def export_rows(
     until: datetime | None = None,
     batch: int = 500,
 ) -> AsyncIterator[list[asyncpg.Record]]:
-    """Audit rows with their chain entries, in id order, batch by batch (keyset on id):
-    memory stays bounded by one batch whatever the log's size."""
+    """``export_batch`` after ``export_batch``: memory stays one batch whatever the log's size."""
     after = 0
     while True:
-        rows = await conn.fetch(
-            f"SELECT {', '.join('l.' + c for c in SELECT_COLUMNS.split(', '))},"
-            " c.prev_hash, c.row_hash FROM audit_log l"
-            " LEFT JOIN audit_chain c ON c.audit_id = l.id"
-            " WHERE l.id > $1 AND ($2::timestamptz IS NULL OR l.occurred_at >= $2)"
-            " AND ($3::timestamptz IS NULL OR l.occurred_at < $3) ORDER BY l.id LIMIT $4",
-            after,
-            since,
-            until,
-            batch,
-        )
+        rows = await export_batch(conn, after, since, until, batch)
         if not rows:
             return
-        yield list(rows)
+        yield rows
         if len(rows) < batch:
             return
         after = int(rows[-1]["id"])
@@ -180,14 +194,16 @@ async def query(
     """Newest first, keyset on id (the cursor is the last id shown)."""
     return list(
         await conn.fetch(
-            f"SELECT {SELECT_COLUMNS} FROM audit_log WHERE ($1::bigint IS NULL OR id < $1)"
-            " AND ($2::timestamptz IS NULL OR occurred_at >= $2)"
-            " AND ($3::timestamptz IS NULL OR occurred_at < $3)"
-            " AND ($4::text IS NULL OR event = $4 OR event LIKE $4 || '.%')"
-            " AND ($5::text IS NULL OR actor_id = $5)"
-            " AND ($6::text IS NULL OR target_id = $6)"
-            " AND ($7::text IS NULL OR outcome = $7)"
-            " ORDER BY id DESC LIMIT $8",
+            f"SELECT {_JOINED}, c.row_hash FROM audit_log l"
+            " LEFT JOIN audit_chain c ON c.audit_id = l.id"
+            " WHERE ($1::bigint IS NULL OR l.id < $1)"
+            " AND ($2::timestamptz IS NULL OR l.occurred_at >= $2)"
+            " AND ($3::timestamptz IS NULL OR l.occurred_at < $3)"
+            " AND ($4::text IS NULL OR l.event = $4 OR l.event LIKE replace($4, '_', '\\_') || '.%')"
+            " AND ($5::text IS NULL OR l.actor_id = $5)"
+            " AND ($6::text IS NULL OR l.target_id = $6)"
+            " AND ($7::text IS NULL OR l.outcome = $7)"
+            " ORDER BY l.id DESC LIMIT $8",
             before_id,
             since,
             until,
