@@ -9,12 +9,12 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from admin._support import admin_token, bearer
 from oneauth.admin.scopes import APP_ADMIN_SCOPES
 from oneauth.apps.models import AppRecord
 from oneauth.services import Services
 from oneauth.settings import Settings
 
-from admin._support import admin_token, bearer
 from ._helpers import ids, make_sealer, superuser, write
 
 ROUTES = [
@@ -103,7 +103,8 @@ async def test_export_streams_ndjson_and_is_audited(
     exported = [line["id"] for line in lines]
     assert exported == sorted(exported)
     assert set(await ids(services, app)) - set(exported) <= {max(await ids(services, app))}
-    assert lines[0]["row_hash"] and lines[1]["prev_hash"] == lines[0]["row_hash"]
+    assert lines[0]["row_hash"]
+    assert lines[1]["prev_hash"] == lines[0]["row_hash"]
     async with services.router.enter(app) as conn:
         assert (
             await conn.fetchval("SELECT count(*) FROM audit_log WHERE event = 'admin.audit.export'")
@@ -131,7 +132,9 @@ async def test_verify_and_checkpoints_over_the_api(
     r = await client.get(_url(app, "/audit/checkpoints"), headers=bearer(token))
     assert r.status_code == 200
     (cp,) = r.json()["items"]
-    assert cp["seq"] == 1 and cp["kind"] == "periodic" and cp["jws"].count(".") == 2
+    assert cp["seq"] == 1
+    assert cp["kind"] == "periodic"
+    assert cp["jws"].count(".") == 2
     victim = (await ids(services, app))[1]
     with superuser(pg_admin_dsn, settings, app) as su:
         su.execute("UPDATE audit_log SET event = 'user.nothing' WHERE id = %s", (victim,))
