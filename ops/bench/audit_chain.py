@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         row["p50_vs_off"] = row["p50_ms"] / off["p50_ms"] if off["p50_ms"] else None
         row["rate_vs_off"] = row["rate_median"] / off["rate_median"] if off["rate_median"] else None
         print(
-            f"sealer {row['sealer']:>3}: {row['rate_median']:.1f} refreshes/s (runs {row['rates']}),"
+            f"sealer {row['sealer']:>3}: {row['rate_median']:.1f} refreshes/s"
+            f" (runs {row['rates']}),"
             f" p50 {row['p50_ms']:.1f} ms ({row['p50_vs_off']:.2f}x off),"
             f" p99 {row['p99_ms']:.1f} ms, errors {row['errors']}"
         )
