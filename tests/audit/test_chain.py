@@ -493,3 +493,68 @@ async def test_retention_prunes_old_rows_after_a_prune_checkpoint(
     assert report.pruned_through == before[6]
     code, err = _verify_cli(settings, app)
     assert code == 0, err
+
+
+# --- the sweep: which apps, without entering every schema ---------------------------
+
+
+async def test_the_sweep_visits_only_apps_whose_log_grew(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    quiet, busy = provision(), provision()
+    await write(services, quiet, 1)
+    await write(services, busy, 1)
+    sealer = make_sealer(services, checkpoint_interval=3600.0)
+    # Until the statistics writer flushes (about a second; longer on a loaded
+    # machine): a deadline, not a count of sweeps.
+    deadline = asyncio.get_running_loop().time() + 60
+    while (await ids(services, quiet, "audit_chain")) != (await ids(services, quiet)):
+        assert asyncio.get_running_loop().time() < deadline
+        await sealer.sweep()
+        await asyncio.sleep(0.2)
+    await sealer.sweep()
+    await write(services, busy, 2)
+    visited: set[str] = set()
+    while (await ids(services, busy, "audit_chain")) != (await ids(services, busy)):
+        assert asyncio.get_running_loop().time() < deadline
+        visited |= set(await sealer.sweep())
+        await asyncio.sleep(0.2)
+    assert busy.app_id in visited
+    assert quiet.app_id not in visited
+    # A new process (a deploy) starts from what oneauth.audit_sweep recorded.
+    fresh = make_sealer(services)
+    assert quiet.app_id not in await fresh.sweep()
+    # Both apps' chains grew: a checkpoint each is due within the interval.
+    assert quiet.app_id in sealer._checkpoint_due and busy.app_id in sealer._checkpoint_due
+
+
+async def test_the_in_process_sealer_seals_and_checkpoints(
+    settings: Settings, provision: Callable[..., AppRecord]
+) -> None:
+    from dataclasses import replace
+
+    from oneauth.asgi import create_app
+
+    app_record = provision()
+    service = create_app(
+        replace(
+            settings,
+            audit_sealer="inprocess",
+            audit_seal_interval=0.2,
+            audit_checkpoint_interval=10.0,
+            pool_max_size=3,
+        ),
+        configure_logging=False,
+    )
+    async with service.router.lifespan_context(service):
+        services = service.state.services
+        assert isinstance(services, Services)
+        await write(services, app_record, 3)
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(await ids(services, app_record, "audit_chain")) < 3:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.2)
+        while not await stored_checkpoints(services, app_record.app_id):
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.5)
+        assert (await verify(services, app_record)).ok
