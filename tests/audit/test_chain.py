@@ -446,6 +446,12 @@ def test_the_chain_is_insert_only_and_delete_only_goes_through_prune(
         " set_config('oneauth.audit_prune_before', now()::text, true);"
         " DELETE FROM audit_log",
         "SELECT audit_prune(999999, now())",
+        # Old enough, but never sealed: still refused.
+        "INSERT INTO audit_log (occurred_at, event, outcome)"
+        " VALUES (now() - interval '9 days', 'test.old', 'success');"
+        " SELECT set_config('oneauth.audit_prune_through', '999999', true),"
+        " set_config('oneauth.audit_prune_before', (now() - interval '2 days')::text, true);"
+        " DELETE FROM audit_log WHERE event = 'test.old'",
     ):
         with (
             pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.CheckViolation)),
