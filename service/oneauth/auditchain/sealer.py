@@ -169,14 +169,19 @@ class Sealer:
     async def seal_app(self, app: AppRecord) -> Visit:
         """Seal what is safe to seal now; one transaction, as this app's leader."""
         visit = Visit()
+        # The observation in a transaction of its own: the rows are then read in
+        # a later one, whose snapshot is taken after the writers were read, at
+        # any isolation level (in REPEATABLE READ a snapshot from before the
+        # writers check could miss a row that committed in between).
         async with self.router.enter(app) as conn:
-            if not await repo.try_lead(conn, app.app_id):
-                return Visit(leader=False)
             # Order matters: the sequence first, then the writers (module doc).
             allocated = await repo.allocated(conn)
             writers = await repo.writers(conn)
-            horizon = self._horizons.setdefault(app.app_id, _Horizon())
-            safe = horizon.advance(allocated, writers)
+        horizon = self._horizons.setdefault(app.app_id, _Horizon())
+        safe = horizon.advance(allocated, writers)
+        async with self.router.enter(app) as conn:
+            if not await repo.try_lead(conn, app.app_id):
+                return Visit(leader=False)
             current = await repo.head(conn)
             head_id, prev = current if current else (0, genesis(app.app_id))
             while visit.sealed < self.config.max_rows_per_visit:
