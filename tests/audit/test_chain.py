@@ -565,3 +565,23 @@ async def test_the_in_process_sealer_seals_and_checkpoints(
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.5)
         assert (await verify(services, app_record)).ok
+
+
+async def test_checkpoints_signed_before_a_key_rotation_still_verify(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    app = await _sealed_app(services, provision, n=2)
+    sealer = make_sealer(services)
+    first = await sealer.checkpoint(app)
+    assert first is not None
+    rotated = cli(settings, "keys", "rotate", app.app_id, "--force")
+    assert rotated.returncode == 0, rotated.stderr
+    services.keys.on_change(app.app_id)  # what the rotation's NOTIFY does, without waiting
+    await write(services, app, 2)
+    await _seal(services, app)
+    second = await sealer.checkpoint(app)
+    assert second is not None
+    assert second.kid != first.kid
+    report = await verify(services, app)
+    assert report.ok, report.problems
+    assert report.checkpoints_matched == 2
