@@ -10,6 +10,7 @@ import psycopg
 from oneauth import __version__
 from oneauth.cli import (
     apps,
+    audit,
     clients,
     db,
     dev,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         roles,
         users,
         orgs,
+        audit,
     ):
         module.register(sub)
     return parser

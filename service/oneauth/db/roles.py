@@ -33,6 +33,9 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "schema_migrations": "SELECT",
     "installation": "SELECT",
     "mail_sweep": "SELECT, INSERT, UPDATE, DELETE",
+    # The audit sealer: signed checkpoints are only ever added (A2).
+    "audit_checkpoints": "SELECT, INSERT",
+    "audit_sweep": "SELECT, INSERT, UPDATE, DELETE",
 }
 
 
