@@ -404,3 +404,29 @@ async def test_app_b_admin_sees_none_of_as_users(
     assert r.json()["user"]["status"] == "active"
     r = await client.get(f"{base(a)}/users/not-a-uuid", headers=auth_a)
     assert r.status_code == 404
+
+
+async def test_show_names_the_users_orgs_roles_and_permissions(
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+    services: Services,
+) -> None:
+    from oneauth.orgs import roles
+    from oneauth.orgs import service as orgs
+    from oneauth.orgs.actor import OPERATOR
+
+    app = provision()
+    auth = bearer(await admin_token(client, settings, app))
+    user = (
+        await client.post(f"{base(app)}/users", json={"email": unique("o")}, headers=auth)
+    ).json()
+    async with services.router.enter(app) as conn:
+        await roles.create_role(conn, "billing", permissions=["invoice:read"], actor=OPERATOR)
+        await roles.grant(conn, user["id"], "billing", actor=OPERATOR)
+        org = await orgs.create(conn, name="Acme", creator=user["id"], actor=OPERATOR)
+    shown = (await client.get(f"{base(app)}/users/{user['id']}", headers=auth)).json()
+    assert shown["roles"] == ["billing"]
+    assert shown["permissions"] == ["invoice:read"]
+    assert [(o["id"], o["slug"], o["name"]) for o in shown["orgs"]] == [(org.id, org.slug, "Acme")]
+    assert shown["orgs"][0]["roles"] == ["admin"]
