@@ -4,8 +4,9 @@
 -- cannot live in one app's schema lives here.
 
 -- Which apps an operator (a user of the platform app) may administer in the
--- console, and how. app_id NULL = every app. No foreign key to apps: a grant
--- may name an app before it exists, and outlives none of its data.
+-- console, and how. app_id NULL = every app. No foreign key to apps: grants are
+-- checked against the registry when made (`platform operators grant`), and an
+-- app is never removed from the registry (deleted apps keep a tombstone).
 CREATE TABLE console_grants (
     operator_sub    uuid NOT NULL,
     app_id          text CHECK (app_id ~ '^[a-z]([a-z0-9]|-(?=[a-z0-9])){2,39}$'),
