@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from oneauth.db.savepoint import savepoint
+
 __all__ = ["COLUMNS", "by_id", "escape_like", "page_by_created", "page_by_email"]
 
 COLUMNS = (
@@ -80,3 +82,85 @@ async def by_id(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record 
 
 def row_values(row: asyncpg.Record) -> dict[str, Any]:
     return dict(row.items())
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    email: str,
+    email_normalized: str,
+    email_verified: bool,
+    password_hash: str | None,
+) -> asyncpg.Record | None:
+    """A new user; None when the normalized address is taken in this app."""
+    return await conn.fetchrow(
+        "INSERT INTO users (email, email_normalized, email_verified, password_hash,"
+        " password_changed_at) VALUES ($1, $2, $3, $4, CASE WHEN $4::text IS NULL THEN NULL"
+        " ELSE now() END) ON CONFLICT (email_normalized) DO NOTHING"
+        f" RETURNING {COLUMNS}",
+        email.strip(),
+        email_normalized,
+        email_verified,
+        password_hash,
+    )
+
+
+async def lock(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record | None:
+    """The user's row, locked for a change in this transaction."""
+    return await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM users WHERE id = $1 AND status <> 'deleted' FOR UPDATE", user_id
+    )
+
+
+async def update(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    *,
+    email: str | None = None,
+    email_normalized: str | None = None,
+    email_verified: bool | None = None,
+    status: str | None = None,
+) -> asyncpg.Record | None:
+    """Change the given columns; None when the new address is taken (unique)."""
+    try:
+        async with savepoint(conn):  # a taken address must not abort the unit
+            return await conn.fetchrow(
+                "UPDATE users SET email = coalesce($2, email),"
+                " email_normalized = coalesce($3, email_normalized),"
+                " email_verified = coalesce($4, email_verified), status = coalesce($5, status),"
+                " updated_at = now() WHERE id = $1 AND status <> 'deleted'"
+                f" RETURNING {COLUMNS}",
+                user_id,
+                email,
+                email_normalized,
+                email_verified,
+                status,
+            )
+    except asyncpg.UniqueViolationError:
+        return None
+
+
+async def delete(conn: asyncpg.Connection, user_id: uuid.UUID) -> bool:
+    """Remove the user; sessions, tokens, factors, identities, memberships and role
+    grants go with it (ON DELETE CASCADE). The audit log keeps the user's id."""
+    return await conn.fetchval("DELETE FROM users WHERE id = $1 RETURNING true", user_id) is True
+
+
+async def delete_factors(conn: asyncpg.Connection, user_id: uuid.UUID) -> dict[str, int]:
+    """Remove every second factor and the recovery codes: counts by kind."""
+    rows = await conn.fetch("DELETE FROM mfa_factors WHERE user_id = $1 RETURNING kind", user_id)
+    counts = {"totp": 0, "webauthn": 0, "recovery_codes": 0}
+    for row in rows:
+        counts[row["kind"]] = counts.get(row["kind"], 0) + 1
+    return counts
+
+
+async def count_live_sessions(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+    value = await conn.fetchval(
+        "SELECT (SELECT count(*) FROM browser_sessions WHERE user_id = $1"
+        "  AND revoked_at IS NULL AND expires_at > now())"
+        " + (SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL"
+        "  AND expires_at > now() AND browser_session_id IS NULL)",
+        user_id,
+    )
+    return int(value or 0)
