@@ -337,3 +337,15 @@ def test_the_service_role_may_queue_jobs_and_nothing_more(
                 conn.execute(statement)
     with ops.connect(settings.operator_url) as conn:  # not left for a runner to try
         conn.execute("DELETE FROM oneauth.platform_jobs WHERE id = %s", (job[0],))
+
+
+def test_the_control_plane_cannot_be_suspended_or_deleted(
+    platform_init: InitResult, sync_conn: lifecycle.Conn
+) -> None:
+    with pytest.raises(lifecycle.AppConflict, match="control plane"):
+        lifecycle.set_status(sync_conn, "platform", "suspended")
+    with pytest.raises(lifecycle.AppConflict, match="control plane"):
+        lifecycle.delete(sync_conn, "platform")
+    app = lifecycle.get(sync_conn, "platform")
+    assert app is not None
+    assert app.status == "active"

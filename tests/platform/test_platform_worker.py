@@ -106,3 +106,35 @@ def test_refused_jobs_fail_cleanly_and_change_nothing(
         "bad setting": "invalid_request",
     }
     assert {status for status, _ in outcomes.values()} == {"failed"}
+
+
+async def test_the_service_runs_a_runner_when_asked(
+    platform_init: object, settings: Settings
+) -> None:
+    """ONEAUTH_PLATFORM_WORKER=true (make run): the lifespan starts and stops a runner."""
+    from dataclasses import replace
+
+    import httpx
+
+    from admin._support import bearer
+    from oneauth.asgi import create_app
+    from platformkit import platform_client, platform_token
+
+    app = create_app(
+        replace(settings, platform_worker=True, pool_max_size=4), configure_logging=False
+    )
+    cid, secret = platform_client(settings, ["platform:apps:write"])
+    app_id = new_app_id("pinproc")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            token = await platform_token(http, cid, secret)
+            r = await http.post(
+                "/admin/v1/apps?wait=10",
+                json={"app_id": app_id, "display_name": "In process"},
+                headers=bearer(token),
+            )
+            assert r.status_code == 202, r.text
+            assert r.json()["status"] == "succeeded", r.json()
+            doc = await http.get(f"/apps/{app_id}/.well-known/openid-configuration")
+            assert doc.status_code == 200

@@ -18,7 +18,13 @@ from psycopg import sql
 
 from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
 from oneauth.db import ops, roles, templates
-from oneauth.db.naming import AppNames, names_for, validate_app_id, validate_new_app_id
+from oneauth.db.naming import (
+    AppNames,
+    is_reserved_app_id,
+    names_for,
+    validate_app_id,
+    validate_new_app_id,
+)
 from oneauth.settings import Settings
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -279,9 +285,18 @@ def configure(
 _ABSENT = object()
 
 
+def _not_the_control_plane(app_id: str, verb: str) -> None:
+    if is_reserved_app_id(app_id):
+        raise AppConflict(
+            f"app {app_id!r} is oneauth's control plane; it cannot be {verb} "
+            "(configure it like any app: `oneauth apps configure platform ...`)"
+        )
+
+
 def set_status(conn: Conn, app_id: str, status: str) -> AppRecord:
-    """Suspend or resume an app; a deleted app stays deleted."""
+    """Suspend or resume an app; a deleted app stays deleted. Not the control plane."""
     validate_app_id(app_id)
+    _not_the_control_plane(app_id, "suspended" if status != "active" else "resumed")
     with conn.transaction():
         current = _fetch(conn, app_id, for_update=True)
         if current is None:
@@ -299,8 +314,10 @@ def set_status(conn: Conn, app_id: str, status: str) -> AppRecord:
 
 
 def delete(conn: Conn, app_id: str) -> AppRecord:
-    """Drop the app's schema (all its data and key material) and role; keep a tombstone."""
+    """Drop the app's schema (all its data and key material) and role; keep a tombstone.
+    Not the control plane's."""
     validate_app_id(app_id)
+    _not_the_control_plane(app_id, "deleted")
     with conn.transaction():
         ops.advisory_lock(conn, f"app:{app_id}")
         current = _fetch(conn, app_id, for_update=True)

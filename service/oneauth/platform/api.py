@@ -285,6 +285,14 @@ async def show_job(request: Request, caller: AdminCaller, conn: asyncpg.Connecti
         row = await repo.get_job(conn, job_id)
     if row is None:
         raise JobNotFound()
+    await audit(
+        conn,
+        caller,
+        "platform.job.show",
+        target_type="app",
+        target_id=row["app_id"],
+        details={"job_id": str(job_id)},
+    )
     return _job_response(row, 200)
 
 
@@ -310,6 +318,12 @@ async def list_jobs(request: Request, caller: AdminCaller, conn: asyncpg.Connect
         )
     items = [_job_view(r) for r in rows[: query.limit]]
     cursor = pagination.next_cursor(rows, query.limit, "created_at", "id")
+    await audit(
+        conn,
+        caller,
+        "platform.jobs.list",
+        details={"app_id": query.app_id, "status": query.status, "count": len(items)},
+    )
     return json_response(JobPage(items=items, next_cursor=cursor), headers=NO_STORE)
 
 
