@@ -229,6 +229,11 @@ async def test_list_by_email_prefix_and_keyset_pages(
     assert [u["email"] for u in r.json()["items"]] == ["pat_x@example.com"]
     r = await client.get(f"{base(app)}/users?email=p%25", headers=auth)
     assert r.json()["items"] == []
+    r = await client.get(f"{base(app)}/users?email=ROBIN%40example.com", headers=auth)
+    assert [u["email"] for u in r.json()["items"]] == ["robin@example.com"]
+    # An empty search box is no filter.
+    r = await client.get(f"{base(app)}/users?email=&cursor=&limit=10", headers=auth)
+    assert len(r.json()["items"]) == 7
 
     everyone: list[str] = []
     cursor = None

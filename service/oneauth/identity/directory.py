@@ -16,16 +16,12 @@ import asyncpg
 
 from oneauth.db.savepoint import savepoint
 
-__all__ = ["COLUMNS", "by_id", "escape_like", "page_by_created", "page_by_email"]
+__all__ = ["COLUMNS", "by_id", "page_by_created", "page_by_email"]
 
 COLUMNS = (
     "id, email, email_normalized, email_verified, status, password_hash IS NOT NULL"
     " AS has_password, created_at, updated_at, last_login_at"
 )
-
-
-def escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 async def page_by_created(
@@ -35,19 +31,35 @@ async def page_by_created(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """``limit`` users in creation order after ``after``; one more to tell a next page."""
+    """``limit`` users in creation order after ``after``; one more to tell a next page.
+
+    Two statements, not ``($2 IS NULL OR (created_at, id) > ...)``: a prepared
+    statement's generic plan could not start the index scan at the cursor then,
+    and a deep page would read every row before it."""
+    where = "status <> 'deleted' AND ($1::text IS NULL OR status = $1)"
+    if after is None:
+        return list(
+            await conn.fetch(
+                f"SELECT {COLUMNS} FROM users WHERE {where} ORDER BY created_at, id LIMIT $2",
+                status,
+                limit + 1,
+            )
+        )
     return list(
         await conn.fetch(
-            f"SELECT {COLUMNS} FROM users WHERE status <> 'deleted'"
-            " AND ($1::text IS NULL OR status = $1)"
-            " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))"
+            f"SELECT {COLUMNS} FROM users WHERE {where} AND (created_at, id) > ($2, $3)"
             " ORDER BY created_at, id LIMIT $4",
             status,
-            after[0] if after else None,
-            after[1] if after else None,
+            after[0],
+            after[1],
             limit + 1,
         )
     )
+
+
+# Above every character a normalized address can hold: [prefix, prefix + TOP) is
+# exactly the addresses starting with prefix in "C" (code point) order.
+_TOP = "\U0010ffff"
 
 
 async def page_by_email(
@@ -58,17 +70,21 @@ async def page_by_email(
     after: str | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """Users whose normalized address starts with ``prefix``, in address order."""
+    """Users whose normalized address starts with ``prefix``, in address order: a
+    range of the ``COLLATE "C"`` index (a range, not LIKE, so that a generic plan
+    uses it too; ``%`` and ``_`` are plain characters)."""
+    low = prefix if after is None or after < prefix else after
     return list(
         await conn.fetch(
             f"SELECT {COLUMNS} FROM users"
-            " WHERE (email_normalized COLLATE \"C\") LIKE $1 || '%' ESCAPE '\\'"
-            " AND status <> 'deleted' AND ($2::text IS NULL OR status = $2)"
-            ' AND ($3::text IS NULL OR (email_normalized COLLATE "C") > $3)'
-            ' ORDER BY email_normalized COLLATE "C" LIMIT $4',
-            escape_like(prefix),
+            ' WHERE (email_normalized COLLATE "C") >= $1 AND (email_normalized COLLATE "C") < $2'
+            ' AND (email_normalized COLLATE "C") <> $3'
+            " AND status <> 'deleted' AND ($4::text IS NULL OR status = $4)"
+            ' ORDER BY email_normalized COLLATE "C" LIMIT $5',
+            low,
+            prefix + _TOP,
+            after if after is not None else "",
             status,
-            after,
             limit + 1,
         )
     )
