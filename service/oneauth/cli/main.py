@@ -17,6 +17,7 @@ from oneauth.cli import (
     keys,
     migrate,
     orgs,
+    platform,
     providers,
     roles,
     serve,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         roles,
         users,
         orgs,
+        platform,
         audit,
     ):
         module.register(sub)

@@ -36,6 +36,11 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     # The audit sealer: signed checkpoints are only ever added (A2).
     "audit_checkpoints": "SELECT, INSERT",
     "audit_sweep": "SELECT, INSERT, UPDATE, DELETE",
+    # The platform API (oneauth.platform): it reads operators' grants and
+    # queues jobs; the operator-role runner executes and updates them (the
+    # service never creates schemas or roles).
+    "console_grants": "SELECT",
+    "platform_jobs": "SELECT, INSERT",
 }
 
 
