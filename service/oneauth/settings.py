@@ -165,7 +165,7 @@ class Settings:
         return self.smtp_port or {"starttls": 587, "tls": 465}.get(self.smtp_tls, 25)
 
     def issuer_for(self, app_id: str) -> str:
-        return f"{self.public_url}/apps/{app_id}"
+        return issuer_url(self.public_url, app_id)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -296,6 +296,14 @@ T = TypeVar("T")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def issuer_url(public_url: str, app_id: str) -> str:
+    """An app's issuer. The control-plane app (``platform``, oneauth.platform) has
+    its own mount at /platform; every other app lives under /apps/."""
+    if app_id == "platform":
+        return f"{public_url}/platform"
+    return f"{public_url}/apps/{app_id}"
 
 
 def derived_public_url(host: str, port: int) -> str:

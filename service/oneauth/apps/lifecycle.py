@@ -18,7 +18,7 @@ from psycopg import sql
 
 from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
 from oneauth.db import ops, roles, templates
-from oneauth.db.naming import AppNames, names_for, validate_app_id
+from oneauth.db.naming import AppNames, names_for, validate_app_id, validate_new_app_id
 from oneauth.settings import Settings
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -94,9 +94,17 @@ def provision(
     app_settings: dict[str, Any] | None = None,
     hooks: Sequence[ProvisionHook] | None = None,
     sql_root: Path | None = None,
+    allow_reserved: bool = False,
 ) -> ProvisionResult:
-    """Create an app, or confirm that an identical one exists (idempotent)."""
-    validate_app_id(app_id)
+    """Create an app, or confirm that an identical one exists (idempotent).
+
+    Reserved ids (``platform``, ``console``, ``admin``) are refused: only
+    ``oneauth platform init`` passes ``allow_reserved`` for the control plane.
+    """
+    if allow_reserved:
+        validate_app_id(app_id)
+    else:
+        validate_new_app_id(app_id)
     display_name = validate_display_name(display_name)
     wanted_settings = app_settings or {}
     from oneauth.apps.policy import PolicyError, parse

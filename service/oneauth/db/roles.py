@@ -33,6 +33,12 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "schema_migrations": "SELECT",
     "installation": "SELECT",
     "mail_sweep": "SELECT, INSERT, UPDATE, DELETE",
+    # The platform API (oneauth.platform): it reads operators' grants, queues
+    # jobs (the operator-role runner executes and updates them: the service
+    # never creates schemas or roles) and keeps its Idempotency-Key records.
+    "console_grants": "SELECT",
+    "platform_jobs": "SELECT, INSERT",
+    "platform_idempotency": "SELECT, INSERT, UPDATE, DELETE",
 }
 
 
