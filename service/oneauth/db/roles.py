@@ -39,6 +39,9 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "console_grants": "SELECT",
     "platform_jobs": "SELECT, INSERT",
     "platform_idempotency": "SELECT, INSERT, UPDATE, DELETE",
+    # the admin console's sign-ins and recent apps (issue 15, sql/control/0006)
+    "console_sessions": "SELECT, INSERT, UPDATE, DELETE",
+    "console_recent_apps": "SELECT, INSERT, UPDATE, DELETE",
 }
 
 
