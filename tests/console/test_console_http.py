@@ -316,3 +316,64 @@ async def test_picker_search_pagination_and_recent_in_one_query(
         page = await grants.picker(conn, sub, search=None, after=None, limit=1)
         assert [a.app_id for a in page.recent] == [made[0].app_id, made[3].app_id]
         assert all(a.role == "viewer" for a in page.recent)
+
+
+async def test_every_app_page_has_the_banner_and_goes_through_the_api(
+    browser: httpx.AsyncClient,
+    settings: Settings,
+    provision: Callable[..., AppRecord],
+    client: httpx.AsyncClient,
+) -> None:
+    app = provision(name="Banner & <Co>")
+    await signup(client, app.app_id, "banner@example.com")
+    await _admin_at(browser, settings, app)
+    base = f"/console/apps/{app.app_id}"
+    for path in ("", "/users", "/orgs", "/clients", "/keys", "/settings", "/audit"):
+        page = await browser.get(base + path)
+        assert page.status_code == 200, (path, page.text)
+        assert f'data-app-id="{app.app_id}"' in page.text, path
+        assert "Banner &amp; &lt;Co&gt;" in page.text, path  # autoescaped
+        assert "<script" not in page.text
+    # A client's secret is on the page that created it, and never again.
+    listing = await browser.get(base + "/clients")
+    token = csrf_of(listing.text)
+    made = await browser.post(
+        base + "/clients",
+        data={
+            "csrf": token,
+            "name": "billing",
+            "kind": "confidential",
+            "grant_types": "client_credentials",
+            "idempotency_key": "k-1",
+        },
+    )
+    assert made.status_code == 200, made.text
+    assert made.headers["cache-control"] == "no-store"
+    secret = made.text.split('<code class="secret">', 1)[1].split("<", 1)[0]
+    assert len(secret) > 20
+    assert secret not in (await browser.get(base + "/clients")).text
+    # The same form submitted twice makes one client (its Idempotency-Key).
+    again = await browser.post(
+        base + "/clients",
+        data={
+            "csrf": token,
+            "name": "billing",
+            "kind": "confidential",
+            "grant_types": "client_credentials",
+            "idempotency_key": "k-1",
+        },
+    )
+    assert again.status_code == 200
+    assert (await browser.get(base + "/clients")).text.count(">billing<") == 1
+    # Keys: rotation goes through the API (and is audited there).
+    before = (await browser.get(base + "/keys")).text.count("<tr>")
+    rotated = await browser.post(base + "/keys/rotate", data={"csrf": token})
+    assert rotated.status_code == 303, rotated.text
+    assert (await browser.get(base + "/keys")).text.count("<tr>") > before
+    # The branding preview: only validated colours reach a stylesheet.
+    preview = await browser.get(base + "/settings", params={"preview_color": "#ff0000"})
+    assert "/console/assets/preview.css?color=ff0000" in preview.text
+    css = await browser.get("/console/assets/preview.css", params={"color": "ff0000"})
+    assert "--brand: #ff0000" in css.text
+    bad = await browser.get("/console/assets/preview.css", params={"color": "red;}body{x"})
+    assert "red" not in bad.text

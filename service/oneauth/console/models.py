@@ -80,6 +80,7 @@ class ClientForm(msgspec.Struct, kw_only=True):
     grant_types: Annotated[str, msgspec.Meta(max_length=200)] = ""
     redirect_uris: Annotated[str, msgspec.Meta(max_length=4000)] = ""
     scopes: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    idempotency_key: Annotated[str, msgspec.Meta(max_length=100)] = ""
 
 
 class SettingsForm(msgspec.Struct, kw_only=True):
