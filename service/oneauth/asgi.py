@@ -21,6 +21,7 @@ from oneauth.api import views
 from oneauth.api import webauthn as webauthn_api
 from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
+from oneauth.auditchain.sealer import Sealer
 from oneauth.console import views as console_views
 from oneauth.db import roles
 from oneauth.db.naming import PLATFORM_APP_ID
@@ -123,14 +124,36 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
                 stack.push_async_callback(mail_pools.close)
                 mail_router = Router(mail_pools, registry, max_apps_per_connection=limit)
             delivery = DeliveryWorker.from_settings(settings, pool, registry, mail_router, box)
+            seal_router = router
+            if settings.audit_sealer_inprocess:
+                # Like the mail worker's: its visits must not fill request connections' caches.
+                seal_pools = await create_app_pools(
+                    replace(settings, pool_min_size=1, pool_max_size=2, pool_shards=1)
+                )
+                stack.push_async_callback(seal_pools.close)
+                seal_router = Router(seal_pools, registry, max_apps_per_connection=limit)
+            sealer = Sealer.from_settings(settings, pool, registry, seal_router, keys, box)
             if settings.mail_worker_inprocess:
                 notifier.subscribe(outbox_channel, delivery.on_notify)
             await notifier.start()
             stack.push_async_callback(notifier.stop)
             app.state.services = Services(
-                settings, pool, registry, router, notifier, keys, clients, hasher, box, delivery
+                settings,
+                pool,
+                registry,
+                router,
+                notifier,
+                keys,
+                clients,
+                hasher,
+                box,
+                delivery,
+                sealer,
             )
             stack.push_async_callback(delivery.stop)
+            stack.push_async_callback(sealer.stop)
+            if settings.audit_sealer_inprocess:
+                await sealer.start()
             if settings.mail_worker_inprocess:
                 await delivery.start()
             tracer_provider = getattr(app.state, "tracer_provider", None)

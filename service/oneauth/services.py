@@ -12,6 +12,7 @@ from starlette.requests import Request
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.apps.registry import Registry
+from oneauth.auditchain.sealer import Sealer
 from oneauth.db.notify import Notifier
 from oneauth.db.router import Router
 from oneauth.identity.passwords import PasswordHasher
@@ -36,6 +37,8 @@ class Services:
     box: SecretBox
     # The mail delivery worker; running in this process unless ONEAUTH_EMAIL_WORKER=off.
     delivery: DeliveryWorker | None = None
+    # The audit chain's sealer (A2); running in this process unless ONEAUTH_AUDIT_SEALER=off.
+    sealer: Sealer | None = None
 
     @cached_property
     def ip_hash_key(self) -> bytes:

@@ -82,6 +82,12 @@ class Settings:
     email_max_attempts: int = 8
     email_sweep_interval: float = 30.0
     email_templates_dir: str = ""
+    # The audit chain's sealer (A2): like email_worker, "auto" runs it inside the
+    # service except in tests; "off" when `oneauth worker` runs it apart.
+    audit_sealer: str = "auto"
+    audit_seal_interval: float = 5.0
+    # A signed checkpoint of each app's chain head at least this often while it grows.
+    audit_checkpoint_interval: float = 3600.0
     smtp_host: str = "localhost"
     smtp_port: int = 0  # 0: 587 for starttls, 465 for tls, 25 for none
     smtp_username: str = ""
@@ -150,6 +156,12 @@ class Settings:
         if self.email_worker == "auto":
             return self.env != "test"
         return self.email_worker == "inprocess"
+
+    @property
+    def audit_sealer_inprocess(self) -> bool:
+        if self.audit_sealer == "auto":
+            return self.env != "test"
+        return self.audit_sealer == "inprocess"
 
     @property
     def mail_from(self) -> str:
@@ -255,6 +267,14 @@ class Settings:
             raise SettingsError("ONEAUTH_EMAIL_MAX_ATTEMPTS: must be from 1 to 100")
         if not 1.0 <= self.email_sweep_interval <= 3600:
             raise SettingsError("ONEAUTH_EMAIL_SWEEP_INTERVAL: must be from 1 to 3600 seconds")
+        if self.audit_sealer not in EMAIL_WORKER_MODES:
+            raise SettingsError("ONEAUTH_AUDIT_SEALER: must be inprocess, off or auto")
+        if not 0.1 <= self.audit_seal_interval <= 3600:
+            raise SettingsError("ONEAUTH_AUDIT_SEAL_INTERVAL: must be from 0.1 to 3600 seconds")
+        if not 10 <= self.audit_checkpoint_interval <= 86400:
+            raise SettingsError(
+                "ONEAUTH_AUDIT_CHECKPOINT_INTERVAL: must be from 10 to 86400 seconds"
+            )
         if not 0.5 <= self.smtp_timeout <= 300:
             raise SettingsError("ONEAUTH_SMTP_TIMEOUT: must be from 0.5 to 300 seconds")
         if not self.smtp_host or any(ch in self.smtp_host for ch in " /@"):
@@ -389,6 +409,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "smtp_timeout": _float,
     "email_backend": lambda raw: raw.strip().lower(),
     "email_worker": lambda raw: raw.strip().lower(),
+    "audit_sealer": lambda raw: raw.strip().lower(),
+    "audit_seal_interval": _float,
+    "audit_checkpoint_interval": _float,
     "smtp_tls": lambda raw: raw.strip().lower(),
     "public_url": lambda raw: raw.strip().rstrip("/"),
     "log_format": lambda raw: raw.strip().lower(),

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute
 def routes() -> list[BaseRoute]:
     # Imported here, not at the top: oneauth.oauth.clients imports
     # oneauth.admin.scopes, and the route modules import the services.
-    from oneauth.admin.app_api import clients, directory, keys, providers, settings, users
+    from oneauth.admin.app_api import audit, clients, directory, keys, providers, settings, users
 
     return [
         *users.routes(),
@@ -23,4 +23,5 @@ def routes() -> list[BaseRoute]:
         *providers.routes(),
         *keys.routes(),
         *settings.routes(),
+        *audit.routes(),
     ]

@@ -7,7 +7,8 @@ GET; a create that makes one shows it once.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -136,3 +137,99 @@ class MfaReset(msgspec.Struct):
     totp_removed: int
     passkeys_removed: int
     recovery_codes_removed: int
+
+
+# -- audit log (owner: audit-chain) ------------------------------------------------
+
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+AuditEvent = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_.]*$")
+]
+AuditText = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+AuditOutcome = Literal["success", "failure", "denied", "error"]
+
+
+class AuditQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """GET /admin/v1/audit: newest first. ``from`` inclusive, ``to`` exclusive (ISO 8601
+    with offset); ``event`` an event name or a dotted prefix (``admin`` matches
+    ``admin.user.disable``); ``actor``/``target`` the actor's or target's id."""
+
+    since: AwareTime | None = msgspec.field(default=None, name="from")
+    until: AwareTime | None = msgspec.field(default=None, name="to")
+    event: AuditEvent | None = None
+    actor: AuditText | None = None
+    target: AuditText | None = None
+    outcome: AuditOutcome | None = None
+    cursor: Cursor | None = None
+    limit: Limit = DEFAULT_LIMIT
+
+
+class AuditExportQuery(msgspec.Struct, forbid_unknown_fields=True):
+    since: AwareTime | None = msgspec.field(default=None, name="from")
+    until: AwareTime | None = msgspec.field(default=None, name="to")
+
+
+class AuditEntry(msgspec.Struct):
+    id: int
+    occurred_at: DateTime
+    event: str
+    outcome: str
+    actor_type: str | None
+    actor_id: str | None
+    target_type: str | None
+    target_id: str | None
+    request_id: str | None
+    ip_hash: str | None
+    user_agent: str | None
+    details: dict[str, Any]
+    # hex of the row's chain hash; null until the sealer has linked it
+    row_hash: str | None
+
+
+class AuditPage(msgspec.Struct):
+    items: list[AuditEntry]
+    next_cursor: str | None
+
+
+class AuditProblem(msgspec.Struct):
+    kind: Literal[
+        "changed", "deleted", "inserted", "reordered", "rewritten", "checkpoint", "unreadable"
+    ]
+    audit_id: int | None
+    message: str
+
+
+class AuditVerification(msgspec.Struct):
+    app_id: str
+    intact: bool
+    rows: int
+    sealed: int
+    unsealed: int
+    head_id: int | None
+    checkpoints: int
+    checkpoints_matched: int
+    pruned_through: int | None
+    first_problem: AuditProblem | None
+    problems: list[AuditProblem]
+
+
+class AuditCheckpoint(msgspec.Struct):
+    """A signed checkpoint: ``jws`` verifies with ``public_jwk`` (one of the app's
+    signing keys); ``key_proof`` lets ``oneauth audit verify --checkpoints`` vouch for it."""
+
+    app_id: str
+    seq: int
+    kind: Literal["periodic", "prune"]
+    audit_id: int
+    row_hash: str
+    pruned_through: int | None
+    jws: str
+    kid: str
+    public_jwk: dict[str, Any]
+    key_proof: str
+    created_at: DateTime
+
+
+class AuditCheckpointPage(msgspec.Struct):
+    items: list[AuditCheckpoint]
+    next_cursor: str | None

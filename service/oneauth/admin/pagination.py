@@ -135,7 +135,8 @@ def query(request: Request, model: type[Q]) -> Q:
         if name in values:
             raise ValidationFailed(f"{name} is given twice", extra={"field": name})
         values[name] = value
-    hints = model.__struct_fields__
+    # The names on the wire (a field may be renamed: ``from`` is a keyword).
+    hints = model.__struct_encode_fields__
     for name in list(values):
         if name not in hints:
             raise ValidationFailed(f"unknown query parameter {name}", extra={"field": name})

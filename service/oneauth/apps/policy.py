@@ -86,6 +86,9 @@ class AppPolicy:
     # Every access token carries the ``permissions`` of the user's app roles
     # (issue 13); without it only tokens whose scope has ``permissions`` do.
     token_permissions: bool = False
+    # Audit rows older than this many days are pruned in the background (A2),
+    # after a signed checkpoint of the chain at the pruned-through row; None: kept.
+    audit_retention_days: int | None = None
 
     def audience_for(self, issuer: str) -> str:
         return self.audience or f"{issuer}/api"
@@ -138,6 +141,11 @@ def parse(settings: dict[str, Any]) -> AppPolicy:
         raise PolicyError("email_from_name must be 1 to 100 characters without control characters")
     if "link_urls" in values:
         values["link_urls"] = parse_link_urls(values["link_urls"])
+    retention = values.get("audit_retention_days")
+    if retention is not None and (
+        not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 36500
+    ):
+        raise PolicyError("audit_retention_days must be an integer from 1 to 36500, or null")
     _parse_mfa(values)
     _parse_webauthn(values)
     policy = AppPolicy(**values)

@@ -10,6 +10,7 @@ import psycopg
 from oneauth import __version__
 from oneauth.cli import (
     apps,
+    audit,
     clients,
     db,
     dev,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         users,
         orgs,
         platform,
+        audit,
     ):
         module.register(sub)
     return parser

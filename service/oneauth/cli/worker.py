@@ -1,7 +1,8 @@
-"""``oneauth worker``: run the email delivery worker apart from the HTTP service.
+"""``oneauth worker``: the email delivery worker and the audit sealer, apart from the service.
 
-Use it with ``ONEAUTH_EMAIL_WORKER=off`` on the service processes (any number of
-workers may run: claims skip rows another worker holds). ``--once`` delivers
+Use it with ``ONEAUTH_EMAIL_WORKER=off`` and ``ONEAUTH_AUDIT_SEALER=off`` on the
+service processes (any number of workers may run: claims skip rows another
+worker holds; one sealer leads per app). ``--once`` delivers
 what is due now in every app and exits (cron, smoke tests).
 """
 
@@ -34,12 +35,15 @@ def cmd_worker(args: argparse.Namespace) -> None:
 async def run(settings: Settings, *, once: bool = False) -> None:
     from oneauth.apps.registry import CHANNEL as registry_channel
     from oneauth.apps.registry import Registry
+    from oneauth.auditchain.sealer import Sealer
     from oneauth.db.notify import Notifier
     from oneauth.db.pool import create_app_pools, create_pool
     from oneauth.db.router import Router
     from oneauth.mail.outbox import CHANNEL as outbox_channel
     from oneauth.mail.worker import DeliveryWorker
     from oneauth.secretbox import SecretBox
+    from oneauth.tokens.keystore import CHANNEL as keys_channel
+    from oneauth.tokens.keystore import KeyStore
 
     pool = await create_pool(settings)
     app_pools = await create_app_pools(settings)
@@ -50,11 +54,14 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         )
         box = SecretBox.from_config(settings.master_key)
         worker = DeliveryWorker.from_settings(settings, pool, registry, router, box)
+        keys = KeyStore(box, issuer_for=settings.issuer_for)
+        sealer = Sealer.from_settings(settings, pool, registry, router, keys, box)
         if once:
             report = await worker.deliver_all()
+            sealed = await sealer.seal_all()
             print(
                 f"sent {report.sent}, retrying {report.retried}, dead {report.dead},"
-                f" expired {report.expired}"
+                f" expired {report.expired}; audit rows sealed {sealed}"
             )
             return
         notifier = Notifier(settings.database_url)
@@ -66,11 +73,14 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        notifier.subscribe(keys_channel, keys.on_change)
         await worker.start()
+        await sealer.start()
         print(f"oneauth worker: delivering with the {worker.backend.name} backend", flush=True)
         try:
             await stop.wait()
         finally:
+            await sealer.stop()
             await worker.stop()
             await notifier.stop()
     finally:

@@ -42,6 +42,9 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     # the admin console's sign-ins and recent apps (issue 15, sql/control/0006)
     "console_sessions": "SELECT, INSERT, UPDATE, DELETE",
     "console_recent_apps": "SELECT, INSERT, UPDATE, DELETE",
+    # The audit sealer: signed checkpoints are only ever added (A2).
+    "audit_checkpoints": "SELECT, INSERT",
+    "audit_sweep": "SELECT, INSERT, UPDATE, DELETE",
 }
 
 
