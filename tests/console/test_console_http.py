@@ -334,9 +334,31 @@ async def test_every_app_page_has_the_banner_and_goes_through_the_api(
         assert f'data-app-id="{app.app_id}"' in page.text, path
         assert "Banner &amp; &lt;Co&gt;" in page.text, path  # autoescaped
         assert "<script" not in page.text
+    token = csrf_of((await browser.get(base + "/keys")).text)
+    # Keys: rotation goes through the API (and is audited there).
+    before = (await browser.get(base + "/keys")).text.count("<tr>")
+    rotated = await browser.post(base + "/keys/rotate", data={"csrf": token, "force": "on"})
+    assert rotated.status_code == 303, rotated.text
+    assert (await browser.get(base + "/keys")).text.count("<tr>") > before
+    # ... and the audit viewer shows it, with the operator as the actor, filtered.
+    audit = await browser.get(base + "/audit", params={"event": "admin.keys.rotate"})
+    assert audit.status_code == 200, audit.text
+    assert audit.text.count("<tr>") == 2  # the header and the one row
+    assert "admin.keys.rotate" in audit.text
+    assert "operator" in audit.text
+    later = await browser.get(
+        base + "/audit", params={"event": "admin.keys.rotate", "from": "2999-01-01T00:00"}
+    )
+    assert later.status_code == 200
+    assert "admin.keys.rotate</td>" not in later.text
+    # The branding preview: only validated colours reach a stylesheet.
+    preview = await browser.get(base + "/settings", params={"preview_color": "#ff0000"})
+    assert "/console/assets/preview.css?color=ff0000" in preview.text
+    css = await browser.get("/console/assets/preview.css", params={"color": "ff0000"})
+    assert "--brand: #ff0000" in css.text
+    bad = await browser.get("/console/assets/preview.css", params={"color": "red;}body{x"})
+    assert "red" not in bad.text
     # A client's secret is on the page that created it, and never again.
-    listing = await browser.get(base + "/clients")
-    token = csrf_of(listing.text)
     made = await browser.post(
         base + "/clients",
         data={
@@ -365,15 +387,3 @@ async def test_every_app_page_has_the_banner_and_goes_through_the_api(
     )
     assert again.status_code == 200
     assert (await browser.get(base + "/clients")).text.count(">billing<") == 1
-    # Keys: rotation goes through the API (and is audited there).
-    before = (await browser.get(base + "/keys")).text.count("<tr>")
-    rotated = await browser.post(base + "/keys/rotate", data={"csrf": token})
-    assert rotated.status_code == 303, rotated.text
-    assert (await browser.get(base + "/keys")).text.count("<tr>") > before
-    # The branding preview: only validated colours reach a stylesheet.
-    preview = await browser.get(base + "/settings", params={"preview_color": "#ff0000"})
-    assert "/console/assets/preview.css?color=ff0000" in preview.text
-    css = await browser.get("/console/assets/preview.css", params={"color": "ff0000"})
-    assert "--brand: #ff0000" in css.text
-    bad = await browser.get("/console/assets/preview.css", params={"color": "red;}body{x"})
-    assert "red" not in bad.text

@@ -83,6 +83,13 @@ class ClientForm(msgspec.Struct, kw_only=True):
     idempotency_key: Annotated[str, msgspec.Meta(max_length=100)] = ""
 
 
+class KeyRotateForm(msgspec.Struct, kw_only=True):
+    csrf: Token = ""
+    # checkboxes: "on" when ticked (the API's force / emergency rotations)
+    force: Annotated[str, msgspec.Meta(max_length=10)] = ""
+    emergency: Annotated[str, msgspec.Meta(max_length=10)] = ""
+
+
 class SettingsForm(msgspec.Struct, kw_only=True):
     csrf: Token = ""
     etag: Annotated[str, msgspec.Meta(max_length=200)] = ""

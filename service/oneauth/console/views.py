@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -48,6 +49,7 @@ from oneauth.console.models import (
     CallbackQuery,
     ClientForm,
     CursorQuery,
+    KeyRotateForm,
     LoginQuery,
     PickerQuery,
     PreviewCssQuery,
@@ -67,7 +69,7 @@ PAGE_SIZE = 50
 TAGS = ("console",)
 _PAGE = {200: str, 302: None}
 _POST = {303: None, 200: str}
-_PAGE_ERRORS = (400, 403, 404)
+_PAGE_ERRORS = (400, 403, 404, 503)
 
 
 def _page_op(summary: str, query: type[msgspec.Struct] | None = None) -> Operation:
@@ -174,7 +176,11 @@ class AppContext:
         shown = 404 if status == 404 else 403 if status in (401, 403) else 400
         if status in (409, 412, 428):
             shown = 409
-        title = {404: "Not found", 403: "Not allowed", 409: "Conflict"}.get(shown, "Refused")
+        if status >= 500:
+            shown = 503  # the app's database, not the operator's input
+        title = {404: "Not found", 403: "Not allowed", 409: "Conflict", 503: "Unavailable"}.get(
+            shown, "Refused"
+        )
         return render(
             self.request,
             self.services,
@@ -569,9 +575,10 @@ async def keys(ctx: AppContext) -> Response:
     return ctx.page("keys.html", {"nav": "keys", "items": body.get("items", [])})
 
 
-@app_action("Admin console: rotate an app's signing key")
-async def keys_rotate(ctx: AppContext, form: ActionForm) -> Response:
-    answer = await ctx.api.post("/keys/rotate")
+@app_action("Admin console: rotate an app's signing key", KeyRotateForm)
+async def keys_rotate(ctx: AppContext, form: KeyRotateForm) -> Response:
+    body = {"force": bool(form.force), "emergency": bool(form.emergency)}
+    answer = await ctx.api.post("/keys/rotate", body)
     if answer.status_code >= 300:
         return ctx.refused(answer)
     return redirect(f"/console/apps/{ctx.grant.app_id}/keys", 303)
@@ -668,7 +675,8 @@ async def audit(ctx: AppContext) -> Response:
         "from": query.from_,
         "to": query.to,
     }
-    answer = await ctx.api.get("/audit", **filters, cursor=query.cursor)
+    sent = {**filters, "from": _instant(query.from_), "to": _instant(query.to)}
+    answer = await ctx.api.get("/audit", **sent, cursor=query.cursor)
     if answer.status_code in (404, 405) and _json(answer).get("code") in (None, "not_found"):
         # The audit routes (audit-chain) are not in this build yet.
         return ctx.page(
@@ -682,10 +690,33 @@ async def audit(ctx: AppContext) -> Response:
         more = "?" + urlencode(
             {k: v for k, v in filters.items() if v} | {"cursor": body["next_cursor"]}
         )
-    return ctx.page(
-        "audit.html",
-        {"nav": "audit", "items": body.get("items", []), "filters": filters, "more": more},
-    )
+    rows = [{k: item.get(k) for k in _AUDIT_COLUMNS} for item in body.get("items", [])]
+    return ctx.page("audit.html", {"nav": "audit", "items": rows, "filters": filters, "more": more})
+
+
+_AUDIT_COLUMNS = (
+    "occurred_at",
+    "event",
+    "outcome",
+    "actor_type",
+    "actor_id",
+    "target_type",
+    "target_id",
+    "details",
+)
+
+
+def _instant(value: str | None) -> str | None:
+    """A filter's time as the API wants it (ISO 8601 with an offset); a browser's
+    ``datetime-local`` value has none and is read as UTC. Unparseable: passed on,
+    so the API's 422 names the field."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def routes() -> list[BaseRoute]:
