@@ -55,7 +55,7 @@ def _registry_rows(conn: Any, count: int) -> None:
             "INSERT INTO oneauth.apps (app_id, display_name, schema_name, role_name)"
             " SELECT 'bench-' || lpad(n::text, 5, '0'),"
             "        'Bench app ' || n || ' '"
-            "        || (ARRAY['alpha','beta','gamma','delta'])[1 + n % 4],"
+            "        || (ARRAY['alpha','beta','gamma','delta'])[1 + n %% 4],"
             "        'app_bench_' || lpad(n::text, 5, '0'),"
             "        'oneauth_bench_role_' || lpad(n::text, 5, '0')"
             " FROM generate_series(1, %s) AS n ON CONFLICT DO NOTHING",
