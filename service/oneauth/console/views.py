@@ -479,9 +479,16 @@ async def user_detail(ctx: AppContext) -> Response:
     sessions_answer = await ctx.api.get(f"/users/{quote(user_id, safe='')}/sessions")
     listed = _json(sessions_answer).get("items", []) if sessions_answer.status_code == 200 else []
     notice = ctx.request.query_params.get("done")
+    detail = _json(answer)
     return ctx.page(
         "user.html",
-        {"nav": "users", "user": _json(answer), "sessions": listed, "notice": notice},
+        {
+            "nav": "users",
+            "user": detail.get("user", {}),
+            "detail": detail,
+            "sessions": listed,
+            "notice": notice,
+        },
     )
 
 
