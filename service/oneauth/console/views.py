@@ -37,6 +37,7 @@ import httpx
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette import routing
 from starlette.routing import BaseRoute, Mount, Route
 
 from oneauth.console import grants, rp
@@ -733,29 +734,34 @@ def routes() -> list[BaseRoute]:
         Route("/console", console_root, methods=["GET"]),
         Mount(
             "/console",
-            routes=[
-                Route("/", picker, methods=["GET"]),
-                Route("/login", login, methods=["GET"]),
-                Route("/callback", callback, methods=["GET"]),
-                Route("/logout", logout, methods=["POST"]),
-                Route("/signed-out", signed_out, methods=["GET"]),
-                Route("/assets/console.css", style, methods=["GET"]),
-                Route(app, overview, methods=["GET"]),
-                Route(app + "/users", users, methods=["GET"]),
-                Route(user, user_detail, methods=["GET"]),
-                Route(user + "/disable", user_disable, methods=["POST"]),
-                Route(user + "/enable", user_enable, methods=["POST"]),
-                Route(user + "/sessions/revoke", user_revoke, methods=["POST"]),
-                Route(user + "/mfa/reset", user_mfa_reset, methods=["POST"]),
-                Route(app + "/orgs", orgs, methods=["GET"]),
-                Route(app + "/clients", clients, methods=["GET"]),
-                Route(app + "/clients", client_create, methods=["POST"]),
-                Route(app + "/keys", keys, methods=["GET"]),
-                Route(app + "/keys/rotate", keys_rotate, methods=["POST"]),
-                Route(app + "/settings", settings_page, methods=["GET"]),
-                Route(app + "/settings", settings_save, methods=["POST"]),
-                Route("/assets/preview.css", preview_css, methods=["GET"]),
-                Route(app + "/audit", audit, methods=["GET"]),
-            ],
+            # A stray trailing slash is a 404 here too, never a redirect built
+            # from the Host header (see asgi.py).
+            app=routing.Router(
+                redirect_slashes=False,
+                routes=[
+                    Route("/", picker, methods=["GET"]),
+                    Route("/login", login, methods=["GET"]),
+                    Route("/callback", callback, methods=["GET"]),
+                    Route("/logout", logout, methods=["POST"]),
+                    Route("/signed-out", signed_out, methods=["GET"]),
+                    Route("/assets/console.css", style, methods=["GET"]),
+                    Route(app, overview, methods=["GET"]),
+                    Route(app + "/users", users, methods=["GET"]),
+                    Route(user, user_detail, methods=["GET"]),
+                    Route(user + "/disable", user_disable, methods=["POST"]),
+                    Route(user + "/enable", user_enable, methods=["POST"]),
+                    Route(user + "/sessions/revoke", user_revoke, methods=["POST"]),
+                    Route(user + "/mfa/reset", user_mfa_reset, methods=["POST"]),
+                    Route(app + "/orgs", orgs, methods=["GET"]),
+                    Route(app + "/clients", clients, methods=["GET"]),
+                    Route(app + "/clients", client_create, methods=["POST"]),
+                    Route(app + "/keys", keys, methods=["GET"]),
+                    Route(app + "/keys/rotate", keys_rotate, methods=["POST"]),
+                    Route(app + "/settings", settings_page, methods=["GET"]),
+                    Route(app + "/settings", settings_save, methods=["POST"]),
+                    Route("/assets/preview.css", preview_css, methods=["GET"]),
+                    Route(app + "/audit", audit, methods=["GET"]),
+                ],
+            ),
         ),
     ]
