@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import httpx
 
@@ -35,7 +36,7 @@ def admin_client(
     return client.client_id, secret
 
 
-def update_client(settings: Settings, app: AppRecord, client_id: str, **changes: object) -> None:
+def update_client(settings: Settings, app: AppRecord, client_id: str, **changes: Any) -> None:
     with (
         ops.connect(settings.operator_url) as conn,
         conn.transaction(),

@@ -70,7 +70,8 @@ def rig(make_database: Callable[[str], ScratchDatabase]) -> Iterator[Rig]:
     made: dict[str, Any] = {}
 
     def make(base_url: str) -> Any:
-        settings = db.settings(public_url=base_url, pool_min_size=1, pool_max_size=4)
+        port = int(base_url.rsplit(":", 1)[1])
+        settings = db.settings(public_url=base_url, port=port, pool_min_size=1, pool_max_size=4)
         with ops.connect(settings.operator_url) as conn:
             bootstrap.init(conn, settings)  # the console's redirect URI at this URL
             made["a"] = lifecycle.provision(conn, settings, "acme-shop", "Acme Shop").app
@@ -115,6 +116,7 @@ def test_sign_in_pick_find_disable_and_audit_in_chromium(rig: Rig) -> None:
         try:
             context = chromium.new_context()
             page = context.new_page()
+            page.set_default_timeout(15_000)
             messages: list[str] = []
             page.on("console", lambda message: messages.append(message.text))
 

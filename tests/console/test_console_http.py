@@ -7,9 +7,11 @@ would (tests/console/test_console_browser.py does it in Chromium).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -313,7 +315,17 @@ async def test_picker_search_pagination_and_recent_in_one_query(
         assert (await grants.picker(conn, sub, search="%", after=None, limit=10)).apps == []
         await grants.remember(conn, sub, made[3].app_id)
         await grants.remember(conn, sub, made[0].app_id)
+        # ONE statement for the page, its next cursor and the recent apps.
+        statements: list[str] = []
+
+        def log(record: Any) -> None:
+            statements.append(record.query)
+
+        conn.add_query_logger(log)
         page = await grants.picker(conn, sub, search=None, after=None, limit=1)
+        await asyncio.sleep(0.05)  # loggers are called soon after, not within, the query
+        conn.remove_query_logger(log)
+        assert len(statements) == 1
         assert [a.app_id for a in page.recent] == [made[0].app_id, made[3].app_id]
         assert all(a.role == "viewer" for a in page.recent)
 

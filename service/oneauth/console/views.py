@@ -35,9 +35,9 @@ from urllib.parse import quote, urlencode
 
 import httpx
 import msgspec
+from starlette import routing
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette import routing
 from starlette.routing import BaseRoute, Mount, Route
 
 from oneauth.console import grants, rp
