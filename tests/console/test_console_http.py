@@ -399,3 +399,56 @@ async def test_every_app_page_has_the_banner_and_goes_through_the_api(
     )
     assert again.status_code == 200
     assert (await browser.get(base + "/clients")).text.count(">billing<") == 1
+
+
+async def test_revoke_sessions_and_reset_mfa_go_through_the_api(
+    browser: httpx.AsyncClient,
+    settings: Settings,
+    services: Services,
+    provision: Callable[..., AppRecord],
+    client: httpx.AsyncClient,
+) -> None:
+    app = provision()
+    user_id = await signup(client, app.app_id, "sessions@example.com")  # one live session
+    await _admin_at(browser, settings, app)
+    page = await browser.get(f"/console/apps/{app.app_id}/users/{user_id}")
+    assert page.status_code == 200
+    assert '<table class="list sessions">' in page.text
+    token = csrf_of(page.text)
+    base = f"/console/apps/{app.app_id}/users/{user_id}"
+    done = await browser.post(base + "/sessions/revoke", data={"csrf": token})
+    assert done.status_code == 303
+    assert done.headers["location"].endswith("?done=sessions-revoked")
+    async with services.router.enter(app) as conn:
+        live = await conn.fetchval(
+            "SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
+            uuid.UUID(user_id),
+        )
+    assert live == 0
+    reset = await browser.post(base + "/mfa/reset", data={"csrf": token})
+    assert reset.status_code == 303
+    audit = await browser.get(f"/console/apps/{app.app_id}/audit", params={"target": user_id})
+    assert "admin.user.sessions_revoke" in audit.text
+    assert "admin.user.mfa_reset" in audit.text
+
+
+async def test_a_viewer_sees_no_write_forms_anywhere(
+    browser: httpx.AsyncClient, settings: Settings, provision: Callable[..., AppRecord]
+) -> None:
+    app = provision()
+    await _admin_at(browser, settings, app, role="viewer")
+    base = f"/console/apps/{app.app_id}"
+    for path in ("/clients", "/keys", "/settings"):
+        page = await browser.get(base + path)
+        assert page.status_code == 200, path
+        assert 'method="post"' not in page.text.replace(
+            'method="post" action="/console/logout"', ""
+        ), path
+    token = csrf_of((await browser.get(base + "/keys")).text)
+    for path, data in (
+        ("/keys/rotate", {}),
+        ("/clients", {"name": "x"}),
+        ("/settings", {"primary_color": "#000000"}),
+    ):
+        refused = await browser.post(base + path, data={"csrf": token, **data})
+        assert refused.status_code == 403, path
