@@ -112,6 +112,15 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             notifier.subscribe(registry_channel, registry.on_change)
             notifier.subscribe(keys_channel, keys.on_change)
             notifier.subscribe(clients_channel, clients.on_change)
+            # ?wait=N on the platform API: woken by the runner's completion notices.
+            app.state.platform_jobs = platform_api.JobWaiter()
+            notifier.subscribe(platform_api.DONE_CHANNEL, app.state.platform_jobs.on_done)
+            if settings.platform_worker:
+                # `make run`: the operator-role job runner in a thread of this process.
+                from oneauth.platform.runner import RunnerThread
+
+                runner = RunnerThread(settings).start()
+                stack.callback(runner.stop)
             limit = settings.pool_max_apps_per_connection
             router = Router(app_pools, registry, max_apps_per_connection=limit)
             mail_router = router

@@ -80,6 +80,9 @@ class Settings:
     # (they drive it); "off" when `oneauth worker` runs it apart.
     email_worker: str = "auto"
     email_max_attempts: int = 8
+    # Run the platform API's job runner (`oneauth platform worker`) inside the
+    # service, with the operator URL; `make run` turns it on. Off: run it apart.
+    platform_worker: bool = False
     email_sweep_interval: float = 30.0
     email_templates_dir: str = ""
     # The audit chain's sealer (A2): like email_worker, "auto" runs it inside the
@@ -419,6 +422,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "env": lambda raw: raw.strip().lower(),
     "trusted_proxies": _proxies,
     "metrics": _bool,
+    "platform_worker": _bool,
 }
 
 

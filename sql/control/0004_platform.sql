@@ -41,6 +41,7 @@ CREATE TABLE platform_jobs (
 );
 CREATE INDEX platform_jobs_queued_idx ON platform_jobs (created_at) WHERE status = 'queued';
 CREATE INDEX platform_jobs_app_idx ON platform_jobs (app_id, created_at);
+CREATE INDEX platform_jobs_created_idx ON platform_jobs (created_at, id);
 
 -- A new job wakes the runner; a finished one wakes whoever waits (?wait=N).
 CREATE FUNCTION platform_jobs_notify() RETURNS trigger
@@ -59,19 +60,9 @@ CREATE TRIGGER platform_jobs_notify
     AFTER INSERT OR UPDATE ON platform_jobs
     FOR EACH ROW EXECUTE FUNCTION platform_jobs_notify();
 
--- Idempotency-Key of the platform API's create calls: same key and body ->
--- the stored answer again; same key, other body -> 422. Kept 24 hours.
-CREATE TABLE platform_idempotency (
-    client_id       text NOT NULL CHECK (length(client_id) <= 200),
-    key             text NOT NULL CHECK (length(key) BETWEEN 1 AND 255),
-    fingerprint     bytea NOT NULL,
-    status          text NOT NULL DEFAULT 'in_progress' CHECK (status IN ('in_progress', 'done')),
-    response_status integer,
-    response_body   jsonb,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (client_id, key)
-);
-CREATE INDEX platform_idempotency_created_idx ON platform_idempotency (created_at);
+-- The platform API's Idempotency-Key records live in the platform app's own
+-- admin_idempotency table (sql/app/0016_admin.sql): the platform routes run in
+-- the platform app's transaction, like every admin route in its app's.
 
 -- The platform API's app list: `?q=` is a prefix of the app_id or of the
 -- display name (case-insensitive), keyset-paginated on app_id. text_pattern_ops

@@ -207,6 +207,18 @@ async def test_apps_platform_is_404_and_platform_serves_discovery(
     rfc8414 = await client.get("/.well-known/oauth-authorization-server/platform")
     assert rfc8414.status_code == 200
     assert rfc8414.json()["issuer"] == doc["issuer"]
+    # The federation callback an upstream would be registered with is under /platform
+    # and reaches the federation handler (its own answer for an unknown provider,
+    # not the gate's 404 for an unknown app).
+    from oneauth.federation.providers import callback_url
+    from oneauth.settings import issuer_url
+
+    callback = callback_url(issuer_url("http://testserver", "platform"), "idp_nope")
+    assert callback == "http://testserver/platform/federation/idp_nope/callback"
+    answer = await client.get(urlsplit(callback).path, params={"state": "x", "code": "y"})
+    assert answer.headers["content-type"].startswith("text/html")  # the page, not the gate
+    gate = await client.get("/apps/platform/federation/idp_nope/callback")
+    assert gate.json()["code"] == "app_not_found"
     jwks = await client.get(urlsplit(doc["jwks_uri"]).path)
     assert jwks.status_code == 200
     assert jwks.json()["keys"]
@@ -304,3 +316,48 @@ async def test_console_signs_an_operator_in_at_platform_hosted_pages(
         assert id_claims["email"] == email
         # The same flow at /apps/platform does not exist.
         assert (await http.get("/apps/platform/oauth/authorize", params=params)).status_code == 404
+
+
+def test_the_service_role_may_queue_jobs_and_nothing_more(
+    platform_init: InitResult, settings: Settings
+) -> None:
+    """D1: the serving role reads grants and inserts/reads jobs; it cannot run, change
+    or delete a job, write grants, or create what a job creates."""
+    import psycopg
+
+    from oneauth.db import roles
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        roles.check_service_role(conn)  # the startup audit still passes
+        conn.execute("SELECT count(*) FROM oneauth.console_grants").fetchone()
+        job = conn.execute(
+            "INSERT INTO oneauth.platform_jobs (kind, app_id, actor_client_id)"
+            " VALUES ('suspend', 'nope-nope', 'cl_test') RETURNING id"
+        ).fetchone()
+        assert job is not None
+        for statement in (
+            f"UPDATE oneauth.platform_jobs SET status = 'succeeded' WHERE id = '{job[0]}'",
+            f"DELETE FROM oneauth.platform_jobs WHERE id = '{job[0]}'",
+            "INSERT INTO oneauth.console_grants (operator_sub, role)"
+            " VALUES (gen_random_uuid(), 'admin')",
+            "DELETE FROM oneauth.console_grants",
+            "UPDATE oneauth.apps SET status = 'suspended'",
+            "CREATE SCHEMA app_by_the_service",
+            "CREATE ROLE oneauth_by_the_service",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    with ops.connect(settings.operator_url) as conn:  # not left for a runner to try
+        conn.execute("DELETE FROM oneauth.platform_jobs WHERE id = %s", (job[0],))
+
+
+def test_the_control_plane_cannot_be_suspended_or_deleted(
+    platform_init: InitResult, sync_conn: lifecycle.Conn
+) -> None:
+    with pytest.raises(lifecycle.AppConflict, match="control plane"):
+        lifecycle.set_status(sync_conn, "platform", "suspended")
+    with pytest.raises(lifecycle.AppConflict, match="control plane"):
+        lifecycle.delete(sync_conn, "platform")
+    app = lifecycle.get(sync_conn, "platform")
+    assert app is not None
+    assert app.status == "active"

@@ -152,4 +152,5 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(flush=True)
     from oneauth.cli.serve import serve
 
-    serve(settings, workers=1)
+    # The platform API's writes run here too (the runner needs the operator URL).
+    serve(replace(settings, platform_worker=True), workers=1)

@@ -121,6 +121,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_operators_list)
 
+    p = cmds.add_parser(
+        "worker",
+        help="run the platform API's job runner (operator role)",
+        description="Execute the platform API's queued writes (provision, configure, "
+        "suspend, resume, delete) as the operator role (ONEAUTH_OPERATOR_DATABASE_URL), "
+        "with the lifecycle functions `oneauth apps` uses: LISTEN for new jobs, poll "
+        "besides; any number may run (FOR UPDATE SKIP LOCKED). `make run` runs one in "
+        "the service (ONEAUTH_PLATFORM_WORKER=true).",
+    )
+    p.add_argument("--once", action="store_true", help="run the queued jobs, then exit")
+    p.set_defaults(func=cmd_worker)
+
 
 def _conn(settings: Settings | None = None) -> lifecycle.Conn:
     settings = settings or load_settings()
@@ -275,3 +287,13 @@ def cmd_operators_list(args: argparse.Namespace) -> None:
     for o in found:
         grants = ", ".join(f"{g['app_id'] or '*'}={g['role']}" for g in o.grants) or "-"
         print(f"{o.email:<40} {o.status:<9} {grants}  ({o.sub})")
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from oneauth.platform import runner
+
+    settings = load_settings()
+    _conn(settings).close()  # refuse an unsafe operator role before running anything
+    asyncio.run(runner.run_forever(settings, once=args.once))

@@ -33,12 +33,11 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "schema_migrations": "SELECT",
     "installation": "SELECT",
     "mail_sweep": "SELECT, INSERT, UPDATE, DELETE",
-    # The platform API (oneauth.platform): it reads operators' grants, queues
-    # jobs (the operator-role runner executes and updates them: the service
-    # never creates schemas or roles) and keeps its Idempotency-Key records.
+    # The platform API (oneauth.platform): it reads operators' grants and
+    # queues jobs; the operator-role runner executes and updates them (the
+    # service never creates schemas or roles).
     "console_grants": "SELECT",
     "platform_jobs": "SELECT, INSERT",
-    "platform_idempotency": "SELECT, INSERT, UPDATE, DELETE",
     # the admin console's sign-ins and recent apps (issue 15, sql/control/0006)
     "console_sessions": "SELECT, INSERT, UPDATE, DELETE",
     "console_recent_apps": "SELECT, INSERT, UPDATE, DELETE",

@@ -415,9 +415,9 @@ def list_all(conn: SyncConn) -> list[Client]:
     ]
 
 
-def update(
-    conn: SyncConn, client_id: str, *, own_origin: str | None = None, **changes: Any
-) -> Client:
+def update(conn: SyncConn, client_id: str, **changes: Any) -> Client:
+    """``own_origin`` among the changes: see ``validate_redirect_uri``."""
+    own_origin: str | None = changes.pop("own_origin", None)
     current = get(conn, client_id)
     if current is None:
         raise ClientError(f"no client {client_id!r}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from oneauth import audit
+from oneauth.admin.scopes import PLATFORM_SCOPES
 from oneauth.apps import lifecycle
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
@@ -27,7 +28,6 @@ from oneauth.oauth import clients
 
 Role = Literal["viewer", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "admin")
-PLATFORM_SCOPES = frozenset({"platform:apps:read", "platform:apps:write"})
 
 
 class PlatformError(ValueError):
