@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
 WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"
 
-.PHONY: help install run test lint format schemas migrate provision-app stop-db bench bench-mfa bench-orgs clean
+.PHONY: help install run test lint format schemas migrate provision-app platform-init platform-worker stop-db bench bench-mfa bench-orgs clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install oneauth with its test and dev tools
 
-run: $(STAMP) ## start the service on 127.0.0.1:8000 (embedded Postgres unless ONEAUTH_DATABASE_URL is set)
+run: $(STAMP) ## start the service on 127.0.0.1:8000 with the platform job runner (embedded Postgres unless ONEAUTH_DATABASE_URL is set)
 	$(BIN)/oneauth dev run
 
 test: $(STAMP) ## run the test suite on a real Postgres (TEST_DATABASE_URL, Docker, or local binaries)
@@ -48,6 +48,12 @@ provision-app: $(STAMP) ## provision an app: make provision-app APP=shop [NAME="
 	@test -n "$(APP)" || { echo "usage: make provision-app APP=<app_id> [NAME=\"Display name\"]" >&2; exit 2; }
 	$(WITH_DB) $(BIN)/oneauth migrate --quiet
 	$(WITH_DB) $(BIN)/oneauth apps provision "$(APP)" --name "$(or $(NAME),$(APP))"
+
+platform-init: $(STAMP) ## migrate, and make sure the control-plane app `platform` and the console's client exist (idempotent)
+	$(WITH_DB) $(BIN)/oneauth migrate --quiet
+
+platform-worker: $(STAMP) ## run the platform API's job runner (provision, suspend, ... queued by /admin/v1/apps) as the operator role
+	$(WITH_DB) $(BIN)/oneauth platform worker
 
 stop-db: $(STAMP) ## stop the embedded Postgres under .data/
 	$(BIN)/oneauth dev stop-db

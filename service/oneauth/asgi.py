@@ -22,6 +22,7 @@ from oneauth.api import webauthn as webauthn_api
 from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
 from oneauth.db import roles
+from oneauth.db.naming import PLATFORM_APP_ID
 from oneauth.db.notify import Notifier
 from oneauth.db.pool import create_app_pools, create_pool
 from oneauth.db.router import Router
@@ -38,6 +39,7 @@ from oneauth.oauth import provider as oidc_provider
 from oneauth.oauth.clients import CHANNEL as clients_channel
 from oneauth.oauth.clients import ClientCache
 from oneauth.oauth.errors import OAuthError, oauth_error_handler
+from oneauth.platform import api as platform_api
 from oneauth.secretbox import SecretBox
 from oneauth.services import Services
 from oneauth.settings import Settings
@@ -108,6 +110,15 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             notifier.subscribe(registry_channel, registry.on_change)
             notifier.subscribe(keys_channel, keys.on_change)
             notifier.subscribe(clients_channel, clients.on_change)
+            # ?wait=N on the platform API: woken by the runner's completion notices.
+            app.state.platform_jobs = platform_api.JobWaiter()
+            notifier.subscribe(platform_api.DONE_CHANNEL, app.state.platform_jobs.on_done)
+            if settings.platform_worker:
+                # `make run`: the operator-role job runner in a thread of this process.
+                from oneauth.platform.runner import RunnerThread
+
+                runner = RunnerThread(settings).start()
+                stack.callback(runner.stop)
             limit = settings.pool_max_apps_per_connection
             router = Router(app_pools, registry, max_apps_per_connection=limit)
             mail_router = router
@@ -144,10 +155,25 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             discovery.oauth_server_metadata,
             methods=["GET"],
         ),
+        Route(
+            "/.well-known/oauth-authorization-server/platform",
+            discovery.oauth_server_metadata,
+            methods=["GET"],
+        ),
         Mount(
             "/apps/{app_id}",
             app=AppGate(routing.Router(routes=app_routes(), redirect_slashes=False)),
         ),
+        # The control plane: the same app routes, for the reserved app only, at
+        # its own issuer {public_url}/platform (/apps/platform is 404).
+        Mount(
+            "/platform",
+            app=AppGate(
+                routing.Router(routes=app_routes(), redirect_slashes=False),
+                pinned=PLATFORM_APP_ID,
+            ),
+        ),
+        *platform_api.routes(),
     ]
     if settings.metrics:
         # Top level, outside the app gate: the figures are the whole service's.

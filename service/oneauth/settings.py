@@ -80,6 +80,9 @@ class Settings:
     # (they drive it); "off" when `oneauth worker` runs it apart.
     email_worker: str = "auto"
     email_max_attempts: int = 8
+    # Run the platform API's job runner (`oneauth platform worker`) inside the
+    # service, with the operator URL; `make run` turns it on. Off: run it apart.
+    platform_worker: bool = False
     email_sweep_interval: float = 30.0
     email_templates_dir: str = ""
     smtp_host: str = "localhost"
@@ -165,7 +168,7 @@ class Settings:
         return self.smtp_port or {"starttls": 587, "tls": 465}.get(self.smtp_tls, 25)
 
     def issuer_for(self, app_id: str) -> str:
-        return f"{self.public_url}/apps/{app_id}"
+        return issuer_url(self.public_url, app_id)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -298,6 +301,14 @@ _EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
+def issuer_url(public_url: str, app_id: str) -> str:
+    """An app's issuer. The control-plane app (``platform``, oneauth.platform) has
+    its own mount at /platform; every other app lives under /apps/."""
+    if app_id == "platform":
+        return f"{public_url}/platform"
+    return f"{public_url}/apps/{app_id}"
+
+
 def derived_public_url(host: str, port: int) -> str:
     """http://host:port as a browser on this machine reaches it (development)."""
     if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a wildcard bind is reached on loopback
@@ -388,6 +399,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "env": lambda raw: raw.strip().lower(),
     "trusted_proxies": _proxies,
     "metrics": _bool,
+    "platform_worker": _bool,
 }
 
 

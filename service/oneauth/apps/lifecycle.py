@@ -18,7 +18,13 @@ from psycopg import sql
 
 from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
 from oneauth.db import ops, roles, templates
-from oneauth.db.naming import AppNames, names_for, validate_app_id
+from oneauth.db.naming import (
+    AppNames,
+    is_reserved_app_id,
+    names_for,
+    validate_app_id,
+    validate_new_app_id,
+)
 from oneauth.settings import Settings
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -94,9 +100,17 @@ def provision(
     app_settings: dict[str, Any] | None = None,
     hooks: Sequence[ProvisionHook] | None = None,
     sql_root: Path | None = None,
+    allow_reserved: bool = False,
 ) -> ProvisionResult:
-    """Create an app, or confirm that an identical one exists (idempotent)."""
-    validate_app_id(app_id)
+    """Create an app, or confirm that an identical one exists (idempotent).
+
+    Reserved ids (``platform``, ``console``, ``admin``) are refused: only
+    ``oneauth platform init`` passes ``allow_reserved`` for the control plane.
+    """
+    if allow_reserved:
+        validate_app_id(app_id)
+    else:
+        validate_new_app_id(app_id)
     display_name = validate_display_name(display_name)
     wanted_settings = app_settings or {}
     from oneauth.apps.policy import PolicyError, parse
@@ -200,11 +214,13 @@ def configure(
     *,
     set_values: dict[str, Any] | None = None,
     unset: Sequence[str] = (),
+    display_name: str | None = None,
 ) -> ConfigureResult:
     """Change an app's settings after provisioning: validated, audited, broadcast.
 
     The whole result goes through the one policy parser (every key and value,
-    keys named in errors). The registry row's UPDATE fires the change notice
+    keys named in errors); ``display_name`` renames the app (the platform API's
+    PATCH). The registry row's UPDATE fires the change notice
     (``apps_notify_change``), so every process drops its cached record at once.
     The change is audited in the app's own log with old and new values.
     """
@@ -219,6 +235,8 @@ def configure(
     both = sorted(set(unset) & set(set_values))
     if both:
         raise AppError(f"{both[0]} is both set and unset")
+    if display_name is not None:
+        display_name = validate_display_name(display_name)
     with conn.transaction():
         ops.advisory_lock(conn, f"app:{app_id}")
         current = _fetch(conn, app_id, for_update=True)
@@ -237,11 +255,15 @@ def configure(
             for key in sorted(set(current.settings) | set(wanted))
             if current.settings.get(key, _ABSENT) != wanted.get(key, _ABSENT)
         }
+        name = current.display_name if display_name is None else display_name
+        if name != current.display_name:
+            changes["display_name"] = (current.display_name, name)
         if not changes:
             return ConfigureResult(current, {})
         conn.execute(
-            "UPDATE oneauth.apps SET settings = %s, updated_at = now() WHERE app_id = %s",
-            (json.dumps(wanted), app_id),
+            "UPDATE oneauth.apps SET settings = %s, display_name = %s, updated_at = now()"
+            " WHERE app_id = %s",
+            (json.dumps(wanted), name, app_id),
         )
         with ops.app_context(conn, current.names):
             audit.record_sync(
@@ -263,9 +285,18 @@ def configure(
 _ABSENT = object()
 
 
+def _not_the_control_plane(app_id: str, verb: str) -> None:
+    if is_reserved_app_id(app_id):
+        raise AppConflict(
+            f"app {app_id!r} is oneauth's control plane; it cannot be {verb} "
+            "(configure it like any app: `oneauth apps configure platform ...`)"
+        )
+
+
 def set_status(conn: Conn, app_id: str, status: str) -> AppRecord:
-    """Suspend or resume an app; a deleted app stays deleted."""
+    """Suspend or resume an app; a deleted app stays deleted. Not the control plane."""
     validate_app_id(app_id)
+    _not_the_control_plane(app_id, "suspended" if status != "active" else "resumed")
     with conn.transaction():
         current = _fetch(conn, app_id, for_update=True)
         if current is None:
@@ -283,8 +314,10 @@ def set_status(conn: Conn, app_id: str, status: str) -> AppRecord:
 
 
 def delete(conn: Conn, app_id: str) -> AppRecord:
-    """Drop the app's schema (all its data and key material) and role; keep a tombstone."""
+    """Drop the app's schema (all its data and key material) and role; keep a tombstone.
+    Not the control plane's."""
     validate_app_id(app_id)
+    _not_the_control_plane(app_id, "deleted")
     with conn.transaction():
         ops.advisory_lock(conn, f"app:{app_id}")
         current = _fetch(conn, app_id, for_update=True)

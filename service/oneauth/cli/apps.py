@@ -12,7 +12,7 @@ from oneauth.cli.common import fail, load_settings, print_json
 from oneauth.db import ops
 from oneauth.db.naming import InvalidAppId
 from oneauth.db.roles import UnsafeRole, check_operator_role
-from oneauth.settings import Settings
+from oneauth.settings import Settings, issuer_url
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -127,7 +127,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     with conn:
         apps = lifecycle.list_apps(conn, include_deleted=args.all)
     if args.json:
-        print_json([a.to_json(f"{public_url}/apps/{a.app_id}") for a in apps])
+        print_json([a.to_json(issuer_url(public_url, a.app_id)) for a in apps])
         return
     if not apps:
         print("no apps; create one with `oneauth apps provision <app_id> --name ...`")
@@ -150,7 +150,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def _show_body(app: Any, public_url: str) -> dict[str, Any]:
-    body: dict[str, Any] = app.to_json(f"{public_url}/apps/{app.app_id}")
+    body: dict[str, Any] = app.to_json(issuer_url(public_url, app.app_id))
     try:
         body["effective_settings"] = policy.effective(app.settings)
     except policy.PolicyError as exc:  # edited by hand: the service runs on defaults

@@ -127,6 +127,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     )
     if summary.failed:
         fail(f"migration failed for: {', '.join(o.app_id for o in summary.failed)}")
+    from oneauth.cli.platform import run_init
+
+    platform = run_init(settings)
     with ops.connect(settings.operator_url) as conn:
         try:
             result = lifecycle.provision(conn, settings, *DEMO_APP)
@@ -141,10 +144,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"  issuer:     {settings.issuer_for(app_id)}")
     print(f"  discovery:  {settings.issuer_for(app_id)}/.well-known/openid-configuration")
     print(f"  recovery:   {settings.issuer_for(app_id)}/recover")
+    print(f"  platform:   {settings.issuer_for(platform.app.app_id)} (console client")
+    print(f"              {platform.console_client_id}; `oneauth platform --help`)")
     for key, value in result.extra.items():
         print(f"  {key}: {value}")
     print("Ctrl-C stops the service; the data stays for the next `make run`.")
     print(flush=True)
     from oneauth.cli.serve import serve
 
-    serve(settings, workers=1)
+    # The platform API's writes run here too (the runner needs the operator URL).
+    serve(replace(settings, platform_worker=True), workers=1)

@@ -16,6 +16,7 @@ from oneauth.cli import (
     keys,
     migrate,
     orgs,
+    platform,
     providers,
     roles,
     serve,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         roles,
         users,
         orgs,
+        platform,
     ):
         module.register(sub)
     return parser

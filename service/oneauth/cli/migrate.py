@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "migrate",
         help="apply pending SQL templates to the control schema and every app",
         description="Migrate the control schema first, then each app schema in its own "
-        "transaction under an advisory lock, a bounded number at a time. Safe to re-run; "
+        "transaction under an advisory lock, a bounded number at a time, then make sure "
+        "the control-plane app exists (`oneauth platform init`). Safe to re-run; "
         "exits non-zero if any schema failed.",
     )
     p.add_argument(
@@ -56,6 +57,12 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         fail(f"control schema: {exc}")
     control = ", ".join(summary.control_applied) or "up to date"
     print(f"control schema: {control}")
+    if not summary.failed:
+        # The control plane is an app too; a new installation gets it here.
+        from oneauth.cli.platform import run_init
+
+        init = run_init(settings)
+        print(f"platform app: {'created' if init.created else 'up to date'}")
     print(
         f"apps: {len(summary.outcomes)} total, {len(summary.changed)} migrated, "
         f"{len(summary.failed)} failed in {summary.seconds:.2f} s"

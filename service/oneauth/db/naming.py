@@ -33,6 +33,13 @@ NAMESPACED_ROLE_PREFIX = "oneauth_"
 NAMESPACE_SEPARATOR = "__"
 CONTROL_SCHEMA = "oneauth"
 
+# The control plane is an app of its own (``oneauth platform init``) served at
+# ``/platform``, not ``/apps/platform``. These ids are never provisioned as
+# ordinary apps, and the ``/apps/{app_id}`` gate answers 404 for them, so no
+# customer app can take the control plane's name or pose as its console (B3).
+PLATFORM_APP_ID = "platform"
+RESERVED_APP_IDS = frozenset({PLATFORM_APP_ID, "console", "admin"})
+
 
 class InvalidAppId(ValueError):
     """The app_id breaks the naming rules; the message says which."""
@@ -57,6 +64,22 @@ def validate_app_id(app_id: object) -> str:
             "letters a-z, digits and single hyphens (not at the end)"
         )
     return app_id
+
+
+def validate_new_app_id(app_id: object) -> str:
+    """``validate_app_id`` for an app about to be provisioned: reserved ids are refused."""
+    validate_app_id(app_id)
+    assert isinstance(app_id, str)
+    if app_id in RESERVED_APP_IDS:
+        raise InvalidAppId(
+            f"app_id {app_id!r} is reserved for oneauth's control plane "
+            f"(reserved: {', '.join(sorted(RESERVED_APP_IDS))})"
+        )
+    return app_id
+
+
+def is_reserved_app_id(app_id: object) -> bool:
+    return app_id in RESERVED_APP_IDS
 
 
 def is_valid_app_id(app_id: object) -> bool:

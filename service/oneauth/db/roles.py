@@ -33,6 +33,11 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "schema_migrations": "SELECT",
     "installation": "SELECT",
     "mail_sweep": "SELECT, INSERT, UPDATE, DELETE",
+    # The platform API (oneauth.platform): it reads operators' grants and
+    # queues jobs; the operator-role runner executes and updates them (the
+    # service never creates schemas or roles).
+    "console_grants": "SELECT",
+    "platform_jobs": "SELECT, INSERT",
 }
 
 

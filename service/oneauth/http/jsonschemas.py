@@ -19,6 +19,7 @@ from oneauth.admin import models_rest as admin_rest
 from oneauth.api import models as api
 from oneauth.http.openapi import DIALECT, OAuthErrorBody, Problem, schema_components
 from oneauth.oauth import models as oauth
+from oneauth.platform import models as platform
 
 MODELS: dict[str, Any] = {
     "admin_client": admin_rest.AdminClient,
@@ -92,6 +93,12 @@ MODELS: dict[str, Any] = {
     "password_change": api.PasswordChange,
     "passwordless_complete": api.PasswordlessComplete,
     "passwordless_start": api.PasswordlessStart,
+    "platform_app": platform.AppView,
+    "platform_app_page": platform.AppPage,
+    "platform_configure": platform.ConfigureBody,
+    "platform_job": platform.JobView,
+    "platform_job_page": platform.JobPage,
+    "platform_provision": platform.ProvisionBody,
     "problem": Problem,
     "proof": api.Proof,
     "provider_metadata": oauth.ProviderMetadata,

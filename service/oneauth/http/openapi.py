@@ -131,6 +131,10 @@ def walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str, 
     which Starlette adds beside GET, is left out."""
     for route in routes:
         if isinstance(route, Mount):
+            if getattr(route.app, "pinned", None) is not None:
+                # /platform: the per-app routes again, for the control-plane app
+                # only (an AppGate pinned to it); documented once, as /apps/{app_id}.
+                continue
             yield from walk(_routes_of(route.app), prefix + route.path)
         elif isinstance(route, Route):
             for method in sorted(route.methods or ()):

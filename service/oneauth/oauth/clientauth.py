@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 import asyncpg
 from starlette.requests import Request
@@ -110,7 +110,8 @@ async def _by_assertion(
     ):
         raise _invalid(app_id, False)
     issuer = request.app.state.services.settings.issuer_for(app_id)
-    endpoint = issuer + request.url.path.removeprefix(f"/apps/{app_id}")
+    # The path under the issuer, whichever mount serves it (/apps/A or /platform).
+    endpoint = issuer + request.url.path.removeprefix(urlsplit(issuer).path)
     audiences = frozenset({issuer, f"{issuer}/oauth/token", endpoint})
     try:
         claims = client_assertion.verify(assertion, client.client_id, client.jwks, audiences)

@@ -133,14 +133,21 @@ def _from_row(row: Any, secret_hashes: Sequence[bytes] = ()) -> Client:
     )
 
 
-def validate_redirect_uri(uri: str) -> str:
-    """Registered redirect URIs are absolute, without fragment; http only for loopback."""
+def validate_redirect_uri(uri: str, own_origin: str | None = None) -> str:
+    """Registered redirect URIs are absolute, without fragment; http only for loopback
+    or, for oneauth's own console (``own_origin``: the public URL, http only outside
+    production), below the service's own origin."""
     parts = urlsplit(uri)
     if not parts.scheme or (not parts.netloc and parts.scheme in ("http", "https")):
         raise ClientError(f"redirect URI {uri!r} must be absolute")
     if parts.fragment or "#" in uri:
         raise ClientError(f"redirect URI {uri!r} must not contain a fragment")
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+    ours = own_origin is not None and uri.startswith(own_origin.rstrip("/") + "/")
+    if (
+        parts.scheme == "http"
+        and parts.hostname not in ("127.0.0.1", "::1", "localhost")
+        and not ours
+    ):
         raise ClientError(f"redirect URI {uri!r}: plain http is allowed only for loopback")
     if parts.scheme in ("javascript", "data", "file", "vbscript"):
         raise ClientError(f"redirect URI scheme {parts.scheme!r} is not allowed")
@@ -164,7 +171,7 @@ class ClientSpec:
     jwks: dict[str, Any] | None = None
     org_id: str | None = None
 
-    def validated(self) -> ClientSpec:
+    def validated(self, own_origin: str | None = None) -> ClientSpec:
         if not 1 <= len(self.name.strip()) <= 200:
             raise ClientError("client name must be 1 to 200 characters")
         if self.kind not in ("public", "confidential"):
@@ -180,7 +187,7 @@ class ClientSpec:
         if "authorization_code" in self.grant_types and not self.redirect_uris:
             raise ClientError("authorization_code needs at least one redirect URI")
         for uri in (*self.redirect_uris, *self.post_logout_redirect_uris):
-            validate_redirect_uri(uri)
+            validate_redirect_uri(uri, own_origin)
         for scope in self.scopes:
             if not scope or any(ch in scope for ch in ' "\\') or not scope.isprintable():
                 raise ClientError(f"invalid scope {scope!r}")
@@ -300,7 +307,9 @@ def _update_args(
     )
 
 
-def merged_spec(current: Client, changes: dict[str, Any]) -> ClientSpec:
+def merged_spec(
+    current: Client, changes: dict[str, Any], own_origin: str | None = None
+) -> ClientSpec:
     """``current`` with ``changes`` applied, validated: a list given replaces the whole
     list; the kind and the org never change (the CLI's ``update`` and the admin API's
     PATCH)."""
@@ -320,7 +329,7 @@ def merged_spec(current: Client, changes: dict[str, Any]) -> ClientSpec:
         refresh_token_ttl=changes.get("refresh_token_ttl", current.refresh_token_ttl),
         jwks=changes.get("jwks") or (current.jwks if method == "private_key_jwt" else None),
         org_id=current.org_id,
-    ).validated()
+    ).validated(own_origin)
 
 
 def new_spec(
@@ -361,15 +370,25 @@ def new_spec(
 SyncConn = psycopg.Connection[tuple[Any, ...]]
 
 
-def create(conn: SyncConn, spec: ClientSpec) -> tuple[Client, str | None]:
-    """Register a client; returns it and, for a confidential one, its secret (shown once)."""
-    spec = spec.validated()
+def create(
+    conn: SyncConn,
+    spec: ClientSpec,
+    *,
+    client_id: str | None = None,
+    own_origin: str | None = None,
+) -> tuple[Client, str | None]:
+    """Register a client; returns it and, for a confidential one, its secret (shown once).
+
+    ``client_id``: a well-known id (the control plane's console client) instead
+    of a random one; ``own_origin``: see ``validate_redirect_uri``.
+    """
+    spec = spec.validated(own_origin)
     if spec.org_id is not None:
         # In the app's context: another app's org id names nothing here (B1).
         org = conn.execute("SELECT 1 FROM organizations WHERE id = %s", (spec.org_id,))
         if org.fetchone() is None:
             raise ClientError(f"no organization {spec.org_id!r} in this app")
-    client_id = new_client_id()
+    client_id = client_id or new_client_id()
     row = conn.execute(
         _INSERT_CLIENT,
         _insert_args(client_id, spec, None if spec.jwks is None else Jsonb(spec.jwks)),
@@ -397,10 +416,12 @@ def list_all(conn: SyncConn) -> list[Client]:
 
 
 def update(conn: SyncConn, client_id: str, **changes: Any) -> Client:
+    """``own_origin`` among the changes: see ``validate_redirect_uri``."""
+    own_origin: str | None = changes.pop("own_origin", None)
     current = get(conn, client_id)
     if current is None:
         raise ClientError(f"no client {client_id!r}")
-    spec = merged_spec(current, changes)
+    spec = merged_spec(current, changes, own_origin)
     conn.execute(
         _UPDATE_CLIENT,
         _update_args(

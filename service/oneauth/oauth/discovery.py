@@ -17,6 +17,8 @@ from starlette.routing import BaseRoute, Route
 
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import AppPolicy, policy_of
+from oneauth.db.naming import PLATFORM_APP_ID, is_reserved_app_id
+from oneauth.errors import AppNotFound
 from oneauth.http.contract import Operation, operation
 from oneauth.http.gate import current_app
 from oneauth.oauth.authorize import ORG_SCOPE, PROMPTS
@@ -122,9 +124,13 @@ async def openid_configuration(request: Request) -> Response:
     replace(_METADATA, summary="Authorization server metadata (RFC 8414)", errors=(404, 503))
 )
 async def oauth_server_metadata(request: Request) -> Response:
-    """RFC 8414 section 3: ``/.well-known/oauth-authorization-server/apps/{app_id}``."""
+    """RFC 8414 section 3: ``/.well-known/oauth-authorization-server/apps/{app_id}``
+    (and ``.../platform`` for the control plane, whose issuer is ``/platform``)."""
     services = Services.of(request)
-    app = await services.registry.require_active(request.path_params["app_id"])
+    app_id = request.path_params.get("app_id", PLATFORM_APP_ID)
+    if request.path_params.get("app_id") is not None and is_reserved_app_id(app_id):
+        raise AppNotFound()
+    app = await services.registry.require_active(app_id)
     endpoints = getattr(request.app.state, "oauth_endpoints", ENDPOINTS)
     return Response(
         document(services, app, endpoints), media_type="application/json", headers=CACHEABLE

@@ -8,7 +8,8 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-_OAUTH_PATH = re.compile(r"/apps/[^/]+/oauth/")
+# Every app's issuer path, and the control plane's (/platform).
+_OAUTH_PATH = re.compile(r"/(?:apps/[^/]+|platform)/oauth/")
 
 
 def is_oauth_path(path: str) -> bool:
