@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
-import pytest
 
 from admin._support import admin_token, bearer, token_of
 from oneauth.apps.models import AppRecord
@@ -60,11 +59,6 @@ async def test_create_shows_the_secret_once_and_it_works(
     assert secret not in row["d"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="i15/core idempotency.claim opens conn.transaction() inside the router's own"
-    " BEGIN: asyncpg InterfaceError, answered 503; remove this mark once the guard is fixed",
-)
 async def test_an_idempotent_create_replays_the_same_client(
     client: httpx.AsyncClient,
     provision: Callable[..., AppRecord],

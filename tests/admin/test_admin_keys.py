@@ -98,3 +98,32 @@ async def test_app_b_admin_cannot_rotate_app_a_keys(
     hb = bearer(await admin_token(client, settings, b))
     b_kids = {k["kid"] for k in (await client.get(f"{v1(b)}/keys", headers=hb)).json()["items"]}
     assert not before & b_kids
+
+
+async def test_two_rotations_at_once_promote_one_published_key(
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+    services: Services,
+) -> None:
+    """T3: of two normal rotations at once, one promotes the published next key and the
+    other is refused; neither makes a key sign that no JWKS has published yet."""
+    app = provision()
+    h = bearer(await admin_token(client, settings, app, {"admin:keys:read", "admin:keys:write"}))
+    async with services.router.enter(app) as conn:  # the next keys are old enough now
+        await conn.execute(
+            "UPDATE signing_keys SET activate_after = now() - interval '1 hour',"
+            " created_at = created_at - interval '1 hour' WHERE state = 'next'"
+        )
+        published = {r["kid"] for r in await conn.fetch("SELECT kid FROM signing_keys")}
+    first, second = await asyncio.gather(
+        client.post(f"{v1(app)}/keys/rotate", json={}, headers=h),
+        client.post(f"{v1(app)}/keys/rotate", json={}, headers=h),
+    )
+    assert sorted([first.status_code, second.status_code]) == [200, 409], (first.text, second.text)
+    states = {
+        k["kid"]: k["state"]
+        for k in (await client.get(f"{v1(app)}/keys", headers=h)).json()["items"]
+    }
+    active = {kid for kid, state in states.items() if state == "active"}
+    assert active <= published  # every signing key was in the JWKS before the rotation

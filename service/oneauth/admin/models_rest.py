@@ -392,15 +392,3 @@ class AdminSettings(msgspec.Struct):
 
     settings: dict[str, Any]
     effective: dict[str, Any]
-
-
-class SettingsPatch(msgspec.Struct, forbid_unknown_fields=True):
-    """Keys to set (JSON values) and keys to unset (back to the default); validated as
-    a whole by the one policy parser."""
-
-    set: Annotated[
-        dict[Annotated[str, msgspec.Meta(max_length=100)], Any], msgspec.Meta(max_length=100)
-    ] = {}
-    unset: Annotated[
-        list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=100)
-    ] = []

@@ -612,14 +612,20 @@ async def get_async(conn: asyncpg.Connection, provider_id: str) -> Provider | No
 async def page_async(
     conn: asyncpg.Connection, *, after: tuple[datetime, str] | None, limit: int
 ) -> list[Provider]:
-    """Providers by (created_at, id) after the keyset ``after``."""
-    rows = await conn.fetch(
-        f"SELECT {COLUMNS} FROM identity_providers WHERE $1::timestamptz IS NULL"
-        " OR (created_at, id) > ($1::timestamptz, $2::text) ORDER BY created_at, id LIMIT $3",
-        after[0] if after else None,
-        after[1] if after else None,
-        limit,
-    )
+    """Providers by (created_at, id) after the keyset ``after`` (two statements: see
+    ``oneauth.oauth.clients.page_async``)."""
+    if after is None:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM identity_providers ORDER BY created_at, id LIMIT $1", limit
+        )
+    else:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM identity_providers WHERE (created_at, id) > ($1, $2)"
+            " ORDER BY created_at, id LIMIT $3",
+            after[0],
+            after[1],
+            limit,
+        )
     return [_from_row(r) for r in rows]
 
 

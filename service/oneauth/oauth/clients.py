@@ -512,15 +512,21 @@ async def get_async(conn: asyncpg.Connection, client_id: str) -> Client | None:
 async def page_async(
     conn: asyncpg.Connection, *, after: tuple[datetime, str] | None, limit: int
 ) -> list[Client]:
-    """Clients by (created_at, client_id), after the keyset ``after``; ``limit`` rows."""
-    rows = await conn.fetch(
-        f"SELECT {COLUMNS} FROM clients WHERE $1::timestamptz IS NULL"
-        " OR (created_at, client_id) > ($1::timestamptz, $2::text)"
-        " ORDER BY created_at, client_id LIMIT $3",
-        after[0] if after else None,
-        after[1] if after else None,
-        limit,
-    )
+    """Clients by (created_at, client_id), after the keyset ``after``; ``limit`` rows.
+    Two statements, not one with ``$1 IS NULL OR ...``: a generic plan then still
+    starts at the cursor instead of scanning from the first row."""
+    if after is None:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM clients ORDER BY created_at, client_id LIMIT $1", limit
+        )
+    else:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM clients WHERE (created_at, client_id) > ($1, $2)"
+            " ORDER BY created_at, client_id LIMIT $3",
+            after[0],
+            after[1],
+            limit,
+        )
     return [_from_row(r) for r in rows]
 
 

@@ -122,11 +122,12 @@ async def list_roles(
     conn: asyncpg.Connection, *, after: str | None = None, limit: int | None = None
 ) -> list[Role]:
     """Roles by name; ``after`` (a name) and ``limit`` page through them (keyset)."""
-    rows = await conn.fetch(
-        _SELECT + " WHERE ($1::text IS NULL OR r.name > $1) GROUP BY r.id ORDER BY r.name LIMIT $2",
-        after,
-        limit,
-    )
+    if after is None:
+        rows = await conn.fetch(_SELECT + " GROUP BY r.id ORDER BY r.name LIMIT $1", limit)
+    else:
+        rows = await conn.fetch(
+            _SELECT + " WHERE r.name > $1 GROUP BY r.id ORDER BY r.name LIMIT $2", after, limit
+        )
     return [_role(r) for r in rows]
 
 
@@ -196,12 +197,11 @@ async def list_permissions(
     conn: asyncpg.Connection, *, after: str | None = None, limit: int | None = None
 ) -> list[Permission]:
     """The app's permissions by name (keyset ``after``)."""
-    rows = await conn.fetch(
-        "SELECT name, description, created_at FROM permissions"
-        " WHERE ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2",
-        after,
-        limit,
-    )
+    select = "SELECT name, description, created_at FROM permissions"
+    if after is None:
+        rows = await conn.fetch(select + " ORDER BY name LIMIT $1", limit)
+    else:
+        rows = await conn.fetch(select + " WHERE name > $1 ORDER BY name LIMIT $2", after, limit)
     return [Permission(r["name"], r["description"], r["created_at"]) for r in rows]
 
 

@@ -25,6 +25,7 @@ import structlog
 from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import MAX_TOKEN_TTL, policy_of
+from oneauth.db.ops import LOCK_NAMESPACE
 from oneauth.oauth.models import JwkSet
 from oneauth.secretbox import SecretBox
 from oneauth.tokens.keys import Alg, SigningKey, generate_signing_key
@@ -155,6 +156,12 @@ async def rotate(
     """
     if revoke_all and not emergency:
         raise RotationRefused("revoking every key is an emergency rotation (--emergency)")
+    # One rotation of an app at a time, taken before anything is read: a second one
+    # waiting on the row locks would read the keys as they were when its statement
+    # began and promote a key no JWKS has published (or collide on the active key).
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_NAMESPACE, f"keys:{app.app_id}"
+    )
     report = (
         await revoke_every_key(conn, app, box)
         if revoke_all
