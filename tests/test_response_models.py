@@ -465,6 +465,10 @@ async def walk_admin(
     await call("POST", one + "/disable", 200, names=names)
     await call("POST", one + "/enable", 200, names=names)
     await call("DELETE", one, 204, names=names)
+    audit = "/apps/{app_id}/admin/v1/audit"
+    await call("GET", audit, 200, params={"event": "admin", "limit": "2"})
+    await call("POST", audit + "/verify", 200)
+    await call("GET", audit + "/checkpoints", 200)
 
 
 async def walk_federation(

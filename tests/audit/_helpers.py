@@ -60,12 +60,14 @@ async def stored_checkpoints(services: Services, app_id: str) -> list[dict[str, 
 
 
 async def verify(services: Services, app: AppRecord, **kwargs: Any) -> Report:
-    stored = await stored_checkpoints(services, app.app_id)
+    async def load() -> list[dict[str, Any]]:
+        return await stored_checkpoints(services, app.app_id)
+
     async with services.router.enter(app) as conn:
         return await verify_chain(
             conn,
             app_id=app.app_id,
-            stored_checkpoints=stored,
+            load_checkpoints=load,
             box=services.box,
             **kwargs,
         )

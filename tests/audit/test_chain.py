@@ -446,6 +446,12 @@ def test_the_chain_is_insert_only_and_delete_only_goes_through_prune(
         " set_config('oneauth.audit_prune_before', now()::text, true);"
         " DELETE FROM audit_log",
         "SELECT audit_prune(999999, now())",
+        # Old enough, but never sealed: still refused.
+        "INSERT INTO audit_log (occurred_at, event, outcome)"
+        " VALUES (now() - interval '9 days', 'test.old', 'success');"
+        " SELECT set_config('oneauth.audit_prune_through', '999999', true),"
+        " set_config('oneauth.audit_prune_before', (now() - interval '2 days')::text, true);"
+        " DELETE FROM audit_log WHERE event = 'test.old'",
     ):
         with (
             pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.CheckViolation)),
@@ -493,3 +499,89 @@ async def test_retention_prunes_old_rows_after_a_prune_checkpoint(
     assert report.pruned_through == before[6]
     code, err = _verify_cli(settings, app)
     assert code == 0, err
+
+
+# --- the sweep: which apps, without entering every schema ---------------------------
+
+
+async def test_the_sweep_visits_only_apps_whose_log_grew(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    quiet, busy = provision(), provision()
+    await write(services, quiet, 1)
+    await write(services, busy, 1)
+    sealer = make_sealer(services, checkpoint_interval=3600.0)
+    # Until the statistics writer flushes (about a second; longer on a loaded
+    # machine): a deadline, not a count of sweeps.
+    deadline = asyncio.get_running_loop().time() + 60
+    while (await ids(services, quiet, "audit_chain")) != (await ids(services, quiet)):
+        assert asyncio.get_running_loop().time() < deadline
+        await sealer.sweep()
+        await asyncio.sleep(0.2)
+    await sealer.sweep()
+    await write(services, busy, 2)
+    visited: set[str] = set()
+    while (await ids(services, busy, "audit_chain")) != (await ids(services, busy)):
+        assert asyncio.get_running_loop().time() < deadline
+        visited |= set(await sealer.sweep())
+        await asyncio.sleep(0.2)
+    assert busy.app_id in visited
+    assert quiet.app_id not in visited
+    # A new process (a deploy) starts from what oneauth.audit_sweep recorded.
+    fresh = make_sealer(services)
+    assert quiet.app_id not in await fresh.sweep()
+    # Both apps' chains grew: a checkpoint each is due within the interval.
+    assert quiet.app_id in sealer._checkpoint_due
+    assert busy.app_id in sealer._checkpoint_due
+
+
+async def test_the_in_process_sealer_seals_and_checkpoints(
+    settings: Settings, provision: Callable[..., AppRecord]
+) -> None:
+    from dataclasses import replace
+
+    from oneauth.asgi import create_app
+
+    app_record = provision()
+    service = create_app(
+        replace(
+            settings,
+            audit_sealer="inprocess",
+            audit_seal_interval=0.2,
+            audit_checkpoint_interval=10.0,
+            pool_max_size=3,
+        ),
+        configure_logging=False,
+    )
+    async with service.router.lifespan_context(service):
+        services = service.state.services
+        assert isinstance(services, Services)
+        await write(services, app_record, 3)
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(await ids(services, app_record, "audit_chain")) < 3:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.2)
+        while not await stored_checkpoints(services, app_record.app_id):
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.5)
+        assert (await verify(services, app_record)).ok
+
+
+async def test_checkpoints_signed_before_a_key_rotation_still_verify(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    app = await _sealed_app(services, provision, n=2)
+    sealer = make_sealer(services)
+    first = await sealer.checkpoint(app)
+    assert first is not None
+    rotated = cli(settings, "keys", "rotate", app.app_id, "--force")
+    assert rotated.returncode == 0, rotated.stderr
+    services.keys.on_change(app.app_id)  # what the rotation's NOTIFY does, without waiting
+    await write(services, app, 2)
+    await _seal(services, app)
+    second = await sealer.checkpoint(app)
+    assert second is not None
+    assert second.kid != first.kid
+    report = await verify(services, app)
+    assert report.ok, report.problems
+    assert report.checkpoints_matched == 2

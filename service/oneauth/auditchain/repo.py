@@ -31,6 +31,14 @@ async def try_lead(conn: asyncpg.Connection, app_id: str) -> bool:
     )
 
 
+async def hold_sealer(conn: asyncpg.Connection, app_id: str) -> None:
+    """Wait for the app's sealer to finish its visit and keep it out for this
+    transaction: a verification sees no row sealed or pruned while it reads."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_NAMESPACE, f"audit-seal:{app_id}"
+    )
+
+
 async def allocated(conn: asyncpg.Connection) -> int:
     """The highest audit id handed out so far (committed or not): the sequence's last value."""
     value = await conn.fetchval(

@@ -77,6 +77,7 @@ from oneauth.tokens.keystore import KeyStore
 log = structlog.get_logger("oneauth.audit")
 
 MAX_OBSERVATIONS = 64
+SWEEP_CHUNK = 200  # apps visited between two records of the sweep's progress
 
 
 def chain_schema_version() -> int:
@@ -167,16 +168,21 @@ class Sealer:
     # --- one app ------------------------------------------------------------------
 
     async def seal_app(self, app: AppRecord) -> Visit:
-        """Seal what is safe to seal now; one transaction, as this app's leader."""
+        """Seal what is safe to seal now, as this app's leader (else nothing)."""
         visit = Visit()
+        # The observation in a transaction of its own: the rows are then read in
+        # a later one, whose snapshot is taken after the writers were read, at
+        # any isolation level (in REPEATABLE READ a snapshot from before the
+        # writers check could miss a row that committed in between).
         async with self.router.enter(app) as conn:
-            if not await repo.try_lead(conn, app.app_id):
-                return Visit(leader=False)
             # Order matters: the sequence first, then the writers (module doc).
             allocated = await repo.allocated(conn)
             writers = await repo.writers(conn)
-            horizon = self._horizons.setdefault(app.app_id, _Horizon())
-            safe = horizon.advance(allocated, writers)
+        horizon = self._horizons.setdefault(app.app_id, _Horizon())
+        safe = horizon.advance(allocated, writers)
+        async with self.router.enter(app) as conn:
+            if not await repo.try_lead(conn, app.app_id):
+                return Visit(leader=False)
             current = await repo.head(conn)
             head_id, prev = current if current else (0, genesis(app.app_id))
             while visit.sealed < self.config.max_rows_per_visit:
@@ -343,10 +349,14 @@ class Sealer:
                     None if prune is None else max(0.0, prune - t),
                 )
 
-        await asyncio.gather(*(one(a, c) for a, c in picked))
-        if changed:
-            async with self.pool.acquire() as conn:
-                await repo.save_sweep_state(conn, changed)
+        # In chunks, each recorded once visited: a long first sweep (thousands of
+        # never-seen apps) interrupted by a restart keeps its progress.
+        for start in range(0, len(picked), SWEEP_CHUNK):
+            await asyncio.gather(*(one(a, c) for a, c in picked[start : start + SWEEP_CHUNK]))
+            if changed:
+                async with self.pool.acquire() as conn:
+                    await repo.save_sweep_state(conn, changed)
+                changed.clear()
         return [a.app_id for a, _ in picked]
 
     async def _visit(self, app: AppRecord, counter: int) -> None:

@@ -8,7 +8,7 @@ does not grow with the log.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -24,12 +24,19 @@ async def verify_chain(
     conn: asyncpg.Connection,
     *,
     app_id: str,
-    stored_checkpoints: list[dict[str, Any]],
+    load_checkpoints: Callable[[], Awaitable[list[dict[str, Any]]]],
     box: SecretBox | None,
     kept_checkpoints: list[dict[str, Any]] | None = None,
 ) -> Report:
-    """``conn`` in the app's context; checkpoints as ``checkpoints.export_row`` gives them
-    (read by the caller from the control schema, which the app role cannot read)."""
+    """``conn`` in the app's context. ``load_checkpoints`` reads the app's checkpoints
+    (as ``checkpoints.export_row`` gives them) from the control schema, which the app
+    role cannot read; it is called once the sealer is held off, so a prune that
+    completed before is seen with its checkpoint."""
+    # No sealing or pruning while the batches are read (in READ COMMITTED each
+    # statement has its own snapshot): a prune between two reads would look
+    # like deleted rows.
+    await repo.hold_sealer(conn, app_id)
+    stored_checkpoints = await load_checkpoints()
     problems: list[Problem] = []
     listed = stored_checkpoints
     if kept_checkpoints is not None:

@@ -86,7 +86,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     from oneauth.secretbox import SecretBox
 
     settings = load_settings()
-    _, stored = _stored(settings, args.app)
+    _stored(settings, args.app)  # the app exists (else a clear error, before any work)
     kept = None
     if args.checkpoints is not None:
         try:
@@ -95,12 +95,15 @@ def cmd_verify(args: argparse.Namespace) -> None:
         except (OSError, ValueError, AssertionError):
             fail(f"{args.checkpoints}: not a checkpoints export (a JSON list)", 2)
 
+    async def load() -> list[dict[str, Any]]:
+        return _stored(settings, args.app)[1]
+
     async def main() -> Any:
         async with async_app_transaction(args.app) as (conn, app, _):
             return await verify_chain(
                 conn,
                 app_id=app.app_id,
-                stored_checkpoints=stored,
+                load_checkpoints=load,
                 box=SecretBox.from_config(settings.master_key),
                 kept_checkpoints=kept,
             )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -143,13 +144,15 @@ async def export_audit(request: Request, caller: AdminCaller, conn: asyncpg.Conn
 )
 async def verify_audit(request: Request, caller: AdminCaller, conn: asyncpg.Connection) -> Response:
     services = Services.of(request)
-    # The control schema is the service role's, not the app role's: its own connection.
-    async with services.pool.acquire() as control:
-        stored = [
-            checkpoints.export_row(r) for r in await repo.checkpoints(control, caller.app.app_id)
-        ]
+
+    async def load() -> list[dict[str, Any]]:
+        # The control schema is the service role's, not the app role's: its own connection.
+        async with services.pool.acquire() as control:
+            rows = await repo.checkpoints(control, caller.app.app_id)
+        return [checkpoints.export_row(r) for r in rows]
+
     report = await verify_chain(
-        conn, app_id=caller.app.app_id, stored_checkpoints=stored, box=services.box
+        conn, app_id=caller.app.app_id, load_checkpoints=load, box=services.box
     )
     await audit(
         conn,
