@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
+from starlette.applications import Starlette
 from starlette.responses import Response
 
 from oidc._support import signup
@@ -452,3 +454,35 @@ async def test_a_viewer_sees_no_write_forms_anywhere(
     ):
         refused = await browser.post(base + path, data={"csrf": token, **data})
         assert refused.status_code == 403, path
+
+
+async def test_branding_saved_with_the_settings_etag(
+    browser: httpx.AsyncClient,
+    settings: Settings,
+    services: Services,
+    provision: Callable[..., AppRecord],
+    service: Starlette,
+) -> None:
+    from oneauth.http.openapi import document
+
+    paths = document(service.routes)["paths"]
+    if "patch" not in paths.get("/apps/{app_id}/admin/v1/settings", {}):
+        pytest.skip("PATCH /admin/v1/settings (admin-rest) is not in this build yet")
+    app = provision()
+    await _admin_at(browser, settings, app)
+    base = f"/console/apps/{app.app_id}/settings"
+    page = await browser.get(base, params={"preview_color": "#00aa55"})
+    token = csrf_of(page.text)
+    etag = page.text.split('name="etag" value="', 1)[1].split('"', 1)[0]
+    saved = await browser.post(
+        base, data={"csrf": token, "etag": etag, "primary_color": "#00aa55", "logo_url": ""}
+    )
+    assert saved.status_code == 303, saved.text
+    record = await services.registry.get(app.app_id)
+    assert record is not None
+    assert record.settings.get("primary_color") == "#00aa55"
+    # The same (now stale) ETag again: the API's 412, shown as a conflict page.
+    stale = await browser.post(
+        base, data={"csrf": token, "etag": etag, "primary_color": "#112233", "logo_url": ""}
+    )
+    assert stale.status_code == 409
