@@ -81,6 +81,15 @@ async def test_open_redirect_and_a_forged_callback_are_refused(browser: httpx.As
     await browser.get("/console/login")
     answer = await browser.get("/console/callback", params={"code": "x", "state": "other"})
     assert answer.status_code == 400
+    # RFC 9207: an answer naming another issuer is refused before the code is used.
+    login = await browser.get("/console/login")
+    state = parse_qs(urlsplit(login.headers["location"]).query)["state"][0]
+    mixed = await browser.get(
+        "/console/callback",
+        params={"code": "x", "state": state, "iss": "http://testserver/apps/other"},
+    )
+    assert mixed.status_code == 400
+    assert "another issuer" in mixed.text
     assert "session" not in str(browser.cookies.keys()).replace("login", "")
     assert rp_next("https://evil.example/") == "/console/"
     assert rp_next("//evil.example/console/") == "/console/"

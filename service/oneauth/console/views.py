@@ -290,6 +290,11 @@ async def callback(request: Request) -> Response:
             else "This sign-in has expired or was started elsewhere. Sign in again."
         )
         return _message(request, services, None, "Sign-in failed", reason, 400)
+    if query.iss is not None and query.iss != rp.issuer(services.settings):
+        # RFC 9207: the answer names another issuer (a mix-up attack); refuse it.
+        return _message(
+            request, services, None, "Sign-in failed", "The answer came from another issuer.", 400
+        )
     try:
         operator = await rp.finish(request.app, services.settings, pending, query.code, query.state)
     except rp.SignInFailed as exc:
