@@ -69,6 +69,9 @@ ROUTES: list[tuple[str, str, str, Any]] = [
     ("GET", "/keys", "admin:keys:read", None),
     ("POST", "/keys/rotate", "admin:keys:write", {"force": True}),
     ("GET", "/settings", "admin:settings:read", None),
+    # Past the guard without If-Match: 428 (no job is queued).
+    ("PATCH", "/settings", "admin:settings:write", {"set": {"passwordless": True}}),
+    ("GET", "/settings/jobs/00000000-0000-4000-8000-000000000000", "admin:settings:read", None),
 ]
 
 

@@ -392,3 +392,26 @@ class AdminSettings(msgspec.Struct):
 
     settings: dict[str, Any]
     effective: dict[str, Any]
+
+
+class SettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``set``: keys to give a value; ``unset``: keys to put back to their default.
+    Keys not named keep their value. The result must pass the one policy parser."""
+
+    set: dict[str, Any] = msgspec.field(default_factory=dict)
+    unset: Annotated[list[Name], msgspec.Meta(max_length=100)] = msgspec.field(default_factory=list)
+
+
+class SettingsJobError(msgspec.Struct, kw_only=True):
+    code: str
+    detail: str
+
+
+class SettingsJob(msgspec.Struct, kw_only=True):
+    """A settings change the operator-role job runner has not finished within the
+    request (202), or its state later: ``settings`` once it succeeded."""
+
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    settings: dict[str, Any] | None = None
+    error: SettingsJobError | None = None

@@ -55,6 +55,8 @@ MODELS: dict[str, Any] = {
     "admin_role_page": admin_rest.AdminRoles,
     "admin_role_update": admin_rest.RoleUpdate,
     "admin_settings": admin_rest.AdminSettings,
+    "admin_settings_job": admin_rest.SettingsJob,
+    "admin_settings_patch": admin_rest.SettingsPatch,
     "admin_user_roles": admin_rest.UserRoles,
     "admin_mfa_reset": admin.MfaReset,
     "admin_session_page": admin.SessionPage,
