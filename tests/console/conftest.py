@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from oneauth.platform import bootstrap
-from oneauth.platform.bootstrap import InitResult
 from starlette.applications import Starlette
 
 from oneauth.db import ops
+from oneauth.platform import bootstrap
+from oneauth.platform.bootstrap import InitResult
 from oneauth.settings import Settings
+from platformkit import runners  # noqa: F401 (the operator-role runners, a fixture)
 
 
 @pytest.fixture(scope="session")

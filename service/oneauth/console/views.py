@@ -653,7 +653,9 @@ async def settings_save(ctx: AppContext, form: SettingsForm) -> Response:
     )
     if answer.status_code >= 300:
         return ctx.refused(answer)
-    return redirect(f"/console/apps/{ctx.grant.app_id}/settings?done=saved", 303)
+    # 202: the change is queued for the operator-role runner (it applies shortly).
+    done = "queued" if answer.status_code == 202 else "saved"
+    return redirect(f"/console/apps/{ctx.grant.app_id}/settings?done={done}", 303)
 
 
 @operation(
