@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
 WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"
 
-.PHONY: help install run test lint format schemas migrate provision-app platform-init platform-worker stop-db bench bench-mfa bench-orgs bench-audit clean
+.PHONY: help install run test lint format schemas migrate provision-app platform-init platform-worker stop-db bench bench-mfa bench-orgs bench-audit bench-console clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,11 +58,11 @@ platform-worker: $(STAMP) ## run the platform API's job runner (provision, suspe
 stop-db: $(STAMP) ## stop the embedded Postgres under .data/
 	$(BIN)/oneauth dev stop-db
 
-bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1] (bench/results.*, then bench-mfa, bench-orgs, bench-audit)
+bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1] (bench/results.*, then bench-mfa, bench-orgs, bench-audit, bench-console)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 2; }
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m ops.bench --out bench $(if $(QUICK),--quick)
-	$(MAKE) --no-print-directory bench-mfa bench-orgs bench-audit QUICK=$(QUICK)
+	$(MAKE) --no-print-directory bench-mfa bench-orgs bench-audit bench-console QUICK=$(QUICK)
 
 bench-mfa: $(STAMP) ## password sign-in beside password+TOTP sign-in (writes bench/mfa_login.json)
 	$(BIN)/python -m ops.bench.mfa_login --out bench/mfa_login.json $(if $(QUICK),--users 600 --duration 4 --reps 1)
@@ -72,6 +72,9 @@ bench-orgs: $(STAMP) ## refresh with an org switch beside a plain refresh; token
 
 bench-audit: $(STAMP) ## refresh with the audit chain's sealer on beside off (writes bench/audit_chain.json)
 	$(BIN)/python -m ops.bench.audit_chain --out bench/audit_chain.json $(if $(QUICK),--duration 4 --reps 1 --connections 8)
+
+bench-console: $(STAMP) ## the admin console's app picker (first page, search) at 10,000 apps, p95 < 300 ms (writes bench/console.json)
+	$(BIN)/python -m ops.bench.console --out bench/console.json $(if $(QUICK),--apps 1000 --requests 60)
 
 clean: ## remove the virtualenv and caches (keeps .data/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

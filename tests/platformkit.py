@@ -3,12 +3,15 @@ package named `platform` would shadow the standard library's): import the fixtur
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
 from oneauth.db import ops
 from oneauth.platform import bootstrap, operators
 from oneauth.platform.bootstrap import InitResult
+from oneauth.platform.runner import RunnerThread
 from oneauth.settings import Settings
 
 
@@ -17,6 +20,15 @@ def platform_init(settings: Settings) -> InitResult:
     """`oneauth platform init` once for the session's database."""
     with ops.connect(settings.operator_url) as conn:
         return bootstrap.init(conn, settings)
+
+
+@pytest.fixture(scope="module")
+def runners(settings: Settings, platform_init: object) -> Iterator[None]:
+    """Two operator-role runners, as two `oneauth platform worker` processes would be."""
+    started = [RunnerThread(settings, poll=1.0, name=f"runner-{n}").start() for n in (1, 2)]
+    yield
+    for runner in started:
+        runner.stop()
 
 
 def platform_client(settings: Settings, scopes: list[str], name: str = "ops") -> tuple[str, str]:

@@ -49,6 +49,7 @@ PAGE_MODULES = frozenset(
         "oneauth.web.invitations",
         "oneauth.web.federation_pages",
         "oneauth.oauth.logout",
+        "oneauth.console.views",  # the admin console (issue 15)
     }
 )
 SAFETY_NET = "the request contains a value that cannot be stored"

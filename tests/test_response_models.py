@@ -26,6 +26,7 @@ import pyotp
 import pytest
 from starlette.applications import Starlette
 
+from admin.walk_rest import walk_admin_rest
 from apiclient import PASSWORD, confidential_client
 from oidc._support import RP, authorize_params, exchange, form, pkce_pair, register, sign_in
 from oidc.test_oidc_passkeys import ORIGIN, passkey_box
@@ -549,6 +550,7 @@ async def test_every_json_answer_matches_its_declared_model(
     await walk_passkey_pages(contract, service, client, settings, provision)
     await walk_orgs(contract, client, services, provision, mailbox)
     await walk_admin(contract, client, settings, provision)
+    await walk_admin_rest(contract, client, settings, provision)
     expected = json_answers(doc)
     if not await walk_federation(contract, client, services, settings, provision):
         expected = {a for a in expected if "/federation/" not in a[1] and "identities" not in a[1]}

@@ -22,6 +22,7 @@ from oneauth.api import webauthn as webauthn_api
 from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
 from oneauth.auditchain.sealer import Sealer
+from oneauth.console import views as console_views
 from oneauth.db import roles
 from oneauth.db.naming import PLATFORM_APP_ID
 from oneauth.db.notify import Notifier
@@ -197,6 +198,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             ),
         ),
         *platform_api.routes(),
+        # The admin console (issue 15): outside every app's gate; it reaches apps
+        # only through their admin API.
+        *console_views.routes(),
     ]
     if settings.metrics:
         # Top level, outside the app gate: the figures are the whole service's.

@@ -201,6 +201,28 @@ class DomainTaken(Conflict):
     code, status, title = "domain_taken", 409, "Another organization has verified this domain"
 
 
+class PermissionNotFound(NotFound):
+    code, status, title = "permission_not_found", 404, "No such permission"
+
+
+class PermissionExists(Conflict):
+    code, status, title = "permission_exists", 409, "A permission with this name exists"
+
+
+class ClientNotFound(NotFound):
+    # The admin API (issue 15): another app's client id is unknown here too (B1).
+    code, status, title = "client_not_found", 404, "No such client"
+
+
+class ProviderNotFound(NotFound):
+    code, status, title = "provider_not_found", 404, "No such identity provider"
+
+
+class KeyRotationRefused(Conflict):
+    # A normal rotation would promote a next key that may not be in every cached JWKS yet.
+    code, status, title = "key_rotation_refused", 409, "The key rotation was refused"
+
+
 class PayloadTooLarge(ApiError):
     code, status, title = "payload_too_large", 413, "Request body too large"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import httpx
 
@@ -41,7 +42,7 @@ def platform_client(settings: Settings, app: AppRecord, scopes: Iterable[str]) -
     return admin_client(settings, app, scopes, name="platform")
 
 
-def update_client(settings: Settings, app: AppRecord, client_id: str, **changes: object) -> None:
+def update_client(settings: Settings, app: AppRecord, client_id: str, **changes: Any) -> None:
     with (
         ops.connect(settings.operator_url) as conn,
         conn.transaction(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -16,21 +16,12 @@ from conftest import new_app_id
 from oneauth.apps import lifecycle
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
-from oneauth.platform.runner import RunnerThread
 from oneauth.settings import Settings
 from platformkit import platform_client, platform_token
 
-platform_init = platformkit.platform_init  # the fixture
+platform_init = platformkit.platform_init  # the fixtures
+runners = platformkit.runners
 READ, WRITE = "platform:apps:read", "platform:apps:write"
-
-
-@pytest.fixture(scope="module")
-def runners(settings: Settings, platform_init: object) -> Iterator[None]:
-    """Two operator-role runners, as two `oneauth platform worker` processes would be."""
-    started = [RunnerThread(settings, poll=1.0, name=f"runner-{n}").start() for n in (1, 2)]
-    yield
-    for runner in started:
-        runner.stop()
 
 
 @pytest.fixture(scope="module")

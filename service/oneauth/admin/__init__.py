@@ -14,9 +14,14 @@ from starlette.routing import BaseRoute
 def routes() -> list[BaseRoute]:
     # Imported here, not at the top: oneauth.oauth.clients imports
     # oneauth.admin.scopes, and the route modules import the services.
-    from oneauth.admin.app_api import audit, users
+    from oneauth.admin.app_api import audit, clients, directory, keys, providers, settings, users
 
     return [
         *users.routes(),
+        *directory.routes(),
+        *clients.routes(),
+        *providers.routes(),
+        *keys.routes(),
+        *settings.routes(),
         *audit.routes(),
     ]

@@ -62,6 +62,7 @@ __all__ = [
     "AdminView",
     "admin_operation",
     "audit",
+    "audit_details",
     "authenticate_admin",
     "authenticate_platform",
     "platform_operation",
@@ -309,11 +310,7 @@ def audit(
     ``event``: ``admin.<area>.<verb>`` (``admin.user.disable``). The row's actor is
     the acting client, or the operator for a console-delegated token (its
     details name the console client and the operator's email)."""
-    extra: dict[str, Any] = {"client_id": caller.client_id}
-    if caller.operator_sub is not None:
-        extra["via"] = "console"
-        if caller.operator_email:
-            extra["operator_email"] = caller.operator_email
+    extra = audit_details(caller)
     return audit_log.record(
         conn,
         event,
@@ -325,6 +322,18 @@ def audit(
         target_id=target_id,
         details={**(details or {}), **extra},
     )
+
+
+def audit_details(caller: AdminCaller) -> dict[str, Any]:
+    """What an admin audit row's details say of the caller besides its actor: the
+    acting client and, for a console-delegated token, the console and the operator's
+    email (also for rows another process writes, e.g. the platform job runner)."""
+    extra: dict[str, Any] = {"client_id": caller.client_id}
+    if caller.operator_sub is not None:
+        extra["via"] = "console"
+        if caller.operator_email:
+            extra["operator_email"] = caller.operator_email
+    return extra
 
 
 def _declare(op: Operation, scope: str, tag: str) -> Operation:

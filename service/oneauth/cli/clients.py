@@ -146,16 +146,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_create(args: argparse.Namespace) -> None:
-    kind: clients.Kind = "confidential" if args.confidential else "public"
-    grants = set(args.grants or ["authorization_code", "refresh_token"])
-    scopes = set(args.scopes) if args.scopes is not None else set(clients.USER_SCOPES)
-    spec = clients.ClientSpec(
+    spec = clients.new_spec(
         name=args.name,
-        kind=kind,
-        grant_types=frozenset(grants),
-        scopes=frozenset(scopes),
-        redirect_uris=tuple(args.redirect_uris),
-        post_logout_redirect_uris=tuple(args.post_logout_redirect_uris),
+        confidential=args.confidential,
+        grant_types=args.grants,
+        scopes=args.scopes,
+        redirect_uris=args.redirect_uris,
+        post_logout_redirect_uris=args.post_logout_redirect_uris,
         first_party=args.first_party,
         auth_method=args.auth_method,
         access_token_ttl=args.access_token_ttl,

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from typing import Any
 
-from oneauth import audit
-from oneauth.cli.appctx import app_transaction
+import asyncpg
+
+from oneauth.apps.models import AppRecord
+from oneauth.cli.appctx import run_in_app
 from oneauth.cli.common import fail, print_json
 from oneauth.secretbox import SecretBox, generate_master_key
+from oneauth.settings import Settings
 from oneauth.tokens import keystore
 
 
@@ -63,8 +67,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    with app_transaction(args.app_id) as (conn, _, _):
-        rows = keystore.list_keys(conn)
+    async def work(conn: asyncpg.Connection, app: AppRecord, settings: Settings) -> Any:
+        return await keystore.list_keys(conn)
+
+    rows = run_in_app(args.app_id, work)
     if args.json:
         print_json(rows)
         return
@@ -78,38 +84,28 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_rotate(args: argparse.Namespace) -> None:
     if args.revoke_all and not args.emergency:
         fail("--all revokes every key: it needs --emergency")
-    with app_transaction(args.app_id) as (conn, app, settings):
-        box = SecretBox.from_config(settings.master_key)
-        try:
-            report = keystore.rotate(
-                conn,
-                app,
-                box,
-                emergency=args.emergency,
-                force=args.force,
-                revoke_all=args.revoke_all,
-            )
-        except keystore.RotationRefused as exc:
-            fail(str(exc))
-        mode = "emergency_all" if args.revoke_all else "emergency" if args.emergency else "normal"
-        # Audited in the app's log; an emergency rotation is also a security
-        # event in the log stream (audit.SECURITY_EVENTS).
-        audit.record_sync(
+
+    async def work(
+        conn: asyncpg.Connection, app: AppRecord, settings: Settings
+    ) -> keystore.RotationReport:
+        return await keystore.rotate(
             conn,
-            "keys.emergency_rotation" if args.emergency else "keys.rotate",
-            "success",
-            audit.SYSTEM,
-            app_id=app.app_id,
+            app,
+            SecretBox.from_config(settings.master_key),
             actor_type="operator",
             actor_id=_operator(),
-            target_type="app",
-            target_id=app.app_id,
-            details={"mode": mode, **{k: list(v) for k, v in report.__dict__.items()}},
+            emergency=args.emergency,
+            force=args.force,
+            revoke_all=args.revoke_all,
         )
-        conn.execute("SELECT pg_notify(%s, %s)", (keystore.CHANNEL, app.app_id))
+
+    try:
+        report = run_in_app(args.app_id, work)
+    except keystore.RotationRefused as exc:
+        fail(str(exc))
     if args.emergency:
         print(
-            f"warning: emergency rotation of {app.app_id}: revoked {len(report.revoked)} key(s); "
+            f"warning: emergency rotation of {args.app_id}: revoked {len(report.revoked)} key(s); "
             "oneauth refuses their tokens now, external verifiers at their next JWKS fetch",
             file=sys.stderr,
         )

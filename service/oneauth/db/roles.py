@@ -33,14 +33,17 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "schema_migrations": "SELECT",
     "installation": "SELECT",
     "mail_sweep": "SELECT, INSERT, UPDATE, DELETE",
-    # The audit sealer: signed checkpoints are only ever added (A2).
-    "audit_checkpoints": "SELECT, INSERT",
-    "audit_sweep": "SELECT, INSERT, UPDATE, DELETE",
     # The platform API (oneauth.platform): it reads operators' grants and
     # queues jobs; the operator-role runner executes and updates them (the
     # service never creates schemas or roles).
     "console_grants": "SELECT",
     "platform_jobs": "SELECT, INSERT",
+    # the admin console's sign-ins and recent apps (issue 15, sql/control/0006)
+    "console_sessions": "SELECT, INSERT, UPDATE, DELETE",
+    "console_recent_apps": "SELECT, INSERT, UPDATE, DELETE",
+    # The audit sealer: signed checkpoints are only ever added (A2).
+    "audit_checkpoints": "SELECT, INSERT",
+    "audit_sweep": "SELECT, INSERT, UPDATE, DELETE",
 }
 
 

@@ -330,6 +330,59 @@ class ProviderSpec:
 CLAIM_KEYS = ("email", "email_verified", "name")
 
 
+# --- statements both doors run (psycopg %s; the asyncpg door numbers them) ---------
+
+_INSERT = (
+    "INSERT INTO identity_providers (id, kind, name, button_label, issuer, client_id,"
+    " client_secret_sealed, auth_method, auth_params, scopes, claim_mapping, enabled,"
+    " jit_signup, linking, trust_email_verified, trust_amr, keep_tokens)"
+    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    f" RETURNING {COLUMNS}"
+)
+_UPDATE = (
+    "UPDATE identity_providers SET name = %s, button_label = %s, issuer = %s,"
+    " client_id = %s, client_secret_sealed = %s, auth_method = %s, auth_params = %s,"
+    " scopes = %s, claim_mapping = %s, enabled = %s, jit_signup = %s, linking = %s,"
+    " trust_email_verified = %s, trust_amr = %s, keep_tokens = %s, updated_at = now()"
+    f" WHERE id = %s RETURNING {COLUMNS}"
+)
+
+
+# F10: the app stopped keeping the upstream's tokens: forget those it kept.
+_FORGET_TOKENS = tuple(
+    f"UPDATE {table} SET tokens_sealed = NULL WHERE provider_id = %s"
+    for table in ("user_identities", "federation_pending_links")
+)
+
+
+def _numbered(statement: str) -> str:
+    parts = statement.split("%s")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+
+
+def _values(spec: ProviderSpec, sealed: str, as_json: Any) -> tuple[Any, ...]:
+    """The columns from ``kind`` to ``keep_tokens``; ``as_json`` wraps the jsonb values
+    (psycopg's ``Jsonb``, or ``json.dumps`` for asyncpg)."""
+    return (
+        spec.kind,
+        spec.name,
+        spec.button_label,
+        spec.issuer,
+        spec.client_id,
+        sealed,
+        spec.auth_method,
+        as_json(dict(spec.auth_params)),
+        list(spec.scopes or ()),
+        as_json(dict(spec.claim_mapping)),
+        spec.enabled,
+        spec.jit_signup,
+        spec.linking,
+        spec.trust_email_verified,
+        spec.trust_amr,
+        spec.keep_tokens,
+    )
+
+
 # --- the CLI's door (psycopg, app context) --------------------------------------
 
 
@@ -373,32 +426,7 @@ def create(
     secret = check_secret(secret)
     provider_id = new_provider_id()
     sealed = box.seal(secret.encode(), context=seal_context(app_id, provider_id))
-    row = conn.execute(
-        "INSERT INTO identity_providers (id, kind, name, button_label, issuer, client_id,"
-        " client_secret_sealed, auth_method, auth_params, scopes, claim_mapping, enabled,"
-        " jit_signup, linking, trust_email_verified, trust_amr, keep_tokens)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        f" RETURNING {COLUMNS}",
-        (
-            provider_id,
-            spec.kind,
-            spec.name,
-            spec.button_label,
-            spec.issuer,
-            spec.client_id,
-            sealed,
-            spec.auth_method,
-            Jsonb(dict(spec.auth_params)),
-            list(spec.scopes or ()),
-            Jsonb(dict(spec.claim_mapping)),
-            spec.enabled,
-            spec.jit_signup,
-            spec.linking,
-            spec.trust_email_verified,
-            spec.trust_amr,
-            spec.keep_tokens,
-        ),
-    ).fetchone()
+    row = conn.execute(_INSERT, (provider_id, *_values(spec, sealed, Jsonb))).fetchone()
     assert row is not None
     provider = _from_row(row)
     _audit(conn, app_id, "federation.provider_create", provider.id, provider.public())
@@ -454,10 +482,28 @@ def update(
     current = get(conn, provider_id)
     if current is None:
         raise ProviderError(f"no provider {provider_id!r}")
+    spec = merged_spec(current, changes, allow_http=allow_http)
+    sealed = current.client_secret_sealed
+    if secret is not None:
+        sealed = box.seal(check_secret(secret).encode(), context=seal_context(app_id, provider_id))
+    row = conn.execute(_UPDATE, (*_values(spec, sealed, Jsonb)[1:], provider_id)).fetchone()
+    assert row is not None
+    provider = _from_row(row)
+    if current.keep_tokens and not provider.keep_tokens:
+        for statement in _FORGET_TOKENS:
+            conn.execute(statement, (provider_id,))
+    fields = sorted(changes) + (["client_secret"] if secret is not None else [])
+    _audit(conn, app_id, "federation.provider_update", provider_id, {"changed": fields})
+    return provider
+
+
+def merged_spec(current: Provider, changes: Mapping[str, Any], *, allow_http: bool) -> ProviderSpec:
+    """``current`` with ``changes`` (names from ``UPDATABLE``) applied and resolved: the
+    CLI's ``update`` and the admin API's PATCH."""
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise ProviderError(f"cannot change {', '.join(sorted(unknown))}")
-    spec = ProviderSpec(
+    return ProviderSpec(
         kind=current.kind,
         name=changes.get("name", current.name),
         client_id=changes.get("client_id", current.client_id),
@@ -474,45 +520,6 @@ def update(
         trust_amr=changes.get("trust_amr", current.trust_amr),
         keep_tokens=changes.get("keep_tokens", current.keep_tokens),
     ).resolved(allow_http=allow_http)
-    sealed = current.client_secret_sealed
-    if secret is not None:
-        sealed = box.seal(check_secret(secret).encode(), context=seal_context(app_id, provider_id))
-    row = conn.execute(
-        "UPDATE identity_providers SET name = %s, button_label = %s, issuer = %s,"
-        " client_id = %s, client_secret_sealed = %s, auth_method = %s, auth_params = %s,"
-        " scopes = %s, claim_mapping = %s, enabled = %s, jit_signup = %s, linking = %s,"
-        " trust_email_verified = %s, trust_amr = %s, keep_tokens = %s, updated_at = now()"
-        f" WHERE id = %s RETURNING {COLUMNS}",
-        (
-            spec.name,
-            spec.button_label,
-            spec.issuer,
-            spec.client_id,
-            sealed,
-            spec.auth_method,
-            Jsonb(dict(spec.auth_params)),
-            list(spec.scopes or ()),
-            Jsonb(dict(spec.claim_mapping)),
-            spec.enabled,
-            spec.jit_signup,
-            spec.linking,
-            spec.trust_email_verified,
-            spec.trust_amr,
-            spec.keep_tokens,
-            provider_id,
-        ),
-    ).fetchone()
-    assert row is not None
-    provider = _from_row(row)
-    if current.keep_tokens and not provider.keep_tokens:
-        # F10: the app stopped keeping the upstream's tokens: forget those it kept.
-        for table in ("user_identities", "federation_pending_links"):
-            conn.execute(
-                f"UPDATE {table} SET tokens_sealed = NULL WHERE provider_id = %s", (provider_id,)
-            )
-    fields = sorted(changes) + (["client_secret"] if secret is not None else [])
-    _audit(conn, app_id, "federation.provider_update", provider_id, {"changed": fields})
-    return provider
 
 
 def delete(conn: SyncConn, app_id: str, provider_id: str) -> bool:
@@ -550,3 +557,146 @@ async def enabled(conn: asyncpg.Connection) -> list[Provider]:
         f"SELECT {COLUMNS} FROM identity_providers WHERE enabled ORDER BY created_at, id"
     )
     return [_from_row(r) for r in rows]
+
+
+# --- the admin API's door (asyncpg, the router's app context; issue 15) ------------
+# The same rules as the CLI's door (resolved specs, sealed secrets, audited with the
+# names of what changed, never a secret), with the acting admin client as the actor.
+
+
+async def _audit_async(
+    conn: asyncpg.Connection,
+    event: str,
+    provider_id: str,
+    details: dict[str, Any],
+    actor: tuple[str, str | None],
+    meta: audit.RequestMeta,
+) -> None:
+    await audit.record(
+        conn,
+        event,
+        "success",
+        meta,
+        actor_type=actor[0],
+        actor_id=actor[1],
+        target_type="identity_provider",
+        target_id=provider_id,
+        details=details,
+    )
+
+
+async def create_async(
+    conn: asyncpg.Connection,
+    box: SecretBox,
+    app_id: str,
+    spec: ProviderSpec,
+    secret: str,
+    *,
+    actor: tuple[str, str | None],
+    allow_http: bool = False,
+    meta: audit.RequestMeta = audit.SYSTEM,
+) -> Provider:
+    spec = spec.resolved(allow_http=allow_http)
+    secret = check_secret(secret)
+    provider_id = new_provider_id()
+    sealed = box.seal(secret.encode(), context=seal_context(app_id, provider_id))
+    row = await conn.fetchrow(_numbered(_INSERT), provider_id, *_values(spec, sealed, json.dumps))
+    assert row is not None
+    provider = _from_row(row)
+    await _audit_async(
+        conn, "federation.provider_create", provider.id, provider.public(), actor, meta
+    )
+    return provider
+
+
+async def get_async(conn: asyncpg.Connection, provider_id: str) -> Provider | None:
+    """A provider of this app, enabled or not; None for anything else (B1)."""
+    if not isinstance(provider_id, str) or not ID_RE.fullmatch(provider_id):
+        return None
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM identity_providers WHERE id = $1", provider_id
+    )
+    return None if row is None else _from_row(row)
+
+
+async def page_async(
+    conn: asyncpg.Connection, *, after: tuple[datetime, str] | None, limit: int
+) -> list[Provider]:
+    """Providers by (created_at, id) after the keyset ``after`` (two statements: see
+    ``oneauth.oauth.clients.page_async``)."""
+    if after is None:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM identity_providers ORDER BY created_at, id LIMIT $1", limit
+        )
+    else:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM identity_providers WHERE (created_at, id) > ($1, $2)"
+            " ORDER BY created_at, id LIMIT $3",
+            after[0],
+            after[1],
+            limit,
+        )
+    return [_from_row(r) for r in rows]
+
+
+async def update_async(
+    conn: asyncpg.Connection,
+    box: SecretBox,
+    app_id: str,
+    provider_id: str,
+    *,
+    actor: tuple[str, str | None],
+    secret: str | None = None,
+    allow_http: bool = False,
+    meta: audit.RequestMeta = audit.SYSTEM,
+    **changes: Any,
+) -> Provider | None:
+    """Change a provider; None if this app has no such provider."""
+    current = await get_async(conn, provider_id)
+    if current is None:
+        return None
+    spec = merged_spec(current, changes, allow_http=allow_http)
+    sealed = current.client_secret_sealed
+    if secret is not None:
+        sealed = box.seal(check_secret(secret).encode(), context=seal_context(app_id, provider_id))
+    row = await conn.fetchrow(
+        _numbered(_UPDATE), *_values(spec, sealed, json.dumps)[1:], provider_id
+    )
+    assert row is not None
+    if current.keep_tokens and not row["keep_tokens"]:
+        for statement in _FORGET_TOKENS:
+            await conn.execute(_numbered(statement), provider_id)
+    fields = sorted(changes) + (["client_secret"] if secret is not None else [])
+    await _audit_async(
+        conn, "federation.provider_update", provider_id, {"changed": fields}, actor, meta
+    )
+    return _from_row(row)
+
+
+async def delete_async(
+    conn: asyncpg.Connection,
+    provider_id: str,
+    *,
+    actor: tuple[str, str | None],
+    meta: audit.RequestMeta = audit.SYSTEM,
+) -> bool:
+    """Delete a provider and the identities linked through it; False if unknown here."""
+    if not isinstance(provider_id, str) or not ID_RE.fullmatch(provider_id):
+        return False
+    unlinked = await conn.fetchval(
+        "SELECT count(*) FROM user_identities WHERE provider_id = $1", provider_id
+    )
+    gone = await conn.fetchval(
+        "DELETE FROM identity_providers WHERE id = $1 RETURNING id", provider_id
+    )
+    if gone is None:
+        return False
+    await _audit_async(
+        conn,
+        "federation.provider_delete",
+        provider_id,
+        {"identities": int(unlinked or 0)},
+        actor,
+        meta,
+    )
+    return True

@@ -15,12 +15,49 @@ from pathlib import Path
 from typing import Any
 
 from oneauth.admin import models as admin
+from oneauth.admin import models_rest as admin_rest
 from oneauth.api import models as api
 from oneauth.http.openapi import DIALECT, OAuthErrorBody, Problem, schema_components
 from oneauth.oauth import models as oauth
 from oneauth.platform import models as platform
 
 MODELS: dict[str, Any] = {
+    "admin_client": admin_rest.AdminClient,
+    "admin_client_create": admin_rest.ClientCreate,
+    "admin_client_created": admin_rest.ClientCreated,
+    "admin_client_page": admin_rest.AdminClients,
+    "admin_client_secret": admin_rest.ClientSecret,
+    "admin_client_secret_rotate": admin_rest.SecretRotate,
+    "admin_client_update": admin_rest.ClientUpdate,
+    "admin_invitation": admin_rest.AdminInvitation,
+    "admin_invitation_create": admin_rest.AdminInvitationCreate,
+    "admin_invitation_page": admin_rest.AdminInvitations,
+    "admin_key_page": admin_rest.AdminKeys,
+    "admin_key_rotate": admin_rest.KeyRotate,
+    "admin_key_rotation": admin_rest.KeyRotation,
+    "admin_member": admin_rest.AdminMember,
+    "admin_member_add": admin_rest.AdminMemberAdd,
+    "admin_member_page": admin_rest.AdminMembers,
+    "admin_org": admin_rest.AdminOrg,
+    "admin_org_create": admin_rest.AdminOrgCreate,
+    "admin_org_deleted": admin_rest.AdminOrgDeleted,
+    "admin_org_page": admin_rest.AdminOrgs,
+    "admin_org_update": admin_rest.AdminOrgUpdate,
+    "admin_permission": admin_rest.AdminPermission,
+    "admin_permission_create": admin_rest.PermissionCreate,
+    "admin_permission_page": admin_rest.AdminPermissions,
+    "admin_provider": admin_rest.AdminProvider,
+    "admin_provider_create": admin_rest.ProviderCreate,
+    "admin_provider_page": admin_rest.AdminProviders,
+    "admin_provider_update": admin_rest.ProviderUpdate,
+    "admin_role": admin_rest.AdminRole,
+    "admin_role_create": admin_rest.RoleCreate,
+    "admin_role_page": admin_rest.AdminRoles,
+    "admin_role_update": admin_rest.RoleUpdate,
+    "admin_settings": admin_rest.AdminSettings,
+    "admin_settings_job": admin_rest.SettingsJob,
+    "admin_settings_patch": admin_rest.SettingsPatch,
+    "admin_user_roles": admin_rest.UserRoles,
     "admin_mfa_reset": admin.MfaReset,
     "admin_session_page": admin.SessionPage,
     "admin_sessions_revoked": admin.SessionsRevoked,

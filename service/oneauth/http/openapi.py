@@ -62,6 +62,11 @@ TAGS: tuple[tuple[str, str], ...] = (
         "Platform API (issue 15): the app registry at /admin/v1, tokens of the reserved"
         " platform app only",
     ),
+    (
+        "console",
+        "Admin console (issue 15): server-rendered pages for operators, signed in at the"
+        " platform app; they act only through the apps' admin API",
+    ),
 )
 
 

@@ -238,6 +238,133 @@ def validate_jwks(jwks: Any) -> None:
         raise ClientError(f"jwks is not a valid JWK Set: {exc}") from None
 
 
+# --- statements both repositories run ----------------------------------------------
+# Written once for psycopg (%s); the asyncpg door numbers them ($1, $2, ...).
+
+_INSERT_CLIENT = (
+    "INSERT INTO clients (client_id, name, kind, first_party, redirect_uris,"
+    " post_logout_redirect_uris, grant_types, scopes, token_endpoint_auth_method,"
+    " access_token_ttl, refresh_token_ttl, jwks, org_id)"
+    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    f" RETURNING {COLUMNS}"
+)
+_INSERT_SECRET = "INSERT INTO client_secrets (client_id, secret_hash) VALUES (%s, %s)"
+_UPDATE_CLIENT = (
+    "UPDATE clients SET name=%s, first_party=%s, redirect_uris=%s,"
+    " post_logout_redirect_uris=%s, grant_types=%s, scopes=%s,"
+    " token_endpoint_auth_method=%s, access_token_ttl=%s, refresh_token_ttl=%s, jwks=%s,"
+    " disabled_at = CASE WHEN %s::boolean IS NULL THEN disabled_at"
+    "   WHEN %s::boolean THEN coalesce(disabled_at, now()) ELSE NULL END,"
+    " updated_at=now() WHERE client_id=%s"
+)
+_EXPIRE_SECRETS = (
+    "UPDATE client_secrets SET expires_at = least(coalesce(expires_at, 'infinity'),"
+    " now() + make_interval(secs => %s::integer)) WHERE client_id = %s AND revoked_at IS NULL"
+)
+
+
+def _numbered(statement: str) -> str:
+    """``%s`` placeholders as asyncpg's ``$n``, in order."""
+    parts = statement.split("%s")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+
+
+def _insert_args(client_id: str, spec: ClientSpec, jwks: Any) -> tuple[Any, ...]:
+    return (
+        client_id,
+        spec.name,
+        spec.kind,
+        spec.first_party,
+        list(spec.redirect_uris),
+        list(spec.post_logout_redirect_uris),
+        sorted(spec.grant_types),
+        sorted(spec.scopes),
+        spec.auth_method,
+        spec.access_token_ttl,
+        spec.refresh_token_ttl,
+        jwks,
+        spec.org_id,
+    )
+
+
+def _update_args(
+    client_id: str, spec: ClientSpec, jwks: Any, disabled: bool | None
+) -> tuple[Any, ...]:
+    return (
+        spec.name,
+        spec.first_party,
+        list(spec.redirect_uris),
+        list(spec.post_logout_redirect_uris),
+        sorted(spec.grant_types),
+        sorted(spec.scopes),
+        spec.auth_method,
+        spec.access_token_ttl,
+        spec.refresh_token_ttl,
+        jwks,
+        disabled,
+        disabled,
+        client_id,
+    )
+
+
+def merged_spec(
+    current: Client, changes: dict[str, Any], own_origin: str | None = None
+) -> ClientSpec:
+    """``current`` with ``changes`` applied, validated: a list given replaces the whole
+    list; the kind and the org never change (the CLI's ``update`` and the admin API's
+    PATCH)."""
+    method = changes.get("auth_method") or current.token_endpoint_auth_method
+    return ClientSpec(
+        name=changes.get("name") or current.name,
+        kind=current.kind,
+        grant_types=frozenset(changes.get("grant_types") or current.grant_types),
+        scopes=frozenset(changes.get("scopes") or current.scopes),
+        redirect_uris=tuple(changes.get("redirect_uris") or current.redirect_uris),
+        post_logout_redirect_uris=tuple(
+            changes.get("post_logout_redirect_uris") or current.post_logout_redirect_uris
+        ),
+        first_party=changes.get("first_party", current.first_party),
+        auth_method=method,
+        access_token_ttl=changes.get("access_token_ttl", current.access_token_ttl),
+        refresh_token_ttl=changes.get("refresh_token_ttl", current.refresh_token_ttl),
+        jwks=changes.get("jwks") or (current.jwks if method == "private_key_jwt" else None),
+        org_id=current.org_id,
+    ).validated(own_origin)
+
+
+def new_spec(
+    *,
+    name: str,
+    confidential: bool,
+    grant_types: Sequence[str] | None = None,
+    scopes: Sequence[str] | None = None,
+    redirect_uris: Sequence[str] = (),
+    post_logout_redirect_uris: Sequence[str] = (),
+    first_party: bool = False,
+    auth_method: str | None = None,
+    access_token_ttl: int | None = None,
+    refresh_token_ttl: int | None = None,
+    jwks: dict[str, Any] | None = None,
+    org_id: str | None = None,
+) -> ClientSpec:
+    """A new client's spec with the defaults the CLI and the admin API share: grants
+    authorization_code + refresh_token, the user scopes."""
+    return ClientSpec(
+        name=name,
+        kind="confidential" if confidential else "public",
+        grant_types=frozenset(grant_types or ("authorization_code", "refresh_token")),
+        scopes=frozenset(scopes if scopes is not None else USER_SCOPES),
+        redirect_uris=tuple(redirect_uris),
+        post_logout_redirect_uris=tuple(post_logout_redirect_uris),
+        first_party=first_party,
+        auth_method=auth_method,
+        access_token_ttl=access_token_ttl,
+        refresh_token_ttl=refresh_token_ttl,
+        jwks=jwks,
+        org_id=org_id,
+    )
+
+
 # --- synchronous repository (CLI, provisioning) -------------------------------------
 
 SyncConn = psycopg.Connection[tuple[Any, ...]]
@@ -263,35 +390,14 @@ def create(
             raise ClientError(f"no organization {spec.org_id!r} in this app")
     client_id = client_id or new_client_id()
     row = conn.execute(
-        "INSERT INTO clients (client_id, name, kind, first_party, redirect_uris,"
-        " post_logout_redirect_uris, grant_types, scopes, token_endpoint_auth_method,"
-        " access_token_ttl, refresh_token_ttl, jwks, org_id)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        f" RETURNING {COLUMNS}",
-        (
-            client_id,
-            spec.name,
-            spec.kind,
-            spec.first_party,
-            list(spec.redirect_uris),
-            list(spec.post_logout_redirect_uris),
-            sorted(spec.grant_types),
-            sorted(spec.scopes),
-            spec.auth_method,
-            spec.access_token_ttl,
-            spec.refresh_token_ttl,
-            None if spec.jwks is None else Jsonb(spec.jwks),
-            spec.org_id,
-        ),
+        _INSERT_CLIENT,
+        _insert_args(client_id, spec, None if spec.jwks is None else Jsonb(spec.jwks)),
     ).fetchone()
     secret = None
     hashes: list[bytes] = []
     if spec.auth_method in SECRET_METHODS:
         secret, digest = new_secret()
-        conn.execute(
-            "INSERT INTO client_secrets (client_id, secret_hash) VALUES (%s, %s)",
-            (client_id, digest),
-        )
+        conn.execute(_INSERT_SECRET, (client_id, digest))
         hashes.append(digest)
     notify(conn)
     return _from_row(row, hashes), secret
@@ -315,44 +421,14 @@ def update(conn: SyncConn, client_id: str, **changes: Any) -> Client:
     current = get(conn, client_id)
     if current is None:
         raise ClientError(f"no client {client_id!r}")
-    method = changes.get("auth_method") or current.token_endpoint_auth_method
-    spec = ClientSpec(
-        name=changes.get("name") or current.name,
-        kind=current.kind,
-        grant_types=frozenset(changes.get("grant_types") or current.grant_types),
-        scopes=frozenset(changes.get("scopes") or current.scopes),
-        redirect_uris=tuple(changes.get("redirect_uris") or current.redirect_uris),
-        post_logout_redirect_uris=tuple(
-            changes.get("post_logout_redirect_uris") or current.post_logout_redirect_uris
-        ),
-        first_party=changes.get("first_party", current.first_party),
-        auth_method=method,
-        access_token_ttl=changes.get("access_token_ttl", current.access_token_ttl),
-        refresh_token_ttl=changes.get("refresh_token_ttl", current.refresh_token_ttl),
-        jwks=changes.get("jwks") or (current.jwks if method == "private_key_jwt" else None),
-        org_id=current.org_id,
-    ).validated(own_origin)
+    spec = merged_spec(current, changes, own_origin)
     conn.execute(
-        "UPDATE clients SET name=%s, first_party=%s, redirect_uris=%s,"
-        " post_logout_redirect_uris=%s, grant_types=%s, scopes=%s,"
-        " token_endpoint_auth_method=%s, access_token_ttl=%s, refresh_token_ttl=%s, jwks=%s,"
-        " disabled_at = CASE WHEN %s::boolean IS NULL THEN disabled_at"
-        "   WHEN %s::boolean THEN coalesce(disabled_at, now()) ELSE NULL END,"
-        " updated_at=now() WHERE client_id=%s",
-        (
-            spec.name,
-            spec.first_party,
-            list(spec.redirect_uris),
-            list(spec.post_logout_redirect_uris),
-            sorted(spec.grant_types),
-            sorted(spec.scopes),
-            spec.auth_method,
-            spec.access_token_ttl,
-            spec.refresh_token_ttl,
+        _UPDATE_CLIENT,
+        _update_args(
+            client_id,
+            spec,
             None if spec.jwks is None else Jsonb(spec.jwks),
             changes.get("disabled"),
-            changes.get("disabled"),
-            client_id,
         ),
     )
     notify(conn)
@@ -366,15 +442,9 @@ def rotate_secret(conn: SyncConn, client_id: str, *, overlap_seconds: int = 8640
     current = get(conn, client_id)
     if current is None or current.token_endpoint_auth_method not in SECRET_METHODS:
         raise ClientError(f"no client {client_id!r} that authenticates with a secret")
-    conn.execute(
-        "UPDATE client_secrets SET expires_at = least(coalesce(expires_at, 'infinity'),"
-        " now() + make_interval(secs => %s)) WHERE client_id = %s AND revoked_at IS NULL",
-        (overlap_seconds, client_id),
-    )
+    conn.execute(_EXPIRE_SECRETS, (overlap_seconds, client_id))
     secret, digest = new_secret()
-    conn.execute(
-        "INSERT INTO client_secrets (client_id, secret_hash) VALUES (%s, %s)", (client_id, digest)
-    )
+    conn.execute(_INSERT_SECRET, (client_id, digest))
     notify(conn)
     return secret
 
@@ -402,6 +472,104 @@ def default_client_spec() -> ClientSpec:
         scopes=frozenset(USER_SCOPES),
         first_party=True,
     )
+
+
+# --- the asynchronous repository (the admin API, in the router's app context) -------
+
+
+async def create_async(
+    conn: asyncpg.Connection, app_id: str, spec: ClientSpec
+) -> tuple[Client, str | None]:
+    """``create`` on the router's connection: the client and a confidential client's
+    secret (shown once, stored as SHA-256: O5). Caches learn it at commit (NOTIFY)."""
+    spec = spec.validated()
+    if spec.org_id is not None and not await conn.fetchval(
+        "SELECT 1 FROM organizations WHERE id = $1", spec.org_id
+    ):
+        raise ClientError(f"no organization {spec.org_id!r} in this app")
+    client_id = new_client_id()
+    row = await conn.fetchrow(
+        _numbered(_INSERT_CLIENT),
+        *_insert_args(client_id, spec, None if spec.jwks is None else json.dumps(spec.jwks)),
+    )
+    secret = None
+    hashes: list[bytes] = []
+    if spec.auth_method in SECRET_METHODS:
+        secret, digest = new_secret()
+        await conn.execute(_numbered(_INSERT_SECRET), client_id, digest)
+        hashes.append(digest)
+    await notify_async(conn, app_id)
+    return _from_row(row, hashes), secret
+
+
+async def get_async(conn: asyncpg.Connection, client_id: str) -> Client | None:
+    if not client_id.startswith("cl_") or len(client_id) > 80:
+        return None
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM clients WHERE client_id = $1", client_id)
+    return None if row is None else _from_row(row)
+
+
+async def page_async(
+    conn: asyncpg.Connection, *, after: tuple[datetime, str] | None, limit: int
+) -> list[Client]:
+    """Clients by (created_at, client_id), after the keyset ``after``; ``limit`` rows.
+    Two statements, not one with ``$1 IS NULL OR ...``: a generic plan then still
+    starts at the cursor instead of scanning from the first row."""
+    if after is None:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM clients ORDER BY created_at, client_id LIMIT $1", limit
+        )
+    else:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM clients WHERE (created_at, client_id) > ($1, $2)"
+            " ORDER BY created_at, client_id LIMIT $3",
+            after[0],
+            after[1],
+            limit,
+        )
+    return [_from_row(r) for r in rows]
+
+
+async def update_async(
+    conn: asyncpg.Connection, app_id: str, client_id: str, **changes: Any
+) -> Client:
+    """``update`` on the router's connection (``disabled=True`` disables)."""
+    current = await get_async(conn, client_id)
+    if current is None:
+        raise ClientError(f"no client {client_id!r}")
+    spec = merged_spec(current, changes)
+    await conn.execute(
+        _numbered(_UPDATE_CLIENT),
+        *_update_args(
+            client_id,
+            spec,
+            None if spec.jwks is None else json.dumps(spec.jwks),
+            changes.get("disabled"),
+        ),
+    )
+    await notify_async(conn, app_id)
+    updated = await get_async(conn, client_id)
+    assert updated is not None
+    return updated
+
+
+async def rotate_secret_async(
+    conn: asyncpg.Connection, app_id: str, client_id: str, *, overlap_seconds: int = 86400
+) -> str:
+    """``rotate_secret`` on the router's connection; the new secret is shown once."""
+    current = await get_async(conn, client_id)
+    if current is None or current.token_endpoint_auth_method not in SECRET_METHODS:
+        raise ClientError(f"no client {client_id!r} that authenticates with a secret")
+    await conn.execute(_numbered(_EXPIRE_SECRETS), overlap_seconds, client_id)
+    secret, digest = new_secret()
+    await conn.execute(_numbered(_INSERT_SECRET), client_id, digest)
+    await notify_async(conn, app_id)
+    return secret
+
+
+async def notify_async(conn: asyncpg.Connection, app_id: str) -> None:
+    # Sent at commit: every process's ClientCache drops the app's clients.
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, app_id)
 
 
 # --- the per-process cache (service) -----------------------------------------------

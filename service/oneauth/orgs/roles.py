@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from oneauth import audit
-from oneauth.errors import RoleExists, RoleNotFound
+from oneauth.errors import Conflict, PermissionExists, PermissionNotFound, RoleExists, RoleNotFound
 from oneauth.orgs import names
 from oneauth.orgs.actor import Actor
 from oneauth.orgs.users import resolve
@@ -118,8 +118,149 @@ async def get_role(conn: asyncpg.Connection, name: str) -> Role | None:
     return None if row is None else _role(row)
 
 
-async def list_roles(conn: asyncpg.Connection) -> list[Role]:
-    return [_role(r) for r in await conn.fetch(_SELECT + " GROUP BY r.id ORDER BY r.name")]
+async def list_roles(
+    conn: asyncpg.Connection, *, after: str | None = None, limit: int | None = None
+) -> list[Role]:
+    """Roles by name; ``after`` (a name) and ``limit`` page through them (keyset)."""
+    if after is None:
+        rows = await conn.fetch(_SELECT + " GROUP BY r.id ORDER BY r.name LIMIT $1", limit)
+    else:
+        rows = await conn.fetch(
+            _SELECT + " WHERE r.name > $1 GROUP BY r.id ORDER BY r.name LIMIT $2", after, limit
+        )
+    return [_role(r) for r in rows]
+
+
+async def update_role(
+    conn: asyncpg.Connection,
+    name: str,
+    *,
+    description: str | None = None,
+    permissions: Iterable[str] | None = None,
+    actor: Actor,
+    meta: audit.RequestMeta = audit.SYSTEM,
+) -> Role:
+    """Change a role's description and/or replace its permissions (missing ones are
+    created); tokens issued before keep the old claims until they expire."""
+    name = names.role_name(name, "name")
+    role_id = await conn.fetchval("SELECT id FROM roles WHERE name = $1 FOR UPDATE", name)
+    if role_id is None:
+        raise RoleNotFound(f"the app has no role {name!r}", extra={"field": "name"})
+    details: dict[str, Any] = {}
+    if description is not None:
+        await conn.execute(
+            "UPDATE roles SET description = $2, updated_at = now() WHERE id = $1",
+            role_id,
+            names.description(description),
+        )
+        details["description"] = True
+    if permissions is not None:
+        perms = permission_list(permissions)
+        await ensure_permissions(conn, perms)
+        await conn.execute(
+            "DELETE FROM role_permissions WHERE role_id = $1 AND NOT (permission = ANY($2))",
+            role_id,
+            perms,
+        )
+        await conn.execute(
+            "INSERT INTO role_permissions (role_id, permission) SELECT $1, unnest($2::text[])"
+            " ON CONFLICT DO NOTHING",
+            role_id,
+            perms,
+        )
+        details["permissions"] = perms
+    if details:
+        await audit.record(
+            conn,
+            "role.update",
+            "success",
+            meta,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            target_type="role",
+            target_id=name,
+            details=details,
+        )
+    role = await get_role(conn, name)
+    assert role is not None
+    return role
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    name: str
+    description: str
+    created_at: datetime
+
+
+async def list_permissions(
+    conn: asyncpg.Connection, *, after: str | None = None, limit: int | None = None
+) -> list[Permission]:
+    """The app's permissions by name (keyset ``after``)."""
+    select = "SELECT name, description, created_at FROM permissions"
+    if after is None:
+        rows = await conn.fetch(select + " ORDER BY name LIMIT $1", limit)
+    else:
+        rows = await conn.fetch(select + " WHERE name > $1 ORDER BY name LIMIT $2", after, limit)
+    return [Permission(r["name"], r["description"], r["created_at"]) for r in rows]
+
+
+async def create_permission(
+    conn: asyncpg.Connection,
+    name: str,
+    *,
+    description: str = "",
+    actor: Actor,
+    meta: audit.RequestMeta = audit.SYSTEM,
+) -> Permission:
+    """Add a permission to the app's vocabulary; ``RoleExists``-like 409 if it exists."""
+    name = names.permission_name(name, "name")
+    row = await conn.fetchrow(
+        "INSERT INTO permissions (name, description) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        " RETURNING name, description, created_at",
+        name,
+        names.description(description),
+    )
+    if row is None:
+        raise PermissionExists(f"the app has a permission named {name!r}", extra={"field": "name"})
+    await audit.record(
+        conn,
+        "permission.create",
+        "success",
+        meta,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        target_type="permission",
+        target_id=name,
+    )
+    return Permission(row["name"], row["description"], row["created_at"])
+
+
+async def delete_permission(
+    conn: asyncpg.Connection,
+    name: str,
+    *,
+    actor: Actor,
+    meta: audit.RequestMeta = audit.SYSTEM,
+) -> None:
+    """Remove a permission; the roles (app and org) that held it lose it. The built-in
+    org permissions (``org:*``) stay: managing orgs is checked against them."""
+    name = names.permission_name(name, "name")
+    if name.startswith("org:"):
+        raise Conflict(f"{name!r} is a built-in org permission", extra={"field": "name"})
+    gone = await conn.fetchval("DELETE FROM permissions WHERE name = $1 RETURNING name", name)
+    if gone is None:
+        raise PermissionNotFound(f"the app has no permission {name!r}", extra={"field": "name"})
+    await audit.record(
+        conn,
+        "permission.delete",
+        "success",
+        meta,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        target_type="permission",
+        target_id=name,
+    )
 
 
 async def delete_role(

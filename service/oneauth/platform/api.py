@@ -121,7 +121,7 @@ class JobWaiter:
                     del self._events[job_id]
 
 
-def _waiter(request: Request) -> JobWaiter:
+def job_waiter(request: Request) -> JobWaiter:
     found = getattr(request.app.state, "platform_jobs", None)
     if not isinstance(found, JobWaiter):  # an app built without the lifespan (tests)
         found = request.app.state.platform_jobs = JobWaiter()
@@ -177,7 +177,7 @@ def waiting(endpoint: Callable[[Request], Awaitable[Response]]) -> Any:
             return status in TERMINAL
 
         if seconds > 0:
-            await _waiter(request).wait(str(job_id), seconds, finished)
+            await job_waiter(request).wait(str(job_id), seconds, finished)
         elif "location" in response.headers:
             return response
         row = await repo.get_job(services.pool, job_id)

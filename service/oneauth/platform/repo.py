@@ -177,3 +177,24 @@ async def list_jobs(
             *args,
         )
     )
+
+
+async def job_status(conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID) -> str | None:
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM oneauth.platform_jobs WHERE id = $1", job_id
+    )
+    return status
+
+
+async def get_settings_job(
+    conn: asyncpg.Connection, job_id: uuid.UUID, app_id: str
+) -> asyncpg.Record | None:
+    """A configure job an app's own admin API queued for ``app_id`` (params.app_audit);
+    None for any other job, so an app's admin sees no other app's jobs."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM oneauth.platform_jobs WHERE id = $1 AND app_id = $2"
+        " AND kind = 'configure' AND params ? 'app_audit'",
+        job_id,
+        app_id,
+    )
+    return row

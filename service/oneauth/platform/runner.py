@@ -160,6 +160,7 @@ def run_one(conn: lifecycle.Conn, settings: Settings) -> uuid.UUID | None:
             result = {"error": {"code": "job_failed", "detail": "the job failed; see the log"}}
         conn.execute(_FINISH, (status, Jsonb(result), started_at, job.id))
         _audit(conn, job, outcome, result)
+        _audit_in_app(conn, job, outcome, result)
     log.info(
         "platform_job",
         job_id=str(job.id),
@@ -195,6 +196,36 @@ def _audit(conn: lifecycle.Conn, job: Job, outcome: audit.Outcome, result: dict[
             actor_id=job.client_id,
             target_type="app",
             target_id=job.app_id,
+            details=details,
+        )
+
+
+def _audit_in_app(
+    conn: lifecycle.Conn, job: Job, outcome: audit.Outcome, result: dict[str, Any]
+) -> None:
+    """A job an app's own admin API queued (``params.app_audit``: event, actor, details)
+    is audited in THAT app's log too, with its outcome, in the job's transaction: the
+    row commits with the change or with its refusal, never without either."""
+    spec = job.params.get("app_audit")
+    if not isinstance(spec, dict):
+        return
+    names = lifecycle.get(conn, job.app_id)
+    if names is None or names.status == "deleted":
+        return
+    details: dict[str, Any] = {**(spec.get("details") or {}), "job_id": str(job.id)}
+    if "error" in result:
+        details["error"] = result["error"]["code"]
+    with ops.app_context(conn, names.names):
+        audit.record_sync(
+            conn,
+            str(spec["event"]),
+            outcome,
+            audit.RequestMeta(request_id=job.request_id),
+            app_id=job.app_id,
+            actor_type=spec["actor_type"],
+            actor_id=spec["actor_id"],
+            target_type=spec.get("target_type"),
+            target_id=spec.get("target_id"),
             details=details,
         )
 

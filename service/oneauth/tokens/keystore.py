@@ -20,9 +20,12 @@ from typing import Any, cast
 import asyncpg
 import msgspec
 import psycopg
+import structlog
 
+from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import MAX_TOKEN_TTL, policy_of
+from oneauth.db.ops import LOCK_NAMESPACE
 from oneauth.oauth.models import JwkSet
 from oneauth.secretbox import SecretBox
 from oneauth.tokens.keys import Alg, SigningKey, generate_signing_key
@@ -101,31 +104,98 @@ class RotationRefused(RuntimeError):
     pass
 
 
-def rotate(
-    conn: SyncConn,
+# --- rotation and listing (asyncpg, app context: the CLI's run_in_app and the admin API) --
+
+
+async def _insert_async(
+    conn: asyncpg.Connection,
+    box: SecretBox,
+    app_id: str,
+    key: SigningKey,
+    state: str,
+    activate_after: datetime | None = None,
+) -> None:
+    sealed = box.seal(key.export_private_json(), context=key_context(app_id, key.kid))
+    await conn.execute(
+        "INSERT INTO signing_keys (kid, alg, state, public_jwk, private_sealed, activate_after,"
+        " activated_at) VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $3 = 'active' THEN now() END)",
+        key.kid,
+        key.alg,
+        state,
+        json.dumps(key.public_jwk_dict),
+        sealed,
+        activate_after,
+    )
+
+
+def rotation_mode(*, emergency: bool, revoke_all: bool) -> str:
+    return "emergency_all" if revoke_all else "emergency" if emergency else "normal"
+
+
+async def rotate(
+    conn: asyncpg.Connection,
     app: AppRecord,
     box: SecretBox,
     *,
+    actor_type: str,
+    actor_id: str | None,
     emergency: bool = False,
     force: bool = False,
     revoke_all: bool = False,
+    meta: audit.RequestMeta = audit.SYSTEM,
 ) -> RotationReport:
     """Promote each algorithm's next key, retire (or revoke) the active one, publish a new next.
 
-    Runs in the caller's transaction, in the app's context. Refuses to promote a
-    next key younger than the JWKS cache time unless ``emergency`` or ``force``.
-    ``revoke_all`` (with ``emergency``): see ``revoke_every_key``.
+    Runs in the caller's transaction, in the app's context; audited in the app's log
+    (``keys.rotate``, or ``keys.emergency_rotation``, a security event) with the actor,
+    and announced to every process (NOTIFY ``oneauth_keys``) at commit. Refuses to
+    promote a next key younger than the JWKS cache time unless ``emergency`` or
+    ``force``. ``revoke_all`` (with ``emergency``): see ``revoke_every_key``. The CLI
+    (``oneauth keys rotate``) and the admin API (``POST /admin/v1/keys/rotate``) both
+    call this (T3).
     """
-    if revoke_all:
-        if not emergency:
-            raise RotationRefused("revoking every key is an emergency rotation (--emergency)")
-        return revoke_every_key(conn, app, box)
+    if revoke_all and not emergency:
+        raise RotationRefused("revoking every key is an emergency rotation (--emergency)")
+    # One rotation of an app at a time, taken before anything is read: a second one
+    # waiting on the row locks would read the keys as they were when its statement
+    # began and promote a key no JWKS has published (or collide on the active key).
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_NAMESPACE, f"keys:{app.app_id}"
+    )
+    report = (
+        await revoke_every_key(conn, app, box)
+        if revoke_all
+        else await _rotate(conn, app, box, emergency=emergency, force=force)
+    )
+    # The CLI has no request context: the security log line names the app itself.
+    with structlog.contextvars.bound_contextvars(app_id=app.app_id):
+        await audit.record(
+            conn,
+            "keys.emergency_rotation" if emergency else "keys.rotate",
+            "success",
+            meta,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            target_type="app",
+            target_id=app.app_id,
+            details={
+                "mode": rotation_mode(emergency=emergency, revoke_all=revoke_all),
+                **{k: list(v) for k, v in report.__dict__.items()},
+            },
+        )
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, app.app_id)
+    return report
+
+
+async def _rotate(
+    conn: asyncpg.Connection, app: AppRecord, box: SecretBox, *, emergency: bool, force: bool
+) -> RotationReport:
     report = RotationReport()
     now = datetime.now(UTC)
-    rows = conn.execute(
+    rows = await conn.fetch(
         "SELECT kid, alg, state, activate_after FROM signing_keys"
         " WHERE state IN ('next', 'active') FOR UPDATE"
-    ).fetchall()
+    )
     by_alg: dict[str, dict[str, tuple[str, datetime | None]]] = {}
     for kid, alg, state, activate_after in rows:
         by_alg.setdefault(alg, {})[state] = (kid, activate_after)
@@ -143,35 +213,36 @@ def rotate(
         active, upcoming = states.get("active"), states.get("next")
         if active:
             if emergency:
-                conn.execute(
+                await conn.execute(
                     "UPDATE signing_keys SET state = 'revoked', revoked_at = now(),"
-                    " retired_at = now() WHERE kid = %s",
-                    (active[0],),
+                    " retired_at = now() WHERE kid = $1",
+                    active[0],
                 )
                 report.revoked.append(active[0])
             else:
-                conn.execute(
+                await conn.execute(
                     "UPDATE signing_keys SET state = 'retired', retired_at = now(),"
-                    " publish_until = %s WHERE kid = %s",
-                    (now + RETIRED_PUBLISH, active[0]),
+                    " publish_until = $1 WHERE kid = $2",
+                    now + RETIRED_PUBLISH,
+                    active[0],
                 )
                 report.retired.append(active[0])
         if upcoming:
-            conn.execute(
-                "UPDATE signing_keys SET state = 'active', activated_at = now() WHERE kid = %s",
-                (upcoming[0],),
+            await conn.execute(
+                "UPDATE signing_keys SET state = 'active', activated_at = now() WHERE kid = $1",
+                upcoming[0],
             )
             report.activated.append(upcoming[0])
         else:  # no next key (e.g. the algorithm was just switched): one signs at once
             fresh = generate_signing_key(alg)
-            _insert(conn, box, app.app_id, fresh, "active")
+            await _insert_async(conn, box, app.app_id, fresh, "active")
             report.activated.append(fresh.kid)
         new_next = generate_signing_key(alg)
-        _insert(conn, box, app.app_id, new_next, "next", now + NEXT_KEY_DELAY)
+        await _insert_async(conn, box, app.app_id, new_next, "next", now + NEXT_KEY_DELAY)
         report.published.append(new_next.kid)
     report.removed = [
         str(r[0])
-        for r in conn.execute(
+        for r in await conn.fetch(
             "DELETE FROM signing_keys WHERE (state = 'retired' AND publish_until < now())"
             " OR (state = 'revoked' AND revoked_at < now() - interval '30 days') RETURNING kid"
         )
@@ -179,7 +250,9 @@ def rotate(
     return report
 
 
-def revoke_every_key(conn: SyncConn, app: AppRecord, box: SecretBox) -> RotationReport:
+async def revoke_every_key(
+    conn: asyncpg.Connection, app: AppRecord, box: SecretBox
+) -> RotationReport:
     """Revoke every key of the app, next and retired ones too, and sign with fresh ones now (T3).
 
     For a compromise that may reach beyond the active key (a leaked database
@@ -193,7 +266,7 @@ def revoke_every_key(conn: SyncConn, app: AppRecord, box: SecretBox) -> Rotation
     now = datetime.now(UTC)
     report.revoked = [
         str(r[0])
-        for r in conn.execute(
+        for r in await conn.fetch(
             "UPDATE signing_keys SET state = 'revoked', revoked_at = now(),"
             " retired_at = coalesce(retired_at, now())"
             " WHERE state IN ('next', 'active', 'retired') RETURNING kid"
@@ -201,29 +274,32 @@ def revoke_every_key(conn: SyncConn, app: AppRecord, box: SecretBox) -> Rotation
     ]
     for alg in algs_for(app):
         fresh, upcoming = generate_signing_key(alg), generate_signing_key(alg)
-        _insert(conn, box, app.app_id, fresh, "active")
-        _insert(conn, box, app.app_id, upcoming, "next", now + NEXT_KEY_DELAY)
+        await _insert_async(conn, box, app.app_id, fresh, "active")
+        await _insert_async(conn, box, app.app_id, upcoming, "next", now + NEXT_KEY_DELAY)
         report.activated.append(fresh.kid)
         report.published.append(upcoming.kid)
     return report
 
 
-def list_keys(conn: SyncConn) -> list[dict[str, Any]]:
-    cols = (
-        "kid",
-        "alg",
-        "state",
-        "created_at",
-        "activate_after",
-        "activated_at",
-        "retired_at",
-        "publish_until",
-        "revoked_at",
+KEY_COLUMNS = (
+    "kid",
+    "alg",
+    "state",
+    "created_at",
+    "activate_after",
+    "activated_at",
+    "retired_at",
+    "publish_until",
+    "revoked_at",
+)
+
+
+async def list_keys(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every key row of the app, oldest first; no private part (not even sealed)."""
+    rows = await conn.fetch(
+        f"SELECT {', '.join(KEY_COLUMNS)} FROM signing_keys ORDER BY created_at, kid"
     )
-    return [
-        dict(zip(cols, r, strict=True))
-        for r in conn.execute(f"SELECT {', '.join(cols)} FROM signing_keys ORDER BY created_at")
-    ]
+    return [{c: r[c] for c in KEY_COLUMNS} for r in rows]
 
 
 # --- the in-memory cache (async, for the service) ---------------------------------------
