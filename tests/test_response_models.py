@@ -38,6 +38,7 @@ from oneauth.orgs import service as orgs
 from oneauth.orgs.actor import OPERATOR
 from oneauth.services import Services
 from oneauth.settings import Settings
+from platformwalk import walk_platform
 from recovery.conftest import code_in, text_of
 from softauthn import SoftAuthenticator
 
@@ -551,6 +552,7 @@ async def test_every_json_answer_matches_its_declared_model(
     await walk_orgs(contract, client, services, provision, mailbox)
     await walk_admin(contract, client, settings, provision)
     await walk_admin_rest(contract, client, settings, provision)
+    await walk_platform(contract, client, settings)
     expected = json_answers(doc)
     if not await walk_federation(contract, client, services, settings, provision):
         expected = {a for a in expected if "/federation/" not in a[1] and "identities" not in a[1]}
