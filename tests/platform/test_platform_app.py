@@ -207,6 +207,18 @@ async def test_apps_platform_is_404_and_platform_serves_discovery(
     rfc8414 = await client.get("/.well-known/oauth-authorization-server/platform")
     assert rfc8414.status_code == 200
     assert rfc8414.json()["issuer"] == doc["issuer"]
+    # The federation callback an upstream would be registered with is under /platform
+    # and reaches the federation handler (its own answer for an unknown provider,
+    # not the gate's 404 for an unknown app).
+    from oneauth.federation.providers import callback_url
+    from oneauth.settings import issuer_url
+
+    callback = callback_url(issuer_url("http://testserver", "platform"), "idp_nope")
+    assert callback == "http://testserver/platform/federation/idp_nope/callback"
+    answer = await client.get(urlsplit(callback).path, params={"state": "x", "code": "y"})
+    assert answer.headers["content-type"].startswith("text/html")  # the page, not the gate
+    gate = await client.get("/apps/platform/federation/idp_nope/callback")
+    assert gate.json()["code"] == "app_not_found"
     jwks = await client.get(urlsplit(doc["jwks_uri"]).path)
     assert jwks.status_code == 200
     assert jwks.json()["keys"]
