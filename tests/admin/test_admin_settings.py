@@ -7,18 +7,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 
 import httpx
+import psycopg
 import pytest
 
 import platformkit
 from admin._support import admin_client, admin_token, bearer, token_of
+from oneauth.admin import delegation
 from oneauth.admin.app_api import settings as settings_api
-from oneauth.apps import lifecycle
+from oneauth.admin.scopes import APP_ADMIN_SCOPES
+from oneauth.apps import lifecycle, registry
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
 from oneauth.platform import runner
+from oneauth.services import Services
 from oneauth.settings import Settings
 
 platform_init = platformkit.platform_init  # the fixtures, imported (tests/platform has
@@ -93,8 +98,17 @@ async def test_patch_with_if_match_changes_the_app_then_stale_412_then_missing_4
     assert info.json()["audience"] == f"http://testserver/apps/{app.app_id}/api"  # cached now
     first = (await _get(client, app, h)).headers["etag"]
     change = {"set": {"audience": "https://api.shop.example", "self_signup": False}}
-    r = await client.patch(_url(app), json=change, headers={**h, "if-match": first})
-    assert r.status_code == 200, r.text
+    with psycopg.connect(settings.operator_url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {registry.CHANNEL}")
+        r = await client.patch(_url(app), json=change, headers={**h, "if-match": first})
+        assert r.status_code == 200, r.text
+        # Every other process is told (the registry's change notice) and drops the app.
+        told = False
+        for notice in listener.notifies(timeout=5):
+            if notice.payload == app.app_id:
+                told = True
+                break
+    assert told
     assert r.json()["settings"] == change["set"]
     assert r.json()["effective"]["self_signup"] is False
     second = r.headers["etag"]
@@ -258,6 +272,40 @@ def _last_job_id(settings: Settings, app_id: str) -> str:
         ).fetchone()
     assert row is not None
     return str(row[0])
+
+
+async def test_a_console_operator_patches_and_is_the_audited_actor(
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+    services: Services,
+    runners: None,
+) -> None:
+    app = provision()
+    operator = str(uuid.uuid4())
+    with ops.connect(settings.operator_url) as conn:
+        conn.execute(
+            "INSERT INTO oneauth.console_grants (operator_sub, app_id, role)"
+            " VALUES (%s, %s, 'admin')",
+            (operator, app.app_id),
+        )
+    minted = await delegation.mint(
+        services, app, operator, "op@example.com", sorted(APP_ADMIN_SCOPES)
+    )
+    h = bearer(minted.access_token)
+    tag = (await _get(client, app, h)).headers["etag"]
+    body = {"set": {"primary_color": "#0a7d5a"}, "unset": ["logo_url"]}  # the console's shape
+    r = await client.patch(_url(app), json=body, headers={**h, "if-match": tag})
+    assert r.status_code == 200, r.text
+    assert r.json()["settings"] == {"primary_color": "#0a7d5a"}
+    rows = _audit_rows(settings, app, "admin.settings.update")
+    assert len(rows) == 1
+    outcome, actor_type, actor_id, _, details = rows[0]
+    assert (outcome, actor_type, actor_id) == ("success", "operator", operator)
+    assert isinstance(details, dict)
+    assert details["client_id"] == "oneauth-console"
+    assert details["via"] == "console"
+    assert details["operator_email"] == "op@example.com"
 
 
 async def test_read_scope_alone_cannot_patch(
