@@ -40,7 +40,9 @@ def _url(app: AppRecord) -> str:
     return f"/apps/{app.app_id}/admin/v1/settings"
 
 
-def _audit_rows(settings: Settings, app: AppRecord, event: str) -> list[tuple[object, ...]]:
+def _audit_rows(
+    settings: Settings, app: AppRecord, event: str, target: str | None = None
+) -> list[tuple[object, ...]]:
     with (
         ops.connect(settings.operator_url) as conn,
         conn.transaction(),
@@ -48,8 +50,8 @@ def _audit_rows(settings: Settings, app: AppRecord, event: str) -> list[tuple[ob
     ):
         return conn.execute(
             "SELECT outcome, actor_type, actor_id, target_id, details FROM audit_log"
-            " WHERE event = %s ORDER BY id",
-            (event,),
+            " WHERE event = %s AND (%s::text IS NULL OR target_id = %s) ORDER BY id",
+            (event, target, target),
         ).fetchall()
 
 
@@ -93,6 +95,7 @@ async def test_patch_with_if_match_changes_the_app_then_stale_412_then_missing_4
     client: httpx.AsyncClient,
     provision: Callable[..., AppRecord],
     settings: Settings,
+    sync_conn: lifecycle.Conn,
     runners: None,
 ) -> None:
     app = provision()
@@ -135,6 +138,13 @@ async def test_patch_with_if_match_changes_the_app_then_stale_412_then_missing_4
     assert isinstance(details, dict)
     assert details["client_id"] == cid
     assert details["set"] == ["audience", "self_signup"]
+    # And in the control-plane log, marked as the app's own admin API's job.
+    platform = lifecycle.get(sync_conn, "platform")
+    assert platform is not None
+    (job,) = _audit_rows(settings, platform, "platform.app.configure", target=app.app_id)
+    assert job[:3] == ("success", "client", cid)
+    assert isinstance(job[4], dict)
+    assert job[4]["via"] == "app_admin_api"
     # The stale ETag: 412 with the current one; nothing changes.
     r = await client.patch(
         _url(app), json={"unset": ["self_signup"]}, headers={**h, "if-match": first}
