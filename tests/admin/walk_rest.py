@@ -10,7 +10,10 @@ import httpx
 
 from admin._support import admin_token
 from apiclient import signup
+from oneauth.admin.app_api import settings as settings_api
 from oneauth.apps.models import AppRecord
+from oneauth.db import ops
+from oneauth.platform import runner
 from oneauth.settings import Settings
 
 
@@ -32,7 +35,8 @@ async def walk_admin_rest(
         url = (base + path).replace("{app_id}", app.app_id)
         for name, value in kwargs.pop("names", {}).items():
             url = url.replace("{" + name + "}", value)
-        response = await http.request(method, url, headers=headers, **kwargs)
+        sent = {**headers, **kwargs.pop("headers", {})}
+        response = await http.request(method, url, headers=sent, **kwargs)
         assert response.status_code == expect, (method, url, response.text)
         if response.status_code != 204:
             contract.check(method, base + path, response)
@@ -84,4 +88,44 @@ async def walk_admin_rest(
     await call("PATCH", "/providers/{provider_id}", 200, names=p, json={"enabled": False})
     await call("GET", "/keys", 200)
     await call("POST", "/keys/rotate", 200, json={"force": True})
+    await walk_settings(call, http, headers, settings, app)
+
+
+async def walk_settings(
+    call: Callable[..., Any],
+    http: httpx.AsyncClient,
+    headers: dict[str, str],
+    settings: Settings,
+    app: AppRecord,
+) -> None:
+    """GET, then a PATCH no runner finishes in time (202, the job's GET), then one a
+    runner finishes (200)."""
+    url = f"/apps/{app.app_id}/admin/v1/settings"
     await call("GET", "/settings", 200)
+    tag = (await http.get(url, headers=headers)).headers["etag"]
+    wait, settings_api.WAIT_SECONDS = settings_api.WAIT_SECONDS, 0.2
+    try:
+        job = await call(
+            "PATCH",
+            "/settings",
+            202,
+            json={"set": {"passwordless": True}},
+            headers={"if-match": tag},
+        )
+    finally:
+        settings_api.WAIT_SECONDS = wait
+    with ops.connect(settings.operator_url) as conn:
+        runner.drain(conn, settings)
+    await call("GET", "/settings/jobs/{job_id}", 200, names={"job_id": job["job_id"]})
+    tag = (await http.get(url, headers=headers)).headers["etag"]
+    started = runner.RunnerThread(settings, poll=0.5, name="walk-runner").start()
+    try:
+        await call(
+            "PATCH",
+            "/settings",
+            200,
+            json={"unset": ["passwordless"]},
+            headers={"if-match": tag},
+        )
+    finally:
+        started.stop()

@@ -185,6 +185,10 @@ def _audit(conn: lifecycle.Conn, job: Job, outcome: audit.Outcome, result: dict[
     details: dict[str, Any] = {"job_id": str(job.id)}
     if "error" in result:
         details["error"] = result["error"]["code"]
+    if isinstance(job.params.get("app_audit"), dict):
+        # Queued by the app's own admin API: the actor is a client of that app (or
+        # the console), not a platform client.
+        details["via"] = "app_admin_api"
     with ops.app_context(conn, platform.names):
         audit.record_sync(
             conn,
