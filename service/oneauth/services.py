@@ -21,6 +21,7 @@ from oneauth.secretbox import SecretBox
 from oneauth.settings import Settings
 from oneauth.tokens.issue import Issuer
 from oneauth.tokens.keystore import KeyStore
+from oneauth.webhooks.worker import WebhookWorker
 
 
 @dataclass
@@ -36,6 +37,8 @@ class Services:
     box: SecretBox
     # The mail delivery worker; running in this process unless ONEAUTH_EMAIL_WORKER=off.
     delivery: DeliveryWorker | None = None
+    # The webhook delivery worker; runs (or not) with the mail worker.
+    webhooks: WebhookWorker | None = None
 
     @cached_property
     def ip_hash_key(self) -> bytes:

@@ -1,4 +1,4 @@
-"""``oneauth worker``: run the email delivery worker apart from the HTTP service.
+"""``oneauth worker``: run the email and webhook delivery workers apart from the HTTP service.
 
 Use it with ``ONEAUTH_EMAIL_WORKER=off`` on the service processes (any number of
 workers may run: claims skip rows another worker holds). ``--once`` delivers
@@ -19,7 +19,7 @@ from oneauth.settings import Settings
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "worker",
-        help="run the email delivery worker",
+        help="run the email and webhook delivery workers",
         description="Deliver queued email of every app (settings from ONEAUTH_*).",
     )
     p.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
@@ -40,6 +40,8 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     from oneauth.mail.outbox import CHANNEL as outbox_channel
     from oneauth.mail.worker import DeliveryWorker
     from oneauth.secretbox import SecretBox
+    from oneauth.webhooks.events import DELIVERIES_CHANNEL as webhooks_channel
+    from oneauth.webhooks.worker import WebhookWorker
 
     pool = await create_pool(settings)
     app_pools = await create_app_pools(settings)
@@ -50,16 +52,22 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         )
         box = SecretBox.from_config(settings.master_key)
         worker = DeliveryWorker.from_settings(settings, pool, registry, router, box)
+        hooks = WebhookWorker.from_settings(settings, pool, registry, router, box)
         if once:
             report = await worker.deliver_all()
             print(
                 f"sent {report.sent}, retrying {report.retried}, dead {report.dead},"
                 f" expired {report.expired}"
             )
+            report = await hooks.deliver_all()
+            print(
+                f"webhooks: delivered {report.sent}, retrying {report.retried}, dead {report.dead}"
+            )
             return
         notifier = Notifier(settings.database_url)
         notifier.subscribe(registry_channel, registry.on_change)
         notifier.subscribe(outbox_channel, worker.on_notify)
+        notifier.subscribe(webhooks_channel, hooks.on_notify)
         await notifier.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -67,10 +75,12 @@ async def run(settings: Settings, *, once: bool = False) -> None:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         await worker.start()
+        await hooks.start()
         print(f"oneauth worker: delivering with the {worker.backend.name} backend", flush=True)
         try:
             await stop.wait()
         finally:
+            await hooks.stop()
             await worker.stop()
             await notifier.stop()
     finally:

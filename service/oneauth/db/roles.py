@@ -33,6 +33,7 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "schema_migrations": "SELECT",
     "installation": "SELECT",
     "mail_sweep": "SELECT, INSERT, UPDATE, DELETE",
+    "webhook_sweep": "SELECT, INSERT, UPDATE, DELETE",
 }
 
 
