@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
-from oneauth import logs, metrics, tracing
+from oneauth import admin, logs, metrics, tracing
 from oneauth.api import federation as federation_api
 from oneauth.api import mfa as mfa_api
 from oneauth.api import orgs as orgs_api
@@ -76,6 +76,7 @@ def app_routes() -> list[BaseRoute]:
         *invitations.routes(),
         *federation_api.routes(),
         *federation_pages.routes(),
+        *admin.routes(),
     ]
 
 

@@ -64,6 +64,13 @@ class Operation:
     # Takes an operator's admin token (the admin API, issue 15: "adminToken" in the
     # document's security schemes, its routes tagged "admin").
     admin: bool = False
+    # The one scope the admin route needs (set by oneauth.admin.guard.admin_operation
+    # and platform_operation); shown as the security requirement's scope.
+    admin_scope: str | None = None
+    # Takes an Idempotency-Key header (create calls of the admin API).
+    idempotent: bool = False
+    # Needs If-Match with the resource's ETag (updates of settings).
+    if_match: bool = False
     tags: tuple[str, ...] = ()
     media_type: str = "application/json"  # of the success responses
 

@@ -52,7 +52,16 @@ TAGS: tuple[tuple[str, str], ...] = (
     ),
     ("health", "Liveness and readiness"),
     ("meta", "This document and the metrics"),
-    ("admin", "Admin API (issue 15): operators' routes, an adminToken each; none yet"),
+    (
+        "admin",
+        "Admin API of one app (issue 15): /apps/{app_id}/admin/v1, an admin token of that"
+        " app (client_credentials or console-delegated) with the route's admin scope",
+    ),
+    (
+        "platform",
+        "Platform API (issue 15): the app registry at /admin/v1, tokens of the reserved"
+        " platform app only",
+    ),
 )
 
 
@@ -156,9 +165,11 @@ _REASONS = {
     404: "Not found (an unknown app, among others)",
     405: "Method not allowed",
     409: "Conflict",
+    412: "Precondition failed (a stale If-Match)",
     413: "Body too large",
     415: "Unsupported media type",
     422: "Validation failed",
+    428: "Precondition required (If-Match)",
     429: "Too many requests",
     503: "Unavailable (the app or the database)",
 }
@@ -203,7 +214,27 @@ def _operation(method: str, path: str, route: Route, op: Operation | None) -> di
         if op.bearer:
             out["security"] = [{"bearer": []}]
         if op.admin:
-            out["security"] = [{"adminToken": []}]
+            out["security"] = [{"adminToken": [op.admin_scope] if op.admin_scope else []}]
+        if op.idempotent:
+            out["parameters"].append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "replays the first answer for the same key and body (24 h)",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                }
+            )
+        if op.if_match:
+            out["parameters"].append(
+                {
+                    "name": "If-Match",
+                    "in": "header",
+                    "required": True,
+                    "description": "the ETag of the current resource (428 without, 412 stale)",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                }
+            )
         if op.body is not None and method != "GET":
             out["requestBody"] = {
                 "required": True,
@@ -287,7 +318,11 @@ def document(
                 "adminToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "an operator's admin token (the admin API, issue 15)",
+                    "bearerFormat": "JWT",
+                    "description": "an access token of the app itself carrying the route's"
+                    " admin scope: a client_credentials token of one of its confidential"
+                    " clients, or a console-delegated token (issue 15); platform routes"
+                    " take tokens of the reserved platform app",
                 },
             },
         },

@@ -24,6 +24,7 @@ import psycopg
 from jwcrypto import jwk
 from psycopg.types.json import Jsonb
 
+from oneauth.admin.scopes import check_client_scopes
 from oneauth.apps.policy import MAX_TOKEN_TTL
 
 CHANNEL = "oneauth_clients"
@@ -183,6 +184,12 @@ class ClientSpec:
         for scope in self.scopes:
             if not scope or any(ch in scope for ch in ' "\\') or not scope.isprintable():
                 raise ClientError(f"invalid scope {scope!r}")
+        # Admin scopes (issue 15, B4): client_credentials clients only, never a user's token.
+        refused = check_client_scopes(
+            self.scopes, self.grant_types, org_client=self.org_id is not None
+        )
+        if refused is not None:
+            raise ClientError(refused)
         # Access tokens live at most as long as a retired signing key stays published.
         if self.access_token_ttl is not None and not 60 <= self.access_token_ttl <= MAX_TOKEN_TTL:
             raise ClientError(f"access token lifetime must be 60 to {MAX_TOKEN_TTL} seconds")

@@ -1,0 +1,1 @@
+"""Route modules of an app's admin tree, each ``routes() -> list[BaseRoute]``."""

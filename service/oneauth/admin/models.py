@@ -1,0 +1,138 @@
+"""Request and response models of the admin API (issue 15), one per response.
+
+Every list has the same shape, ``{"items": [...], "next_cursor": str | null}``
+(:mod:`oneauth.admin.pagination`). Secrets never appear in a response model of a
+GET; a create that makes one shows it once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from oneauth.admin.pagination import DEFAULT_LIMIT, Cursor, Limit
+from oneauth.api.models import DateTime, Uuid
+from oneauth.flows.password import MAX_PASSWORD_INPUT
+
+UNSET = msgspec.UNSET
+Unset = msgspec.UnsetType
+
+Email = Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+EmailPrefix = Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PASSWORD_INPUT)]
+DisplayName = Annotated[str, msgspec.Meta(max_length=200)]
+UserStatus = Literal["active", "disabled"]
+
+
+# -- users: requests ----------------------------------------------------------
+
+
+class UserQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """GET /admin/v1/users: ``email`` is a prefix of the (normalized) address."""
+
+    email: EmailPrefix | None = None
+    status: UserStatus | None = None
+    cursor: Cursor | None = None
+    limit: Limit = DEFAULT_LIMIT
+
+
+class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
+    cursor: Cursor | None = None
+    limit: Limit = DEFAULT_LIMIT
+
+
+class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /admin/v1/users. Without a password the user signs in another way
+    (a mailed link or code, an upstream provider) or resets one."""
+
+    email: Email
+    password: Password | None = None
+    email_verified: bool = False
+
+
+class UserUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """PATCH /admin/v1/users/{user_id}: the members given change."""
+
+    email_verified: bool | Unset = UNSET
+
+
+# -- users: responses ---------------------------------------------------------
+
+
+class AdminUser(msgspec.Struct):
+    id: Uuid
+    email: str
+    email_verified: bool
+    status: str
+    has_password: bool
+    created_at: DateTime
+    updated_at: DateTime
+    last_login_at: DateTime | None = None
+
+
+class UserPage(msgspec.Struct):
+    items: list[AdminUser]
+    next_cursor: str | None
+
+
+class AdminSession(msgspec.Struct):
+    id: Uuid
+    kind: Literal["browser", "app"]
+    client_id: str | None
+    client_name: str | None
+    amr: list[str]
+    auth_time: DateTime
+    created_at: DateTime
+    last_seen_at: DateTime
+    user_agent: str | None
+
+
+class SessionPage(msgspec.Struct):
+    items: list[AdminSession]
+    next_cursor: str | None
+
+
+class AdminFactor(msgspec.Struct):
+    id: Uuid
+    kind: str
+    label: str | None
+    confirmed: bool
+    created_at: DateTime
+
+
+class AdminLinkedIdentity(msgspec.Struct):
+    provider_id: str
+    provider_name: str
+    subject: str
+    email: str | None
+    linked_at: DateTime
+
+
+class AdminUserOrg(msgspec.Struct):
+    id: str
+    slug: str
+    name: str
+    roles: list[str]
+
+
+class AdminUserDetail(msgspec.Struct):
+    user: AdminUser
+    sessions: int
+    factors: list[AdminFactor]
+    passkeys: int
+    recovery_codes_left: int
+    linked_identities: list[AdminLinkedIdentity]
+    orgs: list[AdminUserOrg]
+    roles: list[str]
+    permissions: list[str]
+
+
+class SessionsRevoked(msgspec.Struct):
+    revoked: int
+
+
+class MfaReset(msgspec.Struct):
+    totp_removed: int
+    passkeys_removed: int
+    recovery_codes_removed: int
