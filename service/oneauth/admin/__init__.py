@@ -14,8 +14,9 @@ from starlette.routing import BaseRoute
 def routes() -> list[BaseRoute]:
     # Imported here, not at the top: oneauth.oauth.clients imports
     # oneauth.admin.scopes, and the route modules import the services.
-    from oneauth.admin.app_api import users
+    from oneauth.admin.app_api import users, webhooks
 
     return [
         *users.routes(),
+        *webhooks.routes(),
     ]

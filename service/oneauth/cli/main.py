@@ -20,6 +20,7 @@ from oneauth.cli import (
     roles,
     serve,
     users,
+    webhooks,
     worker,
 )
 from oneauth.cli.common import fail
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         roles,
         users,
         orgs,
+        webhooks,
     ):
         module.register(sub)
     return parser
