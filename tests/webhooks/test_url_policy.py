@@ -66,7 +66,8 @@ async def test_production_checks_what_the_name_resolves_to() -> None:
         await urls.resolve(PRODUCTION, "https://localhost/hook")
     target = await urls.resolve(TEST, "http://localhost:9000/a/b?c=d")
     assert target.connect_url in ("http://127.0.0.1:9000/a/b?c=d", "http://[::1]:9000/a/b?c=d")
-    assert target.host_header == "localhost:9000" and target.server_name == "localhost"
+    assert target.host_header == "localhost:9000"
+    assert target.server_name == "localhost"
 
 
 def test_is_public() -> None:

@@ -45,14 +45,17 @@ async def test_endpoint_lifecycle_secret_once_rotate_deliveries_and_replay(
     assert made.status_code == 201, made.text
     secret = made.json()["secret"]
     endpoint = made.json()["endpoint"]
-    assert secret.startswith("whsec_") and endpoint["id"].startswith("whe_")
+    assert secret.startswith("whsec_")
+    assert endpoint["id"].startswith("whe_")
     receiver.expect(name, secret)
     # No GET ever shows the secret.
     listed = await client.get(_base(app), headers=bearer(token))
     shown = await client.get(f"{_base(app)}/{endpoint['id']}", headers=bearer(token))
-    assert listed.status_code == 200 and shown.status_code == 200
+    assert listed.status_code == 200
+    assert shown.status_code == 200
     assert [e["id"] for e in listed.json()["items"]] == [endpoint["id"]]
-    assert secret not in listed.text and secret not in shown.text
+    assert secret not in listed.text
+    assert secret not in shown.text
     assert shown.json()["description"] == "crm"
     types = await client.get(f"{_base(app)}/event-types", headers=bearer(token))
     assert "user.created" in {t["type"] for t in types.json()["items"]}
@@ -73,7 +76,8 @@ async def test_endpoint_lifecycle_secret_once_rotate_deliveries_and_replay(
     )
     assert deliveries.status_code == 200, deliveries.text
     [row] = deliveries.json()["items"]
-    assert row["status"] == "delivered" and row["payload"]["type"] == "user.created"
+    assert row["status"] == "delivered"
+    assert row["payload"]["type"] == "user.created"
     none_dead = await client.get(
         f"{_base(app)}/{endpoint['id']}/deliveries?status=dead", headers=bearer(token)
     )
@@ -90,7 +94,8 @@ async def test_endpoint_lifecycle_secret_once_rotate_deliveries_and_replay(
     assert replayed.json()["replay_of"] == row["id"]
     await make_worker(services).deliver_app(app)
     again = receiver.of(name)
-    assert len(again) == 2 and again[1].valid
+    assert len(again) == 2
+    assert again[1].valid
     assert again[1].headers["webhook-id"] == again[0].headers["webhook-id"]
 
     # Pages: two endpoints, one per page.
@@ -108,7 +113,8 @@ async def test_endpoint_lifecycle_secret_once_rotate_deliveries_and_replay(
     patched = await client.patch(
         f"{_base(app)}/{endpoint['id']}", json={"enabled": False}, headers=bearer(token)
     )
-    assert patched.status_code == 200 and patched.json()["enabled"] is False
+    assert patched.status_code == 200
+    assert patched.json()["enabled"] is False
     gone = await client.delete(f"{_base(app)}/{endpoint['id']}", headers=bearer(token))
     assert gone.status_code == 204
     missing = await client.get(f"{_base(app)}/{endpoint['id']}", headers=bearer(token))
@@ -143,7 +149,8 @@ async def test_bad_input_is_a_clear_422(
     ]:
         r = await client.post(_base(app), json=body, headers=bearer(token))
         assert r.status_code == 422, r.text
-        assert r.json()["code"] == "validation_failed" and r.json()["field"] == field
+        assert r.json()["code"] == "validation_failed"
+        assert r.json()["field"] == field
     for path in ("whe_nope000000000000000", "not-an-id"):
         r = await client.get(f"{_base(app)}/{path}", headers=bearer(token))
         assert r.status_code == 404
