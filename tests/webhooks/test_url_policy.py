@@ -77,3 +77,28 @@ def test_is_public() -> None:
     assert urls.is_public(ipaddress.ip_address("2606:2800:21f:cb07:6820:80da:af6b:8b2c"))
     for private in ("127.0.0.1", "10.0.0.1", "::1", "::ffff:10.0.0.1", "2002:7f00:1::1"):
         assert not urls.is_public(ipaddress.ip_address(private))
+
+
+def test_the_readme_verification_example_accepts_our_signatures() -> None:
+    """README "Webhooks": the receiver's example verifies what the worker signs."""
+    import re
+    import time
+    from pathlib import Path
+
+    from oneauth.webhooks import signing
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n### Webhooks\n", 1)[1].split("\n### ", 1)[0]
+    [code] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    scope: dict[str, object] = {}
+    exec(code, scope)  # noqa: S102 - our own README's example
+    verify = scope["verify"]
+    assert callable(verify)
+    secret = signing.new_secret()
+    body = b'{"id":"evt_x","type":"user.created"}'
+    headers = signing.headers(secret, "evt_x", body)
+    assert verify(secret, headers, body)
+    assert not verify(secret, headers, body + b"x")
+    assert not verify(signing.new_secret(), headers, body)
+    old = signing.headers(secret, "evt_x", body, timestamp=int(time.time()) - 3600)
+    assert not verify(secret, old, body)

@@ -7,7 +7,7 @@ GET; a create that makes one shows it once.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -212,7 +212,7 @@ class WebhookDelivery(msgspec.Struct):
     attempts: int
     next_attempt_at: DateTime
     created_at: DateTime
-    payload: dict[str, object]
+    payload: dict[str, Any]
     last_status: int | None = None
     last_error: str | None = None
     replay_of: int | None = None
