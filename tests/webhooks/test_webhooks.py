@@ -16,7 +16,7 @@ from apiclient import PASSWORD, login, signup
 from oneauth.apps.models import AppRecord
 from oneauth.db.notify import Notifier
 from oneauth.services import Services
-from oneauth.webhooks import emit, endpoints, signing
+from oneauth.webhooks import EVENT_TYPES, emit, endpoints, signing
 from oneauth.webhooks.events import DELIVERIES_CHANNEL
 
 from ._receiver import Receiver
@@ -300,3 +300,60 @@ async def test_app_b_endpoints_never_receive_app_a_events(
         row = await conn.fetchrow("SELECT id, secret_sealed FROM webhook_endpoints")
     with pytest.raises(Exception, match="authenticate"):
         endpoints.open_secret(services.box, b.app_id, row["id"], row["secret_sealed"])
+
+
+async def test_the_change_points_emit_their_events(
+    services: Services,
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    receiver: Receiver,
+) -> None:
+    """Each change point queues its event, with ids and no secrets."""
+    from oneauth.orgs import service as orgs
+    from oneauth.orgs.actor import OPERATOR
+
+    app = provision()
+    await add_endpoint(services, receiver, app, f"all-{app.app_id}", types=tuple(EVENT_TYPES))
+    addr = _email()
+    made = await signup(client, app.app_id, addr)
+    user_id = made["user"]["id"]
+    second = await login(client, app.app_id, addr)
+    auth = {"authorization": f"Bearer {second.json()['access_token']}"}
+    new_password = "another-Harbor-lantern-43"
+    changed = await client.post(
+        f"/apps/{app.app_id}/v1/password",
+        json={"current_password": PASSWORD, "new_password": new_password},
+        headers=auth,
+    )
+    assert changed.status_code == 204, changed.text
+    out = await client.post(f"/apps/{app.app_id}/v1/logout", headers=auth)
+    assert out.status_code == 204
+    async with services.router.enter(app) as conn:
+        org = await orgs.create(conn, name="Hooks Inc", actor=OPERATOR)
+        await orgs.add_member(conn, org.id, user_id, actor=OPERATOR)
+        await orgs.remove_member(conn, org.id, user_id, actor=OPERATOR)
+        await orgs.delete(conn, org.id, actor=OPERATOR)
+    rows = await deliveries(services, app)
+    kinds = [d.event_type for d in rows]
+    assert kinds == [
+        "user.created",
+        "user.password_changed",
+        "session.revoked",  # the password change ended the signup's session
+        "session.revoked",  # the logout
+        "org.created",
+        "org.member_added",
+        "org.member_removed",
+        "org.deleted",
+    ]
+    by_kind = {d.event_type: d.payload["data"] for d in rows}
+    assert by_kind["user.password_changed"] == {"user_id": user_id, "via": "change"}
+    assert by_kind["session.revoked"]["user_id"] == user_id
+    assert by_kind["session.revoked"]["reason"] == "logout"
+    assert by_kind["org.member_added"] == {"org_id": org.id, "user_id": user_id, "via": "operator"}
+    assert by_kind["org.deleted"] == {"org_id": org.id}
+    text = json.dumps([d.payload for d in rows])
+    assert PASSWORD not in text
+    assert new_password not in text
+    assert "access_token" not in text
+    assert addr in json.dumps(by_kind["user.created"])
+    assert all(addr not in json.dumps(d.payload) for d in rows if d.event_type != "user.created")
