@@ -429,6 +429,43 @@ async def walk_orgs(
     )
 
 
+async def walk_admin(
+    contract: Contract,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    provision: Callable[..., AppRecord],
+) -> None:
+    """The app admin API (issue 15): users, with an admin client's token."""
+    from admin._support import admin_token
+
+    app = provision()
+    headers = {"authorization": f"Bearer {await admin_token(http, settings, app)}"}
+
+    async def call(method: str, path: str, expect: int, **kwargs: Any) -> Any:
+        url = path.replace("{app_id}", app.app_id)
+        for name, value in kwargs.pop("names", {}).items():
+            url = url.replace("{" + name + "}", value)
+        response = await http.request(method, url, headers=headers, **kwargs)
+        assert response.status_code == expect, (method, url, response.text)
+        if response.status_code != 204:
+            contract.check(method, path, response)
+        return response.json() if response.content else None
+
+    users = "/apps/{app_id}/admin/v1/users"
+    one = users + "/{user_id}"
+    made = await call("POST", users, 201, json={"email": "admin-walk@example.com"})
+    names = {"user_id": made["id"]}
+    await call("GET", users, 200, params={"email": "admin-walk", "limit": "1"})
+    await call("GET", one, 200, names=names)
+    await call("PATCH", one, 200, names=names, json={"email_verified": True})
+    await call("GET", one + "/sessions", 200, names=names)
+    await call("POST", one + "/sessions/revoke", 200, names=names)
+    await call("POST", one + "/mfa/reset", 200, names=names)
+    await call("POST", one + "/disable", 200, names=names)
+    await call("POST", one + "/enable", 200, names=names)
+    await call("DELETE", one, 204, names=names)
+
+
 async def walk_federation(
     contract: Contract,
     http: httpx.AsyncClient,
@@ -530,6 +567,7 @@ async def test_every_json_answer_matches_its_declared_model(
     await walk(contract, client, browser, services, settings, provision, mailbox)
     await walk_passkey_pages(contract, service, client, settings, provision)
     await walk_orgs(contract, client, services, provision, mailbox)
+    await walk_admin(contract, client, settings, provision)
     await walk_webhooks(contract, client, services, settings, provision)
     expected = json_answers(doc)
     if not await walk_federation(contract, client, services, settings, provision):

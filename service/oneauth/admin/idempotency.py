@@ -28,6 +28,7 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
 
+from oneauth.db.savepoint import savepoint
 from oneauth.errors import ApiError, Conflict, ValidationFailed
 from oneauth.secretbox import SecretBox
 
@@ -148,7 +149,7 @@ async def claim(
     # A concurrent first request holds the row until it commits: wait, bounded.
     await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
     try:
-        async with conn.transaction():  # a savepoint: the timeout must not abort the unit
+        async with savepoint(conn):  # the timeout must not abort the unit
             taken = await conn.fetchval(_CLAIM, actor_type, actor_id, key, fingerprint)
     except asyncpg.LockNotAvailableError:
         raise IdempotencyInProgress() from None

@@ -52,8 +52,11 @@ class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class UserUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    """PATCH /admin/v1/users/{user_id}: the members given change."""
+    """PATCH /admin/v1/users/{user_id}: the members given change. A new address
+    is stored as given (the operator vouches for it: ``email_verified`` says
+    whether it is proven) and must be free in this app (409 ``email_taken``)."""
 
+    email: Email | Unset = UNSET
     email_verified: bool | Unset = UNSET
 
 
@@ -94,19 +97,26 @@ class SessionPage(msgspec.Struct):
 
 
 class AdminFactor(msgspec.Struct):
+    """A second factor (``totp``, ``webauthn``) or the recovery-code set; no secret."""
+
     id: Uuid
     kind: str
-    label: str | None
+    name: str
     confirmed: bool
     created_at: DateTime
+    last_used_at: DateTime | None
+    recovery_codes_left: int | None = None
 
 
 class AdminLinkedIdentity(msgspec.Struct):
+    id: Uuid
     provider_id: str
     provider_name: str
-    subject: str
+    kind: str
     email: str | None
-    linked_at: DateTime
+    email_verified: bool
+    created_at: DateTime
+    last_login_at: DateTime | None
 
 
 class AdminUserOrg(msgspec.Struct):
@@ -120,8 +130,6 @@ class AdminUserDetail(msgspec.Struct):
     user: AdminUser
     sessions: int
     factors: list[AdminFactor]
-    passkeys: int
-    recovery_codes_left: int
     linked_identities: list[AdminLinkedIdentity]
     orgs: list[AdminUserOrg]
     roles: list[str]

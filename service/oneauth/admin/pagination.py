@@ -129,14 +129,18 @@ def next_cursor(rows: Sequence[Any], limit: int, *keys: str) -> str | None:
 
 
 def query(request: Request, model: type[Q]) -> Q:
-    """The query string as ``model`` (numbers from text; a repeated parameter is 422)."""
+    """The query string as ``model`` (numbers from text; an empty value is absent; an
+    unknown or repeated parameter is 422)."""
     values: dict[str, Any] = {}
+    seen: set[str] = set()
     for name, value in request.query_params.multi_items():
-        if name in values:
+        if name in seen:
             raise ValidationFailed(f"{name} is given twice", extra={"field": name})
-        values[name] = value
+        seen.add(name)
+        if value != "":  # an empty form field (the console's search box): not given
+            values[name] = value
     hints = model.__struct_fields__
-    for name in list(values):
+    for name in seen:
         if name not in hints:
             raise ValidationFailed(f"unknown query parameter {name}", extra={"field": name})
     try:

@@ -14,11 +14,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from oneauth.admin import models as admin
 from oneauth.api import models as api
 from oneauth.http.openapi import DIALECT, OAuthErrorBody, Problem, schema_components
 from oneauth.oauth import models as oauth
 
 MODELS: dict[str, Any] = {
+    "admin_mfa_reset": admin.MfaReset,
+    "admin_session_page": admin.SessionPage,
+    "admin_sessions_revoked": admin.SessionsRevoked,
+    "admin_user": admin.AdminUser,
+    "admin_user_create": admin.UserCreate,
+    "admin_user_detail": admin.AdminUserDetail,
+    "admin_user_page": admin.UserPage,
+    "admin_user_update": admin.UserUpdate,
     "app_info": api.AppInfo,
     "consents": api.Consents,
     "credentials": api.Credentials,
