@@ -219,3 +219,43 @@ async def test_app_b_admin_cannot_see_or_replay_app_a_webhooks(
             "SELECT count(*) FROM audit_log WHERE event LIKE 'admin.webhook.%'"
         )
     assert json.loads(rows.text)["items"][0]["payload"]["app_id"] == a.app_id
+
+
+async def test_admin_user_changes_emit_their_events(
+    services: Services,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    receiver: Receiver,
+) -> None:
+    from oneauth.webhooks import EVENT_TYPES
+
+    app = provision()
+    hooks = await admin_token(client, settings, app, RW)
+    users = await admin_token(client, settings, app, ["admin:users:read", "admin:users:write"])
+    made = await client.post(
+        _base(app), json={"url": receiver.configure("users"), "event_types": list(EVENT_TYPES)},
+        headers=bearer(hooks),
+    )  # fmt: skip
+    assert made.status_code == 201
+    admin_users = f"/apps/{app.app_id}/admin/v1/users"
+    addr = f"adm-{uuid.uuid4().hex[:8]}@example.com"
+    user = await client.post(admin_users, json={"email": addr}, headers=bearer(users))
+    assert user.status_code == 201, user.text
+    user_id = user.json()["id"]
+    new_addr = f"new-{addr}"
+    patched = await client.patch(
+        f"{admin_users}/{user_id}", json={"email": new_addr}, headers=bearer(users)
+    )
+    assert patched.status_code == 200, patched.text
+    assert (await client.post(f"{admin_users}/{user_id}/disable", headers=bearer(users))).is_success
+    assert (await client.delete(f"{admin_users}/{user_id}", headers=bearer(users))).is_success
+    endpoint_id = made.json()["endpoint"]["id"]
+    rows = await client.get(f"{_base(app)}/{endpoint_id}/deliveries", headers=bearer(hooks))
+    events = [(d["event_type"], d["payload"]["data"]) for d in reversed(rows.json()["items"])]
+    assert events == [
+        ("user.created", {"user_id": user_id, "email": addr, "via": "admin"}),
+        ("user.email_changed", {"user_id": user_id, "email": new_addr}),
+        ("user.disabled", {"user_id": user_id}),
+        ("user.deleted", {"user_id": user_id}),
+    ]

@@ -193,15 +193,23 @@ async def get(conn: asyncpg.Connection, endpoint_id: str) -> Endpoint | None:
 async def list_page(
     conn: asyncpg.Connection, *, after: tuple[datetime, str] | None = None, limit: int = 50
 ) -> list[Endpoint]:
-    """Endpoints in creation order, keyset after ``(created_at, id)``."""
-    rows = await conn.fetch(
-        f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
-        " WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)"
-        " ORDER BY created_at, id LIMIT $3",
-        None if after is None else after[0],
-        None if after is None else after[1],
-        limit,
-    )
+    """Endpoints in creation order, keyset after ``(created_at, id)``.
+
+    Two statements, not one with ``$1 IS NULL OR ...``: a generic plan of the
+    OR-ed form cannot start the index scan at the cursor."""
+    if after is None:
+        rows = await conn.fetch(
+            f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id LIMIT $1",
+            limit,
+        )
+    else:
+        rows = await conn.fetch(
+            f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+            " WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3",
+            after[0],
+            after[1],
+            limit,
+        )
     return [_endpoint(r) for r in rows]
 
 
@@ -273,14 +281,20 @@ async def list_deliveries(
         raise ValidationFailed(
             f"status is one of {', '.join(DELIVERY_STATUSES)}", extra={"field": "status"}
         )
+    # Fixed fragments, no OR-ed optional filters (the index scan starts at the cursor).
+    where = ["endpoint_id = $1"]
+    args: list[object] = [endpoint_id]
+    if status is not None:
+        args.append(status)
+        where.append(f"status = ${len(args)}")
+    if before is not None:
+        args.append(before)
+        where.append(f"id < ${len(args)}")
+    args.append(limit)
     rows = await conn.fetch(
-        f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = $1"
-        " AND ($2::text IS NULL OR status = $2) AND ($3::bigint IS NULL OR id < $3)"
-        " ORDER BY id DESC LIMIT $4",
-        endpoint_id,
-        status,
-        before,
-        limit,
+        f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE {' AND '.join(where)}"
+        f" ORDER BY id DESC LIMIT ${len(args)}",
+        *args,
     )
     return [_delivery(r) for r in rows]
 
