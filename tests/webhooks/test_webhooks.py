@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import time
@@ -14,8 +15,10 @@ import pytest
 
 from apiclient import PASSWORD, login, signup
 from oneauth.apps.models import AppRecord
+from oneauth.asgi import create_app
 from oneauth.db.notify import Notifier
 from oneauth.services import Services
+from oneauth.settings import Settings
 from oneauth.webhooks import EVENT_TYPES, emit, endpoints, signing
 from oneauth.webhooks.events import DELIVERIES_CHANNEL
 
@@ -357,3 +360,43 @@ async def test_the_change_points_emit_their_events(
     assert "access_token" not in text
     assert addr in json.dumps(by_kind["user.created"])
     assert all(addr not in json.dumps(d.payload) for d in rows if d.event_type != "user.created")
+
+
+async def test_the_service_runs_the_worker_and_a_sweep_finds_what_no_notice_announced(
+    settings: Settings,
+    services: Services,
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    receiver: Receiver,
+) -> None:
+    # A delivery queued while no worker listened: a fresh worker's first sweep finds
+    # it from the table's statistics counter (no NOTIFY reaches it).
+    quiet = provision()
+    await add_endpoint(services, receiver, quiet, f"sweep-{quiet.app_id}")
+    await signup(client, quiet.app_id, _email())
+    # The table's change counter moves once the writer flushes its statistics.
+    worker = make_worker(services)
+    seen: set[str] = set()
+    for _ in range(300):  # up to 60 s on a loaded machine
+        seen.update(await worker.sweep())
+        if receiver.of(f"sweep-{quiet.app_id}"):
+            break
+        await asyncio.sleep(0.2)
+    assert quiet.app_id in seen
+    assert len(receiver.of(f"sweep-{quiet.app_id}")) == 1
+    # The in-process worker (ONEAUTH_EMAIL_WORKER=inprocess) starts with the mail
+    # worker in the ASGI lifespan and wakes on the NOTIFY of emit.
+    live = dataclasses.replace(settings, email_worker="inprocess", email_sweep_interval=3600)
+    asgi = create_app(live, configure_logging=False)
+    async with asgi.router.lifespan_context(asgi):
+        own = asgi.state.services
+        assert isinstance(own, Services)
+        assert own.webhooks is not None
+        app = provision()
+        await add_endpoint(own, receiver, app, f"inproc-{app.app_id}")
+        transport = httpx.ASGITransport(app=asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            await signup(c, app.app_id, _email())
+        got = await receiver.wait_for(f"inproc-{app.app_id}", 1, within=30)
+        assert len(got) == 1
+        assert got[0].valid

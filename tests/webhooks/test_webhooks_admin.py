@@ -259,3 +259,26 @@ async def test_admin_user_changes_emit_their_events(
         ("user.disabled", {"user_id": user_id}),
         ("user.deleted", {"user_id": user_id}),
     ]
+
+
+async def test_create_with_an_idempotency_key_makes_one_endpoint(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    receiver: Receiver,
+) -> None:
+    app = provision()
+    token = await admin_token(client, settings, app, RW)
+    body = {"url": receiver.configure("idem"), "event_types": ["user.created"]}
+    headers = {**bearer(token), "idempotency-key": uuid.uuid4().hex}
+    first = await client.post(_base(app), json=body, headers=headers)
+    again = await client.post(_base(app), json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 201
+    assert again.headers.get("idempotency-replayed") == "true"
+    assert again.json() == first.json()  # the same endpoint, the same secret shown
+    listed = await client.get(_base(app), headers=bearer(token))
+    assert len(listed.json()["items"]) == 1
+    other = await client.post(_base(app), json={**body, "description": "x"}, headers=headers)
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
