@@ -400,3 +400,42 @@ async def test_the_service_runs_the_worker_and_a_sweep_finds_what_no_notice_anno
         got = await receiver.wait_for(f"inproc-{app.app_id}", 1, within=30)
         assert len(got) == 1
         assert got[0].valid
+
+
+async def test_an_accepted_invitation_emits_member_added_and_invitation_accepted(
+    services: Services, provision: Callable[..., AppRecord], receiver: Receiver
+) -> None:
+    from oneauth.flows.mailing import Mailer
+    from oneauth.orgs import invitations
+    from oneauth.orgs import service as orgs
+    from oneauth.orgs.actor import OPERATOR
+    from orgs._support import make_user
+
+    app = provision()
+    await add_endpoint(services, receiver, app, f"inv-{app.app_id}", types=tuple(EVENT_TYPES))
+    email = _email()
+    async with services.router.enter(app) as conn:
+        org = await orgs.create(conn, name="Invites", actor=OPERATOR)
+        invitation, token = await invitations.invite(
+            Mailer(services, app), conn, org.id, email, invited_by=OPERATOR
+        )
+    user = await make_user(services, app, email)
+    async with services.router.enter(app) as conn:
+        await invitations.accept(conn, Mailer(services, app).macs, token, user)
+    rows = await deliveries(services, app)
+    assert [d.event_type for d in rows] == [
+        "org.created",
+        "org.member_added",
+        "invitation.accepted",
+    ]
+    assert rows[1].payload["data"] == {
+        "org_id": org.id,
+        "user_id": str(user.id),
+        "via": "invitation",
+    }
+    assert rows[2].payload["data"] == {
+        "org_id": org.id,
+        "invitation_id": str(invitation.id),
+        "user_id": str(user.id),
+    }
+    assert token not in json.dumps([d.payload for d in rows])  # the invitation secret stays out
