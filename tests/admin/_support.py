@@ -35,6 +35,12 @@ def admin_client(
     return client.client_id, secret
 
 
+def platform_client(settings: Settings, app: AppRecord, scopes: Iterable[str]) -> tuple[str, str]:
+    """A client_credentials client with platform scopes (of an app standing in for
+    the platform app)."""
+    return admin_client(settings, app, scopes, name="platform")
+
+
 def update_client(settings: Settings, app: AppRecord, client_id: str, **changes: object) -> None:
     with (
         ops.connect(settings.operator_url) as conn,

@@ -77,6 +77,21 @@ async def test_create_show_update_delete_each_audited_with_the_client(
     assert r.json()["email_verified"] is True
     r = await client.patch(f"{base(app)}/users/{made['id']}", json={"nope": 1}, headers=auth)
     assert r.status_code == 422
+    other = await client.post(f"{base(app)}/users", json={"email": unique("o")}, headers=auth)
+    r = await client.patch(
+        f"{base(app)}/users/{made['id']}", json={"email": other.json()["email"]}, headers=auth
+    )
+    assert r.status_code == 409
+    assert r.json()["code"] == "email_taken"
+    moved = unique("moved")
+    r = await client.patch(f"{base(app)}/users/{made['id']}", json={"email": moved}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["email"] == moved
+    assert (await login(client, app.app_id, moved)).status_code == 200
+    for bad in ({"email": "not an address"}, {"email": unique("w"), "password": "short"}, {}):
+        r = await client.post(f"{base(app)}/users", json=bad, headers=auth)
+        assert 400 <= r.status_code < 500, (bad, r.text)
+        assert r.json()["code"] in ("validation_failed", "weak_password"), r.text
 
     r = await client.delete(f"{base(app)}/users/{made['id']}", headers=auth)
     assert r.status_code == 204
@@ -86,8 +101,8 @@ async def test_create_show_update_delete_each_audited_with_the_client(
     assert (await client.delete(f"{base(app)}/users/{made['id']}", headers=auth)).status_code == 404
 
     for event in ("admin.user.create", "admin.user.update", "admin.user.delete"):
-        rows = await audit_rows(services, app, event)
-        assert len(rows) == 1, event
+        rows = [r for r in await audit_rows(services, app, event) if r["target_id"] == made["id"]]
+        assert len(rows) == (2 if event == "admin.user.update" else 1), event
         assert rows[0]["actor_type"] == "client"
         assert rows[0]["actor_id"].startswith("cl_")
         assert (rows[0]["target_type"], rows[0]["target_id"]) == ("user", made["id"])
@@ -389,3 +404,29 @@ async def test_app_b_admin_sees_none_of_as_users(
     assert r.json()["user"]["status"] == "active"
     r = await client.get(f"{base(a)}/users/not-a-uuid", headers=auth_a)
     assert r.status_code == 404
+
+
+async def test_show_names_the_users_orgs_roles_and_permissions(
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+    services: Services,
+) -> None:
+    from oneauth.orgs import roles
+    from oneauth.orgs import service as orgs
+    from oneauth.orgs.actor import OPERATOR
+
+    app = provision()
+    auth = bearer(await admin_token(client, settings, app))
+    user = (
+        await client.post(f"{base(app)}/users", json={"email": unique("o")}, headers=auth)
+    ).json()
+    async with services.router.enter(app) as conn:
+        await roles.create_role(conn, "billing", permissions=["invoice:read"], actor=OPERATOR)
+        await roles.grant(conn, user["id"], "billing", actor=OPERATOR)
+        org = await orgs.create(conn, name="Acme", creator=user["id"], actor=OPERATOR)
+    shown = (await client.get(f"{base(app)}/users/{user['id']}", headers=auth)).json()
+    assert shown["roles"] == ["billing"]
+    assert shown["permissions"] == ["invoice:read"]
+    assert [(o["id"], o["slug"], o["name"]) for o in shown["orgs"]] == [(org.id, org.slug, "Acme")]
+    assert shown["orgs"][0]["roles"] == ["admin"]
