@@ -17,6 +17,8 @@ CREATE TABLE webhook_endpoints (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     secret_rotated_at timestamptz
 );
+-- The admin API's list: keyset pages in creation order.
+CREATE INDEX webhook_endpoints_created_idx ON webhook_endpoints (created_at, id);
 -- emit's one query (when the subscription cache says the event is wanted).
 CREATE INDEX webhook_endpoints_types_idx ON webhook_endpoints USING gin (event_types)
     WHERE enabled;
