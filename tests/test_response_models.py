@@ -529,6 +529,50 @@ async def walk_federation(
     return True
 
 
+async def walk_webhooks(
+    contract: Contract,
+    http: httpx.AsyncClient,
+    services: Services,
+    settings: Settings,
+    provision: Callable[..., AppRecord],
+) -> None:
+    """The webhook routes of the admin API (issue 15): an endpoint made, shown,
+    changed, its secret rotated, a delivery listed and replayed."""
+    from admin._support import admin_token
+
+    app = provision()
+    token = await admin_token(http, settings, app, ["admin:webhooks:read", "admin:webhooks:write"])
+    base = "/apps/{app_id}/admin/v1/webhooks"
+
+    async def call(method: str, path: str, expect: int, **kwargs: Any) -> Any:
+        url = path.replace("{app_id}", app.app_id)
+        for name, value in kwargs.pop("names", {}).items():
+            url = url.replace("{" + name + "}", str(value))
+        headers = {"authorization": f"Bearer {token}"}
+        response = await http.request(method, url, headers=headers, **kwargs)
+        assert response.status_code == expect, (method, url, response.text)
+        contract.check(method, path, response)
+        return response.json()
+
+    body = {"url": "http://127.0.0.1:9/hook", "event_types": ["org.created"]}
+    made = await call("POST", base, 201, json=body)
+    ids = {"endpoint_id": made["endpoint"]["id"]}
+    await call("GET", base, 200)
+    await call("GET", f"{base}/event-types", 200)
+    await call("GET", f"{base}/{{endpoint_id}}", 200, names=ids)
+    await call("PATCH", f"{base}/{{endpoint_id}}", 200, names=ids, json={"description": "d"})
+    await call("POST", f"{base}/{{endpoint_id}}/secret", 200, names=ids)
+    async with services.router.enter(app) as conn:
+        await orgs.create(conn, name="Hooked", actor=OPERATOR)  # emits org.created
+    listed = await call("GET", f"{base}/{{endpoint_id}}/deliveries", 200, names=ids)
+    await call(
+        "POST",
+        f"{base}/deliveries/{{delivery_id}}/replay",
+        202,
+        names={"delivery_id": listed["items"][0]["id"]},
+    )
+
+
 @pytest.fixture
 async def browser(service: Starlette) -> Any:
     transport = httpx.ASGITransport(app=service)
@@ -553,6 +597,7 @@ async def test_every_json_answer_matches_its_declared_model(
     await walk_admin(contract, client, settings, provision)
     await walk_admin_rest(contract, client, settings, provision)
     await walk_platform(contract, client, settings)
+    await walk_webhooks(contract, client, services, settings, provision)
     expected = json_answers(doc)
     if not await walk_federation(contract, client, services, settings, provision):
         expected = {a for a in expected if "/federation/" not in a[1] and "identities" not in a[1]}

@@ -48,6 +48,10 @@ from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
 from oneauth.tokens.keystore import KeyStore
 from oneauth.web import federation_pages, invitations, passkey_pages, recovery_pages, signin
+from oneauth.webhooks.events import DELIVERIES_CHANNEL as webhook_deliveries_channel
+from oneauth.webhooks.events import ENDPOINTS_CHANNEL as webhook_endpoints_channel
+from oneauth.webhooks.events import SUBSCRIPTIONS as webhook_subscriptions
+from oneauth.webhooks.worker import WebhookWorker
 
 # Declared here, not in oneauth.metrics, which the database layer imports early.
 _metrics_view = operation(
@@ -142,8 +146,11 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
                 stack.push_async_callback(seal_pools.close)
                 seal_router = Router(seal_pools, registry, max_apps_per_connection=limit)
             sealer = Sealer.from_settings(settings, pool, registry, seal_router, keys, box)
+            hooks = WebhookWorker.from_settings(settings, pool, registry, mail_router, box)
+            notifier.subscribe(webhook_endpoints_channel, webhook_subscriptions.on_change)
             if settings.mail_worker_inprocess:
                 notifier.subscribe(outbox_channel, delivery.on_notify)
+                notifier.subscribe(webhook_deliveries_channel, hooks.on_notify)
             await notifier.start()
             stack.push_async_callback(notifier.stop)
             app.state.services = Services(
@@ -159,12 +166,15 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
                 delivery,
                 sealer,
             )
+            app.state.services.webhooks = hooks
             stack.push_async_callback(delivery.stop)
             stack.push_async_callback(sealer.stop)
             if settings.audit_sealer_inprocess:
                 await sealer.start()
+            stack.push_async_callback(hooks.stop)
             if settings.mail_worker_inprocess:
                 await delivery.start()
+                await hooks.start()
             tracer_provider = getattr(app.state, "tracer_provider", None)
             if tracer_provider is not None:
                 stack.callback(tracer_provider.shutdown)  # flush the last spans

@@ -22,6 +22,7 @@ from oneauth.secretbox import SecretBox
 from oneauth.settings import Settings
 from oneauth.tokens.issue import Issuer
 from oneauth.tokens.keystore import KeyStore
+from oneauth.webhooks.worker import WebhookWorker
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Services:
     delivery: DeliveryWorker | None = None
     # The audit chain's sealer (A2); running in this process unless ONEAUTH_AUDIT_SEALER=off.
     sealer: Sealer | None = None
+    # The webhook delivery worker; runs (or not) with the mail worker.
+    webhooks: WebhookWorker | None = None
 
     @cached_property
     def ip_hash_key(self) -> bytes:

@@ -14,7 +14,16 @@ from starlette.routing import BaseRoute
 def routes() -> list[BaseRoute]:
     # Imported here, not at the top: oneauth.oauth.clients imports
     # oneauth.admin.scopes, and the route modules import the services.
-    from oneauth.admin.app_api import audit, clients, directory, keys, providers, settings, users
+    from oneauth.admin.app_api import (
+        audit,
+        clients,
+        directory,
+        keys,
+        providers,
+        settings,
+        users,
+        webhooks,
+    )
 
     return [
         *users.routes(),
@@ -24,4 +33,5 @@ def routes() -> list[BaseRoute]:
         *keys.routes(),
         *settings.routes(),
         *audit.routes(),
+        *webhooks.routes(),
     ]

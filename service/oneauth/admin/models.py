@@ -172,6 +172,39 @@ class AuditQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Limit = DEFAULT_LIMIT
 
 
+# -- webhooks (owner: webhooks; oneauth.webhooks) ---------------------------------
+
+WebhookUrl = Annotated[str, msgspec.Meta(min_length=8, max_length=2000)]
+WebhookEventType = Annotated[str, msgspec.Meta(min_length=3, max_length=80)]
+WebhookDescription = Annotated[str, msgspec.Meta(max_length=500)]
+WebhookEventTypeList = Annotated[list[WebhookEventType], msgspec.Meta(min_length=1, max_length=64)]
+DeliveryStatus = Literal["pending", "sending", "delivered", "dead"]
+
+
+class WebhookEndpointCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /admin/v1/webhooks: https URL (http://127.0.0.1 in development/test only)."""
+
+    url: WebhookUrl
+    event_types: WebhookEventTypeList
+    description: WebhookDescription = ""
+    enabled: bool = True
+
+
+class WebhookEndpointUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """PATCH /admin/v1/webhooks/{endpoint_id}: the members given change."""
+
+    url: WebhookUrl | Unset = UNSET
+    event_types: WebhookEventTypeList | Unset = UNSET
+    description: WebhookDescription | Unset = UNSET
+    enabled: bool | Unset = UNSET
+
+
+class WebhookDeliveryQuery(msgspec.Struct, forbid_unknown_fields=True):
+    status: DeliveryStatus | None = None
+    cursor: Cursor | None = None
+    limit: Limit = DEFAULT_LIMIT
+
+
 class AuditExportQuery(msgspec.Struct, forbid_unknown_fields=True):
     since: AwareTime | None = msgspec.field(default=None, name="from")
     until: AwareTime | None = msgspec.field(default=None, name="to")
@@ -241,3 +274,65 @@ class AuditCheckpoint(msgspec.Struct):
 class AuditCheckpointPage(msgspec.Struct):
     items: list[AuditCheckpoint]
     next_cursor: str | None
+
+
+class WebhookEndpoint(msgspec.Struct):
+    """An endpoint as every GET shows it: never its secret."""
+
+    id: str
+    url: str
+    event_types: list[str]
+    enabled: bool
+    description: str
+    created_at: DateTime
+    updated_at: DateTime
+    secret_rotated_at: DateTime | None = None
+
+
+class WebhookEndpointCreated(msgspec.Struct):
+    """The new endpoint and its signing secret, shown this once."""
+
+    endpoint: WebhookEndpoint
+    secret: str
+
+
+class WebhookSecret(msgspec.Struct):
+    """A rotated signing secret, shown this once."""
+
+    endpoint_id: str
+    secret: str
+
+
+class WebhookEndpointPage(msgspec.Struct):
+    items: list[WebhookEndpoint]
+    next_cursor: str | None
+
+
+class WebhookDelivery(msgspec.Struct):
+    id: int
+    event_id: str
+    endpoint_id: str
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: DateTime
+    created_at: DateTime
+    payload: dict[str, Any]
+    last_status: int | None = None
+    last_error: str | None = None
+    replay_of: int | None = None
+    delivered_at: DateTime | None = None
+
+
+class WebhookDeliveryPage(msgspec.Struct):
+    items: list[WebhookDelivery]
+    next_cursor: str | None
+
+
+class WebhookEventTypeInfo(msgspec.Struct):
+    type: str
+    description: str
+
+
+class WebhookEventTypes(msgspec.Struct):
+    items: list[WebhookEventTypeInfo]

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from oneauth import webhooks
 from oneauth.account import linked
 from oneauth.account import service as account
 from oneauth.admin.guard import AdminCaller, audit
@@ -103,6 +104,12 @@ async def create(
         target_id=str(row["id"]),
         details={"password": password_hash is not None, "email_verified": body.email_verified},
     )
+    await webhooks.emit(
+        conn,
+        caller.app,
+        "user.created",
+        {"user_id": str(row["id"]), "email": row["email"], "via": "admin"},
+    )
     return row
 
 
@@ -139,6 +146,10 @@ async def update(
         target_id=str(user_id),
         details={"changed": sorted(changed)},
     )
+    if "email" in changed:
+        await webhooks.emit(
+            conn, caller.app, "user.email_changed", {"user_id": str(user_id), "email": row["email"]}
+        )
     return row
 
 
@@ -163,6 +174,8 @@ async def set_status(
         target_id=str(user_id),
         details={"was": current["status"], "sessions_ended": ended},
     )
+    if status == "disabled" and current["status"] != "disabled":
+        await webhooks.emit(conn, caller.app, "user.disabled", {"user_id": str(user_id)})
     return row
 
 
@@ -173,6 +186,7 @@ async def delete(conn: asyncpg.Connection, caller: AdminCaller, user_id: uuid.UU
     await _locked(conn, user_id)
     await directory.delete(conn, user_id)
     await audit(conn, caller, "admin.user.delete", target_type="user", target_id=str(user_id))
+    await webhooks.emit(conn, caller.app, "user.deleted", {"user_id": str(user_id)})
 
 
 async def revoke_sessions(conn: asyncpg.Connection, caller: AdminCaller, user_id: uuid.UUID) -> int:

@@ -188,6 +188,11 @@ def provision(
             " ON CONFLICT (app_id) DO NOTHING",
             (app_id,),
         )
+        conn.execute(  # nor its webhook deliveries (oneauth.webhooks.worker)
+            "INSERT INTO oneauth.webhook_sweep (app_id, changes) VALUES (%s, 0)"
+            " ON CONFLICT (app_id) DO NOTHING",
+            (app_id,),
+        )
         record = _fetch(conn, app_id)
         assert record is not None
     return ProvisionResult(app=record, created=True, extra=extra)

@@ -14,6 +14,7 @@ from oneauth.apps.models import AppRecord
 from oneauth.cli.common import fail, load_settings
 from oneauth.db import ops
 from oneauth.db.naming import InvalidAppId, quote_ident
+from oneauth.db.pool import RoutedConnection
 from oneauth.db.roles import UnsafeRole, check_operator_role
 from oneauth.errors import ApiError
 from oneauth.settings import Settings
@@ -54,7 +55,8 @@ async def async_app_transaction(
     settings = load_settings()
     with ops.connect(settings.operator_url) as sync:
         app = _checked_app(sync, app_id)
-    conn = await asyncpg.connect(settings.operator_url)
+    conn = await asyncpg.connect(settings.operator_url, connection_class=RoutedConnection)
+    conn.oneauth_entered["app"] = app  # as Router.enter does (webhooks.app_of)
     try:
         async with conn.transaction():
             await conn.execute(

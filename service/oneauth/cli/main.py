@@ -22,6 +22,7 @@ from oneauth.cli import (
     roles,
     serve,
     users,
+    webhooks,
     worker,
 )
 from oneauth.cli.common import fail
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         orgs,
         platform,
         audit,
+        webhooks,
     ):
         module.register(sub)
     return parser

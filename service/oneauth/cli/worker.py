@@ -1,4 +1,5 @@
-"""``oneauth worker``: the email delivery worker and the audit sealer, apart from the service.
+"""``oneauth worker``: the email and webhook delivery workers and the audit sealer, apart
+from the HTTP service.
 
 Use it with ``ONEAUTH_EMAIL_WORKER=off`` and ``ONEAUTH_AUDIT_SEALER=off`` on the
 service processes (any number of workers may run: claims skip rows another
@@ -20,7 +21,7 @@ from oneauth.settings import Settings
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "worker",
-        help="run the email delivery worker",
+        help="run the email and webhook delivery workers",
         description="Deliver queued email of every app (settings from ONEAUTH_*).",
     )
     p.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
@@ -44,6 +45,8 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     from oneauth.secretbox import SecretBox
     from oneauth.tokens.keystore import CHANNEL as keys_channel
     from oneauth.tokens.keystore import KeyStore
+    from oneauth.webhooks.events import DELIVERIES_CHANNEL as webhooks_channel
+    from oneauth.webhooks.worker import WebhookWorker
 
     pool = await create_pool(settings)
     app_pools = await create_app_pools(settings)
@@ -56,6 +59,7 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         worker = DeliveryWorker.from_settings(settings, pool, registry, router, box)
         keys = KeyStore(box, issuer_for=settings.issuer_for)
         sealer = Sealer.from_settings(settings, pool, registry, router, keys, box)
+        hooks = WebhookWorker.from_settings(settings, pool, registry, router, box)
         if once:
             report = await worker.deliver_all()
             sealed = await sealer.seal_all()
@@ -63,10 +67,15 @@ async def run(settings: Settings, *, once: bool = False) -> None:
                 f"sent {report.sent}, retrying {report.retried}, dead {report.dead},"
                 f" expired {report.expired}; audit rows sealed {sealed}"
             )
+            report = await hooks.deliver_all()
+            print(
+                f"webhooks: delivered {report.sent}, retrying {report.retried}, dead {report.dead}"
+            )
             return
         notifier = Notifier(settings.database_url)
         notifier.subscribe(registry_channel, registry.on_change)
         notifier.subscribe(outbox_channel, worker.on_notify)
+        notifier.subscribe(webhooks_channel, hooks.on_notify)
         await notifier.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -76,11 +85,13 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         notifier.subscribe(keys_channel, keys.on_change)
         await worker.start()
         await sealer.start()
+        await hooks.start()
         print(f"oneauth worker: delivering with the {worker.backend.name} backend", flush=True)
         try:
             await stop.wait()
         finally:
             await sealer.stop()
+            await hooks.stop()
             await worker.stop()
             await notifier.stop()
     finally:

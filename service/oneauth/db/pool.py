@@ -48,6 +48,10 @@ class RoutedConnection(asyncpg.Connection):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.oneauth_apps: set[str] = set()
+        # {"app": AppRecord} while an app's transaction is open on it (Router.enter),
+        # for code handed only the connection (webhooks.app_of). A dict changed in
+        # place, like the set above: the pool's proxy forwards reads, not writes.
+        self.oneauth_entered: dict[str, Any] = {}
 
 
 async def _no_session_reset(conn: asyncpg.Connection) -> None:

@@ -44,6 +44,7 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     # The audit sealer: signed checkpoints are only ever added (A2).
     "audit_checkpoints": "SELECT, INSERT",
     "audit_sweep": "SELECT, INSERT, UPDATE, DELETE",
+    "webhook_sweep": "SELECT, INSERT, UPDATE, DELETE",
 }
 
 

@@ -70,8 +70,10 @@ class Router:
             enter_sql = self._enter_cache[record.app_id] = _enter_sql(record.names)
         pool, conn = await self.pools.acquire(record.app_id, max_apps=self.max_apps_per_connection)
         recycle = False
+        entered: dict[str, object] = getattr(conn, "oneauth_entered", {})
         try:
             await conn.execute(enter_sql)
+            entered["app"] = record
             try:
                 yield conn
             except BaseException:
@@ -87,6 +89,7 @@ class Router:
             touched.add(record.app_id)
             recycle = len(touched) > self.max_apps_per_connection
         finally:
+            entered.pop("app", None)
             if recycle:
                 # Bound the backend's catalog cache: this connection has seen
                 # enough schemas. Closing before release makes the pool open a

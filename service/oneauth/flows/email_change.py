@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from oneauth import audit
+from oneauth import audit, webhooks
 from oneauth.apps.models import AppRecord
 from oneauth.errors import (
     EmailTaken,
@@ -164,6 +164,12 @@ async def confirm(
                     email_normalized=normalize_email(new_email),
                 ):
                     changed_to = new_email
+                    await webhooks.emit(
+                        conn,
+                        app,
+                        "user.email_changed",
+                        {"user_id": str(found.user_id), "email": new_email},
+                    )
                     # Links sent to the old address die with it (they are bound
                     # to it); use them up anyway so nothing pending remains.
                     await one_time.retire_for_user(

@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 import asyncpg
 
-from oneauth import audit, metrics
+from oneauth import audit, metrics, webhooks
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.errors import (
@@ -142,6 +142,12 @@ async def register(
                 actor_id=user.sub,
                 target_type="user",
                 target_id=user.sub,
+            )
+            await webhooks.emit(
+                conn,
+                app,
+                "user.created",
+                {"user_id": user.sub, "email": user.email, "via": "signup"},
             )
             session_id = None
             if sign_in is not None and not policy.require_verified_email:
@@ -364,6 +370,9 @@ async def change_password(
         else:
             await throttle.succeeded(conn, reservation)
             await users_repo.set_password(conn, user.id, new_hash)
+            await webhooks.emit(
+                conn, app, "user.password_changed", {"user_id": user.sub, "via": "change"}
+            )
             ended = await sessions.revoke_user_sessions(
                 conn, user.id, reason="password_change", except_session=sid
             )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneauth import audit
+from oneauth import audit, webhooks
 from oneauth.apps.models import AppRecord
 from oneauth.errors import InvalidLinkOrCode, WeakPasswordError
 from oneauth.flows.common import busy
@@ -117,6 +117,9 @@ async def complete(
                 meta=meta,
             )
             await users_repo.set_password(conn, found.user_id, new_hash)
+            await webhooks.emit(
+                conn, app, "user.password_changed", {"user_id": str(found.user_id), "via": "reset"}
+            )
             await one_time.retire_for_user(
                 conn, found.user_id, [PURPOSE, "magic_link", "email_otp"]
             )

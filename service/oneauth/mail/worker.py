@@ -53,6 +53,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import asyncpg
 import structlog
@@ -76,38 +77,68 @@ def outbox_schema_version() -> int:
     return next(t.version for t in templates.load("app") if t.name == "outbox")
 
 
-# Rows ever inserted, updated or deleted in each app's outbox (statistics of the
-# cumulative stats system, flushed by the writing backend within about a second).
-# (pg_stat_all_tables would do; its grouping doubles the cost: 55 vs 24 ms at 10,000 apps.)
-_OUTBOX_CHANGES = (
-    "SELECT n.nspname AS schemaname, pg_stat_get_tuples_inserted(c.oid)"
-    " + pg_stat_get_tuples_updated(c.oid) + pg_stat_get_tuples_deleted(c.oid) AS changes"
-    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE c.relname = 'outbox' AND c.relkind IN ('r', 'p')"
-)
-
-
 SWEEP_CHUNK = 200  # apps visited between two records of the sweep's progress
-_RECORDED = "SELECT app_id, changes FROM oneauth.mail_sweep"
-_RETRIES = (
-    "SELECT app_id, next_due_at - now() AS wait FROM oneauth.mail_sweep"
-    " WHERE next_due_at IS NOT NULL"
-)
-# Every save moves this table's own counter, and only a statistics reset (a
-# crash, pg_stat_reset) brings it back to zero: then the saved counters are
-# from another epoch and are not trusted.
-_STATE_WRITES = (
-    "SELECT pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)"
-    " FROM pg_class c WHERE c.oid = 'oneauth.mail_sweep'::regclass"
-)
-_SAVE_STATE = (
-    "INSERT INTO oneauth.mail_sweep AS s (app_id, changes, next_due_at)"
-    " SELECT a, c, now() + make_interval(secs => w)"
-    " FROM unnest($1::text[], $2::bigint[], $3::float8[]) AS t (a, c, w)"
-    " WHERE EXISTS (SELECT FROM oneauth.apps WHERE app_id = t.a)"
-    " ON CONFLICT (app_id) DO UPDATE SET changes = excluded.changes,"
-    " next_due_at = excluded.next_due_at, updated_at = now()"
-)
+
+
+@dataclass(frozen=True)
+class SweepSql:
+    """The sweep's queries for one outbox-like table and the control table keeping
+    its state (``oneauth.mail_sweep`` for mail; the webhook worker has its own)."""
+
+    table: str
+    state: str
+
+    @property
+    def changes(self) -> str:
+        # Rows ever inserted, updated or deleted in each app's table (statistics of
+        # the cumulative stats system, flushed by the writing backend within about a
+        # second). (pg_stat_all_tables would do; its grouping doubles the cost: 55 vs
+        # 24 ms at 10,000 apps.)
+        return (
+            "SELECT n.nspname AS schemaname, pg_stat_get_tuples_inserted(c.oid)"
+            " + pg_stat_get_tuples_updated(c.oid) + pg_stat_get_tuples_deleted(c.oid) AS changes"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            f" WHERE c.relname = '{self.table}' AND c.relkind IN ('r', 'p')"
+        )
+
+    @property
+    def recorded(self) -> str:
+        return f"SELECT app_id, changes FROM {self.state}"
+
+    @property
+    def recorded_of(self) -> str:
+        return f"SELECT app_id, changes FROM {self.state} WHERE app_id = ANY($1::text[])"
+
+    @property
+    def retries(self) -> str:
+        return (
+            f"SELECT app_id, next_due_at - now() AS wait FROM {self.state}"
+            " WHERE next_due_at IS NOT NULL"
+        )
+
+    @property
+    def state_writes(self) -> str:
+        # Every save moves this table's own counter, and only a statistics reset (a
+        # crash, pg_stat_reset) brings it back to zero: then the saved counters are
+        # from another epoch and are not trusted.
+        return (
+            "SELECT pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)"
+            f" FROM pg_class c WHERE c.oid = '{self.state}'::regclass"
+        )
+
+    @property
+    def save_state(self) -> str:
+        return (
+            f"INSERT INTO {self.state} AS s (app_id, changes, next_due_at)"
+            " SELECT a, c, now() + make_interval(secs => w)"
+            " FROM unnest($1::text[], $2::bigint[], $3::float8[]) AS t (a, c, w)"
+            " WHERE EXISTS (SELECT FROM oneauth.apps WHERE app_id = t.a)"
+            " ON CONFLICT (app_id) DO UPDATE SET changes = excluded.changes,"
+            " next_due_at = excluded.next_due_at, updated_at = now()"
+        )
+
+
+MAIL_SWEEP = SweepSql("outbox", "oneauth.mail_sweep")
 
 
 @dataclass
@@ -143,44 +174,36 @@ class WorkerConfig:
         )
 
 
-@dataclass
-class DeliveryWorker:
+class AppSweeper:
+    """Finding and visiting the apps that have work (the module doc): waking on
+    NOTIFY, the statistics-based sweep and its shared state, retries due.
+
+    Shared by the mail worker below and the webhook worker
+    (``oneauth.webhooks.worker``); a subclass names its table and state
+    (``sweep_sql``), its schema version and how to deliver one app.
+    """
+
     settings: Settings
     pool: asyncpg.Pool
     registry: Registry
     router: Router
-    box: SecretBox
-    backend: backends.Backend
-    config: WorkerConfig = field(default_factory=WorkerConfig)
+    config: WorkerConfig
 
-    def __post_init__(self) -> None:
-        self.composer = Composer(self.settings, Renderer(self.settings.email_templates_dir or None))
+    sweep_sql: ClassVar[SweepSql] = MAIL_SWEEP
+    task_name: ClassVar[str] = "oneauth-mail-worker"
+    error_event: ClassVar[str] = "mail_worker_error"
+
+    def _init_wakeup(self) -> None:
         self._wake = asyncio.Event()
         self._dirty: set[str] = set()
         self._sweep_requested = True
         self._due: dict[str, float] = {}
         self._retries_loaded = False
         self._task: asyncio.Task[None] | None = None
-        self._min_version = outbox_schema_version()
+        self._min_version = self.min_schema_version()
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        pool: asyncpg.Pool,
-        registry: Registry,
-        router: Router,
-        box: SecretBox,
-    ) -> DeliveryWorker:
-        return cls(
-            settings,
-            pool,
-            registry,
-            router,
-            box,
-            backends.from_settings(settings),
-            WorkerConfig.from_settings(settings),
-        )
+    def min_schema_version(self) -> int:
+        raise NotImplementedError
 
     # --- waking -------------------------------------------------------------------
 
@@ -196,7 +219,7 @@ class DeliveryWorker:
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self.run_forever(), name="oneauth-mail-worker")
+            self._task = asyncio.create_task(self.run_forever(), name=self.task_name)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -224,7 +247,7 @@ class DeliveryWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: try again shortly
-                log.warning("mail_worker_error", error=type(exc).__name__)
+                log.warning(self.error_event, error=type(exc).__name__)
                 await asyncio.sleep(1.0)
                 self._sweep_requested = True
                 continue
@@ -277,11 +300,15 @@ class DeliveryWorker:
         async with self.pool.acquire() as conn:
             if not await conn.fetchval("SELECT current_setting('track_counts')::bool"):
                 return apps, {}, False
-            changes = {r["schemaname"]: r["changes"] for r in await conn.fetch(_OUTBOX_CHANGES)}
+            changes = {
+                r["schemaname"]: r["changes"] for r in await conn.fetch(self.sweep_sql.changes)
+            }
             # Rows recorded but no writes counted: the statistics were reset
             # since, and the recorded counters belong to another epoch.
-            trusted = bool(await conn.fetchval(_STATE_WRITES))
-            recorded = {r["app_id"]: r["changes"] for r in await conn.fetch(_RECORDED)}
+            trusted = bool(await conn.fetchval(self.sweep_sql.state_writes))
+            recorded = {
+                r["app_id"]: r["changes"] for r in await conn.fetch(self.sweep_sql.recorded)
+            }
         if not trusted:
             recorded = {}
         picked: list[AppRecord] = []
@@ -298,10 +325,7 @@ class DeliveryWorker:
     ) -> list[AppRecord]:
         """Drop the apps whose recorded counter became the one this sweep read:
         another worker visited them since the sweep began."""
-        rows = await self.pool.fetch(
-            "SELECT app_id, changes FROM oneauth.mail_sweep WHERE app_id = ANY($1::text[])",
-            [a.app_id for a in apps],
-        )
+        rows = await self.pool.fetch(self.sweep_sql.recorded_of, [a.app_id for a in apps])
         recorded = {r["app_id"]: r["changes"] for r in rows}
         return [
             a
@@ -314,7 +338,7 @@ class DeliveryWorker:
     async def _load_retries(self) -> None:
         """Adopt the retries earlier workers left waiting (oneauth.mail_sweep)."""
         now = time.monotonic()
-        for r in await self.pool.fetch(_RETRIES):
+        for r in await self.pool.fetch(self.sweep_sql.retries):
             self._due.setdefault(r["app_id"], now + max(0.0, r["wait"].total_seconds()))
         self._retries_loaded = True
 
@@ -325,7 +349,7 @@ class DeliveryWorker:
         now = time.monotonic()
         ids = sorted(looked)
         waits = [None if self._due.get(a) is None else max(0.0, self._due[a] - now) for a in ids]
-        await self.pool.execute(_SAVE_STATE, ids, [looked[a] for a in ids], waits)
+        await self.pool.execute(self.sweep_sql.save_state, ids, [looked[a] for a in ids], waits)
 
     async def _lookup(self, app_ids: set[str]) -> list[AppRecord]:
         found = []
@@ -355,6 +379,51 @@ class DeliveryWorker:
     async def deliver_all(self) -> Report:
         """Everything due now in every app (``oneauth worker --once``, tests)."""
         return await self.deliver_apps(await self.active_apps())
+
+    async def deliver_app(self, app: AppRecord) -> Report:
+        raise NotImplementedError
+
+    def _backoff(self, attempts: int) -> float:
+        growth = float(2 ** max(0, min(attempts - 1, 30)))
+        delay = min(self.config.backoff_cap, self.config.backoff_base * growth)
+        return delay * random.uniform(0.8, 1.2)  # jitter: retries of many rows spread out
+
+
+@dataclass
+class DeliveryWorker(AppSweeper):
+    settings: Settings
+    pool: asyncpg.Pool
+    registry: Registry
+    router: Router
+    box: SecretBox
+    backend: backends.Backend
+    config: WorkerConfig = field(default_factory=WorkerConfig)
+
+    def __post_init__(self) -> None:
+        self._init_wakeup()
+        self.composer = Composer(self.settings, Renderer(self.settings.email_templates_dir or None))
+
+    def min_schema_version(self) -> int:
+        return outbox_schema_version()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        registry: Registry,
+        router: Router,
+        box: SecretBox,
+    ) -> DeliveryWorker:
+        return cls(
+            settings,
+            pool,
+            registry,
+            router,
+            box,
+            backends.from_settings(settings),
+            WorkerConfig.from_settings(settings),
+        )
 
     # --- one app ------------------------------------------------------------------
 
@@ -431,11 +500,6 @@ class DeliveryWorker:
                 async with self.router.enter(app) as conn:
                     await outbox.mark_sent(conn, [row.id])
                 report.sent += 1
-
-    def _backoff(self, attempts: int) -> float:
-        growth = float(2 ** max(0, min(attempts - 1, 30)))
-        delay = min(self.config.backoff_cap, self.config.backoff_base * growth)
-        return delay * random.uniform(0.8, 1.2)  # jitter: retries of many rows spread out
 
     async def _failed(
         self,

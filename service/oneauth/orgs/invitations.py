@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol
 
 import asyncpg
 
-from oneauth import audit
+from oneauth import audit, webhooks
 from oneauth.apps.models import AppRecord
 from oneauth.errors import (
     AlreadyMember,
@@ -466,5 +466,11 @@ async def accept(
         target_type="organization",
         target_id=org.id,
         details={"invitation_id": str(found.id), "roles": membership.roles},
+    )
+    await webhooks.emit(
+        conn,
+        webhooks.app_of(conn),
+        "invitation.accepted",
+        {"org_id": org.id, "invitation_id": str(found.id), "user_id": str(user_id)},
     )
     return membership

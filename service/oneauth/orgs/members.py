@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from oneauth import audit
+from oneauth import audit, webhooks
 from oneauth.errors import (
     AlreadyMember,
     LastOrgManager,
@@ -234,6 +234,13 @@ async def join(
     and domain joins. ``roles=None`` or empty: the default role."""
     ids = await role_ids(conn, org.id, roles) if roles else await default_role_ids(conn, org.id)
     new = await _join(conn, org.id, user_id, ids, via)
+    if new:
+        await webhooks.emit(
+            conn,
+            webhooks.app_of(conn),
+            "org.member_added",
+            {"org_id": org.id, "user_id": str(user_id), "via": via},
+        )
     found = await membership(conn, org.id, user_id)
     assert found is not None
     await _audit_member(
@@ -271,6 +278,12 @@ async def add_member(
     ):
         raise AlreadyMember(extra={"field": "user_id"})
     await _join(conn, org.id, user.id, ids, via)
+    await webhooks.emit(
+        conn,
+        webhooks.app_of(conn),
+        "org.member_added",
+        {"org_id": org.id, "user_id": str(user.id), "via": via},
+    )
     found = await membership(conn, org.id, user.id)
     assert found is not None
     await _audit_member(conn, "org.member.add", actor, meta, org.id, user.id, found.roles, via)
@@ -334,6 +347,12 @@ async def remove_member(
     )
     if gone is None:
         raise MemberNotFound(extra={"field": "user_id"})
+    await webhooks.emit(
+        conn,
+        webhooks.app_of(conn),
+        "org.member_removed",
+        {"org_id": org.id, "user_id": str(user.id)},
+    )
     ended = await end_sessions(conn, org.id, "org_membership_ended", user.id)
     await _audit_member(
         conn, "org.member.remove", actor, meta, org.id, user.id, None, sessions_ended=ended

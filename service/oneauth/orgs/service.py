@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from oneauth import audit
+from oneauth import audit, webhooks
 from oneauth.errors import OrgSlugTaken, ValidationFailed
 from oneauth.orgs import names
 from oneauth.orgs.actor import Actor
@@ -166,6 +166,9 @@ async def create(
         meta,
         **audit_fields(actor, org_id),
         details={"slug": candidate},
+    )
+    await webhooks.emit(
+        conn, webhooks.app_of(conn), "org.created", {"org_id": org_id, "slug": candidate}
     )
     org = await get(conn, org_id)
     assert org is not None
@@ -333,6 +336,7 @@ async def delete(
     org = await require_org(conn, org_id, lock=True)
     ended = await end_sessions(conn, org.id, "org_deleted")
     await conn.execute("DELETE FROM organizations WHERE id = $1", org.id)
+    await webhooks.emit(conn, webhooks.app_of(conn), "org.deleted", {"org_id": org.id})
     await audit.record(
         conn,
         "org.delete",

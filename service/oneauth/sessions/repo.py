@@ -23,6 +23,8 @@ from typing import Literal
 
 import asyncpg
 
+from oneauth import webhooks
+
 REFRESH_PREFIX = "ort_"  # recognisable in leaked-secret scanners
 
 # Two tabs refreshing at once, or a retry after a lost response, present the
@@ -295,10 +297,17 @@ async def revoke_session(conn: asyncpg.Connection, session_id: uuid.UUID, *, rea
     """End one session and its refresh family. True if it was live."""
     ended = await conn.fetchval(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $2"
-        " WHERE id = $1 AND revoked_at IS NULL RETURNING id",
+        " WHERE id = $1 AND revoked_at IS NULL RETURNING user_id",
         session_id,
         reason,
     )
+    if ended is not None:
+        await webhooks.emit(
+            conn,
+            webhooks.app_of(conn),
+            "session.revoked",
+            {"user_id": str(ended), "session_ids": [str(session_id)], "reason": reason},
+        )
     await conn.execute(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE session_id = $1 AND revoked_at IS NULL",
         session_id,
@@ -334,6 +343,12 @@ async def revoke_user_sessions(
     )
     ids = [r["id"] for r in ended]
     if ids:
+        await webhooks.emit(
+            conn,
+            webhooks.app_of(conn),
+            "session.revoked",
+            {"user_id": str(user_id), "session_ids": [str(i) for i in ids[:100]], "reason": reason},
+        )
         await conn.execute(
             "UPDATE refresh_tokens SET revoked_at = now()"
             " WHERE session_id = ANY($1::uuid[]) AND revoked_at IS NULL",

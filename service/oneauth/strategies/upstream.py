@@ -36,7 +36,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 import structlog
 
-from oneauth import audit
+from oneauth import audit, webhooks
 from oneauth.apps.models import AppRecord
 from oneauth.errors import FlowExpired, UnknownProvider, UpstreamUnavailable, ValidationFailed
 from oneauth.federation import identities, linking, providers, requests, tokens, upstream
@@ -370,6 +370,12 @@ async def callback(
                     return await _refuse(conn, "invalid_state", meta, provider.id, race=True)
                 user = created
                 event = "user.signup"
+                await webhooks.emit(
+                    conn,
+                    app,
+                    "user.created",
+                    {"user_id": user.sub, "email": user.email, "via": f"federation:{provider.id}"},
+                )
             else:
                 # P7: the upstream proved a mailbox nobody had proven: whatever a
                 # squatter set up on it (password, sessions) ends here.

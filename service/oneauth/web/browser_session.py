@@ -31,6 +31,7 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
 
+from oneauth import webhooks
 from oneauth.settings import Settings
 
 TOKEN_PREFIX = "obs_"
@@ -192,12 +193,22 @@ async def end(conn: asyncpg.Connection, session_id: uuid.UUID, *, reason: str) -
     )
     ended = await conn.fetch(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $2"
-        " WHERE browser_session_id = $1 AND revoked_at IS NULL RETURNING id",
+        " WHERE browser_session_id = $1 AND revoked_at IS NULL RETURNING id, user_id",
         session_id,
         reason,
     )
     ids = [r["id"] for r in ended]
     if ids:
+        await webhooks.emit(
+            conn,
+            webhooks.app_of(conn),
+            "session.revoked",
+            {
+                "user_id": str(ended[0]["user_id"]),
+                "session_ids": [str(i) for i in ids[:100]],
+                "reason": reason,
+            },
+        )
         await conn.execute(
             "UPDATE refresh_tokens SET revoked_at = now()"
             " WHERE session_id = ANY($1::uuid[]) AND revoked_at IS NULL",
