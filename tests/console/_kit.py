@@ -6,11 +6,11 @@ import secrets
 from urllib.parse import urlsplit
 
 import httpx
-from oneauth.platform import operators
 
 from oidc._support import PASSWORD, form
 from oneauth.db import ops
 from oneauth.identity.passwords import PasswordHasher
+from oneauth.platform import operators
 from oneauth.settings import Settings
 
 _HASHER: PasswordHasher | None = None
