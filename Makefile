@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
 WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"
 
-.PHONY: help install run test lint format schemas migrate provision-app platform-init platform-worker stop-db bench bench-mfa bench-orgs bench-audit bench-console clean
+.PHONY: help install run test lint format schemas migrate provision-app platform-init operator platform-worker stop-db bench bench-mfa bench-orgs bench-audit bench-console clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,12 @@ provision-app: $(STAMP) ## provision an app: make provision-app APP=shop [NAME="
 
 platform-init: $(STAMP) ## migrate, and make sure the control-plane app `platform` and the console's client exist (idempotent)
 	$(WITH_DB) $(BIN)/oneauth migrate --quiet
+
+operator: $(STAMP) ## a console operator who administers every app: make operator EMAIL=you@example.com (asks for the password)
+	@test -n "$(EMAIL)" || { echo "usage: make operator EMAIL=<address>" >&2; exit 2; }
+	$(WITH_DB) $(BIN)/oneauth migrate --quiet
+	$(WITH_DB) $(BIN)/oneauth platform operators create --email "$(EMAIL)" --password-file -
+	$(WITH_DB) $(BIN)/oneauth platform operators grant --email "$(EMAIL)" --all --role admin
 
 platform-worker: $(STAMP) ## run the platform API's job runner (provision, suspend, ... queued by /admin/v1/apps) as the operator role
 	$(WITH_DB) $(BIN)/oneauth platform worker

@@ -144,8 +144,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"  issuer:     {settings.issuer_for(app_id)}")
     print(f"  discovery:  {settings.issuer_for(app_id)}/.well-known/openid-configuration")
     print(f"  recovery:   {settings.issuer_for(app_id)}/recover")
-    print(f"  platform:   {settings.issuer_for(platform.app.app_id)} (console client")
-    print(f"              {platform.console_client_id}; `oneauth platform --help`)")
+    print(f"  platform:   {settings.issuer_for(platform.app.app_id)} (the platform API's issuer)")
+    print(f"  console:    {base}/console/  (first an operator of every app:")
+    print("              `make operator EMAIL=you@example.com`, it asks for a password)")
     for key, value in result.extra.items():
         print(f"  {key}: {value}")
     print("Ctrl-C stops the service; the data stays for the next `make run`.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from typing import Any
 
@@ -218,7 +219,9 @@ def cmd_clients_disable(args: argparse.Namespace) -> None:
 
 def _read_password(path: str) -> str:
     try:
-        if path == "-":
+        if path == "-" and sys.stdin.isatty():
+            raw = getpass.getpass("password for the operator: ")
+        elif path == "-":
             raw = sys.stdin.read()
         else:
             with open(path, encoding="utf-8") as f:
