@@ -35,6 +35,7 @@ from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
 from oneauth.db import ops
 from oneauth.db.naming import quote_ident
+from oneauth.db.pool import RoutedConnection
 from oneauth.orgs import invitations
 from oneauth.orgs import service as orgs
 from oneauth.orgs.actor import OPERATOR
@@ -119,7 +120,8 @@ def wait_for_mail(handler: SinkHandler, address: str, count: int = 1) -> Any:
 
 async def _in_app(settings: Settings, app: AppRecord, work: Callable[..., Any]) -> Any:
     """``work(conn)`` in the app's context on an operator connection (as the CLI runs)."""
-    conn = await asyncpg.connect(settings.operator_url)
+    conn = await asyncpg.connect(settings.operator_url, connection_class=RoutedConnection)
+    conn.oneauth_entered["app"] = app  # as the router and the CLI do (webhooks.app_of)
     try:
         async with conn.transaction():
             await conn.execute(
