@@ -50,6 +50,9 @@ async def test_policies_off_offer_automatic_and_never_unverified(
     }
     unverified = await make_user(services, app, unique_email(domain="auto.example"), verified=False)
     sub = await make_user(services, app, unique_email(domain="sub.auto.example"))
+    # Made before the transaction below: a second connection for this app while
+    # one is held can wait on the held one (the router's per-connection app bound).
+    late = await make_user(services, app, unique_email(domain="auto.example"))
     async with services.router.enter(app) as conn:
         assert [o.id for o in await domains.join_automatic(conn, users["auto"])] == [auto.id]
         joined = await orgs.membership(conn, auto.id, users["auto"].id)
@@ -76,7 +79,6 @@ async def test_policies_off_offer_automatic_and_never_unverified(
             assert unverified.id not in {x.user_id for x in listed}
         # Suspended: no joins.
         await orgs.suspend(conn, auto.id, actor=OPERATOR)
-        late = await make_user(services, app, unique_email(domain="auto.example"))
         assert await domains.join_automatic(conn, late) == []
 
 
