@@ -5,25 +5,70 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Two stamps: `make run` installs the runtime dependencies only (requirements/run.txt);
+# test, lint and the other developer targets add the test and dev extras (requirements/dev.txt).
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
+# The lock files (hashed pins, made by `make lock`) are the only source of versions, here, in
+# CI (.ci/run runs these targets) and in the Dockerfile. The project's own distributions
+# (packages/*, then the server) are installed editable on top, without resolving anything.
+LOCAL_PKGS := $(foreach p,$(patsubst %/pyproject.toml,%,$(wildcard packages/*/pyproject.toml)),-e $(p)) -e .
+# uv installs the pinned wheels in seconds: the one on PATH, else one bootstrapped into the
+# virtualenv from requirements/uv.txt (hashed too). UV=pip installs with pip instead (slower).
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(BIN)/uv)
+UV_VERSION := 0.13.8
+ifeq ($(notdir $(UV)),pip)
+INSTALL = $(BIN)/python -m pip install --quiet --no-deps
+else
+INSTALL = $(UV) pip install --quiet --python $(BIN)/python --no-deps
+endif
+UV_DEP := $(if $(filter pip,$(notdir $(UV))),,$(UV))
 # Provisioning and migrations run as the operator role: ONEAUTH_OPERATOR_DATABASE_URL,
 # else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
 WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"
 
-.PHONY: help install run test lint format schemas migrate provision-app platform-init operator platform-worker stop-db bench bench-mfa bench-orgs bench-audit bench-console clean
+.PHONY: help install install-run run run-banner lock test lint format schemas migrate provision-app platform-init operator platform-worker stop-db bench bench-mfa bench-orgs bench-audit bench-console clean
 
-help: ## show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## show this help (coloured on a terminal only; NO_COLOR=1 turns colour off)
+	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %s%-15s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# uv itself, pinned by hash, when none is on PATH.
+$(BIN)/uv: requirements/uv.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
 	@touch $@
 
-install: $(STAMP) ## create .venv and install oneauth with its test and dev tools
+$(RUN_STAMP): pyproject.toml $(wildcard packages/*/pyproject.toml) requirements/run.txt | $(BIN)/python $(UV_DEP)
+	$(INSTALL) --require-hashes -r requirements/run.txt
+	$(INSTALL) $(LOCAL_PKGS)
+	@touch $@
 
-run: $(STAMP) ## start the service on 127.0.0.1:8000 with the platform job runner (embedded Postgres unless ONEAUTH_DATABASE_URL is set)
+$(STAMP): pyproject.toml $(wildcard packages/*/pyproject.toml) requirements/dev.txt | $(BIN)/python $(UV_DEP)
+	$(INSTALL) --require-hashes -r requirements/dev.txt
+	$(INSTALL) $(LOCAL_PKGS)
+	@touch $@ $(RUN_STAMP)
+
+install: $(STAMP) ## create .venv with oneauth, its test and dev tools (requirements/dev.txt)
+
+install-run: $(RUN_STAMP) ## create .venv with oneauth and its runtime dependencies only (requirements/run.txt)
+
+lock: | $(BIN)/python $(UV_DEP) ## re-pin requirements/*.txt from pyproject.toml (uv pip compile, hashes, every platform)
+	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	  --no-emit-package oneauth $(foreach p,$(wildcard packages/*/pyproject.toml),--no-emit-package $(shell sed -n 's/^name = "\(.*\)"/\1/p' $(p))) \
+	  requirements/dev.in -o requirements/dev.txt
+	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	  --no-emit-package oneauth $(foreach p,$(wildcard packages/*/pyproject.toml),--no-emit-package $(shell sed -n 's/^name = "\(.*\)"/\1/p' $(p))) \
+	  -c requirements/dev.txt requirements/run.in -o requirements/run.txt
+	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes requirements/uv.in -o requirements/uv.txt
+
+# First, before anything is installed: where to look, and how to move it.
+run-banner:
+	@echo "oneauth: installing the runtime dependencies if needed, then serving on http://$${ONEAUTH_HOST:-127.0.0.1}:$${ONEAUTH_PORT:-8000}/ (another port: ONEAUTH_PORT=8001 make run)"
+
+run: run-banner $(RUN_STAMP) ## start the service on 127.0.0.1:8000 (ONEAUTH_PORT=8001 make run: another port) with the platform job runner; embedded Postgres unless ONEAUTH_DATABASE_URL is set; runtime dependencies only
 	$(BIN)/oneauth dev run
 
 test: $(STAMP) ## run the test suite on a real Postgres (TEST_DATABASE_URL, Docker, or local binaries)
@@ -41,27 +86,27 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 schemas: $(STAMP) ## regenerate schemas/*.json from the request and response models
 	$(BIN)/python -m oneauth.http.jsonschemas schemas
 
-migrate: $(STAMP) ## migrate the control schema and every app schema
+migrate: $(RUN_STAMP) ## migrate the control schema and every app schema
 	$(WITH_DB) $(BIN)/oneauth migrate
 
-provision-app: $(STAMP) ## provision an app: make provision-app APP=shop [NAME="Shop"]
+provision-app: $(RUN_STAMP) ## provision an app: make provision-app APP=shop [NAME="Shop"]
 	@test -n "$(APP)" || { echo "usage: make provision-app APP=<app_id> [NAME=\"Display name\"]" >&2; exit 2; }
 	$(WITH_DB) $(BIN)/oneauth migrate --quiet
 	$(WITH_DB) $(BIN)/oneauth apps provision "$(APP)" --name "$(or $(NAME),$(APP))"
 
-platform-init: $(STAMP) ## migrate, and make sure the control-plane app `platform` and the console's client exist (idempotent)
+platform-init: $(RUN_STAMP) ## migrate, and make sure the control-plane app `platform` and the console's client exist (idempotent)
 	$(WITH_DB) $(BIN)/oneauth migrate --quiet
 
-operator: $(STAMP) ## a console operator who administers every app: make operator EMAIL=you@example.com (asks for the password)
+operator: $(RUN_STAMP) ## a console operator who administers every app: make operator EMAIL=you@example.com (asks for the password)
 	@test -n "$(EMAIL)" || { echo "usage: make operator EMAIL=<address>" >&2; exit 2; }
 	$(WITH_DB) $(BIN)/oneauth migrate --quiet
 	$(WITH_DB) $(BIN)/oneauth platform operators create --email "$(EMAIL)" --password-file -
 	$(WITH_DB) $(BIN)/oneauth platform operators grant --email "$(EMAIL)" --all --role admin
 
-platform-worker: $(STAMP) ## run the platform API's job runner (provision, suspend, ... queued by /admin/v1/apps) as the operator role
+platform-worker: $(RUN_STAMP) ## run the platform API's job runner (provision, suspend, ... queued by /admin/v1/apps) as the operator role
 	$(WITH_DB) $(BIN)/oneauth platform worker
 
-stop-db: $(STAMP) ## stop the embedded Postgres under .data/
+stop-db: $(RUN_STAMP) ## stop the embedded Postgres under .data/
 	$(BIN)/oneauth dev stop-db
 
 bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1] (bench/results.*, then bench-mfa, bench-orgs, bench-audit, bench-console)
