@@ -11,7 +11,8 @@ RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 # The lock files (hashed pins, made by `make lock`) are the only source of versions, here, in
 # CI (.ci/run runs these targets) and in the Dockerfile. The project's own distributions
-# (packages/*, then the server) are installed editable on top, without resolving anything.
+# (packages/verifier: oneauth-verifier, then the server, which pins it) are installed editable
+# on top with --no-deps: nothing is resolved, so no index can supply `oneauth-verifier`.
 LOCAL_PKGS := $(foreach p,$(patsubst %/pyproject.toml,%,$(wildcard packages/*/pyproject.toml)),-e $(p)) -e .
 # uv installs the pinned wheels in seconds: the one on PATH, else one bootstrapped into the
 # virtualenv from requirements/uv.txt (hashed too). UV=pip installs with pip instead (slower).
