@@ -75,10 +75,11 @@ run: run-banner $(RUN_STAMP) ## start the service on 127.0.0.1:8000 (ONEAUTH_POR
 test: $(STAMP) ## run the test suite on a real Postgres (TEST_DATABASE_URL, Docker, or local binaries)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict and hadolint (the Dockerfile)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .

@@ -74,6 +74,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ):
         p = cmds.add_parser(name, help=text, description=text.capitalize() + ".")
         p.add_argument("app_id")
+        p.add_argument("--json", action="store_true", help="print the app as JSON")
         p.set_defaults(func=cmd_set_status, status=status)
 
     p = cmds.add_parser(
@@ -84,6 +85,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("app_id")
     p.add_argument("--yes", action="store_true", help="confirm: this destroys the app's data")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_delete)
 
 
@@ -204,12 +206,15 @@ def cmd_configure(args: argparse.Namespace) -> None:
 
 
 def cmd_set_status(args: argparse.Namespace) -> None:
-    conn, _ = _conn()
+    conn, public_url = _conn()
     with conn:
         try:
             app = lifecycle.set_status(conn, args.app_id, args.status)
         except (InvalidAppId, lifecycle.AppError) as exc:
             fail(str(exc))
+    if args.json:
+        _print_app(app, public_url, as_json=True)
+        return
     print(f"app {app.app_id} is {app.status}")
 
 
@@ -222,4 +227,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
             lifecycle.delete(conn, args.app_id)
         except (InvalidAppId, lifecycle.AppError) as exc:
             fail(str(exc))
+    if args.json:
+        print_json({"app_id": args.app_id, "status": "deleted", "tombstone": True})
+        return
     print(f"app {args.app_id} deleted (schema and role dropped; tombstone kept)")

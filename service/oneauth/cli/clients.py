@@ -99,6 +99,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = cmds.add_parser("show", help="show one client", description="Show one client.")
     p.add_argument("client_id")
     p.add_argument("--app", required=True)
+    p.add_argument("--json", action="store_true", help="(always JSON)")
     p.set_defaults(func=cmd_show)
 
     p = cmds.add_parser(
@@ -121,6 +122,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--refresh-token-ttl", type=int, help="idle lifetime in seconds")
     p.add_argument("--disable", action="store_true", help="refuse the client everywhere")
     p.add_argument("--enable", action="store_true")
+    p.add_argument("--json", action="store_true", help="(always JSON)")
     p.set_defaults(func=cmd_update)
 
     p = cmds.add_parser(
@@ -132,6 +134,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("client_id")
     p.add_argument("--app", required=True)
     p.add_argument("--overlap", type=int, default=86400)
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_rotate_secret)
 
     p = cmds.add_parser(
@@ -142,6 +145,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("client_id")
     p.add_argument("--app", required=True)
     p.add_argument("--yes", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_delete)
 
 
@@ -229,6 +233,15 @@ def cmd_rotate_secret(args: argparse.Namespace) -> None:
             secret = clients.rotate_secret(conn, args.client_id, overlap_seconds=args.overlap)
         except clients.ClientError as exc:
             fail(str(exc))
+    if args.json:
+        print_json(
+            {
+                "client_id": args.client_id,
+                "client_secret": secret,
+                "older_secrets_expire_in": args.overlap,
+            }
+        )
+        return
     print(f"client_secret: {secret}")
     print(f"(older secrets stop working in {args.overlap} s)")
 
@@ -239,4 +252,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
     with app_transaction(args.app) as (conn, _, _):
         if not clients.delete(conn, args.client_id):
             fail(f"no client {args.client_id!r} in app {args.app!r}")
+    if args.json:
+        print_json({"client_id": args.client_id, "app_id": args.app, "deleted": True})
+        return
     print(f"client {args.client_id} deleted")

@@ -7,7 +7,7 @@ import secrets
 
 import psycopg
 
-from oneauth.cli.common import fail
+from oneauth.cli.common import fail, print_json
 from oneauth.db.bootstrap import BootstrapError, bootstrap, redact
 from oneauth.db.naming import InvalidNamespace, validate_namespace
 
@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--operator-password", help="default: a new random one")
     p.add_argument("--service-password", help="default: a new random one")
+    p.add_argument(
+        "--json", action="store_true", help="print the two URLs and the namespace as JSON"
+    )
     p.set_defaults(func=cmd_bootstrap)
 
 
@@ -67,6 +70,17 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
         fail(str(exc))
     except psycopg.Error as exc:
         fail(f"bootstrap via {redact(args.admin_url)} failed: {str(exc).strip()}")
+    if args.json:
+        print_json(
+            {
+                "ONEAUTH_DATABASE_URL": made.service_dsn,
+                "ONEAUTH_OPERATOR_DATABASE_URL": made.operator_dsn,
+                "service_role": service_role,
+                "operator_role": operator_role,
+                "namespace": made.namespace,
+            }
+        )
+        return
     print(f"# oneauth serve / oneauth worker (service role {service_role}):")
     print(f"ONEAUTH_DATABASE_URL={made.service_dsn}")
     print(f"# provision, migrate, delete, keys, clients (operator role {operator_role}):")

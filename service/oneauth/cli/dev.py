@@ -19,7 +19,7 @@ from pathlib import Path
 
 from oneauth.apps import lifecycle
 from oneauth.apps.migrate import migrate_all
-from oneauth.cli.common import fail, load_settings
+from oneauth.cli.common import fail, load_settings, print_json
 from oneauth.db import ops
 from oneauth.db.bootstrap import BootstrapError, Installation, bootstrap
 from oneauth.localpg import LocalPostgres, LocalPostgresError
@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 action="store_true",
                 help="print the operator role's URL (provisioning, migrations) instead",
             )
+        if name != "run":
+            p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=func)
 
 
@@ -96,6 +98,14 @@ def _secret(path: Path) -> str:
 
 def cmd_db_url(args: argparse.Namespace) -> None:
     urls = embedded_database(args.data_dir, port=load_settings_quietly().dev_db_port)
+    if args.json:
+        print_json(
+            {
+                "ONEAUTH_DATABASE_URL": urls.service_dsn,
+                "ONEAUTH_OPERATOR_DATABASE_URL": urls.operator_dsn,
+            }
+        )
+        return
     print(urls.operator_dsn if args.operator else urls.service_dsn)
 
 
@@ -109,8 +119,12 @@ def load_settings_quietly() -> Settings:
 
 def cmd_stop_db(args: argparse.Namespace) -> None:
     pg_dir = args.data_dir / "pg"
-    if (pg_dir / "PG_VERSION").exists():
+    existed = (pg_dir / "PG_VERSION").exists()
+    if existed:
         LocalPostgres(pg_dir).stop()
+    if args.json:
+        print_json({"data_dir": str(pg_dir), "cluster": existed, "stopped": True})
+        return
     print("embedded Postgres stopped")
 
 

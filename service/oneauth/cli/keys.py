@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="print a new random ONEAUTH_MASTER_KEY",
         description="Print a new random 256-bit master key (base64url).",
     )
+    p.add_argument("--json", action="store_true", help='print {"ONEAUTH_MASTER_KEY": ...}')
     p.set_defaults(func=cmd_new_master_key)
 
 
@@ -125,4 +126,8 @@ def _operator() -> str | None:
 
 
 def cmd_new_master_key(args: argparse.Namespace) -> None:
-    print(generate_master_key())
+    key = generate_master_key()
+    if args.json:
+        print_json({"ONEAUTH_MASTER_KEY": key})
+        return
+    print(key)

@@ -76,6 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Disable a client: no new tokens, and its tokens stop working.",
     )
     p.add_argument("client_id")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_clients_disable)
 
     group_ops = cmds.add_parser(
@@ -107,6 +108,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where.add_argument("--app", metavar="APP_ID")
     where.add_argument("--all", action="store_true", help="every app")
     p.add_argument("--role", required=True, choices=operators.ROLES)
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_operators_grant)
     p = ocmds.add_parser(
         "revoke",
@@ -117,6 +119,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--app", metavar="APP_ID")
     where.add_argument("--all", action="store_true", help="the all-apps grant")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_operators_revoke)
     p = ocmds.add_parser("list", help="list operators", description="Operators and grants.")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -214,6 +217,9 @@ def cmd_clients_disable(args: argparse.Namespace) -> None:
             operators.disable_client(conn, args.client_id)
         except operators.PlatformError as exc:
             _refused(exc)
+    if args.json:
+        print_json({"client_id": args.client_id, "disabled": True})
+        return
     print(f"client {args.client_id} disabled")
 
 
@@ -262,6 +268,17 @@ def cmd_operators_grant(args: argparse.Namespace) -> None:
             changed = operators.grant(conn, args.email, None if args.all else args.app, args.role)
         except (operators.PlatformError, InvalidAppId) as exc:
             _refused(exc)
+    if args.json:
+        print_json(
+            {
+                "email": args.email,
+                "app_id": None if args.all else args.app,
+                "all_apps": bool(args.all),
+                "role": args.role,
+                "changed": changed,
+            }
+        )
+        return
     where = "every app" if args.all else f"app {args.app}"
     print(f"{args.email}: {args.role} of {where}{'' if changed else ' (unchanged)'}")
 
@@ -272,6 +289,16 @@ def cmd_operators_revoke(args: argparse.Namespace) -> None:
             gone = operators.revoke(conn, args.email, None if args.all else args.app)
         except (operators.PlatformError, InvalidAppId) as exc:
             _refused(exc)
+    if args.json:
+        print_json(
+            {
+                "email": args.email,
+                "app_id": None if args.all else args.app,
+                "all_apps": bool(args.all),
+                "revoked": gone,
+            }
+        )
+        return
     where = "every app" if args.all else f"app {args.app}"
     print(f"{args.email}: grant on {where} {'revoked' if gone else 'did not exist'}")
 
