@@ -12,6 +12,7 @@ from oneauth.cli import (
     apps,
     audit,
     clients,
+    completion,
     db,
     dev,
     keys,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         platform,
         audit,
         webhooks,
+        completion,
     ):
         module.register(sub)
     return parser
