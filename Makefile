@@ -23,7 +23,7 @@ INSTALL = $(BIN)/python -m pip install --quiet --no-deps
 else
 INSTALL = $(UV) pip install --quiet --python $(BIN)/python --no-deps
 endif
-UV_DEP := $(if $(filter pip,$(notdir $(UV))),,$(UV))
+UV_DEP := $(filter $(BIN)/uv,$(UV))
 # Provisioning and migrations run as the operator role: ONEAUTH_OPERATOR_DATABASE_URL,
 # else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
 WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"

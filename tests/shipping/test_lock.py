@@ -103,3 +103,26 @@ def test_make_install_targets_read_the_lock_files() -> None:
     run_rule = re.search(r"^\$\(RUN_STAMP\):.*\n((?:\t.*\n)+)", makefile, re.M)
     assert run_rule is not None
     assert "dev.txt" not in run_rule.group(0), "make run must not install the test/dev extras"
+
+
+def test_make_run_says_where_first_and_installs_the_runtime_pins_only(tmp_path: Path) -> None:
+    """`make -n run` into an empty virtualenv path: the URL and the port hint come before any
+    install step, and only requirements/run.txt is installed (no test or dev extras)."""
+    import subprocess
+
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", "run", f"VENV={tmp_path / 'venv'}", "UV=uv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "ONEAUTH_PORT": "8411"},
+    )
+    lines = result.stdout.splitlines()
+    first_install = next(i for i, line in enumerate(lines) if "install" in line and "-r " in line)
+    banner = next(i for i, line in enumerate(lines) if "ONEAUTH_PORT=8001 make run" in line)
+    assert banner < first_install, result.stdout
+    assert "requirements/run.txt" in result.stdout
+    assert "requirements/dev.txt" not in result.stdout
+    assert "[test" not in result.stdout
+    assert result.stdout.rstrip().endswith("oneauth dev run")

@@ -128,7 +128,17 @@ def cmd_stop_db(args: argparse.Namespace) -> None:
     print("embedded Postgres stopped")
 
 
+PORT_HINT = "another port: ONEAUTH_PORT=8001 make run"
+
+
 def cmd_run(args: argparse.Namespace) -> None:
+    # Said before the database starts and the migrations run (seconds on a first run), so
+    # whoever typed `make run` knows at once where to look and how to move it.
+    early = load_settings_quietly()
+    print(
+        f"oneauth: preparing {early.public_url}/ (database, migrations, demo app; {PORT_HINT})",
+        flush=True,
+    )
     settings = load_settings()
     if not (os.environ.get("ONEAUTH_DATABASE_URL") or settings.operator_database_url):
         urls = embedded_database(args.data_dir, port=settings.dev_db_port)
@@ -152,7 +162,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     base = f"http://{settings.host}:{settings.port}"
     app_id = result.app.app_id
     print()
-    print(f"oneauth is starting on {base}")
+    print(f"oneauth is starting on {base}  ({PORT_HINT})")
+    print(f"  open:       {base}/console/ in a browser (the admin console)")
     print(f"  health:     {base}/healthz   readiness: {base}/readyz")
     print(f"  demo app:   {base}/apps/{app_id}/v1/app")
     print(f"  issuer:     {settings.issuer_for(app_id)}")
