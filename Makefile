@@ -34,8 +34,10 @@ help: ## show this help (coloured on a terminal only; NO_COLOR=1 turns colour of
 	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
 	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %s%-15s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
+# A uv on PATH also makes the virtualenv (with pip, for `make bench`): in a fraction of a second
+# where ensurepip takes several.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	$(if $(filter $(BIN)/uv pip,$(UV)),$(PYTHON) -m venv $(VENV),$(UV) venv --quiet --seed --python $(PYTHON) $(VENV))
 
 # uv itself, pinned by hash, when none is on PATH.
 $(BIN)/uv: requirements/uv.txt | $(BIN)/python
