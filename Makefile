@@ -13,6 +13,8 @@ STAMP := $(VENV)/.installed
 # CI (.ci/run runs these targets) and in the Dockerfile. The project's own distributions
 # (packages/verifier: oneauth-verifier, then the server, which pins it) are installed editable
 # on top with --no-deps: nothing is resolved, so no index can supply `oneauth-verifier`.
+# The single version source of both distributions: a new version re-installs their metadata.
+VERSION_FILE := packages/verifier/src/oneauth_verifier/_version.py
 LOCAL_PKGS := $(foreach p,$(patsubst %/pyproject.toml,%,$(wildcard packages/*/pyproject.toml)),-e $(p)) -e .
 # uv installs the pinned wheels in seconds: the one on PATH, else one bootstrapped into the
 # virtualenv from requirements/uv.txt (hashed too). UV=pip installs with pip instead (slower).
@@ -44,12 +46,12 @@ $(BIN)/uv: requirements/uv.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
 	@touch $@
 
-$(RUN_STAMP): pyproject.toml $(wildcard packages/*/pyproject.toml) requirements/run.txt | $(BIN)/python $(UV_DEP)
+$(RUN_STAMP): pyproject.toml $(wildcard packages/*/pyproject.toml) $(VERSION_FILE) requirements/run.txt | $(BIN)/python $(UV_DEP)
 	$(INSTALL) --require-hashes -r requirements/run.txt
 	$(INSTALL) $(LOCAL_PKGS)
 	@touch $@
 
-$(STAMP): pyproject.toml $(wildcard packages/*/pyproject.toml) requirements/dev.txt | $(BIN)/python $(UV_DEP)
+$(STAMP): pyproject.toml $(wildcard packages/*/pyproject.toml) $(VERSION_FILE) requirements/dev.txt | $(BIN)/python $(UV_DEP)
 	$(INSTALL) --require-hashes -r requirements/dev.txt
 	$(INSTALL) $(LOCAL_PKGS)
 	@touch $@ $(RUN_STAMP)
