@@ -17,9 +17,9 @@ STAMP := $(VENV)/.installed
 VERSION_FILE := packages/verifier/src/oneauth_verifier/_version.py
 LOCAL_PKGS := $(foreach p,$(patsubst %/pyproject.toml,%,$(wildcard packages/*/pyproject.toml)),-e $(p)) -e .
 # uv installs the pinned wheels in seconds: the one on PATH, else one bootstrapped into the
-# virtualenv from requirements/uv.txt (hashed too). UV=pip installs with pip instead (slower).
+# virtualenv from requirements/uv.txt (its version pinned in requirements/uv.in, hashed). UV=pip
+# installs with pip instead (slower).
 UV ?= $(or $(shell command -v uv 2>/dev/null),$(BIN)/uv)
-UV_VERSION := 0.13.8
 ifeq ($(notdir $(UV)),pip)
 INSTALL = $(BIN)/python -m pip install --quiet --no-deps
 else
