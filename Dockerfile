@@ -2,10 +2,12 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY packages/verifier packages/verifier
 COPY service service
 COPY sql sql
 COPY schemas schemas
-RUN pip wheel --no-deps --wheel-dir /wheels .
+# Two wheels: oneauth-verifier (which also carries the version both read) and the server.
+RUN pip wheel --no-deps --wheel-dir /wheels ./packages/verifier .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 oneauth

@@ -15,10 +15,12 @@ WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ON
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# The verifier (packages/verifier, the oneauth-verifier distribution) is installed editable in the
+# same pip run as the server, which pins it: pip takes the local one, never an index's.
+$(STAMP): pyproject.toml packages/verifier/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e './packages/verifier[starlette,fastapi]' -e '.[test,dev]'
 	@touch $@
 
 install: $(STAMP) ## create .venv and install oneauth with its test and dev tools

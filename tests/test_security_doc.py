@@ -76,7 +76,7 @@ def _cited_ids(text: str) -> set[str]:
 
 def test_ids_cited_by_readme_and_code_are_defined() -> None:
     cited = _cited_ids((ROOT / "README.md").read_text())
-    for path in (ROOT / "service" / "oneauth").rglob("*.py"):
+    for path in [*(ROOT / "service" / "oneauth").rglob("*.py"), *(ROOT / "packages").rglob("*.py")]:
         cited |= _cited_ids(path.read_text())
     assert {"O1", "O7", "S4", "B1", "A2"} <= cited
     assert not cited - set(requirements()), "cited but not in SECURITY.md"

@@ -29,6 +29,15 @@ def _modules_after_import(module: str) -> list[str]:
     return modules
 
 
+@pytest.mark.parametrize("module", ["oneauth_verifier", "oneauth_verifier.testing"])
+def test_the_distribution_imports_nothing_of_the_server(module: str) -> None:
+    """oneauth_verifier (the oneauth-verifier wheel) never reaches back into ``oneauth``."""
+    modules = _modules_after_import(module)
+    assert module in modules
+    assert [m for m in modules if m.split(".")[0] in (*_FORBIDDEN_ROOTS, "fastapi")] == []
+    assert [m for m in modules if m == "oneauth" or m.startswith("oneauth.")] == []
+
+
 @pytest.mark.parametrize("module", ["oneauth.verifier", "oneauth.verifier.testing"])
 def test_import_pulls_in_no_service_dependencies(module: str) -> None:
     modules = _modules_after_import(module)

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwcrypto import jwk
 
 from oneauth.verifier import JWKSUnavailable
-from oneauth.verifier._jwks import parse_jwks
-from oneauth.verifier._keys import parse_jwk
+from oneauth_verifier._jwks import parse_jwks
+from oneauth_verifier._keys import parse_jwk
 
 
 def _public(**generate: Any) -> dict[str, Any]:

@@ -1,69 +1,9 @@
-"""Verify oneauth JWT access tokens in resource servers.
-
-Usage::
-
-    from oneauth.verifier import Verifier, VerificationError
-
-    verifier = Verifier(
-        "https://auth.example.com/apps/shop", audience="orders-api", app_id="shop"
-    )
-    claims = verifier.verify(token)          # or: await verifier.averify(token)
-    if not claims.has_scope("orders:read"):
-        ...
-    claims.require(amr="mfa", max_age=300)  # step-up: InsufficientUserAuthentication
-    claims.require_access(org=True, org_permission="org:members:write")  # InsufficientScope
-
-Depends only on jwcrypto (and its ``cryptography``) and httpx. The Starlette
-integration lives in :mod:`oneauth.verifier.starlette`, test helpers in
-:mod:`oneauth.verifier.testing`; neither is imported from here.
+"""Re-export of :mod:`oneauth_verifier`, the ``oneauth-verifier`` distribution
+(packages/verifier). The verifier lives there so resource servers can install it without the
+server's dependencies; ``oneauth.verifier`` stays so the server and existing imports keep working.
+Submodules re-exported the same way: ``errors``, ``starlette``, ``testing``. New code (and
+anything outside this repository) imports ``oneauth_verifier``.
 """
 
-from ._access import AccessRequirement
-from ._claims import AccessTokenClaims
-from ._stepup import ACR_MFA, ACR_SFA, AuthRequirement
-from ._verifier import DEFAULT_ALGORITHMS, MAX_LEEWAY, Verifier
-from .errors import (
-    DiscoveryError,
-    InsufficientScope,
-    InsufficientUserAuthentication,
-    InvalidAudience,
-    InvalidClaims,
-    InvalidHeader,
-    InvalidIssuer,
-    InvalidSignature,
-    JWKSUnavailable,
-    MalformedToken,
-    TokenExpired,
-    TokenNotYetValid,
-    TokenTooLarge,
-    UnknownKey,
-    VerificationError,
-    WrongApp,
-)
-
-__all__ = [
-    "ACR_MFA",
-    "ACR_SFA",
-    "DEFAULT_ALGORITHMS",
-    "MAX_LEEWAY",
-    "AccessRequirement",
-    "AccessTokenClaims",
-    "AuthRequirement",
-    "DiscoveryError",
-    "InsufficientScope",
-    "InsufficientUserAuthentication",
-    "InvalidAudience",
-    "InvalidClaims",
-    "InvalidHeader",
-    "InvalidIssuer",
-    "InvalidSignature",
-    "JWKSUnavailable",
-    "MalformedToken",
-    "TokenExpired",
-    "TokenNotYetValid",
-    "TokenTooLarge",
-    "UnknownKey",
-    "VerificationError",
-    "Verifier",
-    "WrongApp",
-]
+from oneauth_verifier import *  # noqa: F403
+from oneauth_verifier import __all__ as __all__

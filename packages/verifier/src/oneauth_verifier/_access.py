@@ -6,7 +6,7 @@ for an organization (``org_id``: any org, or a given one), an org role
 (``org_roles``) or an org permission (``org_permissions``). Prefer
 permissions over role names: an app may rename or rebuild its roles, a
 permission name is the contract. :class:`AccessRequirement` states the demand
-once; a refusal is :class:`~oneauth.verifier.errors.InsufficientScope`
+once; a refusal is :class:`~oneauth_verifier.errors.InsufficientScope`
 (RFC 6750 §3.1 ``insufficient_scope``, 403) whose ``check`` says what was
 missing.
 """

@@ -31,7 +31,7 @@ from .errors import JWKSUnavailable, UnknownKey
 
 __all__ = ["JWKSCache", "parse_jwks"]
 
-log = logging.getLogger("oneauth.verifier")
+log = logging.getLogger("oneauth_verifier")
 
 
 def parse_jwks(doc: Mapping[str, Any]) -> dict[str, VerifyKey]:

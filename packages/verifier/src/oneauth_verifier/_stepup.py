@@ -4,7 +4,7 @@ A resource may need more than a valid token: a second factor (``amr``
 contains ``mfa``), an authentication context class (``acr``), or a recent
 sign-in (``auth_time`` within ``max_age`` seconds). :class:`AuthRequirement`
 states such a demand once and checks verified claims against it; a refusal is
-:class:`~oneauth.verifier.errors.InsufficientUserAuthentication`, carrying
+:class:`~oneauth_verifier.errors.InsufficientUserAuthentication`, carrying
 the ``acr_values`` and ``max_age`` the client sends on its next authorization
 request to obtain a token that passes (RFC 9470 §4).
 """

@@ -48,7 +48,7 @@ class AccessTokenClaims:
     token names its organization (``org_id``, ``org_slug``) with the member's
     ``org_roles`` and ``org_permissions``. A client registered for an org has
     ``org_id`` and ``org_slug`` only. Check them with :meth:`require_access`
-    (or ``require(...)`` in :mod:`oneauth.verifier.starlette`).
+    (or ``require(...)`` in :mod:`oneauth_verifier.starlette`).
     """
 
     sub: str
