@@ -1,13 +1,36 @@
 """One throwaway oneauth (``oneauth.testing``) for the fixture's and the examples' tests,
-on the suite's Postgres server (its own database, dropped after)."""
+on the suite's Postgres server (its own database, dropped after); and the examples'
+modules, loaded from examples/ by path (they are not a package: each is a directory
+a user copies)."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from oneauth.testing import Oneauth, start_oneauth
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load_example(relative: str) -> ModuleType:
+    """examples/<relative> as a module named after its file (once per session)."""
+    path = EXAMPLES / relative
+    name = f"example_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

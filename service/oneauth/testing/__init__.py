@@ -35,6 +35,7 @@ from oneauth.testing.server import (
     Tokens,
     User,
     new_password,
+    serve_asgi,
     start_oneauth,
 )
 
@@ -50,6 +51,7 @@ __all__ = [
     "Tokens",
     "User",
     "new_password",
+    "serve_asgi",
     "sign_in_through_pages",
     "start_oneauth",
 ]

@@ -21,13 +21,14 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from oneauth.admin.scopes import APP_ADMIN_SCOPES
 from oneauth.apps import lifecycle
@@ -46,6 +47,7 @@ __all__ = [
     "Org",
     "Tokens",
     "User",
+    "serve_asgi",
     "start_oneauth",
 ]
 
@@ -453,14 +455,12 @@ class OneauthApp:
 
 
 class _Serving:
-    """The ASGI app under uvicorn on a bound loopback socket, in a daemon thread."""
+    """An ASGI app under uvicorn on a bound loopback socket, in a daemon thread."""
 
-    def __init__(self, settings: Settings, sock: socket.socket) -> None:
-        from oneauth.asgi import create_app
-
+    def __init__(self, app: ASGIApp, sock: socket.socket) -> None:
         self._sock = sock
         config = uvicorn.Config(
-            create_app(settings, configure_logging=False),
+            app,
             log_level="warning",
             access_log=False,
             lifespan="on",
@@ -481,13 +481,34 @@ class _Serving:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
-                raise OneauthError("the oneauth service did not start (see the log above)")
+                raise OneauthError("the ASGI app did not start (see the log above)")
             time.sleep(0.01)
 
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=15)
         self._sock.close()
+
+
+@contextlib.contextmanager
+def serve_asgi(make_app: Callable[[str], ASGIApp], *, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve an ASGI app on ``host`` and a free port for the ``with`` block; yields its
+    base URL. ``make_app(base_url)`` builds it (a relying party must know its own
+    redirect URI). For a web app under test that a browser must reach by
+    redirects: ``host="localhost"`` makes it another site than oneauth (127.0.0.1),
+    as in a deployment, so each keeps its own cookies."""
+    sock = _bind("127.0.0.1", 0)
+    base_url = f"http://{host}:{sock.getsockname()[1]}"
+    try:
+        serving = _Serving(make_app(base_url), sock)
+    except BaseException:
+        sock.close()
+        raise
+    serving.start()
+    try:
+        yield base_url
+    finally:
+        serving.stop()
 
 
 class Oneauth:
@@ -586,6 +607,7 @@ def start_oneauth(
         if shared:
             stack.callback(database.drop)
         sock = _bind(host, port)
+        stack.callback(sock.close)
         base_url = f"http://{host}:{sock.getsockname()[1]}"
         resolved = replace(
             database.settings(pool_min_size=1, pool_max_size=6),
@@ -597,7 +619,9 @@ def start_oneauth(
         summary = migrate_all(database.dsn, settings=resolved, parallelism=1)
         if summary.failed:
             raise OneauthError(f"migration failed: {summary.failed}")
-        serving = _Serving(resolved, sock)
+        from oneauth.asgi import create_app
+
+        serving = _Serving(create_app(resolved, configure_logging=False), sock)
         serving.start()
         stack.callback(serving.stop)
         server = Oneauth(resolved, database)
