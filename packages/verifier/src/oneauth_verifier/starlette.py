@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
@@ -60,22 +59,17 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from ._access import AccessRequirement
 from ._claims import AccessTokenClaims
-from ._stepup import AuthRequirement
 from ._verifier import Verifier
-from .errors import (
-    InsufficientScope,
-    InsufficientUserAuthentication,
-    JWKSUnavailable,
-    VerificationError,
-)
+from .bearer import BearerChallenge, BearerError, Demand, bearer_token
+from .errors import InsufficientUserAuthentication, VerificationError
 
 __all__ = [
     "BearerAuthError",
     "OneauthBackend",
     "TokenUser",
     "bearer_error_response",
+    "challenge_response",
     "on_auth_error",
     "require",
     "require_org",
@@ -83,14 +77,6 @@ __all__ = [
 ]
 
 _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
-
-# RFC 6750 §3: error_description and scope values are limited to printable
-# ASCII without '"' and '\'.
-_UNSAFE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
-
-
-def _quote(value: str) -> str:
-    return _UNSAFE.sub("?", value)
 
 
 class TokenUser(BaseUser):
@@ -138,9 +124,18 @@ class BearerAuthError(AuthenticationError):
 
     @classmethod
     def from_verification(cls, exc: VerificationError) -> BearerAuthError:
-        if isinstance(exc, JWKSUnavailable):
-            return cls("issuer keys unavailable", error=exc.error_code, status_code=503, cause=exc)
-        return cls(exc.description, error=exc.error_code, cause=exc)
+        return cls.from_challenge(BearerChallenge.for_error(exc), cause=exc)
+
+    @classmethod
+    def from_challenge(
+        cls, challenge: BearerChallenge, *, cause: VerificationError | None = None
+    ) -> BearerAuthError:
+        return cls(
+            challenge.description,
+            error=challenge.error or "invalid_token",
+            status_code=challenge.status_code,
+            cause=cause,
+        )
 
 
 def bearer_error_response(
@@ -159,25 +154,22 @@ def bearer_error_response(
     carries no error code (RFC 6750 §3.1), the body says ``invalid_token``.
     ``acr_values`` and ``max_age`` are the RFC 9470 §3 attributes.
     """
-    params = []
-    if realm:
-        params.append(f'realm="{_quote(realm)}"')
-    if error:
-        params.append(f'error="{error}"')
-        params.append(f'error_description="{_quote(description)}"')
-    scopes = " ".join(sorted(scope))
-    if scopes:
-        params.append(f'scope="{_quote(scopes)}"')
-    acrs = " ".join(acr_values)
-    if acrs:
-        params.append(f'acr_values="{_quote(acrs)}"')
-    if max_age is not None:
-        params.append(f'max_age="{int(max_age)}"')
-    headers = {"Cache-Control": "no-store"}
-    if status_code in (401, 403, 400):
-        headers["WWW-Authenticate"] = "Bearer " + ", ".join(params) if params else "Bearer"
-    body = {"error": error or "invalid_token", "error_description": description}
-    return JSONResponse(body, status_code=status_code, headers=headers)
+    challenge = BearerChallenge(
+        status_code,
+        error,
+        description,
+        scope=tuple(sorted(scope)),
+        acr_values=tuple(acr_values),
+        max_age=max_age,
+    )
+    return challenge_response(challenge, realm=realm)
+
+
+def challenge_response(challenge: BearerChallenge, *, realm: str | None = None) -> Response:
+    """The JSON answer to a :class:`~oneauth_verifier.bearer.BearerChallenge`."""
+    return JSONResponse(
+        challenge.body(), status_code=challenge.status_code, headers=challenge.headers(realm)
+    )
 
 
 def step_up_response(exc: InsufficientUserAuthentication, *, realm: str | None = None) -> Response:
@@ -218,22 +210,12 @@ class OneauthBackend(AuthenticationBackend):
         return Middleware(AuthenticationMiddleware, backend=self, on_error=on_auth_error)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        values = conn.headers.getlist("authorization")
-        if not values:
+        try:
+            token = bearer_token(conn.headers.getlist("authorization"))
+        except BearerError as exc:
+            raise BearerAuthError.from_challenge(exc.challenge) from None
+        if token is None:
             return None
-        if len(values) > 1:
-            raise BearerAuthError(
-                "multiple Authorization headers", error="invalid_request", status_code=400
-            )
-        scheme, _, token = values[0].partition(" ")
-        # RFC 6750 §2.1 / RFC 9110 §11.1: the scheme is case-insensitive.
-        if scheme.lower() != "bearer":
-            return None
-        token = token.strip(" ")
-        if not token or " " in token:
-            raise BearerAuthError(
-                "malformed Bearer credentials", error="invalid_request", status_code=400
-            )
         try:
             claims = await self.verifier.averify(token)
         except VerificationError as exc:
@@ -241,39 +223,16 @@ class OneauthBackend(AuthenticationBackend):
         return AuthCredentials(sorted(claims.scopes)), TokenUser(claims, self.verifier.clock)
 
 
-def _names(value: str | Iterable[str]) -> frozenset[str]:
-    return frozenset(value.split() if isinstance(value, str) else value)
-
-
-def _authorize(
-    request: Request,
-    scopes: frozenset[str],
-    access: AccessRequirement,
-    allow_client_tokens: bool,
-    stepup: AuthRequirement,
-) -> Response | None:
+def _authorize(request: Request, demand: Demand) -> Response | None:
     if "user" not in request.scope:
         raise RuntimeError("require() needs AuthenticationMiddleware with OneauthBackend")
     user = request.user
     if not isinstance(user, TokenUser):
         return bearer_error_response(401, None, "bearer token required")
-    claims = user.claims
     try:
-        # No user signed in to a client token: no step-up can satisfy a sign-in demand.
-        if claims.is_client_token and (not allow_client_tokens or not stepup.empty):
-            raise InsufficientScope("client tokens are not accepted here", check="client")
-        if not claims.scopes.issuperset(scopes):
-            raise InsufficientScope("token lacks a required scope", check="scope")
-        access.check(claims, path_params=request.path_params)
-    except InsufficientScope as exc:
-        # RFC 6750 §3: the scope attribute names the scopes the resource needs.
-        needed = scopes if exc.check == "scope" else ()
-        return bearer_error_response(403, exc.error_code, exc.description, scope=needed)
-    # Scopes before the sign-in: a step-up cannot grant a missing scope.
-    try:
-        stepup.check(claims, now=user.clock())
-    except InsufficientUserAuthentication as exc:
-        return step_up_response(exc)
+        demand.check(user.claims, now=user.clock(), path_params=request.path_params)
+    except BearerError as exc:
+        return challenge_response(exc.challenge)
     return None
 
 
@@ -305,16 +264,23 @@ def require(
     methods with a parameter named ``request``. Needs
     :meth:`OneauthBackend.middleware` installed.
     """
-    need_scopes = _names(scopes)
-    access = AccessRequirement(
-        role=[*_names(roles), *_names(role)],
+    if isinstance(roles, str):
+        roles = roles.split()
+    if isinstance(role, str):
+        role = role.split()
+    demand = Demand(
+        scopes,
+        role=[*roles, *role],
         permission=permission,
         org=org,
         org_role=org_role,
         org_permission=org_permission,
         org_path_param=org_path_param,
+        allow_client_tokens=allow_client_tokens,
+        acr=acr,
+        amr=amr,
+        max_age=max_age,
     )
-    stepup = AuthRequirement(acr=acr, amr=amr, max_age=max_age)
 
     def decorate(endpoint: _Endpoint) -> _Endpoint:
         params = list(inspect.signature(endpoint).parameters)
@@ -332,18 +298,14 @@ def require(
 
             @functools.wraps(endpoint)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                denied = _authorize(
-                    find_request(args, kwargs), need_scopes, access, allow_client_tokens, stepup
-                )
+                denied = _authorize(find_request(args, kwargs), demand)
                 return denied if denied is not None else await endpoint(*args, **kwargs)
 
             return cast(_Endpoint, async_wrapper)
 
         @functools.wraps(endpoint)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            denied = _authorize(
-                find_request(args, kwargs), need_scopes, access, allow_client_tokens, stepup
-            )
+            denied = _authorize(find_request(args, kwargs), demand)
             return denied if denied is not None else endpoint(*args, **kwargs)
 
         return cast(_Endpoint, sync_wrapper)
