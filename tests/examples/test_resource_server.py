@@ -35,7 +35,7 @@ def test_the_sample_suite_passes_through_the_plugin(pg_admin_dsn: str) -> None:
     )
     tail = proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, tail
-    assert "5 passed" in proc.stdout, tail
+    assert "6 passed" in proc.stdout, tail
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from oneauth.testing import OneauthApp, User
+from oneauth.testing import Client, OneauthApp, User
 
 
 def test_no_token_is_401_with_a_bearer_challenge(api: TestClient) -> None:
@@ -71,3 +71,19 @@ def test_reports_take_a_machine_token_with_the_scope(
     token = oneauth_app.client_token(batch)
     assert api.get("/reports", headers=token.authorization).status_code == 200
     assert api.get("/invoices", headers=token.authorization).status_code == 403
+
+
+def test_the_web_and_public_client_fixtures_sign_in(
+    api: TestClient,
+    oneauth_app: OneauthApp,
+    oneauth_client: Client,
+    oneauth_public_client: Client,
+    oneauth_user: Callable[..., User],
+) -> None:
+    ada = oneauth_user()
+    web = oneauth_app.sign_in(ada, client=oneauth_client, scope="openid offline_access")
+    assert web.claims["client_id"] == oneauth_client.client_id
+    refreshed = oneauth_app.refresh(web, client=oneauth_client)
+    assert api.get("/me", headers=refreshed.authorization).json()["sub"] == ada.id
+    cli = ada.sign_in(client=oneauth_public_client)
+    assert cli.claims["client_id"] == oneauth_public_client.client_id
