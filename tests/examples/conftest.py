@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from oneauth.testing import Oneauth, start_oneauth
+from oneauth.testing import Oneauth, OneauthApp, start_oneauth
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -37,3 +37,15 @@ def load_example(relative: str) -> ModuleType:
 def live_oneauth(pg_admin_dsn: str) -> Iterator[Oneauth]:
     with start_oneauth(admin_dsn=pg_admin_dsn) as server:
         yield server
+
+
+# Two apps for every test here (provisioning is the slow part): one to work in, and
+# another for the cross-app checks. Tests make their own users (random addresses).
+@pytest.fixture(scope="session")
+def shop(live_oneauth: Oneauth) -> OneauthApp:
+    return live_oneauth.app("shop")
+
+
+@pytest.fixture(scope="session")
+def other_app(live_oneauth: Oneauth) -> OneauthApp:
+    return live_oneauth.app("other")

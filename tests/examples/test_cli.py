@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from oneauth.testing import CALLBACK, Oneauth, sign_in_through_pages
+from oneauth.testing import CALLBACK, OneauthApp, sign_in_through_pages
 
 from .conftest import EXAMPLES
 
@@ -53,13 +53,10 @@ def browse(proc: subprocess.Popen[str], email: str, password: str) -> None:
         assert "Signed in" in browser.get(back).text  # the tool's loopback page
 
 
-def test_the_cli_signs_in_with_pkce_and_calls_userinfo(
-    live_oneauth: Oneauth, tmp_path: Path
-) -> None:
-    shop = live_oneauth.app()
+def test_the_cli_signs_in_with_pkce_and_calls_userinfo(shop: OneauthApp, tmp_path: Path) -> None:
     cli = shop.create_client("cli", redirect_uris=[CALLBACK])  # public: no secret
     assert cli.client_secret is None
-    ada = shop.create_user("ada@example.com")
+    ada = shop.create_user()
     tokens = tmp_path / "tokens.json"
 
     proc = run(shop.issuer, cli.client_id, tokens, "login", "--no-browser", "--timeout", "60")
@@ -74,7 +71,7 @@ def test_the_cli_signs_in_with_pkce_and_calls_userinfo(
     who = run(shop.issuer, cli.client_id, tokens, "whoami")
     out, err = who.communicate(timeout=60)
     assert who.returncode == 0, err
-    assert json.loads(out)["email"] == "ada@example.com"
+    assert json.loads(out)["email"] == ada.email
 
     # An expired access token is refreshed with the saved refresh token.
     tokens.write_text(json.dumps({**saved, "expires_in": 0}))
@@ -86,14 +83,13 @@ def test_the_cli_signs_in_with_pkce_and_calls_userinfo(
 
 
 def test_the_cli_at_another_app_does_not_sign_in_this_apps_user(
-    live_oneauth: Oneauth, tmp_path: Path
+    shop: OneauthApp, other_app: OneauthApp, tmp_path: Path
 ) -> None:
     """Cross-app: the tool pointed at app B with A's client id gets an error page, no code."""
-    a = live_oneauth.app()
-    b = live_oneauth.app()
+    a, b = shop, other_app
     a_cli = a.create_client("cli", redirect_uris=[CALLBACK])
     proc = run(
-        b.issuer, a_cli.client_id, tmp_path / "t.json", "login", "--no-browser", "--timeout", "5"
+        b.issuer, a_cli.client_id, tmp_path / "t.json", "login", "--no-browser", "--timeout", "2"
     )
     assert proc.stdout is not None
     proc.stdout.readline()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp
 
-from oneauth.testing import Oneauth, OneauthApp, serve_asgi
+from oneauth.testing import OneauthApp, serve_asgi
 
 from .conftest import EXAMPLES, load_example
 
@@ -36,11 +36,6 @@ def test_the_sample_suite_passes_through_the_plugin(pg_admin_dsn: str) -> None:
     tail = proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, tail
     assert "6 passed" in proc.stdout, tail
-
-
-@pytest.fixture(scope="module")
-def shop(live_oneauth: Oneauth) -> OneauthApp:
-    return live_oneauth.app()
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +69,10 @@ def test_role_and_org_checks_over_http(shop: OneauthApp, api: str) -> None:
     assert 'error="insufficient_scope"' in create.headers["www-authenticate"]
 
 
-def test_another_apps_tokens_are_refused(live_oneauth: Oneauth, api: str) -> None:
+def test_another_apps_tokens_are_refused(other_app: OneauthApp, api: str) -> None:
     """Cross-app: a user of app B, even with the same role and org slug, is not a
     caller of app A's API (another issuer, another audience, other keys)."""
-    other = live_oneauth.app()
+    other = other_app
     bea = other.create_user(roles=["billing"], orgs={"acme": ["admin"]})
     refused = httpx.get(f"{api}/invoices", headers=bea.sign_in().authorization)
     assert refused.status_code == 401

@@ -7,34 +7,32 @@ import httpx
 import psycopg
 import pytest
 
-from oneauth.testing import Oneauth, OneauthError, SignInFailed, start_oneauth
+from oneauth.testing import OneauthApp, OneauthError, SignInFailed, start_oneauth
 from oneauth.verifier import VerificationError, Verifier
 
 
-def test_the_service_answers_discovery_and_tokens_verify(live_oneauth: Oneauth) -> None:
-    shop = live_oneauth.app()
+def test_the_service_answers_discovery_and_tokens_verify(shop: OneauthApp) -> None:
     doc = httpx.get(shop.discovery_url).json()
     assert doc["issuer"] == shop.issuer
     assert doc["token_endpoint"] == shop.token_endpoint
     assert shop.issuer.startswith("http://127.0.0.1:")
 
-    ada = shop.create_user("ada@example.com")
+    ada = shop.create_user()
     tokens = ada.sign_in(scope="openid email offline_access")
     claims = Verifier(issuer=shop.issuer, audience=shop.audience, app_id=shop.app_id).verify(
         tokens.access_token
     )
     assert claims.sub == ada.id
-    assert tokens.id_claims["email"] == "ada@example.com"
+    assert tokens.id_claims["email"] == ada.email
     again = shop.refresh(tokens)
     assert shop.verifier().verify(again.access_token).sub == ada.id
 
 
-def test_roles_permissions_and_orgs_reach_the_token(live_oneauth: Oneauth) -> None:
-    shop = live_oneauth.app()
-    shop.create_role("billing", permissions=["invoice:read", "invoice:write"])
-    bea = shop.create_user(roles=["billing", "support"], orgs={"acme": ["admin"]})
+def test_roles_permissions_and_orgs_reach_the_token(shop: OneauthApp) -> None:
+    shop.create_role("accounts", permissions=["invoice:read", "invoice:write"])
+    bea = shop.create_user(roles=["accounts", "support"], orgs={"acme": ["admin"]})
     plain = bea.sign_in(scope="openid permissions")
-    assert plain.claims["roles"] == ["billing", "support"]
+    assert plain.claims["roles"] == ["accounts", "support"]
     assert set(plain.claims["permissions"]) == {"invoice:read", "invoice:write"}
     assert "org_id" not in plain.claims
 
@@ -52,8 +50,7 @@ def test_roles_permissions_and_orgs_reach_the_token(live_oneauth: Oneauth) -> No
         outsider.sign_in(org="acme")
 
 
-def test_clients_confidential_public_and_machine(live_oneauth: Oneauth) -> None:
-    shop = live_oneauth.app()
+def test_clients_confidential_public_and_machine(shop: OneauthApp) -> None:
     web = shop.create_client("web", confidential=True, redirect_uris=["https://web.test/cb"])
     assert web.client_secret is not None
     user = shop.create_user()
@@ -73,18 +70,16 @@ def test_clients_confidential_public_and_machine(live_oneauth: Oneauth) -> None:
     assert claims.scopes == frozenset({"orders:read"})
 
 
-def test_a_wrong_password_fails_the_sign_in_with_the_pages_message(live_oneauth: Oneauth) -> None:
-    shop = live_oneauth.app()
+def test_a_wrong_password_fails_the_sign_in_with_the_pages_message(shop: OneauthApp) -> None:
     user = shop.create_user()
     wrong = type(user)(user.id, user.email, "not-" + user.password, shop)
     with pytest.raises(SignInFailed, match=r"400 at .*password is not right"):
         wrong.sign_in()
 
 
-def test_apps_are_apart(live_oneauth: Oneauth) -> None:
+def test_apps_are_apart(shop: OneauthApp, other_app: OneauthApp) -> None:
     """Cross-app: app B neither knows app A's user, nor takes A's client or admin token."""
-    a = live_oneauth.app()
-    b = live_oneauth.app()
+    a, b = shop, other_app
     assert a.issuer != b.issuer
     ada = a.create_user()
     with pytest.raises(SignInFailed):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp
 
-from oneauth.testing import Oneauth, OneauthApp, SignInFailed, serve_asgi, sign_in_through_pages
+from oneauth.testing import OneauthApp, SignInFailed, serve_asgi, sign_in_through_pages
 
 from .conftest import load_example
 
@@ -25,8 +25,7 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(live_oneauth: Oneauth) -> Iterator[Site]:
-    shop = live_oneauth.app()
+def site(shop: OneauthApp) -> Iterator[Site]:
 
     def make(base_url: str) -> ASGIApp:
         client = shop.create_client(
@@ -50,7 +49,7 @@ def site(live_oneauth: Oneauth) -> Iterator[Site]:
 
 
 def test_a_user_signs_in_and_out_of_the_web_app(site: Site) -> None:
-    ada = site.app.create_user("ada@example.com")
+    ada = site.app.create_user()
     with httpx.Client(timeout=30) as browser:
         assert "Not signed in" in browser.get(f"{site.url}/").text
         back = sign_in_through_pages(
@@ -62,7 +61,7 @@ def test_a_user_signs_in_and_out_of_the_web_app(site: Site) -> None:
         )
         home = browser.get(back, follow_redirects=True)
         assert home.status_code == 200
-        assert '<strong id="email">ada@example.com</strong>' in home.text
+        assert f'<strong id="email">{ada.email}</strong>' in home.text
 
         # Sign-out: the app's session, then oneauth's (RP-initiated logout).
         out = browser.get(f"{site.url}/logout", follow_redirects=True)
@@ -74,8 +73,8 @@ def test_a_user_signs_in_and_out_of_the_web_app(site: Site) -> None:
         assert 'name="password"' in again.text
 
 
-def test_a_user_of_another_app_cannot_sign_in(site: Site, live_oneauth: Oneauth) -> None:
-    other = live_oneauth.app().create_user()
+def test_a_user_of_another_app_cannot_sign_in(site: Site, other_app: OneauthApp) -> None:
+    other = other_app.create_user()
     with httpx.Client(timeout=30) as browser, pytest.raises(SignInFailed, match="not right"):
         sign_in_through_pages(
             browser,

@@ -467,6 +467,8 @@ class _Serving:
             loop="asyncio",
             http="h11",
             ws="none",
+            # a test's session ends now: a client's idle keep-alive must not hold it
+            timeout_graceful_shutdown=3,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
