@@ -17,7 +17,7 @@ help: ## show this help
 
 # The verifier (packages/verifier, the oneauth-verifier distribution) is installed editable in the
 # same pip run as the server, which pins it: pip takes the local one, never an index's.
-$(STAMP): pyproject.toml packages/verifier/pyproject.toml
+$(STAMP): pyproject.toml packages/verifier/pyproject.toml packages/verifier/src/oneauth_verifier/_version.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e './packages/verifier[starlette,fastapi]' -e '.[test,dev]'
