@@ -3,11 +3,13 @@ item 2), each checked against the live service (discovery, JWKS, the verifier)."
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import psycopg
 import pytest
 
-from oneauth.testing import OneauthApp, OneauthError, SignInFailed, start_oneauth
+from oneauth.testing import Oneauth, OneauthApp, OneauthError, SignInFailed, start_oneauth
 from oneauth.verifier import VerificationError, Verifier
 
 
@@ -108,3 +110,19 @@ def test_the_database_is_removed_afterwards_on_a_shared_server(pg_admin_dsn: str
         assert left.fetchone() is None
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{base}/healthz", timeout=2)
+
+
+def test_threads_signing_in_at_once_share_one_client_and_token(
+    live_oneauth: Oneauth, other_app: OneauthApp
+) -> None:
+    """A test that signs users in from several threads at once (the helpers are sync)
+    gets one sign-in client and one admin token, not one per thread."""
+    fresh = OneauthApp(live_oneauth, other_app.app_id, other_app.admin_client)
+    users = [fresh.create_user() for _ in range(4)]
+    before = fresh.admin("GET", "/clients?limit=200")["items"]
+    with ThreadPoolExecutor(4) as pool:
+        tokens = list(pool.map(lambda u: u.sign_in(), users))
+    assert [t.claims["sub"] for t in tokens] == [u.id for u in users]
+    assert len({t.claims["client_id"] for t in tokens}) == 1
+    after = fresh.admin("GET", "/clients?limit=200")["items"]
+    assert len(after) == len(before) + 1

@@ -174,6 +174,7 @@ class OneauthApp:
         self._admin_token: tuple[str, float] | None = None
         self._sign_in_client: Client | None = None
         self._lock = threading.Lock()
+        self._sign_in_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"OneauthApp({self.app_id!r}, issuer={self.issuer!r})"
@@ -274,14 +275,12 @@ class OneauthApp:
 
     def sign_in_client(self) -> Client:
         """The public PKCE client :meth:`sign_in` uses when given none (made once)."""
-        with self._lock:
-            client = self._sign_in_client
-        if client is None:
-            client = self.create_client("oneauth.testing sign-in")
-            with self._lock:
-                self._sign_in_client = self._sign_in_client or client
-                client = self._sign_in_client
-        return client
+        # Its own lock, held while the client is made (which takes the token lock):
+        # threads signing in at once make one client, not one each.
+        with self._sign_in_lock:
+            if self._sign_in_client is None:
+                self._sign_in_client = self.create_client("oneauth.testing sign-in")
+            return self._sign_in_client
 
     # -- roles, orgs, users --------------------------------------------------------
 
