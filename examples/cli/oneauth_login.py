@@ -84,7 +84,11 @@ def login(
 ) -> dict[str, Any]:
     """The sign-in: returns the token response (with ``obtained_at``)."""
     metadata = discover(issuer)
-    handler = type("Callback", (_Callback,), {"result": None, "arrived": threading.Event()})
+
+    class handler(_Callback):  # this one sign-in's state (a class per login)
+        result: dict[str, str] | None = None
+        arrived = threading.Event()
+
     server = http.server.HTTPServer(("127.0.0.1", 0), handler)
     redirect_uri = f"http://127.0.0.1:{server.server_address[1]}/callback"
     verifier, challenge = pkce_pair()
