@@ -1,6 +1,7 @@
 """Test fixtures on a real Postgres.
 
-Where the server comes from, in order: ``TEST_DATABASE_URL`` (an administrator
+Where the server comes from (``oneauth.testing.postgres``, shared with users' CI
+fixture), in order: ``TEST_DATABASE_URL`` (an administrator
 URL: the suite creates its own role and database there and drops them after);
 else testcontainers when a Docker engine answers; else a throwaway cluster
 started from the machine's Postgres binaries (removed afterwards); else a clear
@@ -9,19 +10,14 @@ error saying what to install.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 from starlette.applications import Starlette
 
 from oneauth.apps import lifecycle
@@ -29,108 +25,22 @@ from oneauth.apps.migrate import migrate_all
 from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
 from oneauth.db import ops
-from oneauth.db.bootstrap import bootstrap
-from oneauth.localpg import LocalPostgres, LocalPostgresError, scratch_dir
 from oneauth.services import Services
 from oneauth.settings import Settings
+from oneauth.testing import postgres
+from oneauth.testing.postgres import ScratchDatabase
 
-
-def _docker_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        proc = subprocess.run(
-            ["docker", "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+__all__ = ["ScratchDatabase"]
 
 
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> Iterator[str]:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        yield url
-        return
-    if _docker_answers():
-        from testcontainers.postgres import PostgresContainer
-
-        with PostgresContainer("postgres:15", driver=None) as container:
-            yield container.get_connection_url()
-        return
-    root = scratch_dir("oneauth-test-pg-")
+    # The same search as oneauth.testing's (one code for `make test` and users' CI).
     try:
-        cluster = LocalPostgres(root / "data", fast=True)
-        cluster.start()
-    except LocalPostgresError as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.exit(
-            "no Postgres for the tests: set TEST_DATABASE_URL, run a Docker engine, or "
-            f"install the Postgres server binaries (apt-get install postgresql).\n{exc}",
-            returncode=3,
-        )
-    try:
-        yield cluster.admin_dsn()
-    finally:
-        cluster.destroy()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-class ScratchDatabase:
-    """A database with its operator and service roles (D1) on the test server.
-
-    ``dsn`` is the operator's URL (migrations, provisioning, the CLI's admin
-    commands); ``service_dsn`` is what the service under test logs in with.
-    """
-
-    def __init__(self, admin_dsn: str, label: str, namespace: str | None = None) -> None:
-        self.admin_dsn = admin_dsn
-        suffix = secrets.token_hex(4)
-        self.role = f"oneauth_t_{label}_{suffix}"
-        self.service_role = f"{self.role}_svc"
-        self.database = f"oneauth_t_{label}_{suffix}"
-        made = bootstrap(
-            admin_dsn,
-            database=self.database,
-            operator_role=self.role,
-            operator_password=secrets.token_urlsafe(16),
-            service_role=self.service_role,
-            service_password=secrets.token_urlsafe(16),
-            namespace=namespace,
-        )
-        self.dsn = made.operator_dsn
-        self.service_dsn = made.service_dsn
-        self.namespace = made.namespace
-
-    def settings(self, **kwargs: Any) -> Settings:
-        """Settings of a service on this database: service role, operator for the CLI."""
-        return Settings(
-            **{"env": "test", "public_url": "http://testserver", **kwargs},
-            database_url=self.service_dsn,
-            operator_database_url=self.dsn,
-        )
-
-    def drop(self) -> None:
-        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            app_roles: list[str] = []
-            with contextlib.suppress(psycopg.Error), psycopg.connect(self.dsn) as own:
-                app_roles = [
-                    str(r[0])
-                    for r in own.execute(
-                        "SELECT role_name FROM oneauth.apps WHERE status <> 'deleted'"
-                    )
-                ]
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(self.database)
-                )
-            )
-            for role in [*app_roles, self.service_role, self.role]:
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        with postgres.admin_dsn() as url:
+            yield url
+    except postgres.NoPostgres as exc:
+        pytest.exit(str(exc), returncode=3)
 
 
 @pytest.fixture(scope="session")

