@@ -24,12 +24,13 @@ import pytest
 from psycopg import sql
 from starlette.applications import Starlette
 
+from bouncer import PgBouncer, server_of
 from oneauth.apps import lifecycle
 from oneauth.apps.migrate import migrate_all
 from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
 from oneauth.db import ops
-from oneauth.db.bootstrap import bootstrap
+from oneauth.db.bootstrap import bootstrap, service_dsn
 from oneauth.localpg import LocalPostgres, LocalPostgresError, scratch_dir
 from oneauth.services import Services
 from oneauth.settings import Settings
@@ -105,12 +106,31 @@ class ScratchDatabase:
         self.dsn = made.operator_dsn
         self.service_dsn = made.service_dsn
         self.namespace = made.namespace
+        # The service role's URL through PgBouncer (TEST_THROUGH_PGBOUNCER), else None.
+        self.pooled_dsn: str | None = None
 
     def settings(self, **kwargs: Any) -> Settings:
-        """Settings of a service on this database: service role, operator for the CLI."""
+        """Settings of a service on this database: service role, operator for the CLI.
+
+        Through PgBouncer (transaction mode, 1.18): the pools go through it with
+        asyncpg's statement cache off, LISTEN goes direct (N1); the operator's
+        migrations and provisioning stay direct too.
+        """
+        through: dict[str, Any] = {}
+        if self.pooled_dsn is not None:
+            through = {
+                "database_url": self.pooled_dsn,
+                "listen_database_url": self.service_dsn,
+                "database_statement_cache_size": 0,
+            }
         return Settings(
-            **{"env": "test", "public_url": "http://testserver", **kwargs},
-            database_url=self.service_dsn,
+            **{
+                "env": "test",
+                "public_url": "http://testserver",
+                **kwargs,
+                "database_url": self.service_dsn,
+                **through,
+            },
             operator_database_url=self.dsn,
         )
 
@@ -134,11 +154,30 @@ class ScratchDatabase:
 
 
 @pytest.fixture(scope="session")
-def make_database(pg_admin_dsn: str) -> Iterator[Callable[[str], ScratchDatabase]]:
+def session_bouncer(pg_admin_dsn: str) -> Iterator[PgBouncer | None]:
+    """With TEST_THROUGH_PGBOUNCER=1 (`make test`'s second run): a real pgbouncer in
+    transaction mode that every test service's pools go through; else None."""
+    if os.environ.get("TEST_THROUGH_PGBOUNCER") != "1":
+        yield None
+        return
+    probe = service_dsn(pg_admin_dsn, role="probe", password="probe", database="postgres")
+    bouncer = PgBouncer(*server_of(probe)).start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def make_database(
+    pg_admin_dsn: str, session_bouncer: PgBouncer | None
+) -> Iterator[Callable[[str], ScratchDatabase]]:
     made: list[ScratchDatabase] = []
 
     def make(label: str) -> ScratchDatabase:
         db = ScratchDatabase(pg_admin_dsn, label)
+        if session_bouncer is not None:
+            db.pooled_dsn = session_bouncer.route(db.service_dsn)
         made.append(db)
         return db
 
