@@ -179,6 +179,23 @@ async def test_listen_through_pgbouncer_is_detected_and_caches_fall_back_to_the_
         await direct.stop()
 
 
+async def test_an_unreachable_listen_url_falls_back_without_holding_start_up() -> None:
+    """N2: the LISTEN database down at start: start() returns after the first failed
+    attempt (not its full wait), and caches are flushed each fallback_ttl."""
+    flushed: list[str | None] = []
+    notifier = Notifier("postgresql://svc:pw@127.0.0.1:1/oneauth", fallback_ttl=0.3)
+    notifier.subscribe(REGISTRY_CHANNEL, flushed.append, cache=True)
+    started = time.monotonic()
+    await notifier.start(wait=10)
+    try:
+        assert time.monotonic() - started < 5
+        assert not notifier.listening
+        await asyncio.sleep(0.8)
+        assert flushed.count(None) >= 2
+    finally:
+        await notifier.stop()
+
+
 async def test_listen_off_bounds_staleness_by_the_fallback_ttl(
     settings: Settings, provision: Callable[..., AppRecord]
 ) -> None:
