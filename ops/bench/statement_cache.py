@@ -98,6 +98,53 @@ async def _measure(
     return Result(mode, len(latencies), errors, time.monotonic() - started, latencies)
 
 
+async def _statements(dsn: str, app: Any, client_id: str, blocks: int) -> dict[str, Any]:
+    """Three of a refresh's real reads, on one connection in the app's context, with the
+    cache on and off in alternating blocks: the per-statement cost of parsing and
+    planning again, with no HTTP, argon2 or client in the way (less noisy than a rate)."""
+    import asyncpg
+
+    from oneauth.oauth import clients as clients_repo
+    from oneauth.sessions import repo as sessions_repo
+    from oneauth.tokens import keystore
+
+    queries: list[tuple[str, tuple[Any, ...]]] = [
+        (clients_repo._LOAD, (client_id,)),
+        (keystore._LOAD, ()),
+        (sessions_repo._SEEN, (sessions_repo.hash_token("no-such-token"), client_id, 30.0)),
+    ]
+    per_mode: dict[str, list[float]] = {mode: [] for mode in MODES}
+    rounds = 200
+    for _ in range(blocks):
+        for mode in MODES:
+            conn = await asyncpg.connect(dsn, statement_cache_size=int(CACHE_SIZE[mode]))
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        "SELECT set_config('role', $1, true), set_config('search_path', $2, true)",
+                        app.names.role,
+                        app.names.schema,
+                    )
+                    for sql, args in queries:  # warm: catalog caches, first plan
+                        await conn.fetch(sql, *args)
+                    t0 = time.perf_counter()
+                    for _ in range(rounds):
+                        for sql, args in queries:
+                            await conn.fetch(sql, *args)
+                    elapsed = time.perf_counter() - t0
+            finally:
+                await conn.close()
+            per_mode[mode].append(elapsed / (rounds * len(queries)) * 1e6)
+    on, off = (statistics.median(per_mode[m]) for m in MODES)
+    return {
+        "queries": ["clients._LOAD", "keystore._LOAD", "sessions._SEEN"],
+        "us_per_statement_on": round(on, 1),
+        "us_per_statement_off": round(off, 1),
+        "off_vs_on": round(off / on, 3),
+        "blocks_us": {m: [round(x, 1) for x in v] for m, v in per_mode.items()},
+    }
+
+
 def _summary(results: list[Result]) -> list[dict[str, Any]]:
     out = []
     for mode in MODES:
@@ -125,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
     parser.add_argument("--reps", type=int, default=2, help="measurements of each (alternating)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent families")
+    parser.add_argument("--blocks", type=int, default=5, help="statement blocks per mode")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=None, help="write the figures here (JSON)")
     args = parser.parse_args(argv)
@@ -142,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         base_url = f"http://127.0.0.1:{port}"
         with ops.connect(cl.dsn) as conn:
-            lifecycle.provision(conn, settings, APP_ID, "Bench statement cache")
+            app = lifecycle.provision(conn, settings, APP_ID, "Bench statement cache").app
             client_id = ""
             tokens: list[str] = []
             for rep in range(args.reps):
@@ -172,8 +220,13 @@ def main(argv: list[str] | None = None) -> int:
                         f" errors {result.errors}",
                         flush=True,
                     )
+            micro = asyncio.run(_statements(cl.service_dsn, app, client_id, args.blocks))
     finally:
         cl.close()
+    print(
+        f"per statement, one connection: cache on {micro['us_per_statement_on']} us,"
+        f" off {micro['us_per_statement_off']} us ({micro['off_vs_on']}x)"
+    )
     summary = _summary(results)
     on = summary[0]
     for row in summary:
@@ -188,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         body = {
             "refresh": summary,
+            "statements": micro,
             "quick": args.duration < 10,
             # Other work on the machine skews both modes; alternating spreads it evenly.
             "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
