@@ -23,8 +23,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from oneauth.db.bootstrap import bootstrap
 from oneauth import localpg
+from oneauth.db.bootstrap import bootstrap
 from oneauth.localpg import LocalPostgres, LocalPostgresError, scratch_dir
 from oneauth.settings import Settings
 
