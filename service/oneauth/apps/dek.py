@@ -286,7 +286,10 @@ class KeyRing(SecretBox):
             raise AppKeyNotLoaded(f"the data key of app {app_id!r} is not loaded in this process")
         if app_id is None or self.dek_id_of(app_id) != key_id:
             # Another app's DEK, or a destroyed one: nothing here opens it.
-            raise SecretBoxError("sealed with a data key this app does not hold")
+            raise SecretBoxError(
+                "sealed value does not authenticate for this app (another app's data key, "
+                "or a destroyed one)"
+            )
         return self.for_app(app_id).open(sealed, context=context)
 
     def needs_reseal(self, sealed: str) -> bool:
