@@ -425,7 +425,17 @@ def test_clone_reseal_moves_kept_values_to_the_clone_and_drops_the_rest(
     ring = dek.KeyRing.with_apps(shred_settings.master_key, a, b)
     endpoint_id = "whe_" + "c" * 20
     secret = ring.seal(b"whsec_keep", context=webhook_context(a.app_id, endpoint_id))
+    with conn.transaction(), ops.app_context(conn, a.names):
+        a_key = conn.execute(
+            "SELECT kid, alg, public_jwk, private_sealed FROM signing_keys LIMIT 1"
+        ).fetchone()
+    assert a_key is not None
     with conn.transaction(), ops.app_context(conn, b.names):
+        conn.execute(  # one of A's keys, restored with A's data
+            "INSERT INTO signing_keys (kid, alg, state, public_jwk, private_sealed)"
+            " VALUES (%s, %s, 'retired', %s, %s)",
+            (a_key[0], a_key[1], json.dumps(a_key[2]), a_key[3]),
+        )
         conn.execute(
             "INSERT INTO webhook_endpoints (id, url, secret_sealed, event_types)"
             " VALUES (%s, 'https://hooks.example/x', %s, ARRAY['user.created'])",
@@ -439,8 +449,10 @@ def test_clone_reseal_moves_kept_values_to_the_clone_and_drops_the_rest(
         ).fetchone()
         left = conn.execute("SELECT count(*) FROM signing_keys").fetchone()
     assert report.resealed["webhook_endpoints.secret_sealed"] == 1
-    assert report.dropped["signing_keys"] == 4
-    assert left == (0,)
+    # A's key goes (a clone signs with its own); B's own keys, sealed under
+    # B's data key (as a clone's freshly seeded ones are), stay.
+    assert report.dropped["signing_keys"] == 1
+    assert left == (4,)
     assert moved is not None
     assert sealed_key_id(moved[0]) == dek_of(b).dek_id
     assert ring.open(moved[0], context=webhook_context(b.app_id, endpoint_id)) == b"whsec_keep"
@@ -637,3 +649,21 @@ def test_install_restores_an_archived_key_and_refuses_another_apps(
     with conn.transaction(), ops.app_context(conn, a.names):
         for kid, value in conn.execute("SELECT kid, private_sealed FROM signing_keys"):
             fresh.open(value, context=key_context(a.app_id, kid))
+
+
+def test_an_app_no_record_taught_is_loaded_not_sealed_with_the_master_key(
+    shred_db: ScratchDatabase, shred_settings: Settings
+) -> None:
+    """The service's ring asks the control schema (as the service role) once per app."""
+    app = provision(shred_settings)
+    ring = dek.KeyRing.from_config(shred_settings.master_key)
+    loader = dek.SyncLoader(shred_db.service_dsn)
+    ring.loader = loader
+    try:
+        value = ring.seal(b"v", context=f"app:{app.app_id}/totp/u/f")
+        assert sealed_key_id(value) == dek_of(app).dek_id
+        assert ring.open(value, context=f"app:{app.app_id}/totp/u/f") == b"v"
+        # An unknown app has no key: its (impossible) values stay under the master key.
+        assert sealed_key_id(ring.seal(b"v", context="app:no-such-app/x")) == "m1"
+    finally:
+        loader.close()

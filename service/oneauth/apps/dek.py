@@ -317,8 +317,13 @@ class SyncLoader:
             for attempt in (1, 2):
                 try:
                     if self._conn is None or self._conn.closed:
+                        # No server-side prepared statements: safe behind
+                        # PgBouncer in transaction mode.
                         self._conn = psycopg.connect(
-                            self._dsn, autocommit=True, application_name="oneauth-keyring"
+                            self._dsn,
+                            autocommit=True,
+                            prepare_threshold=None,
+                            application_name="oneauth-keyring",
                         )
                     return fetch(self._conn, app_id)
                 except psycopg.OperationalError:

@@ -10,7 +10,9 @@ the same function the writing code uses) and what a clone does with it:
 * ``drop``: the value is ephemeral (flows, upstream requests, pending links,
   outbox links, idempotency answers) or must not survive a clone (signing
   keys: a clone gets new ones, so the original's tokens are not valid there).
-  A clone deletes these rows; the legacy reseal still moves signing keys.
+  A clone deletes these rows (for signing keys: those not under the clone's
+  own data key, so keys seeded for the clone before or after stay); the
+  legacy reseal still moves signing keys.
 
 :func:`reseal` walks the list: ``src_app == dst_app`` moves an app's values
 sealed with the master key (from before per-app keys) to its data key, so that
@@ -155,9 +157,16 @@ def reseal(conn: Conn, box: SecretBox, *, src_app: str, dst_app: str) -> ResealR
     for entry in SEALED:
         name = f"{entry.table}.{entry.column}"
         if clone and entry.on_clone == "drop":
-            status = conn.execute(
-                sql.SQL("DELETE FROM {}").format(sql.Identifier(entry.table))
-            ).rowcount
+            if entry.context is None:  # ephemeral: the whole table goes
+                query = sql.SQL("DELETE FROM {}").format(sql.Identifier(entry.table))
+                status = conn.execute(query).rowcount
+            else:
+                # The source's values go; any already under the clone's own key
+                # (signing keys seeded for the clone) stay, so order does not matter.
+                query = sql.SQL("DELETE FROM {} WHERE split_part({}, '.', 2) <> %s").format(
+                    sql.Identifier(entry.table), sql.Identifier(entry.column)
+                )
+                status = conn.execute(query, (target.dek_id,)).rowcount
             report.dropped[entry.table] = max(status, 0)
             continue
         if entry.context is None:
