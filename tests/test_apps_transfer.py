@@ -1,4 +1,4 @@
-"""``oneauth apps export|import``: real pg_dump/pg_restore, a second installation, clones (X1-X6)."""
+"""`oneauth apps export|import`: real pg_dump and pg_restore, a second installation (X1-X6)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def count(settings: Settings, app: AppRecord | str, table: str) -> int:
         record = app if isinstance(app, AppRecord) else lifecycle.get(conn, app)
         assert record is not None
         with ops.app_context(conn, record.names):
-            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
     assert row is not None
     return int(row[0])
 
@@ -151,16 +151,19 @@ async def test_export_then_restore_into_a_fresh_installation(
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     # Not over an existing file.
     again = cli(settings, "apps", "export", app.app_id, "--out", str(out))
-    assert again.returncode == 1 and "exists" in again.stderr
+    assert again.returncode == 1
+    assert "exists" in again.stderr
 
     restored = cli(second.settings, "apps", "import", str(out), "--json")
     assert restored.returncode == 0, restored.stderr
     body = json.loads(restored.stdout)
-    assert body["mode"] == "restore" and body["app_id"] == app.app_id
+    assert body["mode"] == "restore"
+    assert body["app_id"] == app.app_id
     assert body["rows"]["users"] == 3
     assert body["settings"] == app.settings
     # Another installation: its own role namespace, same schema name.
-    assert body["role"] != app.names.role and body["schema"] == app.names.schema
+    assert body["role"] != app.names.role
+    assert body["schema"] == app.names.schema
 
     for table in ("users", "audit_log", "audit_chain", "sessions", "signing_keys"):
         assert count(second.settings, app.app_id, table) == count(settings, app, table), table
@@ -195,37 +198,52 @@ async def test_clone_gets_new_keys_and_refuses_the_originals_tokens(
     export(settings, app.app_id, out)
     clone_id = new_app_id("clone")
     result = import_(settings, out, as_app=clone_id)
-    assert result.mode == "clone" and result.app.app_id == clone_id
+    assert result.mode == "clone"
+    assert result.app.app_id == clone_id
     assert result.app.display_name == "Original"
-    assert "sessions" not in result.rows and "signing_keys" not in result.rows
+    assert "sessions" not in result.rows
+    assert "signing_keys" not in result.rows
     assert result.rows["users"] == 3
 
     kids_a = {k["kid"] for k in (await client.get(f"/apps/{app.app_id}/jwks.json")).json()["keys"]}
     jwks = await client.get(f"/apps/{clone_id}/jwks.json")
     assert jwks.status_code == 200, jwks.text
     kids_c = {k["kid"] for k in jwks.json()["keys"]}
-    assert kids_c and not kids_a & kids_c
+    assert kids_c
+    assert not kids_a & kids_c
 
     # Users sign in at the clone with their password.
     at_clone = await login(client, clone_id, data["emails"][2])
     assert at_clone.status_code == 200, at_clone.text
     clone_tokens = at_clone.json()
-    assert (await login(client, clone_id, data["emails"][2], "wrong-" + PASSWORD)).status_code == 401
+    assert (
+        await login(client, clone_id, data["emails"][2], "wrong-" + PASSWORD)
+    ).status_code == 401
 
     a_access, c_access = data["tokens"]["access_token"], clone_tokens["access_token"]
-    assert (await client.get(f"/apps/{clone_id}/v1/me", headers=bearer(a_access))).status_code == 401
-    assert (await client.get(f"/apps/{app.app_id}/v1/me", headers=bearer(c_access))).status_code == 401
-    assert (await client.get(f"/apps/{clone_id}/v1/me", headers=bearer(c_access))).status_code == 200
-    assert (await client.get(f"/apps/{app.app_id}/v1/me", headers=bearer(a_access))).status_code == 200
+    assert (
+        await client.get(f"/apps/{clone_id}/v1/me", headers=bearer(a_access))
+    ).status_code == 401
+    assert (
+        await client.get(f"/apps/{app.app_id}/v1/me", headers=bearer(c_access))
+    ).status_code == 401
+    assert (
+        await client.get(f"/apps/{clone_id}/v1/me", headers=bearer(c_access))
+    ).status_code == 200
+    assert (
+        await client.get(f"/apps/{app.app_id}/v1/me", headers=bearer(a_access))
+    ).status_code == 200
 
     # A's refresh token is unknown at the clone (sessions are not copied), with the
     # same (copied) client id; and the clone's refresh token is unknown at A.
     cid = await default_client_id(client, clone_id)
     assert cid == await default_client_id(client, app.app_id)
     refused = await refresh(client, clone_id, cid, data["tokens"]["refresh_token"])
-    assert refused.status_code in (400, 401) and refused.json()["error"] == "invalid_grant"
+    assert refused.status_code in (400, 401)
+    assert refused.json()["error"] == "invalid_grant"
     refused = await refresh(client, app.app_id, cid, clone_tokens["refresh_token"])
-    assert refused.status_code in (400, 401) and refused.json()["error"] == "invalid_grant"
+    assert refused.status_code in (400, 401)
+    assert refused.json()["error"] == "invalid_grant"
     assert (
         await refresh(client, app.app_id, cid, data["tokens"]["refresh_token"])
     ).status_code == 200
@@ -274,12 +292,16 @@ async def test_replace_is_required_and_restores_the_archived_state(
     finally:
         stop.set()
         watcher.join()
-    assert result.mode == "replace" and result.app.status == "active"
-    assert "suspended" in seen and seen[-1] == "active"
+    assert result.mode == "replace"
+    assert result.app.status == "active"
+    assert "suspended" in seen
+    assert seen[-1] == "active"
     assert count(settings, app, "users") == 2
     assert (await login(client, app.app_id, "after-backup@example.com")).status_code == 401
     assert (await login(client, app.app_id, data["emails"][1])).status_code == 200
-    me = await client.get(f"/apps/{app.app_id}/v1/me", headers=bearer(data["tokens"]["access_token"]))
+    me = await client.get(
+        f"/apps/{app.app_id}/v1/me", headers=bearer(data["tokens"]["access_token"])
+    )
     assert me.status_code == 200
 
     # A suspended app stays suspended after a replace.
@@ -298,7 +320,8 @@ def test_a_deleted_app_id_is_not_a_slot(
         lifecycle.delete(conn, app.app_id)
     done = cli(settings, "apps", "import", str(out), "--replace")
     assert done.returncode == 1
-    assert "never reused" in done.stderr and "--as NEW_ID" in done.stderr
+    assert "never reused" in done.stderr
+    assert "--as NEW_ID" in done.stderr
     # Under a new id it comes back (with new keys).
     assert import_(settings, out, as_app=new_app_id("back")).app.status == "active"
 
@@ -352,7 +375,9 @@ def test_damaged_altered_or_newer_archives_are_refused(
     assert "seal does not open" in refused(
         {
             **members,
-            "manifest.seal": other_key.seal(b"x", context=archive.seal_context(app.app_id)).encode(),
+            "manifest.seal": other_key.seal(
+                b"x", context=archive.seal_context(app.app_id)
+            ).encode(),
         },
         "foreign.oneauth",
     )
@@ -427,9 +452,7 @@ def test_export_and_clone_touch_no_other_schema(
     assert time.perf_counter() - started < 20  # pg_dump's lock wait is 30 s
 
 
-def test_an_older_archive_is_migrated_on_import(
-    settings: Settings, tmp_path: Path
-) -> None:
+def test_an_older_archive_is_migrated_on_import(settings: Settings, tmp_path: Path) -> None:
     """An archive made at schema version N-1 is loaded at N-1, then migrated."""
     latest = templates.latest_version("app")
     with ops.connect(settings.operator_url) as conn:
