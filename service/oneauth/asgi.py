@@ -19,6 +19,7 @@ from oneauth.api import orgs as orgs_api
 from oneauth.api import recovery as recovery_api
 from oneauth.api import views
 from oneauth.api import webauthn as webauthn_api
+from oneauth.apps.dek import KeyRing
 from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
 from oneauth.auditchain.sealer import Sealer
@@ -42,7 +43,6 @@ from oneauth.oauth.clients import CHANNEL as clients_channel
 from oneauth.oauth.clients import ClientCache
 from oneauth.oauth.errors import OAuthError, oauth_error_handler
 from oneauth.platform import api as platform_api
-from oneauth.secretbox import SecretBox
 from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
@@ -108,8 +108,8 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             stack.callback(hasher.close)
             # D1: refuse a login role that could do more than become app roles.
             roles.check_service_row(await pool.fetchrow(roles.SERVICE_ROLE_AUDIT_SQL))
-            box = SecretBox.from_config(settings.master_key)
-            registry = Registry(pool, ttl=settings.registry_cache_ttl)
+            box = KeyRing.from_config(settings.master_key)
+            registry = Registry(pool, ttl=settings.registry_cache_ttl, keyring=box)
             keys = KeyStore(box, issuer_for=settings.issuer_for)
             clients = ClientCache()
             notifier = Notifier(settings.database_url)

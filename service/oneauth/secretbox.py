@@ -26,12 +26,12 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["KEY_LEN", "SecretBox", "SecretBoxError", "generate_master_key"]
+__all__ = ["KEY_LEN", "SecretBox", "SecretBoxError", "generate_master_key", "sealed_key_id"]
 
 KEY_LEN: Final = 32  # AES-256
 _NONCE_LEN: Final = 12  # 96 bits, the GCM-native nonce size
@@ -116,7 +116,7 @@ class SecretBox:
         return _parse(sealed)[0] != self._current
 
     @classmethod
-    def from_config(cls, value: str) -> SecretBox:
+    def from_config(cls, value: str) -> Self:
         """Parse ONEAUTH_MASTER_KEY.
 
         Either one base64url key (its id is the first 8 hex digits of its SHA-256, which
@@ -145,6 +145,14 @@ class SecretBox:
                 raise ValueError(f"{where}: duplicate key id {key_id!r}")
             keys[key_id] = _decode_key(encoded, where)
         return cls(keys, next(iter(keys)))
+
+
+def sealed_key_id(sealed: str) -> str:
+    """The id of the key that sealed ``sealed`` (a master key's or an app's data key's).
+
+    Raises :class:`SecretBoxError` if ``sealed`` is not a well-formed v1 value.
+    """
+    return _parse(sealed)[0]
 
 
 def _aad(key_id: str, context: str) -> bytes:

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from oneauth.apps import dek, receipts
 from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
 from oneauth.db import ops, roles, templates
 from oneauth.db.naming import (
@@ -63,10 +64,11 @@ def validate_display_name(name: str) -> str:
 
 def seed_signing_keys(conn: Conn, app: AppRecord, settings: Settings) -> dict[str, Any]:
     """An active and a pre-published next key for the app's algorithm and RS256."""
-    from oneauth.secretbox import SecretBox
+    from oneauth.apps.dek import KeyRing
     from oneauth.tokens import keystore
 
-    box = SecretBox.from_config(settings.master_key)
+    # The record carries the app's wrapped DEK (created before the hooks run).
+    box = KeyRing.with_apps(settings.master_key, app)
     return {"signing_keys": keystore.seed(conn, app, box)}
 
 
@@ -172,6 +174,9 @@ def provision(
             raise AppConflict(
                 f"schema {names.schema} already exists but no app {app_id!r} is registered"
             ) from None
+        # The app's data-encryption key (K1): every secret the hooks seal for
+        # the app is sealed with it; the record read next carries it.
+        dek.create(conn, dek.KeyRing.from_config(settings.master_key), app_id)
         record = _fetch(conn, app_id)
         assert record is not None
         extra: dict[str, Any] = {}
@@ -321,11 +326,31 @@ def set_status(conn: Conn, app_id: str, status: str) -> AppRecord:
     return updated
 
 
-def delete(conn: Conn, app_id: str) -> AppRecord:
-    """Drop the app's schema (all its data and key material) and role; keep a tombstone.
-    Not the control plane's."""
+@dataclass(frozen=True)
+class Deletion:
+    app: AppRecord
+    # The signed deletion receipt (K3); None if the app was already deleted
+    # (its receipt: `oneauth apps receipt APP`) or no settings were given.
+    receipt: str | None
+    dek_id: str | None
+
+
+def delete(conn: Conn, app_id: str, *, settings: Settings | None = None) -> AppRecord:
+    """``delete_app`` without the receipt for callers that only need the tombstone."""
+    return delete_app(conn, app_id, settings=settings).app
+
+
+def delete_app(conn: Conn, app_id: str, *, settings: Settings | None = None) -> Deletion:
+    """Drop the app's schema (all its data and key material) and role, destroy its
+    data-encryption key, keep a tombstone: one transaction (K2). Not the control plane's.
+
+    With ``settings`` (the master key), a signed deletion receipt is issued and
+    stored in the same transaction (K3).
+    """
     validate_app_id(app_id)
     _not_the_control_plane(app_id, "deleted")
+    receipt: str | None = None
+    destroyed: str | None = None
     with conn.transaction():
         ops.advisory_lock(conn, f"app:{app_id}")
         current = _fetch(conn, app_id, for_update=True)
@@ -336,18 +361,79 @@ def delete(conn: Conn, app_id: str) -> AppRecord:
             # Ownership checks follow privileges, and the NOINHERIT login role
             # has none until it becomes the app role.
             with ops.app_context(conn, names):
+                tables = _row_counts(conn, names.schema)
                 conn.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(names.schema))
                 )
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(names.role)))
-            conn.execute(
+            # Crypto-shredding: without this row no copy of the schema opens.
+            destroyed = dek.destroy(conn, app_id)
+            row = conn.execute(
                 "UPDATE oneauth.apps SET status = 'deleted', deleted_at = now(),"
-                " updated_at = now() WHERE app_id = %s",
+                " updated_at = now() WHERE app_id = %s RETURNING deleted_at",
                 (app_id,),
-            )
+            ).fetchone()
+            assert row is not None
+            if settings is not None:
+                box = dek.KeyRing.from_config(settings.master_key)
+                receipt = receipts.issue(
+                    conn,
+                    box,
+                    {
+                        "app_id": app_id,
+                        "deleted_at": row[0].isoformat(),
+                        "schema": names.schema,
+                        "role": names.role,
+                        "tables": tables,
+                        "dek_id": destroyed,
+                    },
+                )
+                receipts.store(conn, app_id, receipt)
         deleted = _fetch(conn, app_id)
     assert deleted is not None
-    return deleted
+    return Deletion(deleted, receipt, destroyed)
+
+
+def _row_counts(conn: Conn, schema: str) -> list[dict[str, Any]]:
+    """Every table of the app's schema with its exact row count (for the receipt)."""
+    names = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+            (schema,),
+        )
+    ]
+    if not names:
+        return []
+    query = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {}, count(*) FROM {}.{}").format(
+            sql.Literal(name), sql.Identifier(schema), sql.Identifier(name)
+        )
+        for name in names
+    )
+    counts = {str(r[0]): int(r[1]) for r in conn.execute(query)}
+    return [{"name": name, "rows": counts[name]} for name in names]
+
+
+def reseal_app(conn: Conn, settings: Settings, app_id: str) -> Any:
+    """Move the app's master-key-sealed values to its data key (K4); one transaction.
+
+    Gives an app from before per-app keys its key first. Returns the
+    ``oneauth.apps.sealed.ResealReport``.
+    """
+    from oneauth.apps import sealed
+
+    validate_app_id(app_id)
+    with conn.transaction():
+        ops.advisory_lock(conn, f"app:{app_id}")
+        current = _fetch(conn, app_id, for_update=True)
+        if current is None or current.status == "deleted":
+            raise AppMissing(f"no app {app_id!r}")
+        ring = dek.KeyRing.from_config(settings.master_key)
+        dek.ensure(conn, ring, app_id)
+        with ops.app_context(conn, current.names):
+            return sealed.reseal(conn, ring, src_app=app_id, dst_app=app_id)
 
 
 def get(conn: Conn, app_id: str, *, for_update: bool = False) -> AppRecord | None:

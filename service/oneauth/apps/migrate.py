@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg_pool
 
-from oneauth.apps import lifecycle
+from oneauth.apps import dek, lifecycle
 from oneauth.db import ops
 from oneauth.settings import Settings
 
@@ -91,6 +91,13 @@ def _migrate_app(
         if record is None or record.status == "deleted":
             return []
         names = record.names
+        if settings is not None:
+            # An app from before per-app data keys gets one (K1); the hooks
+            # below then seal with it. Legacy values move with `apps reseal`.
+            _, created = dek.ensure(conn, dek.KeyRing.from_config(settings.master_key), app_id)
+            if created:
+                record = lifecycle.get(conn, app_id)
+                assert record is not None
         with ops.app_context(conn, names):
             result = ops.apply_templates(conn, "app", names.schema, sql_root)
             if settings is not None:

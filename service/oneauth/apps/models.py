@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from oneauth.apps.dek import AppDek
 from oneauth.db.naming import AppNames, names_for
 
 AppStatus = Literal["active", "suspended", "deleted"]
@@ -22,6 +23,10 @@ class AppRecord:
     # The installation's role namespace when the app was provisioned ('' for
     # apps from before namespaces: their roles keep the legacy names, D2).
     role_namespace: str = ""
+    # The app's wrapped data-encryption key (oneauth.apps.dek), read with the
+    # row so that whoever holds the record can seal for the app; None before
+    # `oneauth migrate` gave an older app one, and after deletion.
+    dek: AppDek | None = field(default=None, compare=False, repr=False)
     # The parsed AppPolicy, filled on first use by apps.policy.policy_of. The
     # registry builds a new record whenever settings change, so it never goes stale.
     parsed_policy: Any = field(default=None, init=False, repr=False, compare=False)
@@ -51,7 +56,9 @@ class AppRecord:
 
 
 REGISTRY_COLUMNS = (
-    "app_id, display_name, status, schema_version, created_at, settings, role_namespace"
+    "app_id, display_name, status, schema_version, created_at, settings, role_namespace,"
+    " (SELECT k.dek_id || ':' || k.wrapped_dek FROM oneauth.app_keys k"
+    " WHERE k.app_id = apps.app_id)"
 )
 
 
@@ -70,4 +77,5 @@ def record_from_row(row: Any) -> AppRecord:
         created_at=row[4],
         settings=dict(settings or {}),
         role_namespace=row[6],
+        dek=AppDek.parse(row[7]) if len(row) > 7 else None,
     )

@@ -19,6 +19,7 @@ from collections import OrderedDict
 import asyncpg
 
 from oneauth import metrics
+from oneauth.apps.dek import KeyRing
 from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
 from oneauth.db import templates
 from oneauth.db.naming import is_valid_app_id
@@ -35,8 +36,12 @@ class Registry:
         ttl: float = 5.0,
         max_entries: int = 100_000,
         required_version: int | None = None,
+        keyring: KeyRing | None = None,
     ) -> None:
         self._pool = pool
+        # Every record read here carries its app's wrapped DEK: the ring learns
+        # it, so a request that passed the gate can seal for its app (K1).
+        self.keyring = keyring
         # The app schema version this code needs (its newest template).
         self.required_version = (
             templates.latest_version("app") if required_version is None else required_version
@@ -61,6 +66,8 @@ class Registry:
             f"SELECT {REGISTRY_COLUMNS} FROM oneauth.apps WHERE app_id = $1", app_id
         )
         record = None if row is None else record_from_row(row)
+        if record is not None and self.keyring is not None:
+            self.keyring.learn_record(record)
         # An invalidation that raced with this read wins: don't cache stale data.
         if generation == self._generation:
             self._cache[app_id] = (now + self._ttl, record)

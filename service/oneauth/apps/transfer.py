@@ -316,7 +316,7 @@ def import_archive(
                         else ""
                     )
                 )
-            result = _clone(conn, settings, box, arc, target, display_name, pg_restore)
+            result = _clone(conn, settings, arc, target, display_name, pg_restore)
         elif existing is None:
             result = _restore_fresh(conn, settings, arc, pg_restore)
         elif not replace:
@@ -347,7 +347,8 @@ def _restore_fresh(conn: Conn, settings: Settings, arc: Archive, pg_restore: Pat
         record = made.app
         with ops.app_context(conn, record.names):
             rows = load_rows(conn, pg_restore, arc, record.names.schema, skip=frozenset())
-        _restore_control_rows(conn, arc, record.app_id, checkpoints=True)
+        _restore_control_rows(conn, settings, arc, record.app_id, checkpoints=True)
+        record = lifecycle.get(conn, record.app_id) or record  # with the archive's data key
         applied = _finish(conn, settings, record)
         conn.execute(
             "UPDATE oneauth.apps SET status = %s, created_at = %s::timestamptz, updated_at = now()"
@@ -382,7 +383,8 @@ def _replace(
                 conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
                 ops.apply_templates(conn, "app", names.schema, upto=arc.schema_version)
                 rows = load_rows(conn, pg_restore, arc, names.schema, skip=frozenset())
-            _restore_control_rows(conn, arc, record.app_id, checkpoints=False)
+            _restore_control_rows(conn, settings, arc, record.app_id, checkpoints=False)
+            record = lifecycle.get(conn, record.app_id) or record
             applied = _finish(conn, settings, record)
             reg = arc.registry
             conn.execute(
@@ -402,7 +404,6 @@ def _replace(
 def _clone(
     conn: Conn,
     settings: Settings,
-    box: SecretBox,
     arc: Archive,
     target: str,
     display_name: str | None,
@@ -425,23 +426,46 @@ def _clone(
         names = record.names
         with ops.app_context(conn, names):
             rows = load_rows(conn, pg_restore, arc, names.schema, skip=DROP_ON_CLONE)
-        # No signing key was copied: the seeding hook gives the clone new ones.
-        applied = _finish(conn, settings, record)
-        with ops.app_context(conn, names):
+            migrated = _migrate(conn, record)
             # The clone must not call A's receivers behind their back: endpoints are
             # kept for reference but disabled until an operator enables them.
             conn.execute("UPDATE webhook_endpoints SET enabled = false, updated_at = now()")
-            _reseal(conn, box, arc, target)
+            _reseal(conn, settings, arc, record)
+        _set_version(conn, target, migrated.version)
+        # No signing key was copied: the seeding hook gives the clone new ones.
+        _finish(conn, settings, record)
+        applied = migrated.applied
         final = lifecycle.get(conn, target)
     assert final is not None
     return ImportResult(final, "clone", arc.app_id, rows, applied)
 
 
-def _reseal(conn: Conn, box: SecretBox, arc: Archive, target: str) -> None:
-    """Every kept sealed value is bound to the source app: reopen and seal for the clone."""
-    from oneauth.apps import sealed  # type: ignore[attr-defined]  # i16/shred
+def _reseal(conn: Conn, settings: Settings, arc: Archive, dst: AppRecord) -> None:
+    """Every kept sealed value is bound to the source app (its context and data key):
+    reopen it and seal it for the clone (oneauth.apps.sealed, the one list)."""
+    from oneauth.apps import dek, sealed
 
-    sealed.reseal(conn, box, src_app=arc.app_id, dst_app=target)
+    ring = dek.KeyRing.with_apps(settings.master_key, dst)
+    ring.learn(arc.app_id, _archived_dek(ring, arc))
+    sealed.reseal(conn, ring, src_app=arc.app_id, dst_app=dst.app_id)
+
+
+def _archived_dek(ring: Any, arc: Archive) -> Any:
+    """The archive's wrapped data key, checked to open with this installation's master key."""
+    from oneauth.apps import dek
+    from oneauth.secretbox import SecretBoxError
+
+    if arc.app_key is None:
+        return None  # an export from before per-app keys: values sealed by the master key
+    found = dek.AppDek(str(arc.app_key["dek_id"]), str(arc.app_key["wrapped_dek"]))
+    try:
+        ring.unwrap(arc.app_id, found)
+    except SecretBoxError:
+        raise ArchiveError(
+            "the archive's data key does not open with this installation's master key "
+            "(configure the master key of the installation that made the export)"
+        ) from None
+    return found
 
 
 def _live_status(reg: dict[str, Any]) -> str:
@@ -449,25 +473,37 @@ def _live_status(reg: dict[str, Any]) -> str:
     return status if status in ("active", "suspended") else "suspended"
 
 
+def _migrate(conn: Conn, record: AppRecord) -> ops.MigrationResult:
+    """Migrate the loaded schema (in the app's context) to this release."""
+    return ops.apply_templates(conn, "app", record.names.schema)
+
+
+def _set_version(conn: Conn, app_id: str, version: int) -> None:
+    conn.execute(
+        "UPDATE oneauth.apps SET schema_version = %s, updated_at = now() WHERE app_id = %s",
+        (version, app_id),
+    )
+
+
 def _finish(conn: Conn, settings: Settings, record: AppRecord) -> list[str]:
     """Migrate the loaded schema to this release and seed what every app needs."""
     with ops.app_context(conn, record.names):
-        result = ops.apply_templates(conn, "app", record.names.schema)
+        result = _migrate(conn, record)
         for hook in lifecycle.default_hooks():
             hook(conn, record, settings)
-    conn.execute(
-        "UPDATE oneauth.apps SET schema_version = %s, updated_at = now() WHERE app_id = %s",
-        (result.version, record.app_id),
-    )
+    _set_version(conn, record.app_id, result.version)
     return result.applied
 
 
-def _restore_control_rows(conn: Conn, arc: Archive, app_id: str, *, checkpoints: bool) -> None:
+def _restore_control_rows(
+    conn: Conn, settings: Settings, arc: Archive, app_id: str, *, checkpoints: bool
+) -> None:
     """The wrapped data key (replacing the one provisioning made) and, into an empty
     slot, the audit chain's signed checkpoints."""
+    from oneauth.apps import dek
+
     if arc.app_key is not None:
-        if not _has_table(conn, "oneauth.app_keys"):
-            raise ArchiveError("the archive holds a per-app data key, which this release lacks")
+        _archived_dek(dek.KeyRing.from_config(settings.master_key), arc)
         conn.execute("DELETE FROM oneauth.app_keys WHERE app_id = %s", (app_id,))
         conn.execute(
             "INSERT INTO oneauth.app_keys SELECT * FROM"

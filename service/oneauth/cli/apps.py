@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from oneauth.apps import lifecycle, policy
+from oneauth.apps import lifecycle, policy, receipts
+from oneauth.apps.dek import KeyRing
 from oneauth.cli.common import fail, load_settings, print_json
 from oneauth.db import ops
 from oneauth.db.naming import InvalidAppId
@@ -85,6 +87,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("app_id")
     p.add_argument("--yes", action="store_true", help="confirm: this destroys the app's data")
+    p.add_argument("--json", action="store_true", help="print the receipt's claims as JSON too")
     p.set_defaults(func=cmd_delete)
 
     p = cmds.add_parser(
@@ -116,6 +119,53 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--pg-bin", type=Path, help="directory of pg_restore (default: by version)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_import)
+
+    p = cmds.add_parser(
+        "verify-deleted",
+        help="check a deletion receipt against the database",
+        description="Check a deletion receipt (the JWS printed by `apps delete`): its "
+        "signature by the platform's receipt key, then that the app's schema, role and "
+        "data-encryption key are gone and the registry says deleted. Exit status 0 only "
+        "if every check passes.",
+    )
+    p.add_argument("receipt", help="the receipt (a JWS), a file holding it, or - for stdin")
+    p.add_argument(
+        "--key",
+        metavar="FILE",
+        help="verify with this public JWK (from `apps receipt-key`) instead of the "
+        "database's receipt keys",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_verify_deleted)
+
+    p = cmds.add_parser(
+        "receipt-key",
+        help="print the public key that signs deletion receipts",
+        description="Print the platform's receipt-signing public keys (JWK set), "
+        "creating the key on first use. Keep a copy apart from the database.",
+    )
+    p.set_defaults(func=cmd_receipt_key)
+
+    p = cmds.add_parser(
+        "receipt",
+        help="print the deletion receipt of a deleted app again",
+        description="Print the deletion receipt stored when the app was deleted.",
+    )
+    p.add_argument("app_id")
+    p.set_defaults(func=cmd_receipt)
+
+    p = cmds.add_parser(
+        "reseal",
+        help="move an app's master-key-sealed secrets to its data key",
+        description="Reseal every secret of the app's schema that is still sealed with "
+        "the master key (written before per-app data keys) with the app's "
+        "data-encryption key, so that deleting the app makes it unreadable. Ephemeral "
+        "values (flows, outbox links) are left to expire. Idempotent.",
+    )
+    p.add_argument("app_id", nargs="?")
+    p.add_argument("--all", action="store_true", dest="all_apps", help="every app")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_reseal)
 
 
 def _conn(settings: Settings | None = None) -> tuple[lifecycle.Conn, str]:
@@ -247,13 +297,126 @@ def cmd_set_status(args: argparse.Namespace) -> None:
 def cmd_delete(args: argparse.Namespace) -> None:
     if not args.yes:
         fail("deleting an app destroys all its data and keys; pass --yes to confirm")
+    settings = load_settings()
+    conn, _ = _conn(settings)
+    with conn:
+        try:
+            result = lifecycle.delete_app(conn, args.app_id, settings=settings)
+        except (InvalidAppId, lifecycle.AppError) as exc:
+            fail(str(exc))
+    if result.receipt is None:
+        print(
+            f"app {args.app_id} was already deleted; its receipt: `oneauth apps receipt "
+            f"{args.app_id}`",
+            file=sys.stderr,
+        )
+        return
+    if args.json:
+        claims = receipts.verify(result.receipt, _receipt_keys(settings))
+        print_json({"receipt": result.receipt, "claims": claims})
+        return
+    print(
+        f"app {args.app_id} deleted (schema and role dropped, data key "
+        f"{result.dek_id or '(none)'} destroyed; tombstone kept). Deletion receipt "
+        "(check it with `oneauth apps verify-deleted`):",
+        file=sys.stderr,
+    )
+    print(result.receipt)
+
+
+def _receipt_keys(settings: Settings) -> list[dict[str, Any]]:
+    conn, _ = _conn(settings)
+    with conn:
+        return receipts.public_keys(conn)
+
+
+def _read_receipt(value: str) -> str:
+    if value == "-":
+        return sys.stdin.read().strip()
+    if value.count(".") == 2 and not Path(value).exists():
+        return value.strip()
+    try:
+        return Path(value).read_text().strip()
+    except OSError as exc:
+        fail(f"{value}: {exc.strerror or exc}")
+
+
+def cmd_verify_deleted(args: argparse.Namespace) -> None:
+    receipt = _read_receipt(args.receipt)
+    settings = load_settings()
+    conn, _ = _conn(settings)
+    with conn:
+        if args.key:
+            try:
+                key = json.loads(Path(args.key).read_text())
+            except (OSError, ValueError) as exc:
+                fail(f"{args.key}: not a JWK file ({exc})")
+            keys = key.get("keys", [key]) if isinstance(key, dict) else []
+        else:
+            keys = receipts.public_keys(conn)
+        try:
+            claims = receipts.verify(receipt, keys)
+        except receipts.ReceiptError as exc:
+            if args.json:
+                print_json({"ok": False, "checks": {"signature": False}, "error": str(exc)})
+            else:
+                print(f"INVALID receipt: {exc}")
+            raise SystemExit(1) from None
+        check = receipts.check_deleted(conn, claims)
+    if args.json:
+        print_json({"ok": check.ok, "checks": check.checks, "claims": claims})
+    else:
+        for name, passed in check.checks.items():
+            print(f"{'ok ' if passed else 'FAIL'} {name}")
+        verdict = "verified" if check.ok else "NOT verified"
+        print(f"app {claims.get('app_id')} deletion at {claims.get('deleted_at')}: {verdict}")
+    if not check.ok:
+        raise SystemExit(1)
+
+
+def cmd_receipt_key(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    conn, _ = _conn(settings)
+    with conn:
+        keys = receipts.public_keys(conn, KeyRing.from_config(settings.master_key))
+    print_json({"keys": keys})
+
+
+def cmd_receipt(args: argparse.Namespace) -> None:
     conn, _ = _conn()
     with conn:
         try:
-            lifecycle.delete(conn, args.app_id)
+            lifecycle.get(conn, args.app_id)  # validates the id
+        except InvalidAppId as exc:
+            fail(str(exc))
+        receipt = receipts.stored(conn, args.app_id)
+    if receipt is None:
+        fail(f"no deletion receipt for {args.app_id!r} (not deleted, or deleted before receipts)")
+    print(receipt)
+
+
+def cmd_reseal(args: argparse.Namespace) -> None:
+    if bool(args.app_id) == bool(args.all_apps):
+        fail("name one app, or pass --all")
+    settings = load_settings()
+    conn, _ = _conn(settings)
+    reports = []
+    with conn:
+        try:
+            targets = (
+                [a.app_id for a in lifecycle.list_apps(conn)] if args.all_apps else [args.app_id]
+            )
+            for app_id in targets:
+                reports.append(lifecycle.reseal_app(conn, settings, app_id))
         except (InvalidAppId, lifecycle.AppError) as exc:
             fail(str(exc))
-    print(f"app {args.app_id} deleted (schema and role dropped; tombstone kept)")
+    if args.json:
+        print_json([r.to_json() for r in reports])
+        return
+    for report in reports:
+        moved = sum(report.resealed.values())
+        kept = sum(report.current.values())
+        print(f"{report.dst_app}: resealed {moved} value(s); {kept} already under its data key")
 
 
 def cmd_export(args: argparse.Namespace) -> None:

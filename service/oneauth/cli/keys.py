@@ -9,10 +9,11 @@ from typing import Any
 
 import asyncpg
 
+from oneauth.apps.dek import KeyRing
 from oneauth.apps.models import AppRecord
 from oneauth.cli.appctx import run_in_app
 from oneauth.cli.common import fail, print_json
-from oneauth.secretbox import SecretBox, generate_master_key
+from oneauth.secretbox import generate_master_key
 from oneauth.settings import Settings
 from oneauth.tokens import keystore
 
@@ -59,6 +60,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_rotate)
 
     p = cmds.add_parser(
+        "rewrap",
+        help="rewrap every app's data key under the current master key",
+        description="Master-key rotation: put the new key first in ONEAUTH_MASTER_KEY "
+        "(new:KEY,old:KEY), run this, then drop the old key. Every app's data-encryption "
+        "key (and the receipt-signing key) is rewrapped in the control schema only; no "
+        "app schema is entered or changed. Batched and resumable.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_rewrap)
+
+    p = cmds.add_parser(
         "new-master-key",
         help="print a new random ONEAUTH_MASTER_KEY",
         description="Print a new random 256-bit master key (base64url).",
@@ -91,7 +103,7 @@ def cmd_rotate(args: argparse.Namespace) -> None:
         return await keystore.rotate(
             conn,
             app,
-            SecretBox.from_config(settings.master_key),
+            KeyRing.with_apps(settings.master_key, app),
             actor_type="operator",
             actor_id=_operator(),
             emergency=args.emergency,
@@ -122,6 +134,28 @@ def _operator() -> str | None:
         return getpass.getuser()
     except (OSError, KeyError):  # no login name (a container without a passwd entry)
         return None
+
+
+def cmd_rewrap(args: argparse.Namespace) -> None:
+    from oneauth.apps import dek
+    from oneauth.cli.common import load_settings
+    from oneauth.db import ops
+    from oneauth.db.roles import UnsafeRole, check_operator_role
+
+    settings = load_settings()
+    with ops.connect(settings.operator_url) as conn:
+        try:
+            check_operator_role(conn)
+        except UnsafeRole as exc:
+            fail(str(exc))
+        report = dek.rewrap_all(conn, KeyRing.from_config(settings.master_key))
+    if args.json:
+        print_json(report.__dict__)
+        return
+    print(
+        f"rewrapped {report.rewrapped} app data key(s) under master key "
+        f"{report.master_key_id}; {report.unchanged} already were"
+    )
 
 
 def cmd_new_master_key(args: argparse.Namespace) -> None:

@@ -10,13 +10,13 @@ from typing import Any
 
 import asyncpg
 
+from oneauth.apps.dek import KeyRing
 from oneauth.apps.models import AppRecord
 from oneauth.cli.appctx import run_in_app
 from oneauth.cli.common import fail, print_json
 from oneauth.orgs import domains, invitations
 from oneauth.orgs import service as orgs
 from oneauth.orgs.actor import OPERATOR
-from oneauth.secretbox import SecretBox
 from oneauth.settings import Settings
 
 ORG_HELP = "the organization's id (org_...) or slug"
@@ -525,7 +525,9 @@ def cmd_invite(args: argparse.Namespace) -> None:
     async def work(
         conn: asyncpg.Connection, app: AppRecord, settings: Settings
     ) -> tuple[invitations.Invitation, str]:
-        sender = invitations.OutboxSender(settings, app, SecretBox.from_config(settings.master_key))
+        sender = invitations.OutboxSender(
+            settings, app, KeyRing.with_apps(settings.master_key, app)
+        )
         invitation, token = await invitations.invite(
             sender,
             conn,

@@ -14,10 +14,10 @@ import json
 import sys
 from typing import Any
 
+from oneauth.apps.dek import KeyRing
 from oneauth.cli.appctx import app_transaction
 from oneauth.cli.common import fail, print_json
 from oneauth.federation import providers
-from oneauth.secretbox import SecretBox
 
 SECRET_HELP = "file holding the client secret (or the private key), '-' for stdin"
 
@@ -181,7 +181,7 @@ def cmd_create(args: argparse.Namespace) -> None:
     changes = _changes(args)
     spec = providers.ProviderSpec(kind=args.kind, **changes)
     with app_transaction(args.app) as (conn, app, settings):
-        box = SecretBox.from_config(settings.master_key)
+        box = KeyRing.with_apps(settings.master_key, app)
         try:
             provider = providers.create(
                 conn, box, app.app_id, spec, secret, allow_http=not settings.is_production
@@ -224,7 +224,7 @@ def cmd_update(args: argparse.Namespace) -> None:
     secret = _read_secret(args.client_secret_file) if args.client_secret_file else None
     changes = _changes(args)
     with app_transaction(args.app) as (conn, app, settings):
-        box = SecretBox.from_config(settings.master_key)
+        box = KeyRing.with_apps(settings.master_key, app)
         try:
             provider = providers.update(
                 conn,

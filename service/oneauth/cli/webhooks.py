@@ -14,10 +14,10 @@ from typing import Any
 import asyncpg
 
 from oneauth import audit
+from oneauth.apps.dek import KeyRing
 from oneauth.apps.models import AppRecord
 from oneauth.cli.appctx import run_in_app
 from oneauth.cli.common import fail, print_json
-from oneauth.secretbox import SecretBox
 from oneauth.settings import Settings
 from oneauth.webhooks import EVENT_TYPES, endpoints
 
@@ -108,7 +108,7 @@ async def _audit(conn: asyncpg.Connection, event: str, target_type: str, target_
 
 def cmd_create(args: argparse.Namespace) -> None:
     async def work(conn: asyncpg.Connection, app: AppRecord, settings: Settings) -> Any:
-        box = SecretBox.from_config(settings.master_key)
+        box = KeyRing.with_apps(settings.master_key, app)
         endpoint, secret = await endpoints.create(
             conn,
             box,

@@ -34,6 +34,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 async def run(settings: Settings, *, once: bool = False) -> None:
+    from oneauth.apps.dek import KeyRing
     from oneauth.apps.registry import CHANNEL as registry_channel
     from oneauth.apps.registry import Registry
     from oneauth.auditchain.sealer import Sealer
@@ -42,7 +43,6 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     from oneauth.db.router import Router
     from oneauth.mail.outbox import CHANNEL as outbox_channel
     from oneauth.mail.worker import DeliveryWorker
-    from oneauth.secretbox import SecretBox
     from oneauth.tokens.keystore import CHANNEL as keys_channel
     from oneauth.tokens.keystore import KeyStore
     from oneauth.webhooks.events import DELIVERIES_CHANNEL as webhooks_channel
@@ -51,11 +51,11 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     pool = await create_pool(settings)
     app_pools = await create_app_pools(settings)
     try:
-        registry = Registry(pool, ttl=settings.registry_cache_ttl)
+        box = KeyRing.from_config(settings.master_key)
+        registry = Registry(pool, ttl=settings.registry_cache_ttl, keyring=box)
         router = Router(
             app_pools, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
         )
-        box = SecretBox.from_config(settings.master_key)
         worker = DeliveryWorker.from_settings(settings, pool, registry, router, box)
         keys = KeyStore(box, issuer_for=settings.issuer_for)
         sealer = Sealer.from_settings(settings, pool, registry, router, keys, box)

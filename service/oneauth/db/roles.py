@@ -45,6 +45,9 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "audit_checkpoints": "SELECT, INSERT",
     "audit_sweep": "SELECT, INSERT, UPDATE, DELETE",
     "webhook_sweep": "SELECT, INSERT, UPDATE, DELETE",
+    # Per-app data keys, wrapped by the master key (oneauth.apps.dek, K1): read
+    # with every registry row; created, rewrapped and destroyed by the CLI only.
+    "app_keys": "SELECT",
 }
 
 

@@ -53,6 +53,9 @@ class Router:
     ) -> None:
         self.pools = pools if isinstance(pools, AppPools) else AppPools([pools])
         self.registry = registry
+        # Records handed to enter() by workers (read with their own queries)
+        # carry their wrapped DEK too; the registry's ring learns it (K1).
+        self.keyring = getattr(registry, "keyring", None)
         self.max_apps_per_connection = max_apps_per_connection
         self._enter_cache: dict[str, str] = {}
 
@@ -65,6 +68,8 @@ class Router:
     @contextlib.asynccontextmanager
     async def enter(self, record: AppRecord) -> AsyncIterator[asyncpg.Connection]:
         """Enter an app already checked by the caller (e.g. the HTTP app gate)."""
+        if self.keyring is not None:
+            self.keyring.learn_record(record)
         enter_sql = self._enter_cache.get(record.app_id)
         if enter_sql is None:
             enter_sql = self._enter_cache[record.app_id] = _enter_sql(record.names)

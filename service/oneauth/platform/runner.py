@@ -119,7 +119,7 @@ def _execute(conn: lifecycle.Conn, settings: Settings, job: Job) -> AppRecord:
                 conn, job.app_id, "suspended" if job.kind == "suspend" else "active"
             )
         if job.kind == "delete":
-            return lifecycle.delete(conn, job.app_id)
+            return lifecycle.delete(conn, job.app_id, settings=settings)
         raise JobRefused("unknown_job", f"unknown job kind {job.kind!r}")
     except lifecycle.AppMissing as exc:
         raise JobRefused("app_not_found", str(exc)) from None
