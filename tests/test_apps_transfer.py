@@ -205,7 +205,10 @@ async def test_clone_gets_new_keys_and_refuses_the_originals_tokens(
     assert "signing_keys" not in result.rows
     assert result.rows["users"] == 3
 
-    kids_a = {k["kid"] for k in (await client.get(f"/apps/{app.app_id}/.well-known/jwks.json")).json()["keys"]}
+    kids_a = {
+        k["kid"]
+        for k in (await client.get(f"/apps/{app.app_id}/.well-known/jwks.json")).json()["keys"]
+    }
     jwks = await client.get(f"/apps/{clone_id}/.well-known/jwks.json")
     assert jwks.status_code == 200, jwks.text
     kids_c = {k["kid"] for k in jwks.json()["keys"]}
