@@ -59,14 +59,17 @@ def _installation(admin_dsn: str, label: str) -> Settings:
 
 def _users(settings: Settings, app: Any, count: int) -> None:
     hashed = PasswordHasher().hash_sync(PASSWORD)
-    with ops.connect(settings.operator_url) as conn, conn.transaction():
-        with ops.app_context(conn, app.names):
-            conn.execute(
-                "INSERT INTO users (email, email_normalized, email_verified, password_hash)"
-                " SELECT 'user' || n || '@example.com', 'user' || n || '@example.com', true, %s"
-                " FROM generate_series(1, %s) n",
-                (hashed, count),
-            )
+    with (
+        ops.connect(settings.operator_url) as conn,
+        conn.transaction(),
+        ops.app_context(conn, app.names),
+    ):
+        conn.execute(
+            "INSERT INTO users (email, email_normalized, email_verified, password_hash)"
+            " SELECT 'user' || n || '@example.com', 'user' || n || '@example.com', true, %s"
+            " FROM generate_series(1, %s) n",
+            (hashed, count),
+        )
 
 
 def main() -> None:
