@@ -23,12 +23,15 @@ from apiclient import PASSWORD, default_client_id, login, refresh, signup
 from conftest import ScratchDatabase, new_app_id
 from oneauth.apps import archive, lifecycle, transfer
 from oneauth.apps.archive import ArchiveError
+from oneauth.apps.dek import KeyRing
 from oneauth.apps.migrate import migrate_all
 from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
 from oneauth.db import ops, templates
-from oneauth.secretbox import SecretBox
+from oneauth.secretbox import SecretBox, SecretBoxError
+from oneauth.services import Services
 from oneauth.settings import Settings
+from oneauth.webhooks import endpoints
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -188,12 +191,22 @@ async def test_clone_gets_new_keys_and_refuses_the_originals_tokens(
     settings: Settings,
     provision: Callable[..., AppRecord],
     client: httpx.AsyncClient,
+    services: Services,
     tmp_path: Path,
 ) -> None:
     """X6: a clone keeps users and passwords, not tokens; A's tokens are refused at the
     clone and the clone's at A."""
     app = provision(name="Original")
     data = await populated(client, app)
+    async with services.router.enter(app) as conn:
+        hook, hook_secret = await endpoints.create(
+            conn,
+            services.box,
+            services.settings,
+            app.app_id,
+            url="https://hooks.example.com/in",
+            event_types=("user.created",),
+        )
     out = tmp_path / "a.oneauth"
     export(settings, app.app_id, out)
     clone_id = new_app_id("clone")
@@ -251,7 +264,24 @@ async def test_clone_gets_new_keys_and_refuses_the_originals_tokens(
         await refresh(client, app.app_id, cid, data["tokens"]["refresh_token"])
     ).status_code == 200
 
-    # The clone's log starts empty of A's history; the original is unchanged.
+    # The webhook secret (kept) is resealed for the clone: it opens under the clone's
+    # data key and context only; the endpoint is there but disabled.
+    with ops.connect(settings.operator_url) as conn, conn.transaction():
+        clone = lifecycle.get(conn, clone_id)
+        assert clone is not None
+        with ops.app_context(conn, clone.names):
+            row = conn.execute(
+                "SELECT secret_sealed, enabled FROM webhook_endpoints WHERE id = %s", (hook.id,)
+            ).fetchone()
+    assert row is not None
+    assert row[1] is False
+    ring = KeyRing.with_apps(settings.master_key, clone, app)
+    assert endpoints.open_secret(ring, clone_id, hook.id, row[0]) == hook_secret
+    with pytest.raises(SecretBoxError):
+        endpoints.open_secret(ring, app.app_id, hook.id, row[0])
+    assert count(settings, clone_id, "audit_log") < count(settings, app, "audit_log")
+
+    # The original is unchanged.
     assert count(settings, app, "users") == 3
     with ops.connect(settings.operator_url) as conn:
         assert (lifecycle.get(conn, app.app_id) or app).status == "active"
@@ -305,6 +335,27 @@ async def test_replace_is_required_and_restores_the_archived_state(
         f"/apps/{app.app_id}/v1/me", headers=bearer(data["tokens"]["access_token"])
     )
     assert me.status_code == 200
+
+    # A replace that fails half-way (a dump pg_restore cannot read, in a correctly
+    # sealed archive) rolls back: the data is as before and the app serves again.
+    broken = tmp_path / "broken.oneauth"
+    garbage = tmp_path / "garbage.dump"
+    garbage.write_bytes(b"PGDMP" + os.urandom(512))
+    members = _members(out)
+    manifest = json.loads(members["manifest.json"])
+    archive.write(
+        broken,
+        {k: v for k, v in manifest.items() if k != "members"},
+        {n: json.loads(members[n]) for n in archive.JSON_MEMBERS},
+        garbage,
+        SecretBox.from_config(settings.master_key),
+    )
+    with pytest.raises(ArchiveError, match="pg_restore could not read"):
+        import_(settings, broken, replace=True)
+    with ops.connect(settings.operator_url) as conn:
+        assert (lifecycle.get(conn, app.app_id) or app).status == "active"
+    assert count(settings, app, "users") == 2
+    assert (await login(client, app.app_id, data["emails"][0])).status_code == 200
 
     # A suspended app stays suspended after a replace.
     with ops.connect(settings.operator_url) as conn:
