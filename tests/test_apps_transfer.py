@@ -496,7 +496,35 @@ def test_export_and_clone_touch_no_other_schema(
     export(settings, app.app_id, out)
     result = import_(settings, out, as_app=new_app_id("iso"))
     assert result.app.status == "active"
-    assert time.perf_counter() - started < 20  # pg_dump's lock wait is 30 s
+    assert import_(settings, out, replace=True).app.status == "active"
+    assert time.perf_counter() - started < 25  # pg_dump's lock wait is 30 s
+
+
+def test_two_clones_to_one_new_id_at_once(
+    settings: Settings, provision: Callable[..., AppRecord], tmp_path: Path
+) -> None:
+    """Both imports provision under the app's advisory lock: one clone, one clear refusal."""
+    app = provision()
+    out = tmp_path / "c.oneauth"
+    export(settings, app.app_id, out)
+    target = new_app_id("twin")
+    outcomes: list[str] = []
+
+    def one() -> None:
+        try:
+            outcomes.append(import_(settings, out, as_app=target).mode)
+        except lifecycle.AppConflict as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == 2
+    assert outcomes.count("clone") == 1
+    refusal = next(o for o in outcomes if o != "clone")
+    assert "exists" in refusal or "appeared during the import" in refusal
 
 
 def test_an_older_archive_is_migrated_on_import(settings: Settings, tmp_path: Path) -> None:
