@@ -110,6 +110,17 @@ def count(settings: Settings, app: AppRecord | str, table: str) -> int:
     return int(row[0])
 
 
+def events(settings: Settings, app_id: str) -> list[tuple[str, str | None]]:
+    with ops.connect(settings.operator_url) as conn, conn.transaction():
+        record = lifecycle.get(conn, app_id)
+        assert record is not None
+        with ops.app_context(conn, record.names):
+            return [
+                (str(r[0]), r[1])
+                for r in conn.execute("SELECT event, details->>'mode' FROM audit_log ORDER BY id")
+            ]
+
+
 def test_every_app_table_is_classified_for_clones(
     settings: Settings, provision: Callable[..., AppRecord]
 ) -> None:
@@ -167,8 +178,11 @@ async def test_export_then_restore_into_a_fresh_installation(
     assert body["role"] != app.names.role
     assert body["schema"] == app.names.schema
 
-    for table in ("users", "audit_log", "audit_chain", "sessions", "signing_keys"):
+    for table in ("users", "audit_chain", "sessions", "signing_keys", "clients"):
         assert count(second.settings, app.app_id, table) == count(settings, app, table), table
+    # The whole log came along, plus the import's own row.
+    assert count(second.settings, app.app_id, "audit_log") == count(settings, app, "audit_log") + 1
+    assert events(second.settings, app.app_id)[-1] == ("app.import", "restore")
     # Same app, same keys and sessions: the user and even the old refresh token work.
     assert (await login(second.client, app.app_id, data["emails"][1])).status_code == 200
     me = await second.client.get(
@@ -277,6 +291,8 @@ async def test_clone_gets_new_keys_and_refuses_the_originals_tokens(
     assert endpoints.open_secret(ring, clone_id, hook.id, row[0]) == hook_secret
     with pytest.raises(SecretBoxError):
         endpoints.open_secret(ring, app.app_id, hook.id, row[0])
+    # The clone's log starts with its import, none of A's history.
+    assert events(settings, clone_id)[0] == ("app.import", "clone")
     assert count(settings, clone_id, "audit_log") < count(settings, app, "audit_log")
 
     # The original is unchanged.

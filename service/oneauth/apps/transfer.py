@@ -347,6 +347,7 @@ def _restore_fresh(conn: Conn, settings: Settings, arc: Archive, pg_restore: Pat
         record = made.app
         with ops.app_context(conn, record.names):
             rows = load_rows(conn, pg_restore, arc, record.names.schema, skip=frozenset())
+            _audit(conn, record, "restore", arc, rows)
         _restore_control_rows(conn, settings, arc, record.app_id, checkpoints=True)
         record = lifecycle.get(conn, record.app_id) or record  # with the archive's data key
         applied = _finish(conn, settings, record)
@@ -383,6 +384,7 @@ def _replace(
                 conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
                 ops.apply_templates(conn, "app", names.schema, upto=arc.schema_version)
                 rows = load_rows(conn, pg_restore, arc, names.schema, skip=frozenset())
+                _audit(conn, record, "replace", arc, rows)
             _restore_control_rows(conn, settings, arc, record.app_id, checkpoints=False)
             record = lifecycle.get(conn, record.app_id) or record
             applied = _finish(conn, settings, record)
@@ -431,6 +433,7 @@ def _clone(
             # kept for reference but disabled until an operator enables them.
             conn.execute("UPDATE webhook_endpoints SET enabled = false, updated_at = now()")
             _reseal(conn, settings, arc, record)
+            _audit(conn, record, "clone", arc, rows)
         _set_version(conn, target, migrated.version)
         # No signing key was copied: the seeding hook gives the clone new ones.
         _finish(conn, settings, record)
@@ -466,6 +469,29 @@ def _archived_dek(ring: Any, arc: Archive) -> Any:
             "(configure the master key of the installation that made the export)"
         ) from None
     return found
+
+
+def _audit(conn: Conn, record: AppRecord, mode: str, arc: Archive, rows: dict[str, int]) -> None:
+    """``app.import`` in the app's own log: what came from which archive (in the app's context)."""
+    from oneauth import audit
+
+    audit.record_sync(
+        conn,
+        "app.import",
+        "success",
+        audit.SYSTEM,
+        app_id=record.app_id,
+        actor_type="operator",
+        target_type="app",
+        target_id=record.app_id,
+        details={
+            "mode": mode,
+            "source_app_id": arc.app_id,
+            "exported_at": arc.manifest.get("created_at"),
+            "schema_version": arc.schema_version,
+            "rows": sum(rows.values()),
+        },
+    )
 
 
 def _live_status(reg: dict[str, Any]) -> str:
