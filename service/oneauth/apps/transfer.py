@@ -116,8 +116,10 @@ _SETVAL = re.compile(
 )
 _COLUMN = re.compile(r'\s*(?:([a-z_][a-z0-9_]*)|"((?:[^"]|"")+)")\s*(?:,|$)')
 # Statements a data-only script holds besides COPY and setval: session settings only.
+# Never executed, only recognised: anything else is refused, so an archive cannot
+# smuggle DDL past the check even in a line this loop would skip.
 _HARMLESS = re.compile(
-    rb"^(?:--.*|\s*|SET [a-z_]+ = .*;|SELECT pg_catalog\.set_config\('search_path', '', false\);"
+    rb"^(?:--.*|\s*|SET [a-z_]+ = [^;]*;|SELECT pg_catalog\.set_config\('search_path', '', false\);"
     rb"|\\(?:un)?restrict [A-Za-z0-9]+)\n?$"
 )
 
@@ -564,14 +566,14 @@ def load_rows(
 
     The caller holds the transaction. Returns rows per table loaded."""
     src_schema = str(arc.manifest["schema"])
-    tables = {
-        str(r[0])
-        for r in conn.execute(
-            "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace"
-            " AND relkind IN ('r', 'p')",
-            (schema,),
-        )
-    }
+    tables: dict[str, set[str]] = {}
+    for r in conn.execute(
+        "SELECT c.relname, a.attname FROM pg_class c"
+        " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+        " WHERE c.relnamespace = %s::regnamespace AND c.relkind IN ('r', 'p')",
+        (schema,),
+    ):
+        tables.setdefault(str(r[0]), set()).add(str(r[1]))
     sequences = {
         str(r[0]): (None if r[1] is None else str(r[1]))
         for r in conn.execute(
@@ -638,7 +640,7 @@ def _load_stream(
     stream: IO[bytes],
     src_schema: str,
     schema: str,
-    tables: set[str],
+    tables: dict[str, set[str]],
     sequences: dict[str, str | None],
     skip: frozenset[str],
     rows: dict[str, int],
@@ -658,6 +660,12 @@ def _load_stream(
                     f"the dump has rows for table {table!r}, which this release's schema lacks"
                 )
             columns = _columns(copy.group(3).decode())
+            unknown = sorted(set(columns) - tables[table])
+            if unknown:
+                raise ArchiveError(
+                    f"the dump's rows of {table} have columns this release's schema lacks: "
+                    + ", ".join(unknown)
+                )
             if table == LEDGER:
                 ledger.extend(_block(lines))
             elif table in skip:
