@@ -19,7 +19,7 @@ from oneauth.api import orgs as orgs_api
 from oneauth.api import recovery as recovery_api
 from oneauth.api import views
 from oneauth.api import webauthn as webauthn_api
-from oneauth.apps.dek import KeyRing
+from oneauth.apps.dek import KeyRing, SyncLoader
 from oneauth.apps.registry import CHANNEL as registry_channel
 from oneauth.apps.registry import Registry
 from oneauth.auditchain.sealer import Sealer
@@ -109,6 +109,8 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             # D1: refuse a login role that could do more than become app roles.
             roles.check_service_row(await pool.fetchrow(roles.SERVICE_ROLE_AUDIT_SQL))
             box = KeyRing.from_config(settings.master_key)
+            box.loader = loader = SyncLoader(settings.database_url)
+            stack.callback(loader.close)
             registry = Registry(pool, ttl=settings.registry_cache_ttl, keyring=box)
             keys = KeyStore(box, issuer_for=settings.issuer_for)
             clients = ClientCache()

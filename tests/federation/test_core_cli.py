@@ -12,10 +12,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from oneauth.apps.dek import KeyRing
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
 from oneauth.federation import providers
-from oneauth.secretbox import SecretBox
 from oneauth.settings import Settings
 
 PUBLIC = "https://auth.example.com"
@@ -105,7 +105,7 @@ def test_create_from_a_file_prints_id_and_callback_never_the_secret(
     # Sealed at rest, bound to this app and provider (A2).
     sealed = sealed_of(settings, app, pid)
     assert SECRET not in sealed
-    box = SecretBox.from_config(settings.master_key)
+    box = KeyRing.with_apps(settings.master_key, app)  # sealed with the app's key (K1)
     assert box.open(sealed, context=providers.seal_context(app.app_id, pid)).decode() == SECRET
 
     # Text mode says the same, plainly.
@@ -171,7 +171,7 @@ def test_secret_from_stdin_update_and_delete(
     )
     assert created.returncode == 0, created.stderr
     pid = json.loads(created.stdout)["id"]
-    box = SecretBox.from_config(settings.master_key)
+    box = KeyRing.with_apps(settings.master_key, app)  # sealed with the app's key (K1)
     context = providers.seal_context(app.app_id, pid)
     assert box.open(sealed_of(settings, app, pid), context=context).decode() == SECRET
 

@@ -1,4 +1,4 @@
-"""The per-app key ring (oneauth.apps.dek, SECURITY.md K1, K4): routing, legacy values, bounds."""
+"""The per-app key ring (oneauth.apps.dek, requirements K1, K4): routing, legacy values, bounds."""
 
 from __future__ import annotations
 
@@ -153,3 +153,29 @@ def test_every_sealed_column_of_the_app_templates_is_in_the_one_list() -> None:
     assert found, "the scan found no sealed column at all"
     # The one sealed value inside a JSON column.
     assert ("auth_flows", "data") in listed
+
+
+def test_a_wrapped_key_is_bound_to_its_app() -> None:
+    """An archive's key installed under another app_id does not unwrap (dek.install's check)."""
+    r = ring()
+    dek = learned(r, "shop")
+    with pytest.raises(SecretBoxError):
+        r.unwrap("blog", dek)
+    assert len(r.unwrap("shop", dek)) == 32
+
+
+def test_a_loader_teaches_the_ring_an_app_no_record_did() -> None:
+    r = ring()
+    source = KeyRing({"m1": K1}, "m1")
+    dek = learned(source, "shop")
+    asked: list[str] = []
+
+    def load(app_id: str) -> AppDek | None:
+        asked.append(app_id)
+        return dek if app_id == "shop" else None
+
+    r.loader = load
+    value = r.seal(b"v", context="app:shop/x")
+    assert sealed_key_id(value) == dek.dek_id
+    assert r.open(value, context="app:shop/x") == b"v"
+    assert asked == ["shop"]  # once per app, then known

@@ -1,4 +1,4 @@
-"""Per-app data-encryption keys (crypto-shredding, SECURITY.md K1-K4).
+"""Per-app data-encryption keys (crypto-shredding, requirements K1-K4).
 
 Each app has one random 256-bit data-encryption key (DEK). Its only stored form
 is ``oneauth.app_keys.wrapped_dek``: the DEK sealed by the master key
@@ -31,8 +31,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -46,12 +47,14 @@ __all__ = [
     "AppDek",
     "AppKeyNotLoaded",
     "KeyRing",
+    "SyncLoader",
     "app_of_context",
     "create",
     "destroy",
     "ensure",
     "fetch",
     "fetch_async",
+    "install",
     "new_dek_id",
     "rewrap_all",
 ]
@@ -147,7 +150,7 @@ class AppBox:
 class KeyRing(SecretBox):
     """The master keys plus every app's DEK, routed by context (module docstring)."""
 
-    __slots__ = ("_max_open", "_open", "_wrapped")
+    __slots__ = ("_max_open", "_open", "_wrapped", "loader")
 
     def __init__(
         self,
@@ -165,6 +168,9 @@ class KeyRing(SecretBox):
         # app_id -> unwrapped box, least recently used first.
         self._open: OrderedDict[str, AppBox] = OrderedDict()
         self._max_open = max_open
+        # Asked for an app no record taught the ring (rare: a path that seals
+        # before any registry read); see SyncLoader.
+        self.loader: Callable[[str], AppDek | None] | None = None
 
     @classmethod
     def with_apps(cls, master_key: str, *records: Any) -> KeyRing:
@@ -246,10 +252,15 @@ class KeyRing(SecretBox):
     def wrap(self, app_id: str, dek_id: str, raw: bytes) -> str:
         return SecretBox.seal(self, raw, context=wrap_context(app_id, dek_id))
 
+    def _ensure_known(self, app_id: str) -> None:
+        if app_id not in self._wrapped and self.loader is not None:
+            self.learn(app_id, self.loader(app_id))
+
     def _box_for(self, context: str) -> AppBox | None:
         app_id = app_of_context(context)
         if app_id is None:
             return None
+        self._ensure_known(app_id)
         if app_id in self._wrapped and self._wrapped[app_id] is None:
             return None  # an app from before DEKs, until `oneauth migrate` gives it one
         return self.for_app(app_id)
@@ -269,6 +280,8 @@ class KeyRing(SecretBox):
         if not _DEK_ID_RE.fullmatch(key_id):
             raise SecretBoxError(f"sealed with unknown key id {key_id!r}")
         app_id = app_of_context(context)
+        if app_id is not None:
+            self._ensure_known(app_id)
         if app_id is not None and app_id not in self._wrapped:
             raise AppKeyNotLoaded(f"the data key of app {app_id!r} is not loaded in this process")
         if app_id is None or self.dek_id_of(app_id) != key_id:
@@ -279,6 +292,43 @@ class KeyRing(SecretBox):
     def needs_reseal(self, sealed: str) -> bool:
         """Master-key values: sealed with a key other than the current master key."""
         return sealed_key_id(sealed) != self.current_key_id
+
+
+class SyncLoader:
+    """The ring's fallback for an app it was not taught: one blocking primary-key read.
+
+    The registry and the router teach the ring every app they hand out, so in
+    the service this runs only for code that seals for an app before reading
+    its record (tests, scripts), once per app and process. It blocks the
+    event loop for that one query, which beats the alternative: sealing with
+    the master key would silently exempt the value from shredding.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._lock = threading.Lock()
+        self._conn: Conn | None = None
+
+    def __call__(self, app_id: str) -> AppDek | None:
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = psycopg.connect(
+                            self._dsn, autocommit=True, application_name="oneauth-keyring"
+                        )
+                    return fetch(self._conn, app_id)
+                except psycopg.OperationalError:
+                    self._conn = None  # a restarted server: reconnect once
+                    if attempt == 2:
+                        raise
+        return None  # pragma: no cover (the loop returns or raises)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 # --- the app_keys table (operator role: provisioning, migrate, delete, rotation) ----
@@ -322,6 +372,32 @@ def ensure(conn: Conn, ring: KeyRing, app_id: str) -> tuple[AppDek, bool]:
     # record (and so learn the DEK) at once rather than at the registry TTL.
     conn.execute("UPDATE oneauth.apps SET updated_at = now() WHERE app_id = %s", (app_id,))
     return dek, True
+
+
+def install(
+    conn: Conn, ring: KeyRing, app_id: str, dek: AppDek, *, replace: bool = False
+) -> AppDek:
+    """Store a DEK from an export archive (``apps import`` into the same app_id).
+
+    The wrapped key must open under one of this installation's master keys with
+    ``app_id`` bound in, so an archive of another app (or installation) is refused
+    with :class:`SecretBoxError`; it is stored rewrapped under the current master
+    key. ``replace`` swaps an existing row (``--replace``); else one must not exist.
+    For a clone, do not install: ``ring.learn(src_app, dek)`` and
+    :func:`oneauth.apps.sealed.reseal` under the clone's own new DEK.
+    """
+    if not _DEK_ID_RE.fullmatch(dek.dek_id):
+        raise SecretBoxError("not an app data key id")
+    stored = AppDek(dek.dek_id, ring.wrap(app_id, dek.dek_id, ring.unwrap(app_id, dek)))
+    if replace:
+        conn.execute("DELETE FROM oneauth.app_keys WHERE app_id = %s", (app_id,))
+    conn.execute(
+        "INSERT INTO oneauth.app_keys (app_id, dek_id, wrapped_dek, master_key_id)"
+        " VALUES (%s, %s, %s, %s)",
+        (app_id, stored.dek_id, stored.wrapped, ring.current_key_id),
+    )
+    ring.learn(app_id, stored)
+    return stored
 
 
 def destroy(conn: Conn, app_id: str) -> str | None:

@@ -178,7 +178,8 @@ def reseal(conn: Conn, box: SecretBox, *, src_app: str, dst_app: str) -> ResealR
             try:
                 plain = box.open(sealed, context=entry.context(src_app, row))
             except SecretBoxError as exc:
-                raise SecretBoxError(f"{name}: a value does not open ({exc})") from None
+                where_text = ", ".join(f"{c}={row[c]}" for c in entry.row_identity)
+                raise SecretBoxError(f"{name} ({where_text}) does not open: {exc}") from None
             fresh = target.seal(plain, context=entry.context(dst_app, row))
             where = sql.SQL(" AND ").join(
                 sql.SQL("{} = %s").format(sql.Identifier(c)) for c in entry.row_identity

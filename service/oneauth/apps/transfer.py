@@ -531,13 +531,9 @@ def _restore_control_rows(
     from oneauth.apps import dek
 
     if arc.app_key is not None:
-        _archived_dek(dek.KeyRing.from_config(settings.master_key), arc)
-        conn.execute("DELETE FROM oneauth.app_keys WHERE app_id = %s", (app_id,))
-        conn.execute(
-            "INSERT INTO oneauth.app_keys SELECT * FROM"
-            " json_populate_record(NULL::oneauth.app_keys, %s::json)",
-            (json.dumps({**arc.app_key, "app_id": app_id}),),
-        )
+        ring = dek.KeyRing.from_config(settings.master_key)
+        # Rewrapped under the current master key; replaces the key provisioning made.
+        dek.install(conn, ring, app_id, _archived_dek(ring, arc), replace=True)
     if checkpoints:
         for cp in arc.audit_checkpoints:
             conn.execute(

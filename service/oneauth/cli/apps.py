@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -330,10 +331,13 @@ def _receipt_keys(settings: Settings) -> list[dict[str, Any]]:
         return receipts.public_keys(conn)
 
 
+_JWS_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
 def _read_receipt(value: str) -> str:
     if value == "-":
         return sys.stdin.read().strip()
-    if value.count(".") == 2 and not Path(value).exists():
+    if _JWS_RE.fullmatch(value.strip()):
         return value.strip()
     try:
         return Path(value).read_text().strip()
@@ -396,27 +400,40 @@ def cmd_receipt(args: argparse.Namespace) -> None:
 
 
 def cmd_reseal(args: argparse.Namespace) -> None:
+    from oneauth.secretbox import SecretBoxError
+
     if bool(args.app_id) == bool(args.all_apps):
         fail("name one app, or pass --all")
     settings = load_settings()
     conn, _ = _conn(settings)
-    reports = []
+    reports: list[dict[str, Any]] = []
     with conn:
         try:
             targets = (
                 [a.app_id for a in lifecycle.list_apps(conn)] if args.all_apps else [args.app_id]
             )
-            for app_id in targets:
-                reports.append(lifecycle.reseal_app(conn, settings, app_id))
-        except (InvalidAppId, lifecycle.AppError) as exc:
+        except InvalidAppId as exc:
             fail(str(exc))
+        for app_id in targets:
+            # One transaction per app: a value that does not open (copied in
+            # from elsewhere, or tampered with) stops that app, not the others.
+            try:
+                reports.append(lifecycle.reseal_app(conn, settings, app_id).to_json())
+            except (InvalidAppId, lifecycle.AppError, SecretBoxError) as exc:
+                reports.append({"dst_app": app_id, "error": str(exc)})
+    failed = [r for r in reports if "error" in r]
     if args.json:
-        print_json([r.to_json() for r in reports])
-        return
-    for report in reports:
-        moved = sum(report.resealed.values())
-        kept = sum(report.current.values())
-        print(f"{report.dst_app}: resealed {moved} value(s); {kept} already under its data key")
+        print_json(reports)
+    else:
+        for report in reports:
+            if "error" in report:
+                print(f"{report['dst_app']}: FAILED: {report['error']}", file=sys.stderr)
+                continue
+            moved = sum(report["resealed"].values())
+            kept = sum(report["current"].values())
+            print(f"{report['dst_app']}: resealed {moved} value(s); {kept} already under its key")
+    if failed:
+        raise SystemExit(1)
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 async def run(settings: Settings, *, once: bool = False) -> None:
-    from oneauth.apps.dek import KeyRing
+    from oneauth.apps.dek import KeyRing, SyncLoader
     from oneauth.apps.registry import CHANNEL as registry_channel
     from oneauth.apps.registry import Registry
     from oneauth.auditchain.sealer import Sealer
@@ -48,10 +48,11 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     from oneauth.webhooks.events import DELIVERIES_CHANNEL as webhooks_channel
     from oneauth.webhooks.worker import WebhookWorker
 
+    box = KeyRing.from_config(settings.master_key)
+    box.loader = loader = SyncLoader(settings.database_url)
     pool = await create_pool(settings)
     app_pools = await create_app_pools(settings)
     try:
-        box = KeyRing.from_config(settings.master_key)
         registry = Registry(pool, ttl=settings.registry_cache_ttl, keyring=box)
         router = Router(
             app_pools, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
@@ -95,5 +96,6 @@ async def run(settings: Settings, *, once: bool = False) -> None:
             await worker.stop()
             await notifier.stop()
     finally:
+        loader.close()
         await app_pools.close()
         await pool.close()
