@@ -74,7 +74,8 @@ def find_tool(name: str, server_major: int, bin_dir: Path | None = None) -> Path
 def split_dsn(dsn: str) -> tuple[str, dict[str, str]]:
     """A connection string without its password, and the environment that carries it."""
     params = conninfo.conninfo_to_dict(dsn)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    # The same libpq environment as the CLI's own connection (PGSSLROOTCERT, PGPASSFILE...).
+    env = dict(os.environ)
     password = params.pop("password", None)
     if password is not None:
         env["PGPASSWORD"] = str(password)
