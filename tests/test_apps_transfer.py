@@ -21,7 +21,7 @@ import pytest
 
 from apiclient import PASSWORD, default_client_id, login, refresh, signup
 from conftest import ScratchDatabase, new_app_id
-from oneauth.apps import archive, lifecycle, transfer
+from oneauth.apps import archive, lifecycle, sealed, transfer
 from oneauth.apps.archive import ArchiveError
 from oneauth.apps.dek import KeyRing
 from oneauth.apps.migrate import migrate_all
@@ -137,6 +137,10 @@ def test_every_app_table_is_classified_for_clones(
         }
     assert not transfer.KEEP_ON_CLONE & transfer.DROP_ON_CLONE
     assert tables == transfer.KEEP_ON_CLONE | transfer.DROP_ON_CLONE
+    # The sealed-column list agrees: a kept secret lives in a kept table, and so on.
+    for entry in sealed.SEALED:
+        side = transfer.KEEP_ON_CLONE if entry.on_clone == "keep" else transfer.DROP_ON_CLONE
+        assert entry.table in side, entry
 
 
 async def test_export_then_restore_into_a_fresh_installation(
