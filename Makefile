@@ -30,7 +30,7 @@ UV_DEP := $(filter $(BIN)/uv,$(UV))
 # else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
 WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"
 
-.PHONY: help install install-run run run-banner lock test lint format schemas migrate provision-app platform-init operator platform-worker stop-db test-pgbouncer test-pg-wheel bench bench-mfa bench-orgs bench-audit bench-console bench-stmtcache clean
+.PHONY: help install install-run run run-banner lock test lint format schemas migrate provision-app platform-init operator platform-worker stop-db test-pgbouncer test-pg-wheel bench bench-mfa bench-orgs bench-audit bench-console bench-stmtcache bench-transfer clean
 
 help: ## show this help (coloured on a terminal only; NO_COLOR=1 turns colour off)
 	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
@@ -154,6 +154,9 @@ bench-audit: $(STAMP) ## refresh with the audit chain's sealer on beside off (wr
 
 bench-console: $(STAMP) ## the admin console's app picker (first page, search) at 10,000 apps, p95 < 300 ms (writes bench/console.json)
 	$(BIN)/python -m ops.bench.console --out bench/console.json $(if $(QUICK),--apps 1000 --requests 60)
+
+bench-transfer: $(STAMP) ## apps export / import / clone of one app with 10,000 users (writes bench/apps_transfer.json)
+	$(BIN)/python -m ops.bench.apps_transfer --out bench/apps_transfer.json $(if $(QUICK),--users 1000 --reps 1)
 
 clean: ## remove the virtualenv and caches (keeps .data/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

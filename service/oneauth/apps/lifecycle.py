@@ -103,11 +103,14 @@ def provision(
     hooks: Sequence[ProvisionHook] | None = None,
     sql_root: Path | None = None,
     allow_reserved: bool = False,
+    schema_version: int | None = None,
 ) -> ProvisionResult:
     """Create an app, or confirm that an identical one exists (idempotent).
 
     Reserved ids (``platform``, ``console``, ``admin``) are refused: only
     ``oneauth platform init`` passes ``allow_reserved`` for the control plane.
+    ``schema_version`` stops the app migrations there (``apps import`` loads an
+    older archive's rows first and migrates after).
     """
     if allow_reserved:
         validate_app_id(app_id)
@@ -179,7 +182,7 @@ def provision(
         extra: dict[str, Any] = {}
         with ops.app_context(conn, names):
             conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
-            result = ops.apply_templates(conn, "app", names.schema, sql_root)
+            result = ops.apply_templates(conn, "app", names.schema, sql_root, upto=schema_version)
             for hook in default_hooks() if hooks is None else hooks:
                 extra.update(hook(conn, record, settings))
         conn.execute(

@@ -1,4 +1,4 @@
-"""``oneauth apps``: provision, list, show, configure, suspend, resume, delete."""
+"""``oneauth apps``: provision, list, show, configure, suspend, resume, delete, export, import."""
 
 from __future__ import annotations
 
@@ -91,6 +91,36 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--yes", action="store_true", help="confirm: this destroys the app's data")
     p.add_argument("--json", action="store_true", help="print the receipt's claims as JSON too")
     p.set_defaults(func=cmd_delete)
+
+    p = cmds.add_parser(
+        "export",
+        help="write one app to an archive (pg_dump from one snapshot)",
+        description="Write the app's schema (pg_dump -Fc from one exported snapshot), "
+        "registry row, wrapped data key and audit checkpoints to one archive with a "
+        "manifest of checksums, sealed with the master key. Other apps are not touched.",
+    )
+    p.add_argument("app_id")
+    p.add_argument("--out", required=True, type=Path, help="archive to write (must not exist)")
+    p.add_argument("--pg-bin", type=Path, help="directory of pg_dump (default: by server version)")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_export)
+
+    p = cmds.add_parser(
+        "import",
+        help="restore an app from an archive, or clone it under a new app_id",
+        description="Restore the archived app into an empty slot (same app_id, not "
+        "registered here), over itself with --replace (suspended during the restore), "
+        "or as a clone with --as NEW_ID (new schema, role, issuer and signing keys; "
+        "users and configuration kept, tokens and sessions not). Checksums, seal and "
+        "schema version are checked first; the archive's SQL is never run.",
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--as", dest="as_app", metavar="NEW_ID", help="clone under this new app_id")
+    p.add_argument("--name", help="display name of the clone (default: the original's)")
+    p.add_argument("--replace", action="store_true", help="restore over the existing app")
+    p.add_argument("--pg-bin", type=Path, help="directory of pg_restore (default: by version)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_import)
 
     p = cmds.add_parser(
         "verify-deleted",
@@ -408,3 +438,66 @@ def cmd_reseal(args: argparse.Namespace) -> None:
             print(f"{report['dst_app']}: resealed {moved} value(s); {kept} already under its key")
     if failed:
         raise SystemExit(1)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from oneauth.apps import transfer
+    from oneauth.db.pgtools import PgToolError
+
+    settings = load_settings()
+    conn, _ = _conn(settings)
+    with conn:
+        try:
+            result = transfer.export(conn, settings, args.app_id, args.out, pg_bin=args.pg_bin)
+        except (InvalidAppId, lifecycle.AppError, PgToolError) as exc:
+            fail(str(exc))
+    if args.json:
+        print_json({**result.manifest, "path": str(result.path), "seconds": result.seconds})
+        return
+    size = sum(int(m["size"]) for m in result.manifest["members"].values())
+    print(
+        f"exported app {args.app_id} (schema version {result.manifest['schema_version']}) "
+        f"to {result.path}: {size / 1e6:.1f} MB in {result.seconds:.2f} s"
+    )
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from oneauth.apps import transfer
+    from oneauth.apps.archive import ArchiveError
+    from oneauth.db.pgtools import PgToolError
+
+    settings = load_settings()
+    conn, public_url = _conn(settings)
+    with conn:
+        try:
+            result = transfer.import_archive(
+                conn,
+                settings,
+                args.file,
+                as_app=args.as_app,
+                replace=args.replace,
+                display_name=args.name,
+                pg_bin=args.pg_bin,
+            )
+        except (InvalidAppId, lifecycle.AppError, ArchiveError, PgToolError) as exc:
+            fail(str(exc))
+    issuer = issuer_url(public_url, result.app.app_id)
+    if args.json:
+        body = result.app.to_json(issuer)
+        body.update(
+            mode=result.mode,
+            source_app_id=result.source_app_id,
+            rows=result.rows,
+            migrations_applied=result.applied,
+            seconds=result.seconds,
+        )
+        print_json(body)
+        return
+    what = {"restore": "restored", "replace": "restored over itself", "clone": "cloned"}
+    print(
+        f"{what[result.mode]} app {result.source_app_id} as {result.app.app_id} "
+        f"({sum(result.rows.values())} rows, {result.seconds:.2f} s); it is {result.app.status}"
+    )
+    print(f"  issuer:  {issuer}")
+    for name in result.applied:
+        print(f"  migrated: {name}")

@@ -78,11 +78,14 @@ def apply_templates(
     kind: templates.Kind,
     schema: str,
     root: Path | None = None,
+    upto: int | None = None,
 ) -> MigrationResult:
     """Apply pending templates to the schema on the current search_path.
 
     The caller holds a transaction, the schema's advisory lock and the right
-    role/search_path. Verifies checksums of every applied file first.
+    role/search_path. Verifies checksums of every applied file first. ``upto``
+    stops after that version (an import builds an archive's schema version
+    first, loads its rows, then migrates the rest).
     """
     result = MigrationResult(schema=schema)
     conn.execute(LEDGER_DDL)
@@ -91,6 +94,8 @@ def apply_templates(
         for row in conn.execute("SELECT version, name, checksum FROM schema_migrations")
     }
     wanted = templates.load(kind, root)
+    if upto is not None:
+        wanted = tuple(t for t in wanted if t.version <= upto)
     for template in wanted:
         seen = applied.get(template.version)
         if seen is None:
