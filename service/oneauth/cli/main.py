@@ -19,6 +19,7 @@ from oneauth.cli import (
     orgs,
     platform,
     providers,
+    retention,
     roles,
     serve,
     users,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         platform,
         audit,
         webhooks,
+        retention,
     ):
         module.register(sub)
     return parser

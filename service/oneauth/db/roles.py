@@ -45,6 +45,8 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "audit_checkpoints": "SELECT, INSERT",
     "audit_sweep": "SELECT, INSERT, UPDATE, DELETE",
     "webhook_sweep": "SELECT, INSERT, UPDATE, DELETE",
+    # the retention worker's record of visits (oneauth.retention, sql/control/0009)
+    "retention_sweep": "SELECT, INSERT, UPDATE, DELETE",
 }
 
 
