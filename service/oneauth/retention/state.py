@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -16,13 +15,6 @@ LEADER_SQL = "SELECT pg_try_advisory_lock($1, hashtext('oneauth-retention'))"
 UNLOCK_SQL = "SELECT pg_advisory_unlock($1, hashtext('oneauth-retention'))"
 
 
-@dataclass(frozen=True)
-class Recorded:
-    changes: int
-    next_due_at: datetime | None
-    audit_days: int | None
-
-
 async def try_lead(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval(LEADER_SQL, LOCK_NAMESPACE))
 
@@ -31,24 +23,19 @@ async def unlock(conn: asyncpg.Connection) -> None:
     await conn.fetchval(UNLOCK_SQL, LOCK_NAMESPACE)
 
 
-async def load(conn: asyncpg.Connection) -> tuple[dict[str, Recorded], bool]:
-    """Every app's record, and whether the counters in it can be trusted.
+async def trusted(conn: asyncpg.Connection) -> bool:
+    """Whether the counters recorded can be compared with the statistics now.
 
     This table's own write counter comes back to zero only with a statistics
     reset (a crash, pg_stat_reset): then the recorded counters are from another
-    epoch and compare equal to nothing (as oneauth.mail_sweep).
+    epoch and compare equal to nothing (as oneauth.mail_sweep), and every app is
+    visited once.
     """
-    rows = await conn.fetch(
-        "SELECT app_id, changes, next_due_at, audit_days FROM oneauth.retention_sweep"
-    )
     writes = await conn.fetchval(
         "SELECT pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)"
         " FROM pg_class c WHERE c.oid = 'oneauth.retention_sweep'::regclass"
     )
-    recorded = {
-        r["app_id"]: Recorded(int(r["changes"]), r["next_due_at"], r["audit_days"]) for r in rows
-    }
-    return recorded, bool(writes)
+    return bool(writes)
 
 
 async def save(

@@ -62,13 +62,27 @@ log = structlog.get_logger("oneauth.retention")
 
 CHUNK = 200  # apps visited between two records of the cycle's progress
 
-# The registry as a cycle's choice needs it. The retention days as the policy
-# parser reads them (an integer, else none; oneauth.apps.policy validates).
-LIST_SQL = (
-    "SELECT app_id, schema_name, CASE WHEN settings ->> 'audit_retention_days' ~ '^[0-9]{1,5}$'"
-    " THEN (settings ->> 'audit_retention_days')::int END AS audit_days"
-    " FROM oneauth.apps WHERE status = 'active' AND schema_version >= $1"
+# The apps a cycle may have to visit, chosen in the database (an idle cycle at
+# 10,000 apps then moves no row to Python): every app when $3 (everything, the
+# statistics off or not trusted), else those whose counter moved, whose due
+# time came, whose retention days changed, or of which nothing is recorded.
+# The retention days as the policy parser reads them (oneauth.apps.policy
+# validates them as an integer).
+COUNT_SQL = "SELECT count(*) FROM oneauth.apps WHERE status = 'active' AND schema_version >= $1"
+CHOICE_SQL = f"""
+WITH counters AS ({rules.CHANGES_SQL}),
+listed AS (
+    SELECT a.app_id, coalesce(c.changes, -1) AS changes,
+           CASE WHEN a.settings ->> 'audit_retention_days' ~ '^[0-9]{{1,5}}$'
+                THEN (a.settings ->> 'audit_retention_days')::int END AS audit_days
+    FROM oneauth.apps a LEFT JOIN counters c ON c.schemaname = a.schema_name
+    WHERE a.status = 'active' AND a.schema_version >= $2
 )
+SELECT l.app_id, l.changes, l.audit_days, s.app_id IS NOT NULL AS recorded
+FROM listed l LEFT JOIN oneauth.retention_sweep s ON s.app_id = l.app_id
+WHERE $3 OR s.app_id IS NULL OR s.changes <> l.changes
+   OR s.audit_days IS DISTINCT FROM l.audit_days OR s.next_due_at <= now()
+"""
 
 
 def retention_schema_version() -> int:
@@ -236,36 +250,26 @@ class RetentionWorker:
         return report
 
     async def _cycle(self, conn: asyncpg.Connection, everything: bool) -> CycleReport:
-        # Only what the choice needs, for every app (no record parsed per app: at
-        # 10,000 apps that was most of an idle cycle); full records for the picked.
-        listed = await conn.fetch(LIST_SQL, self._min_version)
         now: datetime = await conn.fetchval("SELECT now()")
         counting = bool(await conn.fetchval("SELECT current_setting('track_counts')::bool"))
-        changes = {
-            r["schemaname"]: int(r["changes"])
-            for r in await conn.fetch(rules.CHANGES_SQL, list(rules.TABLES))
-        }
-        recorded, trusted = await state.load(conn)
-        report = CycleReport(apps=len(listed))
+        trusted = await state.trusted(conn)
+        rows = await conn.fetch(
+            CHOICE_SQL,
+            list(rules.TABLES),
+            self._min_version,
+            everything or not counting or not trusted,
+        )
+        report = CycleReport(apps=int(await conn.fetchval(COUNT_SQL, self._min_version)))
         chosen: dict[str, int] = {}
         quiet: dict[str, tuple[int, datetime | None, int | None, bool]] = {}
-        for row in listed:
-            app_id, days = row["app_id"], row["audit_days"]
-            counter = changes.get(row["schema_name"], -1)
-            seen = recorded.get(app_id) if trusted else None
-            if everything or not counting:
-                chosen[app_id] = counter
-            elif seen is None:
-                if trusted and counter <= 0 and not days:
-                    quiet[app_id] = (counter, None, None, False)  # nothing ever written
-                else:
-                    chosen[app_id] = counter
-            elif (
-                seen.changes != counter
-                or seen.audit_days != days
-                or (seen.next_due_at is not None and seen.next_due_at <= now)
-            ):
-                chosen[app_id] = counter
+        for row in rows:
+            counter, days = int(row["changes"]), row["audit_days"]
+            fresh = not row["recorded"] and trusted and counting and not everything
+            if fresh and counter <= 0 and not days:
+                quiet[row["app_id"]] = (counter, None, None, False)  # nothing ever written
+                continue
+            chosen[row["app_id"]] = counter
+        await state.save(conn, quiet)
         picked: list[tuple[AppRecord, int]] = []
         if chosen:
             rows = await conn.fetch(
@@ -274,7 +278,6 @@ class RetentionWorker:
                 list(chosen),
             )
             picked = [(record_from_row(r), chosen[r["app_id"]]) for r in rows]
-        await state.save(conn, quiet)
         random.shuffle(picked)
         limit = asyncio.Semaphore(self.config.concurrency)
         done: dict[str, tuple[int, datetime | None, int | None, bool]] = {}
