@@ -11,8 +11,7 @@ CREATE INDEX browser_sessions_retention_idx ON browser_sessions ((least(expires_
 -- A throttle row is dead once it has neither a live window nor a live lock.
 CREATE INDEX throttle_retention_idx ON throttle ((greatest(updated_at, locked_until)));
 CREATE INDEX federation_pending_links_expires_idx ON federation_pending_links (expires_at);
--- Finished messages and deliveries only: pending ones are never pruned.
-CREATE INDEX outbox_finished_idx ON outbox (created_at)
-    WHERE status IN ('sent', 'dead', 'expired');
-CREATE INDEX webhook_deliveries_finished_idx ON webhook_deliveries (created_at)
-    WHERE status IN ('delivered', 'dead');
+-- Messages and deliveries by age: a batch takes the finished ones (pending ones
+-- are never pruned), the due time looks at all (one may finish after the visit).
+CREATE INDEX outbox_created_idx ON outbox (created_at);
+CREATE INDEX webhook_deliveries_created_idx ON webhook_deliveries (created_at);

@@ -20,9 +20,10 @@ is not enough; a visit therefore also records the earliest moment one of the
 app's kept rows becomes prunable (one indexed ``min()`` per table). An app is
 visited when
 
-* the counter of its prunable tables (rows inserted + updated + deleted,
-  ``pg_stat_get_tuples_*``, readable without any right on them) moved since the
-  last visit: a new row may die sooner than what was recorded;
+* the counter of its prunable tables (rows inserted, ``pg_stat_get_tuples_inserted``,
+  readable without any right on them) moved since the last visit: a new row
+  may die sooner than what was recorded (an update that makes a row die sooner,
+  a revocation, waits for the next insert or the row's expiry: ``rules``);
 * its recorded next due time has come;
 * its ``audit_retention_days`` differs from the one last applied;
 * nothing is recorded of it, unless its counter is zero (nothing was ever
@@ -30,8 +31,7 @@ visited when
 
 An idle app costs nothing per cycle but a row of the registry, of
 ``oneauth.retention_sweep`` and of the statistics query. The counter is read
-before the visit, so the visit's own deletes make the app due once more (that
-visit finds nothing). After a statistics reset the recorded counters are not
+before the visit (a row inserted during it makes the app due again). After a statistics reset the recorded counters are not
 trusted and every app is visited once (extra visits, never a missed row).
 """
 
