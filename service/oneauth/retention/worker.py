@@ -31,8 +31,9 @@ visited when
 
 An idle app costs nothing per cycle but a row of the registry, of
 ``oneauth.retention_sweep`` and of the statistics query. The counter is read
-before the visit (a row inserted during it makes the app due again). After a statistics reset the recorded counters are not
-trusted and every app is visited once (extra visits, never a missed row).
+before the visit (a row inserted during it makes the app due again). After a
+statistics reset the recorded counters are not trusted and every app is visited
+once (extra visits, never a missed row).
 """
 
 from __future__ import annotations
