@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,7 @@ from oneauth.retention import state
 from oneauth.retention.worker import RetentionConfig, RetentionWorker
 from oneauth.services import Services
 from oneauth.sessions import repo as sessions
-from oneauth.settings import Settings
+from oneauth.settings import Settings, SettingsError
 from test_keys_rotation import cli
 
 
@@ -496,3 +496,44 @@ async def test_an_idle_cycle_at_a_thousand_apps_enters_no_schema(
             f"\nretention idle cycle at {report.apps} apps: median"
             f" {sorted(timings)[2] * 1000:.1f} ms, schemas entered: 0"
         )
+
+
+# --- in the service -------------------------------------------------------------------
+
+
+async def test_serve_runs_the_worker_in_process(env: Env) -> None:
+    app = env.provision()
+    async with env.services.router.enter(app) as conn:
+        await conn.execute(
+            "INSERT INTO throttle (key, updated_at) VALUES ('acct:old', now() - interval '2 days')"
+        )
+    inner = create_app(
+        replace(env.settings, retention="inprocess", retention_interval=1.0),
+        configure_logging=False,
+    )
+    async with inner.router.lifespan_context(inner):
+        assert inner.state.services.retention is not None
+        deadline = time.monotonic() + 30
+        while True:
+            async with env.services.router.enter(app) as conn:
+                if not await conn.fetchval("SELECT count(*) FROM throttle"):
+                    break
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.3)
+    # Off (the test default): no worker.
+    assert env.services.retention is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ONEAUTH_RETENTION", "sometimes", "must be inprocess, off or auto"),
+        ("ONEAUTH_RETENTION_INTERVAL", "0", "from 1 to 86400 seconds"),
+        ("ONEAUTH_RETENTION_BATCH_SIZE", "0", "from 1 to 100000"),
+        ("ONEAUTH_RETENTION_HISTORY_DAYS", "0", "from 1 to 3650"),
+    ],
+)
+def test_retention_settings_are_checked(variable: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({"ONEAUTH_ENV": "test", variable: value})
+    assert Settings.from_env({"ONEAUTH_ENV": "test"}).retention_inprocess is False
