@@ -43,6 +43,7 @@ from oneauth.oauth.clients import CHANNEL as clients_channel
 from oneauth.oauth.clients import ClientCache
 from oneauth.oauth.errors import OAuthError, oauth_error_handler
 from oneauth.platform import api as platform_api
+from oneauth.retention.worker import RetentionWorker
 from oneauth.services import Services
 from oneauth.settings import Settings
 from oneauth.tokens.keystore import CHANNEL as keys_channel
@@ -175,6 +176,19 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
                 sealer,
             )
             app.state.services.webhooks = hooks
+            if settings.retention_inprocess:
+                # Its own connections, like the sealer's: a cycle enters many schemas.
+                keep_pools = await create_app_pools(
+                    replace(settings, pool_min_size=1, pool_max_size=2, pool_shards=1)
+                )
+                stack.push_async_callback(keep_pools.close)
+                keep_router = Router(keep_pools, registry, max_apps_per_connection=limit)
+                retention = RetentionWorker.from_settings(
+                    settings, pool, registry, keep_router, keys, box
+                )
+                app.state.services.retention = retention
+                stack.push_async_callback(retention.stop)
+                await retention.start()
             stack.push_async_callback(delivery.stop)
             stack.push_async_callback(sealer.stop)
             if settings.audit_sealer_inprocess:

@@ -18,6 +18,7 @@ from oneauth.db.router import Router
 from oneauth.identity.passwords import PasswordHasher
 from oneauth.mail.worker import DeliveryWorker
 from oneauth.oauth.clients import ClientCache
+from oneauth.retention.worker import RetentionWorker
 from oneauth.secretbox import SecretBox
 from oneauth.settings import Settings
 from oneauth.tokens.issue import Issuer
@@ -42,6 +43,8 @@ class Services:
     sealer: Sealer | None = None
     # The webhook delivery worker; runs (or not) with the mail worker.
     webhooks: WebhookWorker | None = None
+    # The retention worker (oneauth.retention); running here unless ONEAUTH_RETENTION=off.
+    retention: RetentionWorker | None = None
 
     @cached_property
     def ip_hash_key(self) -> bytes:

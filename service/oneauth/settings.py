@@ -104,6 +104,12 @@ class Settings:
     audit_seal_interval: float = 5.0
     # A signed checkpoint of each app's chain head at least this often while it grows.
     audit_checkpoint_interval: float = 3600.0
+    # Retention (oneauth.retention): like email_worker, "auto" runs the worker inside
+    # the service except in tests; "off" when `oneauth retention run` runs it apart.
+    retention: str = "auto"
+    retention_interval: float = 300.0  # seconds between two cycles
+    retention_batch_size: int = 1000  # rows per DELETE (10 batches per table and app per visit)
+    retention_history_days: int = 7  # sent/dead mail and finished webhook deliveries kept
     smtp_host: str = "localhost"
     smtp_port: int = 0  # 0: 587 for starttls, 465 for tls, 25 for none
     smtp_username: str = ""
@@ -183,6 +189,12 @@ class Settings:
         if self.audit_sealer == "auto":
             return self.env != "test"
         return self.audit_sealer == "inprocess"
+
+    @property
+    def retention_inprocess(self) -> bool:
+        if self.retention == "auto":
+            return self.env != "test"
+        return self.retention == "inprocess"
 
     @property
     def mail_from(self) -> str:
@@ -306,6 +318,14 @@ class Settings:
             raise SettingsError(
                 "ONEAUTH_AUDIT_CHECKPOINT_INTERVAL: must be from 10 to 86400 seconds"
             )
+        if self.retention not in EMAIL_WORKER_MODES:
+            raise SettingsError("ONEAUTH_RETENTION: must be inprocess, off or auto")
+        if not 1.0 <= self.retention_interval <= 86400:
+            raise SettingsError("ONEAUTH_RETENTION_INTERVAL: must be from 1 to 86400 seconds")
+        if not 1 <= self.retention_batch_size <= 100_000:
+            raise SettingsError("ONEAUTH_RETENTION_BATCH_SIZE: must be from 1 to 100000")
+        if not 1 <= self.retention_history_days <= 3650:
+            raise SettingsError("ONEAUTH_RETENTION_HISTORY_DAYS: must be from 1 to 3650")
         if not 0.5 <= self.smtp_timeout <= 300:
             raise SettingsError("ONEAUTH_SMTP_TIMEOUT: must be from 0.5 to 300 seconds")
         if not self.smtp_host or any(ch in self.smtp_host for ch in " /@"):
@@ -446,6 +466,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "audit_sealer": lambda raw: raw.strip().lower(),
     "audit_seal_interval": _float,
     "audit_checkpoint_interval": _float,
+    "retention": lambda raw: raw.strip().lower(),
+    "retention_interval": _float,
+    "retention_batch_size": _int,
+    "retention_history_days": _int,
     "smtp_tls": lambda raw: raw.strip().lower(),
     "public_url": lambda raw: raw.strip().rstrip("/"),
     "log_format": lambda raw: raw.strip().lower(),

@@ -20,6 +20,7 @@ from oneauth.cli import (
     orgs,
     platform,
     providers,
+    retention,
     roles,
     serve,
     users,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         audit,
         webhooks,
         completion,
+        retention,
     ):
         module.register(sub)
     return parser

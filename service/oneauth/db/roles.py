@@ -48,6 +48,8 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     # Per-app data keys, wrapped by the master key (oneauth.apps.dek, K1): read
     # with every registry row; created, rewrapped and destroyed by the CLI only.
     "app_keys": "SELECT",
+    # the retention worker's record of visits (oneauth.retention, sql/control/0009)
+    "retention_sweep": "SELECT, INSERT, UPDATE, DELETE",
 }
 
 
