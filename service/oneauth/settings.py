@@ -58,6 +58,10 @@ class Settings:
     # it touches and never frees them; after this many distinct apps it is replaced.
     pool_max_apps_per_connection: int = 256
     pool_max_queries: int = 50_000
+    # Seconds a request waits for a database connection (every connection busy,
+    # or Postgres not answering a connect) before it is refused with 503 and
+    # Retry-After; also asyncpg's connect timeout.
+    pool_acquire_timeout: float = 5.0
     registry_cache_ttl: float = 5.0
     # argon2 threads per process (0: the cores divided by the server's worker
     # processes, so N workers do not run N x cores hashes at once)
@@ -234,6 +238,8 @@ class Settings:
             raise SettingsError(
                 "ONEAUTH_POOL_SHARDS: must be >= 0 (0: automatic) and <= ONEAUTH_POOL_MAX_SIZE"
             )
+        if not self.pool_acquire_timeout > 0:
+            raise SettingsError("ONEAUTH_POOL_ACQUIRE_TIMEOUT: must be > 0 (seconds)")
         if self.pool_max_apps_per_connection < 1:
             raise SettingsError("ONEAUTH_POOL_MAX_APPS_PER_CONNECTION: must be >= 1")
         if self.password_hash_threads < 0:
@@ -404,6 +410,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "migrate_parallelism": _int,
     "password_hash_threads": _int,
     "registry_cache_ttl": _float,
+    "pool_acquire_timeout": _float,
     "port": _port,
     "dev_db_port": _port,
     "email_max_attempts": _int,

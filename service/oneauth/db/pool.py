@@ -71,6 +71,9 @@ def _options(settings: Settings) -> dict[str, Any]:
         "reset": _no_session_reset,
         "server_settings": {"application_name": "oneauth"},
         "command_timeout": 30,
+        # asyncpg's connect timeout (60 s by default): an unreachable Postgres
+        # must fail a request within the acquire bound, not hold it for a minute.
+        "timeout": settings.pool_acquire_timeout,
     }
 
 
@@ -95,13 +98,21 @@ def default_shards(max_size: int) -> int:
     return max(1, max_size)
 
 
+class PoolTimeout(TimeoutError):
+    """No connection within the acquire bound: the HTTP layer answers 503 + Retry-After."""
+
+
 class AppPools:
     """The router's connections: one sub-pool per shard, an app's home by hash."""
 
-    def __init__(self, pools: Sequence[asyncpg.Pool]) -> None:
+    def __init__(self, pools: Sequence[asyncpg.Pool], *, acquire_timeout: float = 5.0) -> None:
         if not pools:
             raise ValueError("AppPools needs at least one pool")
         self.pools = tuple(pools)
+        # Q3: a request waits at most this long for a connection (every shard
+        # busy, or Postgres not answering), then fails fast with 503.
+        self.acquire_timeout = acquire_timeout
+        self.timeouts = 0
         self.borrowed = 0  # units served outside their app's home shard
         self.declined = 0  # units that found an idle connection with no room for their app
         self.queued = 0  # units that found no connection and waited for one
@@ -134,7 +145,18 @@ class AppPools:
         Measured on 2 cores, 10,000 apps, traffic over 1,000, 10 connections:
         borrowing whenever a backend had room filled every backend with foreign
         apps and recycled them constantly (1,144 units/s); home-only 2,602/s.
+
+        All of it within ``acquire_timeout`` (Q3): past it, ``PoolTimeout``.
         """
+        try:
+            async with asyncio.timeout(self.acquire_timeout):
+                return await self._acquire(app_id, max_apps)
+        except TimeoutError:
+            self.timeouts += 1
+            metrics.POOL_ACQUIRE_TIMEOUTS.inc()
+            raise PoolTimeout(f"no database connection within {self.acquire_timeout:g} s") from None
+
+    async def _acquire(self, app_id: str, max_apps: int) -> tuple[asyncpg.Pool, asyncpg.Connection]:
         home = self.pools[self.home(app_id)]
         declined: set[int] = set()  # backends this unit found full: counted once
         if not self._waiting:
@@ -222,4 +244,4 @@ async def create_app_pools(settings: Settings) -> AppPools:
         for pool in pools:
             await pool.close()
         raise
-    return AppPools(pools)
+    return AppPools(pools, acquire_timeout=settings.pool_acquire_timeout)
