@@ -62,16 +62,17 @@ class Load:
         return httpx.AsyncClient(base_url=self.base, timeout=self.timeout)
 
     async def prepare(self, chains: int, users: int) -> None:
+        async def one(http: httpx.AsyncClient, i: int) -> Chain:
+            email = f"load{i}-{time.monotonic_ns()}@example.com"
+            r = await http.post(
+                f"/apps/{self.rig.app_id}/v1/signup", json={"email": email, "password": PASSWORD}
+            )
+            assert r.status_code == 201, r.text
+            return Chain(email, r.json()["refresh_token"])
+
         async with self.client() as http:
-            for i in range(max(chains, users)):
-                email = f"load{i}-{time.monotonic_ns()}@example.com"
-                r = await http.post(
-                    f"/apps/{self.rig.app_id}/v1/signup",
-                    json={"email": email, "password": PASSWORD},
-                )
-                assert r.status_code == 201, r.text
-                if i < chains:
-                    self.chains.append(Chain(email, r.json()["refresh_token"]))
+            made = await asyncio.gather(*(one(http, i) for i in range(max(chains, users))))
+        self.chains.extend(made[:chains])
         self.emails = [c.email for c in self.chains][:users] or [self.chains[0].email]
 
     async def _send(self, http: httpx.AsyncClient, kind: str, **request: Any) -> Outcome:

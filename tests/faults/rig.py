@@ -87,7 +87,9 @@ class Server:
             text=True,
             check=False,
         ).stdout
-        return [int(p) for p in out.split()]
+        pids = [int(p) for p in out.split()]
+        # Not multiprocessing's resource tracker, only the spawned workers.
+        return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM, then wait for the exit (uvicorn drains in-flight requests first)."""
@@ -160,9 +162,13 @@ class Rig:
         with self.operator() as conn, conn.transaction(), ops.app_context(conn, self.names):
             yield conn
 
-    def close(self) -> None:
+    def stop_servers(self) -> None:
         for server in self.servers:
             server.kill()
+        self.servers.clear()
+
+    def close(self) -> None:
+        self.stop_servers()
         if os.environ.get("TEST_FAULTS_KEEP"):
             return
         self.cluster.destroy()

@@ -16,13 +16,10 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from .load import Load, check_chains, final_refresh
-from .rig import Rig, make_rig
+from .rig import Rig
 
 DOWN = 1.5  # seconds Postgres stays stopped
 BOUND = 5.0  # no request takes longer, outage or not
@@ -31,14 +28,8 @@ RECOVERY = 5.0  # seconds after Postgres accepts connections again
 FIGURES = os.environ.get("TEST_FAULTS_FIGURES", "")
 
 
-@pytest.fixture(scope="module")
-def rig() -> Iterator[Rig]:
-    with make_rig("restart") as made:
-        yield made
-
-
 async def _restart_under_load(rig: Rig, mode: str) -> dict[str, float | int]:
-    server = rig.servers[0] if rig.servers else rig.serve(pool_max_size=6)
+    server = rig.serve(pool_max_size=6)
     load = Load(rig, server.base)
     await load.prepare(chains=6, users=2)
     stop = asyncio.Event()

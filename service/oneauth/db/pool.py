@@ -113,6 +113,7 @@ class AppPools:
         # busy, or Postgres not answering), then fails fast with 503.
         self.acquire_timeout = acquire_timeout
         self.timeouts = 0
+        self._pending: dict[int, int] = {}  # id(pool) -> acquires under way
         self.borrowed = 0  # units served outside their app's home shard
         self.declined = 0  # units that found an idle connection with no room for their app
         self.queued = 0  # units that found no connection and waited for one
@@ -182,18 +183,36 @@ class AppPools:
             self._waiting -= 1
             metrics.POOL_WAIT_SECONDS.observe(time.perf_counter() - queued_at)
 
+    async def _take(self, pool: asyncpg.Pool) -> asyncpg.Connection:
+        # Counted until asyncpg hands the connection over: while one is being
+        # opened, the pool's own figures still show room for it, and a second
+        # unit that believed them would wait inside asyncpg's acquire (holding
+        # the queue's condition) for the first to finish its request.
+        self._pending[id(pool)] = self._pending.get(id(pool), 0) + 1
+        try:
+            return await pool.acquire()
+        finally:
+            self._pending[id(pool)] -= 1
+
+    def _free(self, pool: asyncpg.Pool) -> tuple[int, int]:
+        """(idle, room) of a shard, less the acquires already under way on it."""
+        idle, room = _spare_rank(pool)
+        pending = self._pending.get(id(pool), 0)
+        taken_idle = min(idle, pending)
+        return idle - taken_idle, max(0, room - (pending - taken_idle))
+
     async def _try(
         self, app_id: str, home: asyncpg.Pool, max_apps: int, declined: set[int]
     ) -> tuple[asyncpg.Pool, asyncpg.Connection] | None:
-        if not _exhausted(home):
-            return home, await home.acquire()
+        if self._free(home) != (0, 0):
+            return home, await self._take(home)
         if len(self.pools) == 1:
             return None
         # An idle connection, else room to open one (it starts knowing no app).
-        spare = max(self.pools, key=_spare_rank)
-        if _spare_rank(spare) == (0, 0):
+        spare = max(self.pools, key=self._free)
+        if self._free(spare) == (0, 0):
             return None
-        conn = await spare.acquire()
+        conn = await self._take(spare)
         known: set[str] = getattr(conn, "oneauth_apps", set())
         if app_id in known or len(known) < max(1, max_apps // 4):
             self.borrowed += 1
@@ -221,12 +240,6 @@ def _spare_rank(pool: asyncpg.Pool) -> tuple[int, int]:
     idle: int = pool.get_idle_size()
     room: int = pool.get_max_size() - pool.get_size()
     return idle, room
-
-
-def _exhausted(pool: asyncpg.Pool) -> bool:
-    """No idle connection and no room to open one: acquiring would queue."""
-    idle: int = pool.get_idle_size()
-    return idle == 0 and pool.get_size() >= pool.get_max_size()
 
 
 async def create_app_pools(settings: Settings) -> AppPools:
