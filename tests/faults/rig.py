@@ -130,7 +130,7 @@ class Rig:
         )
 
     def serve(self, *, workers: int = 1, env: dict[str, str] | None = None, **kw: Any) -> Server:
-        port = free_port()
+        port = int(kw.pop("port", 0)) or free_port()
         settings = self.settings(port=port, **kw)
         log = self.root / f"serve-{port}.log"
         proc = subprocess.Popen(
@@ -144,6 +144,19 @@ class Rig:
         self.servers.append(server)
         server.wait_ready()
         return server
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``oneauth ARGS`` as the operator, as a platform team would run it."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "oneauth.cli.main", *args],
+            env=clean_environ(**self.settings().to_environ()),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
 
     def pg_stop(self, mode: str) -> None:
         datadir = str(self.cluster.datadir)

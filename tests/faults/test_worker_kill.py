@@ -111,10 +111,10 @@ async def test_sigkill_of_a_worker_mid_request(rig: Rig) -> None:
 
     lost = [c for c, r in zip(load.chains, results, strict=True) if isinstance(r, str)]
     assert lost, "no request was in flight on the killed worker"
-    for chain, r in zip(load.chains, results, strict=True):
-        if isinstance(r, httpx.Response):
-            assert r.status_code == 200, r.text
-            chain.token = r.json()["refresh_token"]
+    for chain, got in zip(load.chains, results, strict=True):
+        if isinstance(got, httpx.Response):
+            assert got.status_code == 200, got.text
+            chain.token = got.json()["refresh_token"]
     # A3: the killed worker's grants were never stored, so nothing was spent:
     # each of its clients' old tokens is still its family's live token.
     check_chains(load)
