@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # else ONEAUTH_DATABASE_URL, else the embedded cluster under .data/ (made if missing).
 WITH_DB = ONEAUTH_OPERATOR_DATABASE_URL="$${ONEAUTH_OPERATOR_DATABASE_URL:-$${ONEAUTH_DATABASE_URL:-$$($(BIN)/oneauth dev db-url --operator)}}"
 
-.PHONY: help install run test lint format schemas migrate provision-app platform-init operator platform-worker stop-db bench bench-mfa bench-orgs bench-audit bench-console clean
+.PHONY: help install run test lint format schemas migrate provision-app platform-init operator platform-worker stop-db bench bench-mfa bench-orgs bench-audit bench-console soak clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -81,6 +81,11 @@ bench-audit: $(STAMP) ## refresh with the audit chain's sealer on beside off (wr
 
 bench-console: $(STAMP) ## the admin console's app picker (first page, search) at 10,000 apps, p95 < 300 ms (writes bench/console.json)
 	$(BIN)/python -m ops.bench.console --out bench/console.json $(if $(QUICK),--apps 1000 --requests 60)
+
+soak: $(STAMP) ## mixed load for 10 minutes (not in CI): 0 errors, RSS slope of the service and Postgres backends (writes bench/soak.json): make soak [DURATION=60]
+	@command -v wrk >/dev/null || { echo "make soak needs wrk: apt-get install wrk" >&2; exit 2; }
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m ops.bench.soak --out bench/soak.json --duration $(or $(DURATION),600)
 
 clean: ## remove the virtualenv and caches (keeps .data/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

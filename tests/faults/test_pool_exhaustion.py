@@ -80,5 +80,6 @@ async def test_an_exhausted_pool_refuses_fast_and_health_answers(rig: Rig) -> No
             r, _ = await refresh(http, chain.token)
             assert r.status_code == 200, r.text
         metrics = (await http.get("/metrics")).text
-    line = next(ln for ln in metrics.splitlines() if ln.startswith("oneauth_pool_acquire_timeouts"))
+    name = "oneauth_pool_acquire_timeouts_total"
+    line = next(ln for ln in metrics.splitlines() if ln.startswith(name))
     assert float(line.split()[-1]) >= len(queued_chains)
