@@ -75,6 +75,10 @@ REGISTRY_LOOKUPS = Counter(
     "App registry lookups by result: hit (in-process cache) or miss (a query).",
     ("result",),
 )
+POOL_ACQUIRE_TIMEOUTS = Counter(
+    "oneauth_pool_acquire_timeouts",
+    "Units of work refused with 503 because no app connection came within the bound.",
+)
 POOL_WAIT_SECONDS = Histogram(
     "oneauth_pool_wait_seconds",
     "Time a unit of work queued for an app connection (only units that found none free).",

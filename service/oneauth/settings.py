@@ -63,6 +63,10 @@ class Settings:
     # named statement prepared on one server connection is missing on the next
     # (docs/scaling.md: the measured cost, and max_prepared_statements for 1.21+).
     database_statement_cache_size: int = 100
+    # Seconds a request waits for a database connection (every connection busy,
+    # or Postgres not answering a connect) before it is refused with 503 and
+    # Retry-After; also asyncpg's connect timeout.
+    pool_acquire_timeout: float = 5.0
     registry_cache_ttl: float = 5.0
     # LISTEN/NOTIFY (cache invalidation, worker wake-ups) needs a session of its
     # own, which a transaction-mode pooler does not give: this URL is a direct
@@ -274,6 +278,8 @@ class Settings:
             raise SettingsError(
                 "ONEAUTH_POOL_SHARDS: must be >= 0 (0: automatic) and <= ONEAUTH_POOL_MAX_SIZE"
             )
+        if not self.pool_acquire_timeout > 0:
+            raise SettingsError("ONEAUTH_POOL_ACQUIRE_TIMEOUT: must be > 0 (seconds)")
         if self.pool_max_apps_per_connection < 1:
             raise SettingsError("ONEAUTH_POOL_MAX_APPS_PER_CONNECTION: must be >= 1")
         if self.password_hash_threads < 0:
@@ -455,6 +461,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "migrate_parallelism": _int,
     "password_hash_threads": _int,
     "registry_cache_ttl": _float,
+    "pool_acquire_timeout": _float,
     "port": _port,
     "dev_db_port": _port,
     "email_max_attempts": _int,

@@ -73,6 +73,9 @@ def _options(settings: Settings) -> dict[str, Any]:
         "reset": _no_session_reset,
         "server_settings": {"application_name": "oneauth"},
         "command_timeout": 30,
+        # asyncpg's connect timeout (60 s by default): an unreachable Postgres
+        # must fail a request within the acquire bound, not hold it for a minute.
+        "timeout": settings.pool_acquire_timeout,
     }
 
 
@@ -97,13 +100,22 @@ def default_shards(max_size: int) -> int:
     return max(1, max_size)
 
 
+class PoolTimeout(TimeoutError):
+    """No connection within the acquire bound: the HTTP layer answers 503 + Retry-After."""
+
+
 class AppPools:
     """The router's connections: one sub-pool per shard, an app's home by hash."""
 
-    def __init__(self, pools: Sequence[asyncpg.Pool]) -> None:
+    def __init__(self, pools: Sequence[asyncpg.Pool], *, acquire_timeout: float = 5.0) -> None:
         if not pools:
             raise ValueError("AppPools needs at least one pool")
         self.pools = tuple(pools)
+        # Q3: a request waits at most this long for a connection (every shard
+        # busy, or Postgres not answering), then fails fast with 503.
+        self.acquire_timeout = acquire_timeout
+        self.timeouts = 0
+        self._pending: dict[int, int] = {}  # id(pool) -> acquires under way
         self.borrowed = 0  # units served outside their app's home shard
         self.declined = 0  # units that found an idle connection with no room for their app
         self.queued = 0  # units that found no connection and waited for one
@@ -136,7 +148,18 @@ class AppPools:
         Measured on 2 cores, 10,000 apps, traffic over 1,000, 10 connections:
         borrowing whenever a backend had room filled every backend with foreign
         apps and recycled them constantly (1,144 units/s); home-only 2,602/s.
+
+        All of it within ``acquire_timeout`` (Q3): past it, ``PoolTimeout``.
         """
+        try:
+            async with asyncio.timeout(self.acquire_timeout):
+                return await self._acquire(app_id, max_apps)
+        except TimeoutError:
+            self.timeouts += 1
+            metrics.POOL_ACQUIRE_TIMEOUTS.inc()
+            raise PoolTimeout(f"no database connection within {self.acquire_timeout:g} s") from None
+
+    async def _acquire(self, app_id: str, max_apps: int) -> tuple[asyncpg.Pool, asyncpg.Connection]:
         home = self.pools[self.home(app_id)]
         declined: set[int] = set()  # backends this unit found full: counted once
         if not self._waiting:
@@ -162,18 +185,36 @@ class AppPools:
             self._waiting -= 1
             metrics.POOL_WAIT_SECONDS.observe(time.perf_counter() - queued_at)
 
+    async def _take(self, pool: asyncpg.Pool) -> asyncpg.Connection:
+        # Counted until asyncpg hands the connection over: while one is being
+        # opened, the pool's own figures still show room for it, and a second
+        # unit that believed them would wait inside asyncpg's acquire (holding
+        # the queue's condition) for the first to finish its request.
+        self._pending[id(pool)] = self._pending.get(id(pool), 0) + 1
+        try:
+            return await pool.acquire()
+        finally:
+            self._pending[id(pool)] -= 1
+
+    def _free(self, pool: asyncpg.Pool) -> tuple[int, int]:
+        """(idle, room) of a shard, less the acquires already under way on it."""
+        idle, room = _spare_rank(pool)
+        pending = self._pending.get(id(pool), 0)
+        taken_idle = min(idle, pending)
+        return idle - taken_idle, max(0, room - (pending - taken_idle))
+
     async def _try(
         self, app_id: str, home: asyncpg.Pool, max_apps: int, declined: set[int]
     ) -> tuple[asyncpg.Pool, asyncpg.Connection] | None:
-        if not _exhausted(home):
-            return home, await home.acquire()
+        if self._free(home) != (0, 0):
+            return home, await self._take(home)
         if len(self.pools) == 1:
             return None
         # An idle connection, else room to open one (it starts knowing no app).
-        spare = max(self.pools, key=_spare_rank)
-        if _spare_rank(spare) == (0, 0):
+        spare = max(self.pools, key=self._free)
+        if self._free(spare) == (0, 0):
             return None
-        conn = await spare.acquire()
+        conn = await self._take(spare)
         known: set[str] = getattr(conn, "oneauth_apps", set())
         if app_id in known or len(known) < max(1, max_apps // 4):
             self.borrowed += 1
@@ -203,12 +244,6 @@ def _spare_rank(pool: asyncpg.Pool) -> tuple[int, int]:
     return idle, room
 
 
-def _exhausted(pool: asyncpg.Pool) -> bool:
-    """No idle connection and no room to open one: acquiring would queue."""
-    idle: int = pool.get_idle_size()
-    return idle == 0 and pool.get_size() >= pool.get_max_size()
-
-
 async def create_app_pools(settings: Settings) -> AppPools:
     shards = settings.pool_shards or default_shards(settings.pool_max_size)
     sizes = shard_sizes(settings.pool_max_size, shards)
@@ -224,4 +259,4 @@ async def create_app_pools(settings: Settings) -> AppPools:
         for pool in pools:
             await pool.close()
         raise
-    return AppPools(pools)
+    return AppPools(pools, acquire_timeout=settings.pool_acquire_timeout)

@@ -17,6 +17,7 @@ apps than that) is closed after its unit.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -77,15 +78,20 @@ class Router:
         recycle = False
         entered: dict[str, object] = getattr(conn, "oneauth_entered", {})
         try:
-            await conn.execute(enter_sql)
-            entered["app"] = record
             try:
+                await conn.execute(enter_sql)
+                entered["app"] = record
                 yield conn
             except BaseException:
-                if not conn.is_closed():
-                    await conn.execute("ROLLBACK")
+                await _abandon(conn)
                 raise
-            status = await conn.execute("COMMIT")
+            try:
+                status = await conn.execute("COMMIT")
+            except BaseException:
+                # Q1: whether the server committed is unknown; the connection
+                # is not reused either way (its protocol state may be mid-query).
+                conn.terminate()
+                raise
             if status != "COMMIT":
                 raise TransactionAborted(
                     f"transaction in app {record.app_id!r} was rolled back by the server"
@@ -102,3 +108,21 @@ class Router:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=5)
             await self.pools.release(pool, conn)
+
+
+async def _abandon(conn: asyncpg.Connection) -> None:
+    """Roll back after an error; a connection that cannot roll back is dropped (Q1).
+
+    When Postgres goes away mid-request (restart, a killed backend), the
+    connection may be closed, or half-open with an operation still pending in
+    asyncpg's protocol. Released like that, the pool would hand it to the next
+    request, which then fails with an internal client error (a 500) instead of
+    a clean reconnect. Terminating it makes the pool open a fresh one.
+    """
+    if conn.is_closed():
+        return
+    try:
+        async with asyncio.timeout(2):
+            await conn.execute("ROLLBACK")
+    except Exception:
+        conn.terminate()

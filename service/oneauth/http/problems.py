@@ -36,6 +36,12 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.ConnectionFailureError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # Q1: a FATAL sent by a server shutting down (57P01) can reach an idle
+    # connection just before its socket closes; asyncpg then refuses the next
+    # statement with "cannot switch to state ...; another operation is in
+    # progress". The connection is gone like any other: 503, and the router
+    # drops it (db/router.py, _abandon).
+    asyncpg.exceptions._base.InternalClientError,
 )
 
 

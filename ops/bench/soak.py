@@ -1,0 +1,278 @@
+"""Soak: mixed load for a long while, 0 errors, and memory that stays flat (issue 16, Q6).
+
+    python -m ops.bench.soak [--duration S] [--out bench/soak.json] [--workers N]
+
+A throwaway Postgres (the harness's cluster), one app, ``oneauth serve`` with
+one worker per core. Two wrk processes run side by side for ``--duration``
+seconds (600 by default, `make soak`): refresh-token rotation over
+``--chains`` families (every request a never-used token, its successor taken
+from the answer), and a round-robin list of client_credentials grants,
+discovery, JWKS and app metadata, with a password login every
+``--login-every`` requests. Every ``--sample`` seconds the RSS of the service
+(supervisor and workers) and the PSS of the Postgres backends are read from
+/proc; the report gives their least-squares slope over the run after the
+first ``--warmup`` seconds (KiB per minute, and in percent per 10 minutes),
+the request rate and the errors (target: >= 1,000 requests/s, 0 errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from ops.bench import cluster as bench_cluster
+from ops.bench import servers, wrk
+from ops.bench.bank import PASSWORD
+from ops.bench.procstat import CpuMeter, all_stats, smaps_rollup_kib, tree
+from ops.bench.wrk import Request
+
+from oneauth.apps import lifecycle
+from oneauth.db import ops
+from oneauth.localpg import free_port
+from oneauth.oauth import clients
+from oneauth.settings import Settings
+
+APP_ID = "bench-soak"
+CC_SCOPE = "orders:read"
+
+
+def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, KiB) points, in KiB per minute."""
+    if len(points) < 3:
+        return None
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    if var == 0:
+        return None
+    return 60.0 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Sampler(threading.Thread):
+    def __init__(self, service: int, postmaster: int, every: float) -> None:
+        super().__init__(daemon=True)
+        self.service, self.postmaster, self.every = service, postmaster, every
+        self.samples: list[dict[str, float]] = []
+        self.started = time.monotonic()
+        self.halt = threading.Event()
+
+    def sample(self) -> None:
+        stats = all_stats()
+        service = sum(_rss_kib(p) for p in tree(self.service, stats))
+        backends = tree(self.postmaster, stats) - {self.postmaster}
+        pss = sum(smaps_rollup_kib(p).get("Pss", 0) for p in backends)
+        self.samples.append(
+            {
+                "t": round(time.monotonic() - self.started, 1),
+                "service_rss_kib": service,
+                "postgres_pss_kib": pss,
+                "postgres_processes": len(backends),
+            }
+        )
+
+    def run(self) -> None:
+        while not self.halt.wait(self.every):
+            self.sample()
+
+
+def _prepare(base: str, client_id: str, chains: int) -> list[str]:
+    tokens: list[str] = []
+    with httpx.Client(base_url=base, timeout=60) as http:
+        for i in range(chains):
+            r = http.post(
+                f"/apps/{APP_ID}/v1/signup",
+                json={"email": f"soak-{i}@bench.example", "password": PASSWORD},
+            )
+            r.raise_for_status()
+            tokens.append(f"{APP_ID}\t{client_id}\t{r.json()['refresh_token']}")
+    return tokens
+
+
+def _mix(cc_id: str, secret: str, login_every: int) -> list[Request]:
+    import base64
+
+    basic = base64.b64encode(f"{cc_id}:{secret}".encode()).decode()
+    form = ("Content-Type", "application/x-www-form-urlencoded")
+    cheap = [
+        Request(
+            "POST",
+            f"/apps/{APP_ID}/oauth/token",
+            f"grant_type=client_credentials&scope={CC_SCOPE}",
+            (form, ("Authorization", f"Basic {basic}")),
+        ),
+        Request("GET", f"/apps/{APP_ID}/.well-known/openid-configuration"),
+        Request("GET", f"/apps/{APP_ID}/.well-known/jwks.json"),
+        Request("GET", f"/apps/{APP_ID}/v1/app"),
+    ]
+    login = Request(
+        "POST",
+        f"/apps/{APP_ID}/v1/login",
+        json.dumps({"email": "soak-0@bench.example", "password": PASSWORD}),
+        (("Content-Type", "application/json"),),
+    )
+    out = [cheap[i % len(cheap)] for i in range(max(1, login_every - 1))]
+    return [*out, login]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.bench.soak", description=__doc__)
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of load")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--chains", type=int, default=64, help="refresh families")
+    parser.add_argument("--connections", type=int, default=16, help="per wrk process")
+    parser.add_argument("--login-every", type=int, default=200)
+    parser.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds left out of slopes")
+    parser.add_argument("--out", type=Path, default=Path("bench/soak.json"))
+    args = parser.parse_args(argv)
+
+    cl = bench_cluster.start(None, durable=False)
+    try:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        settings = Settings(
+            env="development", database_url=cl.dsn, public_url=base, master_key=cl.master_key
+        )
+        with ops.connect(cl.dsn) as conn:
+            made = lifecycle.provision(conn, settings, APP_ID, "Bench soak")
+            with conn.transaction(), ops.app_context(conn, made.app.names):
+                cc, secret = clients.create(
+                    conn,
+                    clients.ClientSpec(
+                        name="Soak",
+                        kind="confidential",
+                        grant_types=frozenset({"client_credentials"}),
+                        scopes=frozenset({CC_SCOPE}),
+                    ),
+                )
+        assert secret is not None
+        client_id = str(made.extra["default_client_id"])
+        extra = {"ONEAUTH_EMAIL_WORKER": "off", "ONEAUTH_AUDIT_SEALER": "off"}
+        with servers.start_service(
+            dsn=cl.service_dsn,
+            master_key=cl.master_key,
+            workers=args.workers,
+            port=port,
+            **extra,
+        ) as server:
+            tokens = _prepare(base, client_id, args.chains)
+            tmp = Path(tempfile.mkdtemp(prefix="oneauth-soak-"))
+            refresh_in, mix_in = tmp / "refresh.tsv", tmp / "mix.tsv"
+            refresh_in.write_text("".join(t + "\n" for t in tokens))
+            wrk.write_requests(mix_in, _mix(cc.client_id, secret, args.login_every))
+            postmaster = cl.postmaster
+            assert postmaster is not None
+            meter = CpuMeter(service=server.pid, postgres=postmaster, cores=os.cpu_count() or 1)
+            sampler = Sampler(server.pid, postmaster, args.sample)
+            sampler.sample()
+            sampler.start()
+            runs: dict[str, Any] = {}
+
+            def go(name: str, script: str, path: Path, out: Path | None = None) -> None:
+                runs[name] = wrk.run(
+                    port=port,
+                    script=script,
+                    input_path=path,
+                    seconds=args.duration,
+                    connections=args.connections,
+                    threads=1,
+                    meter=meter,
+                    out_path=out,
+                )
+
+            threads = [
+                threading.Thread(
+                    target=go, args=("refresh", "refresh.lua", refresh_in, tmp / "left.tsv")
+                ),
+                threading.Thread(target=go, args=("mix", "list.lua", mix_in)),
+            ]
+            started = time.monotonic()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.monotonic() - started
+            sampler.halt.set()
+            sampler.join()
+            sampler.sample()
+    finally:
+        cl.close()
+
+    samples = sampler.samples
+    steady = [s for s in samples if s["t"] >= args.warmup] or samples
+
+    def slope(key: str) -> dict[str, float | None]:
+        per_min = slope_per_minute([(s["t"], s[key]) for s in steady])
+        level = statistics.fmean(s[key] for s in steady) if steady else 0
+        pct = None if per_min is None or not level else round(100 * per_min * 10 / level, 2)
+        return {
+            "kib_per_minute": None if per_min is None else round(per_min, 1),
+            "percent_per_10_minutes": pct,
+            "first_kib": steady[0][key] if steady else None,
+            "last_kib": steady[-1][key] if steady else None,
+        }
+
+    requests = sum(r.sample.requests for r in runs.values())
+    errors = sum(r.sample.errors for r in runs.values())
+    report = {
+        "what": "mixed load: refresh rotation beside client_credentials/discovery/JWKS/app"
+        f" metadata with a login every {args.login_every} requests",
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "duration_s": round(wall, 1),
+        "workers": args.workers,
+        "requests": requests,
+        "rate_per_s": round(requests / wall, 1) if wall else 0,
+        "errors": errors,
+        "target": {"rate_per_s": 1000, "errors": 0},
+        "runs": {
+            name: {
+                "requests": r.sample.requests,
+                "rate_per_s": round(r.sample.requests / max(r.sample.seconds, 1e-6), 1),
+                "p50_ms": r.sample.p50_ms,
+                "p99_ms": r.sample.p99_ms,
+                "max_ms": r.sample.max_ms,
+                "errors": r.sample.errors,
+                "error_detail": r.sample.error_detail,
+            }
+            for name, r in runs.items()
+        },
+        "slope": {
+            "service_rss": slope("service_rss_kib"),
+            "postgres_backends_pss": slope("postgres_pss_kib"),
+        },
+        "warmup_s": args.warmup,
+        "samples": samples,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"soak {wall:.0f} s: {report['rate_per_s']} req/s, {errors} errors;"
+        f" service RSS {report['slope']['service_rss']['kib_per_minute']} KiB/min,"
+        f" Postgres backends {report['slope']['postgres_backends_pss']['kib_per_minute']} KiB/min"
+        f" -> {args.out}"
+    )
+    return 0 if errors == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
