@@ -146,6 +146,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Print the platform's receipt-signing public keys (JWK set), "
         "creating the key on first use. Keep a copy apart from the database.",
     )
+    p.add_argument("--json", action="store_true", help="accepted: the key set is always JSON")
     p.set_defaults(func=cmd_receipt_key)
 
     p = cmds.add_parser(
@@ -154,6 +155,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Print the deletion receipt stored when the app was deleted.",
     )
     p.add_argument("app_id")
+    p.add_argument("--json", action="store_true", help="print {app_id, receipt} as JSON")
     p.set_defaults(func=cmd_receipt)
 
     p = cmds.add_parser(
@@ -400,6 +402,9 @@ def cmd_receipt(args: argparse.Namespace) -> None:
         receipt = receipts.stored(conn, args.app_id)
     if receipt is None:
         fail(f"no deletion receipt for {args.app_id!r} (not deleted, or deleted before receipts)")
+    if args.json:
+        print_json({"app_id": args.app_id, "receipt": receipt})
+        return
     print(receipt)
 
 

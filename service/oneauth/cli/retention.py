@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import signal
 
-from oneauth.cli.common import load_settings
+from oneauth.cli.common import fail, load_settings, print_json
 from oneauth.settings import Settings
 
 
@@ -28,44 +28,60 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run_p = actions.add_parser("run", help="run the retention worker")
     run_p.add_argument("--once", action="store_true", help="run one cycle, then exit")
     run_p.add_argument("--all", action="store_true", help="visit every active app (with --once)")
+    run_p.add_argument(
+        "--json", action="store_true", help="print the cycle's report as JSON (with --once)"
+    )
     run_p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     settings = load_settings()
-    code = asyncio.run(run(settings, once=args.once, everything=args.all))
+    if args.json and not args.once:
+        fail("--json goes with --once (one cycle and its report)")
+    code = asyncio.run(run(settings, once=args.once, everything=args.all, as_json=args.json))
     if code:
         raise SystemExit(code)
 
 
-async def run(settings: Settings, *, once: bool = False, everything: bool = False) -> int:
+async def run(
+    settings: Settings, *, once: bool = False, everything: bool = False, as_json: bool = False
+) -> int:
+    from oneauth.apps.dek import KeyRing, SyncLoader
     from oneauth.apps.registry import CHANNEL as registry_channel
     from oneauth.apps.registry import Registry
     from oneauth.db.notify import Notifier
     from oneauth.db.pool import create_app_pools, create_pool
     from oneauth.db.router import Router
     from oneauth.retention.worker import RetentionWorker
-    from oneauth.secretbox import SecretBox
     from oneauth.tokens.keystore import CHANNEL as keys_channel
     from oneauth.tokens.keystore import KeyStore
 
+    # The app data keys (K1) open the signing keys the prune checkpoints are signed with.
+    box = KeyRing.from_config(settings.master_key)
+    box.loader = loader = SyncLoader(settings.database_url)
     pool = await create_pool(settings)
     app_pools = await create_app_pools(settings)
     try:
-        registry = Registry(pool, ttl=settings.registry_cache_ttl)
+        registry = Registry(pool, ttl=settings.registry_cache_ttl, keyring=box)
         router = Router(
             app_pools, registry, max_apps_per_connection=settings.pool_max_apps_per_connection
         )
-        box = SecretBox.from_config(settings.master_key)
         keys = KeyStore(box, issuer_for=settings.issuer_for)
         worker = RetentionWorker.from_settings(settings, pool, registry, router, keys, box)
         if once:
             report = await worker.run_once(everything=everything)
-            print(report.summary())
+            if as_json:
+                print_json(report.to_json())
+            else:
+                print(report.summary())
             return 0 if report.leader and not report.failed else 1
-        notifier = Notifier(settings.database_url)
-        notifier.subscribe(registry_channel, registry.on_change)
-        notifier.subscribe(keys_channel, keys.on_change)
+        notifier = Notifier(
+            settings.listen_url,
+            enabled=settings.listen,
+            fallback_ttl=settings.listen_fallback_ttl,
+        )
+        notifier.subscribe(registry_channel, registry.on_change, cache=True)
+        notifier.subscribe(keys_channel, keys.on_change, cache=True)
         await notifier.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -83,3 +99,4 @@ async def run(settings: Settings, *, once: bool = False, everything: bool = Fals
     finally:
         await app_pools.close()
         await pool.close()
+        loader.close()

@@ -137,6 +137,16 @@ class CycleReport:
             if n:
                 self.pruned[name] = self.pruned.get(name, 0) + n
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "leader": self.leader,
+            "apps": self.apps,
+            "visited": list(self.visited),
+            "pruned": dict(sorted(self.pruned.items())),
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+        }
+
     def summary(self) -> str:
         if not self.leader:
             return "another retention worker is running a cycle: skipped"
