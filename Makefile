@@ -155,15 +155,13 @@ bench-audit: $(STAMP) ## refresh with the audit chain's sealer on beside off (wr
 bench-console: $(STAMP) ## the admin console's app picker (first page, search) at 10,000 apps, p95 < 300 ms (writes bench/console.json)
 	$(BIN)/python -m ops.bench.console --out bench/console.json $(if $(QUICK),--apps 1000 --requests 60)
 
-<<<<<<< HEAD
 bench-transfer: $(STAMP) ## apps export / import / clone of one app with 10,000 users (writes bench/apps_transfer.json)
 	$(BIN)/python -m ops.bench.apps_transfer --out bench/apps_transfer.json $(if $(QUICK),--users 1000 --reps 1)
-=======
+
 soak: $(STAMP) ## mixed load for 10 minutes (not in CI): 0 errors, RSS slope of the service and Postgres backends (writes bench/soak.json): make soak [DURATION=60]
 	@command -v wrk >/dev/null || { echo "make soak needs wrk: apt-get install wrk" >&2; exit 2; }
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m ops.bench.soak --out bench/soak.json --duration $(or $(DURATION),600)
->>>>>>> i16/faults
 
 clean: ## remove the virtualenv and caches (keeps .data/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
