@@ -140,7 +140,15 @@ def test_bootstrap_migrate_suspend_resume_delete_print_json(
         assert suspended["issuer"] == f"https://auth.example.com/apps/{app_id}"
         assert as_json(cli("apps", "resume", app_id, "--json", **env))["status"] == "active"
         deleted = as_json(cli("apps", "delete", app_id, "--yes", "--json", **env))
-        assert deleted == {"app_id": app_id, "status": "deleted", "tombstone": True}
+        receipt = deleted.pop("receipt")
+        claims = deleted.pop("claims")
+        assert deleted == {
+            "app_id": app_id,
+            "status": "deleted",
+            "tombstone": True,
+            "dek_id": claims["dek_id"],
+        }
+        assert claims["app_id"] == app_id and receipt.count(".") == 2  # the signed JWS (K3)
     finally:
         _drop(pg_admin_dsn, database, made)
 

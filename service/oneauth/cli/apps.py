@@ -320,7 +320,16 @@ def cmd_delete(args: argparse.Namespace) -> None:
         return
     if args.json:
         claims = receipts.verify(result.receipt, _receipt_keys(settings))
-        print_json({"receipt": result.receipt, "claims": claims})
+        print_json(
+            {
+                "app_id": args.app_id,
+                "status": "deleted",
+                "tombstone": True,
+                "dek_id": result.dek_id,
+                "receipt": result.receipt,
+                "claims": claims,
+            }
+        )
         return
     print(
         f"app {args.app_id} deleted (schema and role dropped, data key "
