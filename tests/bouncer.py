@@ -20,9 +20,9 @@ import time
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
-import pytest
 
 from oneauth.localpg import free_port, scratch_dir
+from rigcheck import unavailable
 
 ADMIN = "pgbouncer_admin"
 
@@ -37,10 +37,7 @@ def require_pgbouncer() -> str:
     """The binary; a skip on a developer's machine without it, a failure on CI."""
     found = find_pgbouncer()
     if found is None:
-        message = "pgbouncer is not installed (apt-get install pgbouncer)"
-        if os.environ.get("TEST_REQUIRE_FEDERATION_RIG"):
-            pytest.fail(message + "; .ci/run installs it", pytrace=False)
-        pytest.skip(message)
+        unavailable("pgbouncer is not installed (apt-get install pgbouncer)")
     return found
 
 

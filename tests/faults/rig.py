@@ -33,6 +33,7 @@ from oneauth.db.naming import AppNames
 from oneauth.localpg import LocalPostgres, LocalPostgresError, find_bindir, free_port, scratch_dir
 from oneauth.oauth import clients
 from oneauth.settings import Settings
+from rigcheck import unavailable
 
 PASSWORD = "violet-Harbor-lantern-42"
 
@@ -41,9 +42,7 @@ def require_pg_binaries() -> None:
     try:
         find_bindir()
     except LocalPostgresError as exc:
-        if os.environ.get("TEST_REQUIRE_FEDERATION_RIG") == "1":
-            pytest.fail(f"the fault suite needs the Postgres server binaries: {exc}")
-        pytest.skip("the fault suite needs the Postgres server binaries")
+        unavailable(f"the fault suite needs the Postgres server binaries: {exc}")
 
 
 def clean_environ(**extra: str) -> dict[str, str]:

@@ -20,7 +20,6 @@ How each starts (all on 127.0.0.1, ephemeral ports):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -35,18 +34,15 @@ from oidc._support import LiveServer
 from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
 from oneauth.settings import Settings
+from rigcheck import unavailable
 
 
 def _node_op(conform: bool) -> Iterator[UpstreamOP]:
     try:
         node_tools()
     except RigUnavailable as exc:
-        # A skip only where node/npm are absent on a developer's machine; CI
-        # (.ci/run installs them and sets TEST_REQUIRE_FEDERATION_RIG) must not pass
-        # silently without the real upstream.
-        if os.environ.get("TEST_REQUIRE_FEDERATION_RIG"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        # node/npm absent: a skip on a developer's machine, a failure on CI (rigcheck).
+        unavailable(str(exc))
     op = UpstreamOP(conform_id_token_claims=conform).start()
     try:
         yield op
