@@ -193,6 +193,14 @@ def make_rig(label: str) -> Iterator[Rig]:
     root = scratch_dir(f"oneauth-faults-{label}-")
     cluster = LocalPostgres(root / "data", fast=True)
     try:
+        cluster.init()
+        # The fast cluster's synchronous_commit = off loses the last commits when
+        # Postgres crashes (pg_ctl -m immediate): a refresh answered 200 would then
+        # never have happened. Production commits are durable; so are the rig's.
+        # fsync stays off: only Postgres is killed here, never the machine, so
+        # what reached the kernel survives.
+        with (cluster.datadir / "postgresql.auto.conf").open("a") as conf:
+            conf.write("synchronous_commit = on\n")
         cluster.start()
         made = bootstrap(
             cluster.admin_dsn(),
