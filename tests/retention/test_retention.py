@@ -481,20 +481,27 @@ async def test_an_idle_cycle_at_a_thousand_apps_enters_no_schema(
     keeper = worker(services, router=counting)
     await _settle(keeper)
     # TEST_RETENTION_IDLE_APPS=10000 for the README's figure (a test switch, not a setting).
-    with _registry_only_apps(env.settings, int(os.environ.get("TEST_RETENTION_IDLE_APPS", "1000"))):
+    n = int(os.environ.get("TEST_RETENTION_IDLE_APPS", "1000"))
+    with _registry_only_apps(env.settings, n) as idle:
         counting.entered.clear()
         timings = []
+        visited: set[str] = set()
         for _ in range(5):
             report = await keeper.run_once()
             assert report.leader
-            assert report.visited == []
+            visited |= set(report.visited)
             timings.append(report.seconds)
-        assert counting.entered == []
+        # The idle apps are never entered. This module's real apps may still be: a
+        # pooled backend reports its last writes up to 10 s late (PGSTAT_IDLE_INTERVAL),
+        # after _settle saw a quiet cycle, and its counter then moves.
+        assert not visited & set(idle)
+        assert not set(counting.entered) & set(idle)
+        assert set(counting.entered) <= visited
         assert report.apps >= 1000 or "TEST_RETENTION_IDLE_APPS" in os.environ
     with capsys.disabled():
         print(
             f"\nretention idle cycle at {report.apps} apps: median"
-            f" {sorted(timings)[2] * 1000:.1f} ms, schemas entered: 0"
+            f" {sorted(timings)[2] * 1000:.1f} ms, idle schemas entered: 0"
         )
 
 
