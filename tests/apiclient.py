@@ -42,11 +42,16 @@ async def default_client_id(http: httpx.AsyncClient, app_id: str) -> str:
 
 
 async def refresh(
-    http: httpx.AsyncClient, app_id: str, client_id: str, token: str
+    http: httpx.AsyncClient, app_id: str, client_id: str, token: str, **form: str
 ) -> httpx.Response:
     return await http.post(
         f"/apps/{app_id}/oauth/token",
-        data={"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": token,
+            "client_id": client_id,
+            **form,
+        },
     )
 
 

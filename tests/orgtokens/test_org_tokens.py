@@ -240,10 +240,10 @@ async def test_plain_refresh_of_a_family_whose_org_is_gone_fails_and_the_family_
 async def test_concurrent_switch_and_refresh_of_one_token(
     isolated: Isolated, provision: Callable[..., AppRecord]
 ) -> None:
-    """Documented: of two uses of one token at once exactly one wins (the other
-    gets invalid_grant, the benign race of S1) and the family is for the
-    winner's org; a switch that fails never spends the token, so a plain refresh
-    racing it always succeeds."""
+    """Documented: two uses of one token at once both succeed with one successor
+    (the second is a retry of the first's rotation, S1), and a switch ends in its
+    org whichever ran first; a switch that fails never spends the token, so a
+    plain refresh racing it always succeeds."""
     http, services = isolated.client, isolated.services
     app = provision()
     cid = await default_client_id(http, app.app_id)
@@ -263,13 +263,13 @@ async def test_concurrent_switch_and_refresh_of_one_token(
             refresh(http, app.app_id, cid, current, organization_id=y),
             refresh(http, app.app_id, cid, current),
         )
-        results = sorted([switch.status_code, plain.status_code])
-        assert results == [200, 400], (switch.text, plain.text)
-        winner, loser = (switch, plain) if switch.status_code == 200 else (plain, switch)
-        assert loser.json()["error"] == "invalid_grant"  # superseded, nothing revoked
-        won = payload(winner.json()["access_token"])["org_id"]
-        assert await session_org(services, app.app_id, sid) == won
-        current = winner.json()["refresh_token"]
+        assert [switch.status_code, plain.status_code] == [200, 200], (switch.text, plain.text)
+        assert switch.json()["refresh_token"] == plain.json()["refresh_token"]
+        # The switch either ran first, or second as a retry that switched again.
+        assert payload(switch.json()["access_token"])["org_id"] == y
+        assert payload(plain.json()["access_token"])["org_id"] in (x, y)
+        assert await session_org(services, app.app_id, sid) == y
+        current = switch.json()["refresh_token"]
         # Back to X for the next round.
         answer = await refresh(http, app.app_id, cid, current, organization_id=x)
         current = answer.json()["refresh_token"]

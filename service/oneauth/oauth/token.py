@@ -133,8 +133,9 @@ async def refresh_grant(
         )
         return InvalidGrant("the refresh token is invalid")
     if isinstance(outcome, sessions.Superseded):
-        # Lost a race with another request of this client (sessions.REUSE_GRACE_SECONDS):
-        # no tokens, and no revocation, so the winner's new refresh token keeps working.
+        # Lost a race with another request of this client (sessions.REUSE_GRACE_SECONDS)
+        # that asked for another scope, or one from before successors were kept: no
+        # tokens, and no revocation, so the winner's new refresh token keeps working.
         await _refresh_failed(conn, meta, client, "superseded", outcome.session_id)
         return InvalidGrant(
             "the refresh token was just rotated by a concurrent request; use the newest one"
@@ -168,8 +169,10 @@ async def refresh_grant(
             refused = ("org_mfa_required", "mfa_required", ORG_NEEDS_MFA)
     if refused is not None:
         reason, org_reason, description = refused
-        # The session row is still locked: undo the rotation, keep the audit row.
-        await sessions.unrotate(conn, outcome)
+        # The session row is still locked: undo the rotation, keep the audit row. A
+        # retry wrote nothing (its rotation committed earlier, its successor is live).
+        if not outcome.retried:
+            await sessions.unrotate(conn, outcome)
         await audit.record(
             conn,
             "token.refresh",
@@ -201,6 +204,8 @@ async def refresh_grant(
         authz=authz.token_claims(),
     )
     details: dict[str, str] = {"client_id": client.client_id}
+    if outcome.retried:
+        details["retry"] = "same_successor"  # sessions.REUSE_GRACE_SECONDS
     if authz.org_id != session.org_id:
         details.update(org_from=session.org_id or "", org_to=authz.org_id or "")
     await audit.record(

@@ -6,9 +6,11 @@ token again is a replay and revokes the session with every token in it
 (RFC 9700 section 4.14.2, ASVS 10.4.5). The rotation is one UPDATE with a
 ``used_at IS NULL`` guard, so of two concurrent uses at most one succeeds.
 The loser of such a race is not a thief: within ``REUSE_GRACE_SECONDS`` of the
-rotation, and while the successor is unused, a repeat is ``Superseded`` (a
-clean error, the family lives on); later, or once the successor was used, it
-is a replay (S1). Whatever changes a family locks its session row first, then
+rotation, and while the successor is unused, a repeat gets that same successor
+(``Rotated`` with ``retried``: a retry after a lost response, or a second tab,
+stays signed in; ``oneauth.sessions.successor`` keeps it so that only the
+presenter of the old token can open it); later, or once the successor was used,
+it is a replay (S1). Whatever changes a family locks its session row first, then
 its tokens.
 """
 
@@ -24,17 +26,20 @@ from typing import Literal
 import asyncpg
 
 from oneauth import webhooks
+from oneauth.sessions import successor as successors
 
 REFRESH_PREFIX = "ort_"  # recognisable in leaked-secret scanners
 
 # Two tabs refreshing at once, or a retry after a lost response, present the
 # token that another request has just rotated. For this long after the
-# rotation, and only while the successor has not been used, that is answered
-# with invalid_grant and nothing else; the winner's new token keeps the user
-# signed in. We never hand the successor out twice (we keep only its hash, and
-# a second copy would be a second live secret). A thief racing the owner in
-# this window gets the same error and no token; after it, or once the family
-# moved on, the old token is a replay and revokes the family.
+# rotation, and only while the successor has not been used, they get the same
+# successor again (the family still has one live token: it is one secret, not
+# a second one). A thief presenting a stolen token in this window gets it too;
+# whichever of the two then uses it first moves the family on, and the other's
+# later use is a replay that revokes the family (as when a thief rotates
+# first). After the window, or once the family moved on, the old token is a
+# replay and revokes the family. Rotations from before the successor was kept
+# (and a repeat asking for another scope) get invalid_grant (``Superseded``).
 REUSE_GRACE_SECONDS = 10
 
 
@@ -118,6 +123,9 @@ class Rotated:
     scope: str
     email_verified: bool
     presented: str = field(default="", repr=False)  # the token this rotation used up
+    # The presented token had been rotated moments ago and this is its unused
+    # successor again (REUSE_GRACE_SECONDS): nothing was written, nothing to undo.
+    retried: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +161,7 @@ WITH family AS (
     WHERE t.token_hash = $1 AND t.client_id = $2
     FOR NO KEY UPDATE OF s
 ), used AS (
-    UPDATE refresh_tokens SET used_at = now()
+    UPDATE refresh_tokens SET used_at = now(), successor_enc = $6
     WHERE token_hash = $1 AND client_id = $2 AND used_at IS NULL AND revoked_at IS NULL
       AND EXISTS (SELECT FROM family)
       AND expires_at > now()
@@ -181,16 +189,31 @@ SELECT live.*, (SELECT count(*) FROM fresh) AS issued FROM live
 # its session live, and no token of the family used since (the family is a
 # chain: its successor, and any later one, would have used_at > this used_at).
 # The session row is still locked by _ROTATE, so no rotation of the successor
-# can commit between that statement and this one.
+# can commit between that statement and this one. For a benign repeat, also the
+# family's live token (its only one: the successor, if nothing else happened)
+# and what a retry's answer needs of the session.
 _SEEN = """
-SELECT t.session_id, t.used_at IS NOT NULL AS used,
-       t.revoked_at IS NULL AND t.expires_at > now() AS live,
-       t.used_at > now() - make_interval(secs => $3)
-         AND s.revoked_at IS NULL AND s.expires_at > now()
-         AND NOT EXISTS (SELECT FROM refresh_tokens o
-                         WHERE o.session_id = t.session_id AND o.used_at > t.used_at) AS benign
-FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
-WHERE t.token_hash = $1 AND t.client_id = $2
+WITH seen AS (
+    SELECT t.session_id, t.used_at IS NOT NULL AS used,
+           t.revoked_at IS NULL AND t.expires_at > now() AS live,
+           t.used_at > now() - make_interval(secs => $3)
+             AND s.revoked_at IS NULL AND s.expires_at > now()
+             AND NOT EXISTS (SELECT FROM refresh_tokens o
+                             WHERE o.session_id = t.session_id AND o.used_at > t.used_at)
+             AS benign,
+           t.successor_enc, s.user_id, s.client_id, s.amr, s.auth_time, s.expires_at,
+           s.org_id, u.email_verified, u.status = 'active' AS user_active
+    FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+    WHERE t.token_hash = $1 AND t.client_id = $2
+)
+SELECT seen.*, n.token_hash AS live_hash, n.scope AS live_scope FROM seen
+LEFT JOIN LATERAL (
+    SELECT o.token_hash, o.scope FROM refresh_tokens o
+    WHERE seen.benign AND seen.successor_enc IS NOT NULL
+      AND o.session_id = seen.session_id AND o.used_at IS NULL AND o.revoked_at IS NULL
+      AND o.expires_at > now()
+    ORDER BY o.created_at DESC LIMIT 2
+) n ON true
 """
 
 
@@ -210,7 +233,10 @@ async def rotate(
     """
     presented = hash_token(raw)
     next_raw, next_digest = new_refresh_token()
-    row = await conn.fetchrow(_ROTATE, presented, client_id, next_digest, idle_ttl, narrowed_scope)
+    kept = successors.seal(raw, presented, next_raw)
+    row = await conn.fetchrow(
+        _ROTATE, presented, client_id, next_digest, idle_ttl, narrowed_scope, kept
+    )
     if row is not None and row["issued"] == 1:
         session = Session(
             row["id"],
@@ -224,16 +250,42 @@ async def rotate(
         return Rotated(
             next_raw, session, narrowed_scope or row["scope"], row["email_verified"], raw
         )
-    seen = await conn.fetchrow(_SEEN, presented, client_id, grace_seconds)
-    if seen is None:
+    rows = await conn.fetch(_SEEN, presented, client_id, grace_seconds)
+    if not rows:
         return None
+    seen = rows[0]
     if seen["used"]:
         if seen["benign"]:
-            return Superseded(seen["session_id"])
+            again = _retried(raw, presented, rows, narrowed_scope)
+            return again if again is not None else Superseded(seen["session_id"])
         return Replayed(seen["session_id"])
     if seen["live"] and narrowed_scope is not None:
         return "scope"  # asked for more than the grant holds; the token stays unused
     return None
+
+
+def _retried(
+    raw: str, presented: bytes, rows: list[asyncpg.Record], narrowed_scope: str | None
+) -> Rotated | None:
+    """The successor of ``raw`` again, if it is the family's one live token (rows of _SEEN)."""
+    seen = rows[0]
+    if len(rows) != 1 or seen["live_hash"] is None or not seen["user_active"]:
+        return None  # no successor kept, none live, or (never expected) two live tokens
+    again = successors.open_(raw, presented, seen["successor_enc"])
+    if again is None or hash_token(again) != seen["live_hash"]:
+        return None
+    if narrowed_scope is not None and narrowed_scope != seen["live_scope"]:
+        return None  # another scope than the rotation gave: not a retry of it
+    session = Session(
+        seen["session_id"],
+        seen["user_id"],
+        seen["client_id"],
+        list(seen["amr"]),
+        seen["auth_time"],
+        seen["expires_at"],
+        seen["org_id"],
+    )
+    return Rotated(again, session, seen["live_scope"], seen["email_verified"], raw, retried=True)
 
 
 # Undo a rotation inside its own transaction, while the session row is still
