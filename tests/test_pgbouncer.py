@@ -9,6 +9,8 @@ a transaction pooler, and what we do about it:
   self-test, which falls back to flushing caches every ``listen_fallback_ttl``.
 * Named prepared statements (asyncpg's statement cache) before PgBouncer 1.21:
   ``ONEAUTH_DATABASE_STATEMENT_CACHE_SIZE=0``.
+* Session-level advisory locks stay on whichever server connection ran the
+  statement: the retention cycle's leader is a lease row instead (R3).
 
 `make test` also runs a named subset of the HTTP tests with
 ``TEST_THROUGH_PGBOUNCER=1`` (conftest.py): every test service's pools through
@@ -36,6 +38,7 @@ from oneauth.asgi import create_app
 from oneauth.db import ops
 from oneauth.db.notify import Notifier
 from oneauth.db.pool import create_pool
+from oneauth.retention import state as retention_state
 from oneauth.services import Services
 from oneauth.settings import Settings, SettingsError
 
@@ -289,3 +292,29 @@ def test_listen_settings_are_read_and_checked() -> None:
     ]:
         with pytest.raises(SettingsError, match=var):
             Settings.from_env({var: bad})
+
+
+async def test_the_retention_lease_holds_through_pgbouncer(
+    pooled: Settings, bouncer: PgBouncer
+) -> None:
+    """R3 through a transaction pooler: while one worker leads, every attempt of
+    another is refused, whichever server connection it lands on; once released,
+    every attempt succeeds. (A session-level advisory lock failed both halves: it
+    stayed on one server connection, re-entrant for whoever landed there, and the
+    unlock ran on another.)"""
+    one = await create_pool(pooled, min_size=2, max_size=2)
+    two = await create_pool(pooled, min_size=2, max_size=2)
+    try:
+        assert await retention_state.try_lead(one, "worker-one")
+        refused = await asyncio.gather(
+            *(retention_state.try_lead(two, "worker-two") for _ in range(30))
+        )
+        assert not any(refused)
+        await retention_state.release(one, "worker-one")
+        led = [await retention_state.try_lead(two, "worker-two") for _ in range(10)]
+        assert all(led)  # its own lease: re-taken
+        assert not await retention_state.try_lead(one, "worker-one")
+        await retention_state.release(two, "worker-two")
+    finally:
+        await one.close()
+        await two.close()

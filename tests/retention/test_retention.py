@@ -316,13 +316,12 @@ async def test_two_workers_at_once_do_not_both_work(env: Env) -> None:
             "INSERT INTO throttle (key, updated_at) SELECT 'k' || g, now() - interval '2 days'"
             " FROM generate_series(1, 300) g"
         )
-    # A worker elsewhere holds the lock: this one skips its cycle, deleting nothing.
-    async with services.pool.acquire() as holder:
-        assert await state.try_lead(holder)
-        skipped = await worker(services).run_once(everything=True)
-        assert not skipped.leader
-        assert skipped.visited == []
-        await state.unlock(holder)
+    # A worker elsewhere holds the lease: this one skips its cycle, deleting nothing.
+    assert await state.try_lead(services.pool, "elsewhere")
+    skipped = await worker(services).run_once(everything=True)
+    assert not skipped.leader
+    assert skipped.visited == []
+    await state.release(services.pool, "elsewhere")
     async with services.router.enter(app) as conn:
         assert await conn.fetchval("SELECT count(*) FROM throttle") == 300
     # Two at once: one cycle runs, the other skips (30 batches keep the first busy).
@@ -333,8 +332,24 @@ async def test_two_workers_at_once_do_not_both_work(env: Env) -> None:
     assert leader.pruned["throttle"] >= 300
     async with services.router.enter(app) as conn:
         assert await conn.fetchval("SELECT count(*) FROM throttle") == 0
-    # The lock was released: the next cycle leads.
+    # The lease was released: the next cycle leads, whichever worker runs it.
+    assert (await two.run_once()).leader
     assert (await one.run_once()).leader
+
+
+async def test_a_lease_left_by_a_dead_worker_expires(env: Env) -> None:
+    pool = env.services.pool
+    # A worker that died mid-cycle: its lease stays until it expires, then is taken.
+    assert await state.try_lead(pool, "dead", seconds=0.5)
+    assert not await state.try_lead(pool, "alive")
+    assert await state.try_lead(pool, "dead")  # its own: renewable
+    assert await state.renew(pool, "dead", seconds=0.5)
+    await asyncio.sleep(0.8)
+    assert await state.try_lead(pool, "alive")
+    # The dead one, back, can renew nothing: the cycle it ran stops at its next chunk.
+    assert not await state.renew(pool, "dead")
+    await state.release(pool, "alive")
+    assert (await worker(env.services).run_once()).leader
 
 
 # --- audit rows: the chain still verifies --------------------------------------------

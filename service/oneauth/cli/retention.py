@@ -1,7 +1,7 @@
 """``oneauth retention run [--once] [--all]``: the retention worker apart from the service.
 
 Use it with ``ONEAUTH_RETENTION=off`` on the service processes, or next to them:
-one cycle runs at a time in the whole installation (an advisory lock), so any
+one cycle runs at a time in the whole installation (a lease row), so any
 number of these and of in-process workers may run. ``--once`` runs one cycle
 and prints what it pruned (cron, smoke tests); ``--all`` visits every active
 app, not only those the statistics name (after a restore, say).

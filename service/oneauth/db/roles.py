@@ -50,6 +50,8 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "app_keys": "SELECT",
     # the retention worker's record of visits (oneauth.retention, sql/control/0009)
     "retention_sweep": "SELECT, INSERT, UPDATE, DELETE",
+    # the retention cycle's lease (sql/control/0010)
+    "retention_leader": "SELECT, INSERT, UPDATE",
 }
 
 

@@ -2,10 +2,11 @@
 
 Runs in the service process (``ONEAUTH_RETENTION``, like the mail worker and the
 audit sealer) or apart with ``oneauth retention run``; any number may run. One
-cycle runs at a time in the whole installation: the cycle's control connection
-holds a session-level advisory lock (``pg_try_advisory_lock``), and a worker
-that does not get it skips the cycle (replicas do not duplicate the work, and
-two workers never delete in one app at once). What is deleted, and how long a
+cycle runs at a time in the whole installation: the cycle holds a lease in the
+control schema (``oneauth.retention.state``: a row, so it works through
+PgBouncer in transaction mode, where a session-level advisory lock does not),
+and a worker that does not get it skips the cycle (replicas do not duplicate
+the work). What is deleted, and how long a
 dead row is kept, is in ``oneauth.retention.rules``; audit rows follow the
 app's ``audit_retention_days`` through the audit chain's prune (a signed
 ``prune`` checkpoint first, so ``oneauth audit verify`` passes afterwards).
@@ -40,7 +41,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import secrets
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -169,6 +173,8 @@ class RetentionWorker:
 
     def __post_init__(self) -> None:
         self._rules = rules.rules(self.config.history)
+        # This worker's name in the lease (oneauth.retention_leader).
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._min_version = retention_schema_version()
         self._task: asyncio.Task[None] | None = None
         # Audit rows are pruned by the chain's own procedure, in our bounds.
@@ -249,14 +255,14 @@ class RetentionWorker:
         """One cycle, if no other worker runs one now (R3). ``everything``: visit
         every active app, whatever the statistics say."""
         started = time.perf_counter()
-        async with self.pool.acquire() as lock_conn:
-            if not await state.try_lead(lock_conn):
+        async with self.pool.acquire() as conn:
+            if not await state.try_lead(conn, self._holder):
                 return CycleReport(leader=False)
             try:
-                report = await self._cycle(lock_conn, everything)
+                report = await self._cycle(conn, everything)
             finally:
                 with contextlib.suppress(asyncpg.PostgresError, OSError):
-                    await state.unlock(lock_conn)
+                    await state.release(conn, self._holder)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -318,6 +324,10 @@ class RetentionWorker:
             await asyncio.gather(*(one(a, c) for a, c in picked[start : start + CHUNK]))
             await state.save(conn, done)
             done.clear()
+            if start + CHUNK < len(picked) and not await state.renew(conn, self._holder):
+                # The lease ran out and another worker leads now: leave it the rest.
+                log.warning("retention_lease_lost", visited=len(report.visited))
+                break
         return report
 
     # --- running ------------------------------------------------------------------
