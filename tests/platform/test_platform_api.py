@@ -13,7 +13,7 @@ import platformkit
 from admin._support import admin_token, bearer
 from apiclient import signup
 from conftest import new_app_id
-from oneauth.apps import lifecycle
+from oneauth.apps import lifecycle, receipts
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
 from oneauth.settings import Settings
@@ -114,6 +114,7 @@ async def test_suspend_404s_the_app_at_once_then_resume_then_delete(
     tokens: dict[str, str],
     runners: None,
     provision: Callable[..., AppRecord],
+    settings: Settings,
 ) -> None:
     app = provision()
     path = f"/apps/{app.app_id}/.well-known/openid-configuration"
@@ -123,6 +124,7 @@ async def test_suspend_404s_the_app_at_once_then_resume_then_delete(
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "succeeded"
     assert r.json()["result"]["status"] == "suspended"
+    assert r.json()["receipt"] is None  # only a delete has one
     assert (await client.get(path)).status_code == 404
     r = await client.post(f"/admin/v1/apps/{app.app_id}/resume?wait=10", headers=w)
     assert r.json()["result"]["status"] == "active"
@@ -131,6 +133,16 @@ async def test_suspend_404s_the_app_at_once_then_resume_then_delete(
     assert r.status_code == 202
     assert r.json()["result"]["status"] == "deleted"
     assert (await client.get(path)).status_code == 404
+    # The signed deletion receipt (K3), as `oneauth apps delete` prints it, and the
+    # same one `oneauth apps receipt` reads back; the job's GET shows it again.
+    receipt = r.json()["receipt"]
+    with ops.connect(settings.operator_url) as conn:
+        claims = receipts.verify(receipt, receipts.public_keys(conn))
+        assert receipts.stored(conn, app.app_id) == receipt
+    assert claims["app_id"] == app.app_id
+    assert claims["dek_id"]
+    job = await client.get(f"/admin/v1/jobs/{r.json()['job_id']}", headers=bearer(tokens["read"]))
+    assert job.json().get("receipt") == receipt, job.text
     # A deleted id is never provisioned again; suspending it is a 404.
     again = await _provision(client, tokens["write"], app.app_id)
     assert again.status_code == 409

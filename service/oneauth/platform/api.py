@@ -138,6 +138,7 @@ def _job_view(row: asyncpg.Record) -> JobView:
     if isinstance(result, dict) and isinstance(result.get("error"), dict):
         error = msgspec.convert(result["error"], JobError)
     finished: datetime | None = row["finished_at"]
+    receipt = result.get("receipt") if isinstance(result, dict) else None
     return JobView(
         job_id=str(row["id"]),
         kind=row["kind"],
@@ -147,6 +148,7 @@ def _job_view(row: asyncpg.Record) -> JobView:
         error=error,
         created_at=row["created_at"].isoformat(),
         finished_at=None if finished is None else finished.isoformat(),
+        receipt=receipt if isinstance(receipt, str) else None,
     )
 
 

@@ -88,6 +88,9 @@ class JobView(msgspec.Struct, kw_only=True):
     error: JobError | None
     created_at: str
     finished_at: str | None
+    # a succeeded delete: the signed deletion receipt (K3), as `oneauth apps delete`
+    # prints it; check it with `oneauth apps verify-deleted`
+    receipt: str | None = None
 
 
 class JobListQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

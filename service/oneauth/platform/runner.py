@@ -78,7 +78,7 @@ class Job:
     request_id: str | None
 
 
-def _execute(conn: lifecycle.Conn, settings: Settings, job: Job) -> AppRecord:
+def _execute(conn: lifecycle.Conn, settings: Settings, job: Job) -> AppRecord | lifecycle.Deletion:
     """Run the job's lifecycle function (in a savepoint of the caller's transaction)."""
     p = job.params
     try:
@@ -119,7 +119,7 @@ def _execute(conn: lifecycle.Conn, settings: Settings, job: Job) -> AppRecord:
                 conn, job.app_id, "suspended" if job.kind == "suspend" else "active"
             )
         if job.kind == "delete":
-            return lifecycle.delete(conn, job.app_id, settings=settings)
+            return lifecycle.delete_app(conn, job.app_id, settings=settings)
         raise JobRefused("unknown_job", f"unknown job kind {job.kind!r}")
     except lifecycle.AppMissing as exc:
         raise JobRefused("app_not_found", str(exc)) from None
@@ -144,11 +144,14 @@ def run_one(conn: lifecycle.Conn, settings: Settings) -> uuid.UUID | None:
         outcome: audit.Outcome = "success"
         try:
             with conn.transaction():  # a savepoint: a refusal undoes only the job's change
-                record = _execute(conn, settings, job)
+                done = _execute(conn, settings, job)
             status = "succeeded"
+            record = done.app if isinstance(done, lifecycle.Deletion) else done
             result: dict[str, Any] = {
                 "app": json.loads(_encode(app_view(record, settings.public_url)))
             }
+            if isinstance(done, lifecycle.Deletion) and done.receipt is not None:
+                result["receipt"] = done.receipt
         except JobRefused as exc:
             status, outcome = "failed", "failure"
             result = {"error": {"code": exc.code, "detail": exc.detail}}
