@@ -238,15 +238,7 @@ async def rotate(
         _ROTATE, presented, client_id, next_digest, idle_ttl, narrowed_scope, kept
     )
     if row is not None and row["issued"] == 1:
-        session = Session(
-            row["id"],
-            row["user_id"],
-            row["client_id"],
-            list(row["amr"]),
-            row["auth_time"],
-            row["expires_at"],
-            row["org_id"],
-        )
+        session = _session_of(row, "id")
         return Rotated(
             next_raw, session, narrowed_scope or row["scope"], row["email_verified"], raw
         )
@@ -264,6 +256,18 @@ async def rotate(
     return None
 
 
+def _session_of(row: asyncpg.Record, id_column: str) -> Session:
+    return Session(
+        row[id_column],
+        row["user_id"],
+        row["client_id"],
+        list(row["amr"]),
+        row["auth_time"],
+        row["expires_at"],
+        row["org_id"],
+    )
+
+
 def _retried(
     raw: str, presented: bytes, rows: list[asyncpg.Record], narrowed_scope: str | None
 ) -> Rotated | None:
@@ -276,15 +280,7 @@ def _retried(
         return None
     if narrowed_scope is not None and narrowed_scope != seen["live_scope"]:
         return None  # another scope than the rotation gave: not a retry of it
-    session = Session(
-        seen["session_id"],
-        seen["user_id"],
-        seen["client_id"],
-        list(seen["amr"]),
-        seen["auth_time"],
-        seen["expires_at"],
-        seen["org_id"],
-    )
+    session = _session_of(seen, "session_id")
     return Rotated(again, session, seen["live_scope"], seen["email_verified"], raw, retried=True)
 
 
