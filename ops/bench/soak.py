@@ -15,7 +15,9 @@ Every ``--sample`` seconds memory is read from /proc and Postgres:
 * ``service_rss_kib``: RSS of the service (supervisor and workers);
 * ``pg_private_kib``: Private_Clean + Private_Dirty (USS) of every Postgres
   process but the postmaster and the sampler's own connection: what a backend
-  allocates for itself (caches, plans, work_mem). A leak shows here;
+  allocates for itself (caches, plans, work_mem). A leak shows here. (A page
+  of shared memory mapped by one process only counts as private too; measured:
+  USS stays within 2% of Pss_Anon, the strictly anonymous part);
 * ``pg_shared_kib``: their Pss_Shmem, their share of the shared memory segment
   (shared_buffers and the rest). It grows as backends touch more buffers (the
   refresh_tokens and audit_log tables grow with every request) and is bounded
@@ -28,8 +30,9 @@ fork, and of mapped files, is neither and left out (small and constant).
 
 The report (``--out``): ``rate_per_s`` and ``errors`` (target >= 1,000/s, 0),
 per wrk run its rate, latencies and error detail; ``cpu_cores`` over the run
-(service, postgres, wrk, irq, and ``other``: anything else on the machine, a
-disturbed run when above 0.25, with the busiest ``noise`` processes named) and
+(service, postgres, wrk, irq, ``harness``: this process with its sampler, and
+``other``: anything else on the machine, a disturbed run when above 0.25, with
+the busiest ``noise`` processes named) and
 ``cpu_ms_per_request`` of the service and Postgres, which say whether a low
 rate is the service or the machine; ``slope``: per series above the
 least-squares slope over the run after ``--warmup`` s (KiB per minute, percent
@@ -156,6 +159,11 @@ def _children_cpu() -> float:
     return t.children_user + t.children_system
 
 
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def _prepare(base: str, client_id: str, chains: int) -> list[str]:
     tokens: list[str] = []
     with httpx.Client(base_url=base, timeout=60) as http:
@@ -267,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 threading.Thread(target=go, args=("mix", "list.lua", mix_in)),
             ]
-            before, wrk_before = meter.snapshot(), _children_cpu()
+            before, wrk_before, own_before = meter.snapshot(), _children_cpu(), _own_cpu()
             started = time.monotonic()
             for t in threads:
                 t.start()
@@ -276,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.monotonic() - started
             # Both wrk processes have been reaped: their CPU is in our children's times.
             cpu = meter.split(before, meter.snapshot(), (_children_cpu() - wrk_before) / wall)
+            harness = (_own_cpu() - own_before) / wall
             sampler.halt.set()
             sampler.join()
             sampler.sample()
@@ -334,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             "postgres": round(cpu.postgres, 2),
             "wrk": round(cpu.loadgen, 2),
             "irq": round(cpu.irq, 2),
-            "other": round(cpu.other, 2),
+            "harness": round(harness, 2),
+            "other": round(max(0.0, cpu.other - harness), 2),
             **({"noise": cpu.noise} if cpu.noise else {}),
         },
         "cpu_ms_per_request": {
