@@ -8,7 +8,8 @@ seconds (600 by default, `make soak`): refresh-token rotation over
 ``--chains`` families (every request a never-used token, its successor taken
 from the answer), and a round-robin list of client_credentials grants,
 discovery, JWKS and app metadata, with a password login every
-``--login-every`` requests (argon2: about a third of the list's service CPU).
+``--login-every`` requests (argon2: a login costs the service ~30 cheap
+requests, so ~15% of the list's service CPU, ~10% of the whole soak's).
 
 Every ``--sample`` seconds memory is read from /proc and Postgres:
 
