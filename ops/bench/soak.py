@@ -8,11 +8,37 @@ seconds (600 by default, `make soak`): refresh-token rotation over
 ``--chains`` families (every request a never-used token, its successor taken
 from the answer), and a round-robin list of client_credentials grants,
 discovery, JWKS and app metadata, with a password login every
-``--login-every`` requests. Every ``--sample`` seconds the RSS of the service
-(supervisor and workers) and the PSS of the Postgres backends are read from
-/proc; the report gives their least-squares slope over the run after the
-first ``--warmup`` seconds (KiB per minute, and in percent per 10 minutes),
-the request rate and the errors (target: >= 1,000 requests/s, 0 errors).
+``--login-every`` requests (argon2: a login costs the service ~30 cheap
+requests, so ~15% of the list's service CPU, ~10% of the whole soak's).
+
+Every ``--sample`` seconds memory is read from /proc and Postgres:
+
+* ``service_rss_kib``: RSS of the service (supervisor and workers);
+* ``pg_private_kib``: Private_Clean + Private_Dirty (USS) of every Postgres
+  process but the postmaster and the sampler's own connection: what a backend
+  allocates for itself (caches, plans, work_mem). A leak shows here. (A page
+  of shared memory mapped by one process only counts as private too; measured:
+  USS stays within 2% of Pss_Anon, the strictly anonymous part);
+* ``pg_shared_kib``: their Pss_Shmem, their share of the shared memory segment
+  (shared_buffers and the rest). It grows as backends touch more buffers (the
+  refresh_tokens and audit_log tables grow with every request) and is bounded
+  by ``shared_memory_size``: growth here is a cache filling, not a leak;
+* ``pg_buffers_kib``: buffers holding a page (pg_buffercache, when the
+  extension is installed; else absent), bounded by ``shared_buffers``.
+
+PSS of anonymous pages the backends still share with the postmaster since the
+fork, and of mapped files, is neither and left out (small and constant).
+
+The report (``--out``): ``rate_per_s`` and ``errors`` (target >= 1,000/s, 0),
+per wrk run its rate, latencies and error detail; ``cpu_cores`` over the run
+(service, postgres, wrk, irq, ``harness``: this process with its sampler, and
+``other``: anything else on the machine, a disturbed run when above 0.25, with
+the busiest ``noise`` processes named) and
+``cpu_ms_per_request`` of the service and Postgres, which say whether a low
+rate is the service or the machine; ``slope``: per series above the
+least-squares slope over the run after ``--warmup`` s (KiB per minute, percent
+per 10 minutes, first and last KiB, and ``bound_kib`` for the shared ones);
+``sample_ms``: the median wall time of one sample; ``samples``: the series.
 """
 
 from __future__ import annotations
@@ -29,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from ops.bench import cluster as bench_cluster
 from ops.bench import servers, wrk
 from ops.bench.bank import PASSWORD
@@ -69,30 +96,73 @@ def _rss_kib(pid: int) -> int:
 
 
 class Sampler(threading.Thread):
-    def __init__(self, service: int, postmaster: int, every: float) -> None:
+    def __init__(self, service: int, postmaster: int, every: float, admin_dsn: str) -> None:
         super().__init__(daemon=True)
         self.service, self.postmaster, self.every = service, postmaster, every
         self.samples: list[dict[str, float]] = []
+        self.took: list[float] = []
         self.started = time.monotonic()
         self.halt = threading.Event()
+        self.db = psycopg.connect(admin_dsn, autocommit=True)
+        self.own = self.db.info.backend_pid
+        self.buffercache = (
+            self.db.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_buffercache'"
+            ).fetchone()
+            is not None
+        )
+        if self.buffercache:
+            self.db.execute("CREATE EXTENSION IF NOT EXISTS pg_buffercache")
+        bounds = self.db.execute(
+            "SELECT current_setting('shared_buffers')::text,"
+            " pg_size_bytes(current_setting('shared_buffers')) / 1024,"
+            " pg_size_bytes(current_setting('shared_memory_size', true)) / 1024"
+        ).fetchone()
+        assert bounds is not None
+        self.shared_buffers, self.shared_buffers_kib, self.shared_memory_kib = bounds
 
     def sample(self) -> None:
+        began = time.monotonic()
         stats = all_stats()
         service = sum(_rss_kib(p) for p in tree(self.service, stats))
-        backends = tree(self.postmaster, stats) - {self.postmaster}
-        pss = sum(smaps_rollup_kib(p).get("Pss", 0) for p in backends)
-        self.samples.append(
-            {
-                "t": round(time.monotonic() - self.started, 1),
-                "service_rss_kib": service,
-                "postgres_pss_kib": pss,
-                "postgres_processes": len(backends),
-            }
-        )
+        procs = tree(self.postmaster, stats) - {self.postmaster, self.own}
+        private = shared = 0
+        for pid in procs:
+            fields = smaps_rollup_kib(pid)
+            private += fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+            shared += fields.get("Pss_Shmem", 0)
+        row: dict[str, float] = {
+            "t": round(began - self.started, 1),
+            "service_rss_kib": service,
+            "pg_private_kib": private,
+            "pg_shared_kib": shared,
+        }
+        if self.buffercache:
+            used = self.db.execute(
+                "SELECT count(*) * current_setting('block_size')::int / 1024"
+                " FROM pg_buffercache WHERE relfilenode IS NOT NULL"
+            ).fetchone()
+            row["pg_buffers_kib"] = int(used[0]) if used else 0
+        row["pg_processes"] = len(procs)
+        self.samples.append(row)
+        self.took.append(time.monotonic() - began)
 
     def run(self) -> None:
         while not self.halt.wait(self.every):
             self.sample()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def _prepare(base: str, client_id: str, chains: int) -> list[str]:
@@ -183,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             postmaster = cl.postmaster
             assert postmaster is not None
             meter = CpuMeter(service=server.pid, postgres=postmaster, cores=os.cpu_count() or 1)
-            sampler = Sampler(server.pid, postmaster, args.sample)
+            sampler = Sampler(server.pid, postmaster, args.sample, cl.admin_dsn)
             sampler.sample()
             sampler.start()
             runs: dict[str, Any] = {}
@@ -206,22 +276,27 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 threading.Thread(target=go, args=("mix", "list.lua", mix_in)),
             ]
+            before, wrk_before, own_before = meter.snapshot(), _children_cpu(), _own_cpu()
             started = time.monotonic()
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
             wall = time.monotonic() - started
+            # Both wrk processes have been reaped: their CPU is in our children's times.
+            cpu = meter.split(before, meter.snapshot(), (_children_cpu() - wrk_before) / wall)
+            harness = (_own_cpu() - own_before) / wall
             sampler.halt.set()
             sampler.join()
             sampler.sample()
+            sampler.close()
     finally:
         cl.close()
 
     samples = sampler.samples
     steady = [s for s in samples if s["t"] >= args.warmup] or samples
 
-    def slope(key: str) -> dict[str, float | None]:
+    def slope(key: str, bound_kib: int | None = None) -> dict[str, float | None]:
         per_min = slope_per_minute([(s["t"], s[key]) for s in steady])
         level = statistics.fmean(s[key] for s in steady) if steady else 0
         pct = None if per_min is None or not level else round(100 * per_min * 10 / level, 2)
@@ -230,10 +305,18 @@ def main(argv: list[str] | None = None) -> int:
             "percent_per_10_minutes": pct,
             "first_kib": steady[0][key] if steady else None,
             "last_kib": steady[-1][key] if steady else None,
+            **({} if bound_kib is None else {"bound_kib": bound_kib}),
         }
 
     requests = sum(r.sample.requests for r in runs.values())
     errors = sum(r.sample.errors for r in runs.values())
+    slopes = {
+        "service_rss": slope("service_rss_kib"),
+        "pg_private": slope("pg_private_kib"),
+        "pg_shared": slope("pg_shared_kib", sampler.shared_memory_kib),
+    }
+    if sampler.buffercache:
+        slopes["pg_buffers"] = slope("pg_buffers_kib", sampler.shared_buffers_kib)
     report = {
         "what": "mixed load: refresh rotation beside client_credentials/discovery/JWKS/app"
         f" metadata with a login every {args.login_every} requests",
@@ -256,20 +339,33 @@ def main(argv: list[str] | None = None) -> int:
             }
             for name, r in runs.items()
         },
-        "slope": {
-            "service_rss": slope("service_rss_kib"),
-            "postgres_backends_pss": slope("postgres_pss_kib"),
+        "cpu_cores": {
+            "service": round(cpu.service, 2),
+            "postgres": round(cpu.postgres, 2),
+            "wrk": round(cpu.loadgen, 2),
+            "irq": round(cpu.irq, 2),
+            "harness": round(harness, 2),
+            "other": round(max(0.0, cpu.other - harness), 2),
+            **({"noise": cpu.noise} if cpu.noise else {}),
         },
+        "cpu_ms_per_request": {
+            "service": round(1000 * cpu.service * wall / max(requests, 1), 3),
+            "postgres": round(1000 * cpu.postgres * wall / max(requests, 1), 3),
+        },
+        "shared_buffers": sampler.shared_buffers,
+        "slope": slopes,
         "warmup_s": args.warmup,
+        "sample_ms": round(1000 * statistics.median(sampler.took), 1),
         "samples": samples,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"soak {wall:.0f} s: {report['rate_per_s']} req/s, {errors} errors;"
-        f" service RSS {report['slope']['service_rss']['kib_per_minute']} KiB/min,"
-        f" Postgres backends {report['slope']['postgres_backends_pss']['kib_per_minute']} KiB/min"
-        f" -> {args.out}"
+        f" service RSS {slopes['service_rss']['kib_per_minute']} KiB/min,"
+        f" Postgres private {slopes['pg_private']['kib_per_minute']} KiB/min,"
+        f" shared {slopes['pg_shared']['kib_per_minute']} KiB/min"
+        f" (bound {sampler.shared_memory_kib} KiB); CPU cores {report['cpu_cores']} -> {args.out}"
     )
     return 0 if errors == 0 else 1
 
