@@ -74,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         "one worker per core, wrk over loopback; writes results.json, results.md, results.png.",
     )
     p.add_argument("--quick", action="store_true", help="short run (< 3 min on 2 cores)")
-    p.add_argument("--out", type=Path, default=Path("bench"), help="output directory")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output directory (default bench; quick: bench/quick, so that a quick run "
+        "never overwrites the committed full run)",
+    )
     p.add_argument(
         "--apps",
         type=parse_apps,
@@ -176,7 +181,7 @@ def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
     cores = os.cpu_count() or 1
     apps = args.apps or ((1, 100) if quick else (1, 1000, 10000))
     return BenchConfig(
-        out=args.out,
+        out=args.out or Path("bench/quick" if quick else "bench"),
         apps=apps,
         active=max(1, args.active),
         only=args.only,

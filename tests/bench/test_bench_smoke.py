@@ -368,10 +368,12 @@ def test_options_quick_and_full() -> None:
     quick = from_args(["--quick"])
     assert quick.apps == (1, 100)
     assert quick.duration < 5
+    assert quick.out == Path("bench/quick")  # never over the committed full run
     full = from_args(["--apps", "10000,1,1000", "--only", "refresh,me"])
     assert full.apps == (1, 1000, 10000)  # ascending: the fleet only grows
     assert full.only == ("refresh", "me")
     assert full.reps >= 3
+    assert full.out == Path("bench")
 
 
 def test_options_refuse_unknown_scenarios_and_patches(capsys: pytest.CaptureFixture[str]) -> None:
