@@ -132,7 +132,6 @@ class StageRunner:
                 master_key=self.cluster.master_key,
                 workers=cfg.workers,
                 port=self.port,
-                whatif=cfg.whatif,
                 **dict(cfg.service_env),
             ) as srv,
         ):

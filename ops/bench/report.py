@@ -219,15 +219,6 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         *([f"**The run stopped early: {doc['error']}**", ""] if doc.get("error") else []),
         *(
-            [
-                f"**What-if run: the service was patched ({cfg['whatif']});"
-                " not a release figure.**",
-                "",
-            ]
-            if cfg.get("whatif")
-            else []
-        ),
-        *(
             [f"Service settings for this run: {cfg['service_env']}.", ""]
             if cfg.get("service_env")
             else []

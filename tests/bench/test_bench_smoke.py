@@ -31,7 +31,6 @@ from ops.bench.stats import (
     spread,
     summarize,
 )
-from ops.bench.whatif import parse as parse_whatif
 from ops.bench.wrk import LUA_DIR, MARKER, Request, WrkError, parse_output
 
 
@@ -376,14 +375,13 @@ def test_options_quick_and_full() -> None:
     assert full.out == Path("bench")
 
 
-def test_options_refuse_unknown_scenarios_and_patches(capsys: pytest.CaptureFixture[str]) -> None:
+def test_options_refuse_unknown_scenarios_and_owned_env(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         from_args(["--only", "refresh,nope"])
     assert "unknown scenario(s) nope" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        from_args(["--whatif", "rsa_skip,turbo"])
-    assert "unknown what-if patch 'turbo'" in capsys.readouterr().err
-    assert parse_whatif("rsa_skip, keys_ttl=3600") == {"rsa_skip": "", "keys_ttl": "3600"}
+        from_args(["--service-env", "ONEAUTH_PORT=1"])  # the harness's own
+    assert "not one the harness sets" in capsys.readouterr().err
 
 
 def test_top_tables_subtract_the_snapshots_own_reads() -> None:
