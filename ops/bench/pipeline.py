@@ -251,7 +251,14 @@ class StageRunner:
             if isinstance(peer, peer_mod.Peer):
                 node_meter = CpuMeter(service=peer.pid, postgres=None, cores=self.cfg.cores)
                 loads.append(Load(peer.port, peer.spec(stage.tmp), node_meter))
-            measured, *beside = measure_side_by_side(loads, shape_of(self.cfg))
+            try:
+                measured, *beside = measure_side_by_side(loads, shape_of(self.cfg))
+            except wrk.WrkError as exc:
+                if len(loads) == 1:
+                    raise
+                # The peer's failure must not cost our figures: measure ours alone.
+                peer, beside = f"side-by-side run failed, ours measured alone: {str(exc)[:300]}", []
+                measured = measure(self.port, spec, shape_of(self.cfg), meter)
             after = pgstats.snapshot(self.cluster.admin_dsn, DATABASE)
             tables_after = pgstats.table_snapshot(db_dsn)
         except Unavailable as exc:
