@@ -139,32 +139,42 @@ platform-worker: $(RUN_STAMP) ## run the platform API's job runner (provision, s
 stop-db: $(RUN_STAMP) ## stop the embedded Postgres under .data/
 	$(BIN)/oneauth dev stop-db
 
-bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1] (bench/results.*, then bench-mfa, bench-orgs, bench-audit, bench-console, bench-stmtcache)
-	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 2; }
+# A quick run writes to bench/quick/ (gitignored): the committed bench/*.json and
+# bench/results.* stay the full run's.
+BENCH_OUT := $(if $(QUICK),bench/quick,bench)
+$(if $(QUICK),$(shell mkdir -p bench/quick))
+# wrk: installed from apt when missing and this is root with apt-get; else say how.
+NEED_WRK = @command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	&& echo "installing wrk (apt-get install -y wrk)" && export DEBIAN_FRONTEND=noninteractive \
+	&& { apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; }; } \
+	|| { echo "make $@ needs wrk: apt-get install wrk (as root)" >&2; exit 2; }
+
+bench: $(STAMP) ## benchmarks against a throwaway Postgres: make bench [QUICK=1] (bench/results.*, then bench-mfa, bench-orgs, bench-audit, bench-console, bench-stmtcache; QUICK=1 writes bench/quick/)
+	$(NEED_WRK)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python -m ops.bench --out bench $(if $(QUICK),--quick)
+	$(BIN)/python -m ops.bench --out $(BENCH_OUT) $(if $(QUICK),--quick)
 	$(MAKE) --no-print-directory bench-mfa bench-orgs bench-audit bench-console bench-stmtcache QUICK=$(QUICK)
 
 bench-mfa: $(STAMP) ## password sign-in beside password+TOTP sign-in (writes bench/mfa_login.json)
-	$(BIN)/python -m ops.bench.mfa_login --out bench/mfa_login.json $(if $(QUICK),--users 600 --duration 4 --reps 1)
+	$(BIN)/python -m ops.bench.mfa_login --out $(BENCH_OUT)/mfa_login.json $(if $(QUICK),--users 600 --duration 4 --reps 1)
 
 bench-orgs: $(STAMP) ## refresh with an org switch beside a plain refresh; token size at 50 roles (writes bench/org_refresh.json)
-	$(BIN)/python -m ops.bench.org_refresh --out bench/org_refresh.json $(if $(QUICK),--duration 4 --reps 1 --connections 8)
+	$(BIN)/python -m ops.bench.org_refresh --out $(BENCH_OUT)/org_refresh.json $(if $(QUICK),--duration 4 --reps 1 --connections 8)
 
 bench-stmtcache: $(STAMP) ## refresh with asyncpg's statement cache on beside off, direct Postgres (writes bench/statement_cache.json)
-	$(BIN)/python -m ops.bench.statement_cache --out bench/statement_cache.json $(if $(QUICK),--duration 4 --reps 1 --connections 8)
+	$(BIN)/python -m ops.bench.statement_cache --out $(BENCH_OUT)/statement_cache.json $(if $(QUICK),--duration 4 --reps 1 --connections 8)
 
 bench-audit: $(STAMP) ## refresh with the audit chain's sealer on beside off (writes bench/audit_chain.json)
-	$(BIN)/python -m ops.bench.audit_chain --out bench/audit_chain.json $(if $(QUICK),--duration 4 --reps 1 --connections 8)
+	$(BIN)/python -m ops.bench.audit_chain --out $(BENCH_OUT)/audit_chain.json $(if $(QUICK),--duration 4 --reps 1 --connections 8)
 
 bench-console: $(STAMP) ## the admin console's app picker (first page, search) at 10,000 apps, p95 < 300 ms (writes bench/console.json)
-	$(BIN)/python -m ops.bench.console --out bench/console.json $(if $(QUICK),--apps 1000 --requests 60)
+	$(BIN)/python -m ops.bench.console --out $(BENCH_OUT)/console.json $(if $(QUICK),--apps 1000 --requests 60)
 
 bench-transfer: $(STAMP) ## apps export / import / clone of one app with 10,000 users (writes bench/apps_transfer.json)
-	$(BIN)/python -m ops.bench.apps_transfer --out bench/apps_transfer.json $(if $(QUICK),--users 1000 --reps 1)
+	$(BIN)/python -m ops.bench.apps_transfer --out $(BENCH_OUT)/apps_transfer.json $(if $(QUICK),--users 1000 --reps 1)
 
 soak: $(STAMP) ## mixed load for 10 minutes (not in CI): 0 errors, RSS slope of the service and Postgres backends (writes bench/soak.json): make soak [DURATION=60]
-	@command -v wrk >/dev/null || { echo "make soak needs wrk: apt-get install wrk" >&2; exit 2; }
+	$(NEED_WRK)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m ops.bench.soak --out bench/soak.json --duration $(or $(DURATION),600)
 

@@ -483,7 +483,7 @@ async def walk_federation(
     code at /v1/federation/complete, the identity at /v1/identities. False when the
     machine has no node/npm for the upstream (the caller then expects no answer of
     these routes)."""
-    from federation.rig.node_op import Account, RigUnavailable, UpstreamOP, node_tools
+    from federation.rig.node_op import Account, RigUnavailable, UpstreamOP
     from federation.test_finish_link_code import passkey_box
     from federation.test_surfaces import (
         LINK_URL,
@@ -493,6 +493,7 @@ async def walk_federation(
         local_account,
         through_upstream,
     )
+    from oneauth.testing.node import node_tools
 
     try:
         node_tools()

@@ -42,7 +42,6 @@ class BenchConfig:
     skip_limits: bool
     skip_migrate_probe: bool
     profile: tuple[str, ...]  # scenarios to py-spy after measuring
-    whatif: str  # experimental service patches (ops/bench/whatif.py), "" for none
     service_env: tuple[tuple[str, str], ...]  # extra ONEAUTH_* settings for the service
 
     @property
@@ -74,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         "one worker per core, wrk over loopback; writes results.json, results.md, results.png.",
     )
     p.add_argument("--quick", action="store_true", help="short run (< 3 min on 2 cores)")
-    p.add_argument("--out", type=Path, default=Path("bench"), help="output directory")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output directory (default bench; quick: bench/quick, so that a quick run "
+        "never overwrites the committed full run)",
+    )
     p.add_argument(
         "--apps",
         type=parse_apps,
@@ -124,13 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="py-spy the service during these scenarios (writes bench/profile-*.txt)",
     )
     p.add_argument(
-        "--whatif",
-        type=_whatif,
-        default="",
-        help="run the service with experimental patches, e.g. rsa_skip,"
-        "keys_ttl=3600 (see ops/bench/whatif.py); results are marked as a what-if",
-    )
-    p.add_argument(
         "--service-env",
         type=_service_env,
         action="append",
@@ -160,23 +157,13 @@ _OWNED_ENV = (
 )
 
 
-def _whatif(text: str) -> str:
-    from ops.bench.whatif import parse
-
-    try:
-        parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
 def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
     args = build_parser().parse_args(argv)
     quick = bool(args.quick)
     cores = os.cpu_count() or 1
     apps = args.apps or ((1, 100) if quick else (1, 1000, 10000))
     return BenchConfig(
-        out=args.out,
+        out=args.out or Path("bench/quick" if quick else "bench"),
         apps=apps,
         active=max(1, args.active),
         only=args.only,
@@ -195,6 +182,5 @@ def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
         skip_limits=bool(args.skip_limits),
         skip_migrate_probe=bool(args.skip_migrate_probe),
         profile=args.profile,
-        whatif=args.whatif,
         service_env=tuple(args.service_env),
     )

@@ -5,12 +5,13 @@ unmeasured warm-up run (JIT-free Python still has caches, pools and TCP
 slow start to fill), then ``reps`` measured runs. This box is shared, so a
 repetition during which processes outside the benchmark used more than
 ``NOISE_CORES`` is discarded and repeated, at most ``MAX_RETRIES`` times per
-measurement; the noise is reported either way.
+measurement; the noise is reported either way. ``measure_side_by_side`` runs the
+repetitions of several servers in turn (oneauth and its peer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,21 +78,40 @@ def _one(port: int, spec: LoadSpec, seconds: float, shape: Shape, meter: CpuMete
             spec.after_run()
 
 
+@dataclass(frozen=True)
+class Load:
+    """One server and what to send it, with the meter that knows its processes."""
+
+    port: int
+    spec: LoadSpec
+    meter: CpuMeter
+
+
 def measure(port: int, spec: LoadSpec, shape: Shape, meter: CpuMeter) -> Measured:
-    out = Measured()
-    if shape.warmup > 0:
-        warm = _one(port, spec, shape.warmup, shape, meter).sample
-        out.warmup_errors, out.extra_requests = warm.errors, warm.requests
-    retries = shape.retries
-    while len(out.samples) < shape.reps:
-        run = _one(port, spec, shape.duration, shape, meter)
-        if run.cpu.other > NOISE_CORES and retries > 0:
-            retries -= 1
-            out.extra_requests += run.sample.requests
-            out.discarded.append(
-                f"{run.sample.rps:.0f}/s with other={run.cpu.other:.2f} cores ({run.cpu.noise})"
-            )
-            continue
-        out.samples.append(run.sample)
-        out.cpus.append(run.cpu)
-    return out
+    return measure_side_by_side([Load(port, spec, meter)], shape)[0]
+
+
+def measure_side_by_side(loads: Sequence[Load], shape: Shape) -> list[Measured]:
+    """Each load warmed up, then their repetitions in turn (A, B, A, B, ...): drift
+    on the machine hits all of them alike. Each has its own retry budget."""
+    outs = [Measured() for _ in loads]
+    for load, out in zip(loads, outs, strict=True):
+        if shape.warmup > 0:
+            warm = _one(load.port, load.spec, shape.warmup, shape, load.meter).sample
+            out.warmup_errors, out.extra_requests = warm.errors, warm.requests
+    retries = [shape.retries] * len(loads)
+    while any(len(out.samples) < shape.reps for out in outs):
+        for i, (load, out) in enumerate(zip(loads, outs, strict=True)):
+            if len(out.samples) >= shape.reps:
+                continue
+            run = _one(load.port, load.spec, shape.duration, shape, load.meter)
+            if run.cpu.other > NOISE_CORES and retries[i] > 0:
+                retries[i] -= 1
+                out.extra_requests += run.sample.requests
+                out.discarded.append(
+                    f"{run.sample.rps:.0f}/s with other={run.cpu.other:.2f} cores ({run.cpu.noise})"
+                )
+                continue
+            out.samples.append(run.sample)
+            out.cpus.append(run.cpu)
+    return outs

@@ -18,11 +18,12 @@ from typing import Any
 
 import psycopg
 from ops.bench import catalog, fleet, limits, pgstats, profile, servers, verifier_load, wrk
+from ops.bench import peer as peer_mod
 from ops.bench.bank import Bank, BankError, wanted_accounts
 from ops.bench.cluster import DATABASE, ROLE, BenchCluster
 from ops.bench.config import BenchConfig
 from ops.bench.cpu_limits import CpuPool
-from ops.bench.loadrun import LoadSpec, Shape, measure
+from ops.bench.loadrun import Load, LoadSpec, Shape, measure, measure_side_by_side
 from ops.bench.procstat import CpuMeter, backend_memory, backend_pids
 from ops.bench.scenarios import Definition, ScenarioFailed, Stage, Unavailable, definitions
 from ops.bench.stats import Limit, ScenarioResult, Target, summarize
@@ -92,6 +93,18 @@ class StageRunner:
             master_key=cluster.master_key,
         )
         self.defs = definitions(cfg.cores)
+        self.peer: peer_mod.Peer | str | None = None  # a reason when it could not start
+
+    def _start_peer(self) -> None:
+        try:
+            self.peer = peer_mod.start()
+        except Exception as exc:  # the peer's failure must not stop our own figures
+            self.peer = f"peer failed to start: {type(exc).__name__}: {str(exc)[:300]}"
+        if isinstance(self.peer, str):
+            self.log(f"  {self.peer}")
+        else:
+            info = self.peer.info
+            self.log(f"  peer: {info['name']} {info['version']} (node {info['node']})")
 
     def run(self, apps: int, first: bool) -> tuple[dict[str, Any], list[ScenarioResult]]:
         cfg, log = self.cfg, self.log
@@ -119,7 +132,6 @@ class StageRunner:
                 master_key=self.cluster.master_key,
                 workers=cfg.workers,
                 port=self.port,
-                whatif=cfg.whatif,
                 **dict(cfg.service_env),
             ) as srv,
         ):
@@ -135,14 +147,23 @@ class StageRunner:
                 log=log,
             )
             blocked = self._prepare(stage)
-            for name in cfg.only:
-                if name == "verifier":
-                    if first:
-                        reason = blocked.get("apps") or blocked.get("accounts")
-                        results.append(self._verifier(stage, reason))
-                    continue
-                defn = self.defs[name]
-                results.append(self._scenario(defn, stage, meter, srv, blocked))
+            # The peer runs beside our client_credentials at the smallest fleet only
+            # (it has one client, as our one-app stage has).
+            if first and "client_credentials" in cfg.only:
+                self._start_peer()
+            try:
+                for name in cfg.only:
+                    if name == "verifier":
+                        if first:
+                            reason = blocked.get("apps") or blocked.get("accounts")
+                            results.append(self._verifier(stage, reason))
+                        continue
+                    defn = self.defs[name]
+                    results.append(self._scenario(defn, stage, meter, srv, blocked))
+            finally:
+                if isinstance(self.peer, peer_mod.Peer):
+                    self.peer.stop()
+                self.peer = None
             pids = backend_pids(self.cluster.postmaster or 0, ROLE)
             stage_doc["postgres_memory"] = backend_memory(pids)
         probe = [fleet.app_id(i) for i in range(1, min(apps, CATALOG_SAMPLES) + 1)]
@@ -211,6 +232,7 @@ class StageRunner:
         res.keycloak_2vcpu = defn.keycloak_2vcpu
         limit = self.limits.get(defn.limit)
         reason = next((blocked[n] for n in defn.needs if n in blocked), None)
+        peer = self.peer if defn.name == "client_credentials" else None
         if reason:
             status, _, why = reason.partition(":")
             res.status, res.note = status, why.strip()[:300]
@@ -225,7 +247,18 @@ class StageRunner:
             # itself reads (it scans pg_class: 840k rows at 10,000 apps).
             tables_first = pgstats.table_snapshot(db_dsn)
             tables_before = pgstats.table_snapshot(db_dsn)
-            measured = measure(self.port, spec, shape_of(self.cfg), meter)
+            loads = [Load(self.port, spec, meter)]
+            if isinstance(peer, peer_mod.Peer):
+                node_meter = CpuMeter(service=peer.pid, postgres=None, cores=self.cfg.cores)
+                loads.append(Load(peer.port, peer.spec(stage.tmp), node_meter))
+            try:
+                measured, *beside = measure_side_by_side(loads, shape_of(self.cfg))
+            except wrk.WrkError as exc:
+                if len(loads) == 1:
+                    raise
+                # The peer's failure must not cost our figures: measure ours alone.
+                peer, beside = f"side-by-side run failed, ours measured alone: {str(exc)[:300]}", []
+                measured = measure(self.port, spec, shape_of(self.cfg), meter)
             after = pgstats.snapshot(self.cluster.admin_dsn, DATABASE)
             tables_after = pgstats.table_snapshot(db_dsn)
         except Unavailable as exc:
@@ -240,6 +273,10 @@ class StageRunner:
             return res
         res.samples = measured.samples
         res.summary = summarize(measured.samples)
+        if isinstance(peer, peer_mod.Peer) and beside:
+            res.peer = peer_mod.figures(peer, beside[0], res.summary.rps)
+        elif isinstance(peer, str):
+            res.peer = {"status": "skipped", "note": peer}
         res.cpu = measured.cpu
         if res.cpu is not None and res.cpu.loadgen > 0:
             res.loadgen_capacity_rps = res.summary.rps / res.cpu.loadgen
@@ -272,6 +309,13 @@ class StageRunner:
             + (f" ratio {res.ratio:.0%}" if res.ratio is not None else "")
             + f" -> {'PASS' if res.passed else 'FAIL'}"
         )
+        if res.peer and res.peer.get("status") == "ok":
+            p = res.peer
+            self.log(
+                f"  {defn.name} peer ({p['name']}): {p['rps']:,.0f}/s p50 {p['p50_ms']:.1f}"
+                f" p99 {p['p99_ms']:.1f} ms errors {p['errors']} spread {p['rps_spread']:.0%};"
+                f" oneauth/peer {p['ratio']:.2f}x"
+            )
         if defn.name in self.cfg.profile:
             self._profile(defn, spec, stage, srv, meter)
         return res

@@ -33,18 +33,88 @@ def _limit_text(s: dict[str, Any]) -> str:
     return f"{_num(s['limit_rate'])}/s {s['limit']}"
 
 
+def _peer_text(s: dict[str, Any]) -> str:
+    peer = s.get("peer")
+    if not peer:
+        return "–"
+    if peer.get("status") != "ok":
+        return str(peer.get("note") or peer.get("status"))
+    return (
+        f"{_num(peer['rps'])}/s; p99 {peer['p99_ms']:.1f} ms ({peer['name']} "
+        f"{peer['version']}; oneauth {_num(peer.get('ratio'), '.2f')}x)"
+    )
+
+
+# Published by those projects, not measured here (context only; ops/bench/README.md).
+PUBLISHED = {
+    "login": "Keycloak: 15/s per vCPU",
+    "refresh": "Keycloak: 120/s per vCPU",
+    "client_credentials": "Keycloak: 120/s per vCPU; Ory Hydra: 513/s on 2 CPUs",
+    "introspection": "Ory Hydra: 5,109/s on 2 CPUs",
+}
+PUBLISHED_NOTE = (
+    "Published by those projects, not measured here: Keycloak's sizing guide "
+    '("Concepts for sizing CPU and memory resources", per vCPU; see its note on the CPU '
+    "architecture it was measured on), Ory Hydra's docs/hydra/benchmark.md (2 CPUs in CI, "
+    "in-memory store, BCRYPT_COST=8)."
+)
+RATIO_SCENARIOS = ("login", "verifier")  # targets relative to a limit: show the ratio
+
+
+def summary_rows(doc: dict[str, Any]) -> list[str]:
+    """The README's table: one row per scenario, one column per fleet size, with the
+    limit and the peer measured in the same run and others' published figures."""
+    results = doc.get("scenarios", [])
+    sizes = sorted({int(s["apps"]) for s in results})
+    names = list(dict.fromkeys(s["scenario"] for s in results))
+    cell = {(s["scenario"], s["apps"]): s for s in results}
+    rows = [
+        "| scenario | "
+        + " | ".join(f"{n:,} app{'s' if n > 1 else ''}" for n in sizes)
+        + " | limit measured in this run | peer measured in this run "
+        "| published by others (not measured here) | target |",
+        "|---|" + "---:|" * len(sizes) + "---|---|---|---|",
+    ]
+    for name in names:
+        first = cell.get((name, sizes[0]), {})
+        figures = []
+        for n in sizes:
+            s = cell.get((name, n))
+            if s is None or s.get("status") != "ok":
+                figures.append("–" if s is None else str(s.get("status")))
+                continue
+            extra = (
+                f" ({_pct(s.get('ratio'))})"
+                if name in RATIO_SCENARIOS
+                else f", p99 {s['p99_ms']:.0f} ms"
+            )
+            figures.append(f"{_num(s['rps'])}/s{extra}")
+        if first.get("peer"):
+            peer = _peer_text(first)
+        elif name == "client_credentials":
+            peer = "not measured in this run (the next full run fills it)"
+        else:
+            peer = "–"
+        rows.append(
+            f"| {first.get('title', name)} | {' | '.join(figures)} | {_limit_text(first)} "
+            f"| {peer} | {PUBLISHED.get(name, '–')} | {first.get('target') or '–'} |"
+        )
+    return rows
+
+
 def scenario_rows(doc: dict[str, Any]) -> list[str]:
     rows = [
         "| scenario | apps | figure (rate; p50 / p95 / p99) | errors | CPU service / pg / wrk "
-        "| limit measured here | ratio | Keycloak 2 vCPU | target | pass |",
-        "|---|---:|---|---:|---|---|---:|---:|---|---|",
+        "| limit measured here | ratio | peer measured here | Keycloak 2 vCPU (published) "
+        "| target | pass |",
+        "|---|---:|---|---:|---|---|---:|---|---:|---|---|",
     ]
     for s in doc.get("scenarios", []):
         head = f"| {s['title']} | {s['apps']:,} ({s['active_apps']:,} active) |"
         if s.get("status") != "ok":
             rows.append(
                 f"{head} {s['status']}: {s.get('note', '')} | – | – | "
-                f"{_limit_text(s)} | – | {_num(s.get('keycloak_2vcpu'))} | "
+                f"{_limit_text(s)} | – | {_peer_text(s)} | {_num(s.get('keycloak_2vcpu'))} | "
                 f"{s.get('target') or '–'} | – |"
             )
             continue
@@ -60,7 +130,7 @@ def scenario_rows(doc: dict[str, Any]) -> list[str]:
         why = "; ".join(s.get("fail_reasons") or [])
         rows.append(
             f"{head} {figure} | {s.get('errors', 0)} | {cpu_text} | "
-            f"{_limit_text(s)} | {_pct(s.get('ratio'))} | "
+            f"{_limit_text(s)} | {_pct(s.get('ratio'))} | {_peer_text(s)} | "
             f"{_num(s.get('keycloak_2vcpu'))} | {s.get('target') or '–'} | "
             f"{_pass(s.get('passed'))}{' (' + why + ')' if why else ''} |"
         )
@@ -149,19 +219,16 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         *([f"**The run stopped early: {doc['error']}**", ""] if doc.get("error") else []),
         *(
-            [
-                f"**What-if run: the service was patched ({cfg['whatif']});"
-                " not a release figure.**",
-                "",
-            ]
-            if cfg.get("whatif")
-            else []
-        ),
-        *(
             [f"Service settings for this run: {cfg['service_env']}.", ""]
             if cfg.get("service_env")
             else []
         ),
+        "## Summary",
+        "",
+        *summary_rows(doc),
+        "",
+        PUBLISHED_NOTE,
+        "",
         "## Scenarios",
         "",
         *scenario_rows(doc),

@@ -56,7 +56,6 @@ def _config_doc(cfg: BenchConfig) -> dict[str, Any]:
         "workers": cfg.workers,
         "durable": cfg.durable,
         "cluster_dir": str(cfg.cluster_dir) if cfg.cluster_dir else None,
-        "whatif": cfg.whatif or None,
         "service_env": dict(cfg.service_env),
     }
 

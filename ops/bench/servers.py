@@ -125,7 +125,6 @@ def start_service(
     master_key: str,
     workers: int,
     port: int | None = None,
-    whatif: str = "",
     **extra: str,
 ) -> Server:
     port = port or free_port()
@@ -141,11 +140,6 @@ def start_service(
         **extra,
     }
     cmd = [str(VENV_BIN / "oneauth"), "serve", "--workers", str(workers)]
-    if whatif:
-        # Experimental patches (ops/bench/whatif.py); the script path, not -m,
-        # so that spawned workers re-run it and get the patches too.
-        env |= {"BENCH_WHATIF": whatif, "PYTHONPATH": str(REPO)}
-        cmd = [sys.executable, str(REPO / "ops" / "bench" / "whatif.py"), *cmd[1:]]
     server = Server("service", cmd, env, port)
     server.wait_ready("/readyz", workers=workers)
     return server

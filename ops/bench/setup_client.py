@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
@@ -121,7 +120,3 @@ def first_error(replies: Sequence[Reply]) -> str:
         if not r.ok:
             return f"HTTP {r.status}: {str(r.body)[:300]}"
     return ""
-
-
-def elapsed_since(t0: float) -> float:
-    return time.perf_counter() - t0

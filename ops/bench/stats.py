@@ -195,6 +195,7 @@ class ScenarioResult:
     connections: int = 0
     loadgen_capacity_rps: float | None = None
     db_per_request: dict[str, Any] = field(default_factory=dict)
+    peer: dict[str, Any] | None = None  # the peer measured beside it (ops/bench/peer.py)
 
     def evaluate(self, target: Target | None, limit: Limit | None) -> None:
         """Fill ratio, target and pass/fail from the summary (no-op when not measured)."""
@@ -230,6 +231,8 @@ class ScenarioResult:
             "loadgen_capacity_rps": self.loadgen_capacity_rps,
             "db_per_request": self.db_per_request,
         }
+        if self.peer is not None:
+            body["peer"] = self.peer
         if self.summary is not None:
             s = self.summary
             body.update(

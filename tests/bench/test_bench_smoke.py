@@ -31,7 +31,6 @@ from ops.bench.stats import (
     spread,
     summarize,
 )
-from ops.bench.whatif import parse as parse_whatif
 from ops.bench.wrk import LUA_DIR, MARKER, Request, WrkError, parse_output
 
 
@@ -309,7 +308,8 @@ def test_markdown_table_shows_figures_limits_and_verdicts() -> None:
     doc = synthetic_doc()
     doc["targets"] = report.summarize_targets(doc)
     md = report.render_markdown(doc)
-    row = next(line for line in md.splitlines() if line.startswith("| refresh grant"))
+    summary, row = (line for line in md.splitlines() if line.startswith("| refresh grant"))
+    assert "| 1,475/s, p99 31 ms | 5,000/s bare_pk |" in summary
     assert "1,475/s; 7.8 / 15.5 / 31.0 ms" in row
     assert "5,000/s bare_pk" in row
     assert "30%" in row
@@ -367,20 +367,21 @@ def test_options_quick_and_full() -> None:
     quick = from_args(["--quick"])
     assert quick.apps == (1, 100)
     assert quick.duration < 5
+    assert quick.out == Path("bench/quick")  # never over the committed full run
     full = from_args(["--apps", "10000,1,1000", "--only", "refresh,me"])
     assert full.apps == (1, 1000, 10000)  # ascending: the fleet only grows
     assert full.only == ("refresh", "me")
     assert full.reps >= 3
+    assert full.out == Path("bench")
 
 
-def test_options_refuse_unknown_scenarios_and_patches(capsys: pytest.CaptureFixture[str]) -> None:
+def test_options_refuse_unknown_scenarios_and_owned_env(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         from_args(["--only", "refresh,nope"])
     assert "unknown scenario(s) nope" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        from_args(["--whatif", "rsa_skip,turbo"])
-    assert "unknown what-if patch 'turbo'" in capsys.readouterr().err
-    assert parse_whatif("rsa_skip, keys_ttl=3600") == {"rsa_skip": "", "keys_ttl": "3600"}
+        from_args(["--service-env", "ONEAUTH_PORT=1"])  # the harness's own
+    assert "not one the harness sets" in capsys.readouterr().err
 
 
 def test_top_tables_subtract_the_snapshots_own_reads() -> None:

@@ -3,10 +3,10 @@
 How each starts (all on 127.0.0.1, ephemeral ports):
 
 - ``upstream_op`` (session): panva's oidc-provider 9 from npm, NOT written by us.
-  ``npm ci`` of rig/package-lock.json into ``~/.cache/oneauth/federation-rig/<hash>``
-  once per lock file, then ``node op.mjs``; waits for its discovery document. Clients
-  register themselves (dynamic registration). Skipped only when node/npm are absent
-  (CI installs them: .ci/run). See rig/node_op.py.
+  ``npm ci`` of oneauth/testing/oidc-provider/package-lock.json (oneauth.testing.node)
+  into ``~/.cache/oneauth/federation-rig/<hash>`` once per lock file, then ``node op.mjs``;
+  waits for its discovery document. Clients register themselves (dynamic registration).
+  Skipped only when node/npm are absent (CI installs them: .ci/run). See rig/node_op.py.
 - ``upstream_op_conform`` (session): the same with oidc-provider's default
   ``conformIdTokenClaims``: email etc. only in userinfo, not in the ID token.
 - ``github`` (session): the GitHub-style OAuth 2.0 stand-in (rig/github.py) under
@@ -28,12 +28,13 @@ from starlette.applications import Starlette
 
 from federation.rig.faults import FaultyOP, HangServer
 from federation.rig.github import GitHubStandIn
-from federation.rig.node_op import RigUnavailable, UpstreamOP, node_tools
+from federation.rig.node_op import RigUnavailable, UpstreamOP
 from federation.rig.oneauth_app import OneauthUpstream
 from oidc._support import LiveServer
 from oneauth.apps.models import AppRecord
 from oneauth.asgi import create_app
 from oneauth.settings import Settings
+from oneauth.testing.node import node_tools
 from rigcheck import unavailable
 
 

@@ -1,133 +1,37 @@
 """panva's ``oidc-provider`` (npm) as the real upstream OpenID Provider of the tests.
 
-The package and its dependencies are pinned by ``package.json`` + ``package-lock.json``
-beside this file and installed with ``npm ci --ignore-scripts`` into a cache directory
-keyed by the hash of those two files (``$ONEAUTH_RIG_CACHE``, else
-``$XDG_CACHE_HOME/oneauth/federation-rig``, else ``~/.cache/oneauth/federation-rig``):
-a bare CI machine installs once, later runs reuse it. ``op.mjs`` (our configuration of
-the provider, nothing else) is copied next to that ``node_modules`` and started with
-``node``; it listens on an ephemeral loopback port, prints its issuer, and stops with
-SIGTERM or when its stdin closes (this process died).
+The package is pinned and installed once into a cache by :mod:`oneauth.testing.node`
+(shared with the benchmark's peer). ``op.mjs`` (our configuration of the provider,
+nothing else) is copied next to that ``node_modules`` and started with ``node``; it
+listens on an ephemeral loopback port, prints its issuer, and stops with SIGTERM or
+when its stdin closes (this process died).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import httpx
 
+from oneauth.testing.node import NodeUnavailable, install, node_tools, script_in
+
 from .interaction import drive, drive_sync
 
 RIG_DIR = Path(__file__).resolve().parent
 ABORT = r'href="(/interaction/[^/"]+/abort)"'
-NPM_FILES = ("package.json", "package-lock.json")
-
-
-class RigUnavailable(RuntimeError):
-    """The machine lacks what the rig needs (the fixture turns it into a skip)."""
-
-
-def node_tools() -> tuple[str, str]:
-    """Paths of ``node`` and ``npm``; RigUnavailable when either is absent."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        raise RigUnavailable(
-            "node and npm are needed for the oidc-provider upstream "
-            "(apt-get install nodejs npm; Node >= 20)"
-        )
-    version = subprocess.run(
-        [node, "--version"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout.strip()
-    major = int(version.lstrip("v").split(".")[0])
-    if major < 20:
-        # Not a skip: CI must not pass silently with a Node that cannot run the rig.
-        raise RuntimeError(f"oidc-provider 9 needs Node >= 20, this machine has {version}")
-    return node, npm
-
-
-def cache_root() -> Path:
-    explicit = os.environ.get("ONEAUTH_RIG_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "oneauth" / "federation-rig"
-
-
-def lock_key() -> str:
-    digest = hashlib.sha256()
-    for name in NPM_FILES:
-        digest.update((RIG_DIR / name).read_bytes())
-    return digest.hexdigest()[:20]
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # two test runs at once install once
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def install(npm: str) -> Path:
-    """``npm ci`` into the cache directory of this lock file (once); returns that directory."""
-    root = cache_root()
-    key = lock_key()
-    target = root / key
-    done = target / ".installed"
-    if done.exists():
-        return target
-    with _file_lock(root / f"{key}.lock"):
-        if done.exists():
-            return target
-        shutil.rmtree(target, ignore_errors=True)
-        work = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=root))
-        try:
-            for name in NPM_FILES:
-                shutil.copyfile(RIG_DIR / name, work / name)
-            proc = subprocess.run(
-                [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--omit=dev"],
-                cwd=work,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"npm ci failed in {work}:\n{proc.stdout}\n{proc.stderr}")
-            (work / ".installed").write_text(key)
-            work.rename(target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return target
-
-
-def _script_in(target: Path) -> Path:
-    """op.mjs beside the cached node_modules (ES modules resolve packages from their
-    own directory), named by its content so concurrent runs of other versions coexist."""
-    source = (RIG_DIR / "op.mjs").read_bytes()
-    script = target / f"op-{hashlib.sha256(source).hexdigest()[:12]}.mjs"
-    if not script.exists():
-        tmp = target / f".{script.name}.{os.getpid()}"
-        tmp.write_bytes(source)
-        tmp.replace(script)
-    return script
+# The machine lacks what the rig needs (the fixture turns it into a skip).
+RigUnavailable = NodeUnavailable
 
 
 def _drain(stream: IO[bytes]) -> None:
@@ -192,7 +96,7 @@ class UpstreamOP:
         began = time.monotonic()
         node, npm = node_tools()
         target = install(npm)
-        script = _script_in(target)
+        script = script_in(target, RIG_DIR / "op.mjs")
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", str(target)),
