@@ -19,6 +19,10 @@ Every ``--sample`` seconds memory is read from /proc and Postgres:
   allocates for itself (caches, plans, work_mem). A leak shows here. (A page
   of shared memory mapped by one process only counts as private too; measured:
   USS stays within 2% of Pss_Anon, the strictly anonymous part);
+* ``pg_anon_kib``: their Pss_Anon, strictly anonymous memory (no shared
+  memory page counts here), and ``pg_client_anon_kib`` the client backends'
+  part of it; ``pg_anon_by_type`` and ``pg_processes_by_type`` split it by
+  ``pg_stat_activity.backend_type`` (client backend, autovacuum worker, ...);
 * ``pg_shared_kib``: their Pss_Shmem, their share of the shared memory segment
   (shared_buffers and the rest). It grows as backends touch more buffers (the
   refresh_tokens and audit_log tables grow with every request) and is bounded
@@ -38,6 +42,15 @@ the busiest ``noise`` processes named) and
 rate is the service or the machine; ``slope``: per series above the
 least-squares slope over the run after ``--warmup`` s (KiB per minute, percent
 per 10 minutes, first and last KiB, and ``bound_kib`` for the shared ones);
+``lasting_backends``: the client backends alive from the warm-up to the end
+(a pool replaces a connection after ``ONEAUTH_POOL_MAX_QUERIES`` queries, so
+the sum over all of them moves in steps when a fresh one, still small, takes
+a worn one's place): the sum of their own slopes over the run and over its
+first and second half (a backend that warms up grows in the first and stops;
+a leak keeps growing in the second), their median and largest size, the
+largest any client backend reached (``anon_kib_max_any``: times the number
+of connections, the bound of ``pg_client_anon_kib``), and the three that
+grew most, by application_name and last query;
 ``sample_ms``: the median wall time of one sample; ``samples``: the series.
 """
 
@@ -99,7 +112,9 @@ class Sampler(threading.Thread):
     def __init__(self, service: int, postmaster: int, every: float, admin_dsn: str) -> None:
         super().__init__(daemon=True)
         self.service, self.postmaster, self.every = service, postmaster, every
-        self.samples: list[dict[str, float]] = []
+        self.samples: list[dict[str, Any]] = []
+        self.backends: dict[int, list[tuple[float, float]]] = {}
+        self.seen: dict[int, tuple[str, str]] = {}  # pid -> application_name, last query
         self.took: list[float] = []
         self.started = time.monotonic()
         self.halt = threading.Event()
@@ -126,15 +141,35 @@ class Sampler(threading.Thread):
         stats = all_stats()
         service = sum(_rss_kib(p) for p in tree(self.service, stats))
         procs = tree(self.postmaster, stats) - {self.postmaster, self.own}
-        private = shared = 0
+        activity = self.db.execute(
+            "SELECT pid, backend_type, application_name, left(query, 120)"
+            " FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+        ).fetchall()
+        kinds = {pid: kind for pid, kind, _, _ in activity}
+        for pid, _, name, query in activity:
+            self.seen[pid] = (name or "", query or "")
+        private = shared = anon = 0
+        anon_by_type: dict[str, int] = {}
+        count_by_type: dict[str, int] = {}
         for pid in procs:
             fields = smaps_rollup_kib(pid)
+            if not fields:
+                continue  # gone since the walk
+            kind = str(kinds.get(pid, "other"))
             private += fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
             shared += fields.get("Pss_Shmem", 0)
-        row: dict[str, float] = {
+            own = fields.get("Pss_Anon", 0)
+            anon += own
+            anon_by_type[kind] = anon_by_type.get(kind, 0) + own
+            count_by_type[kind] = count_by_type.get(kind, 0) + 1
+            if kind == "client backend":
+                self.backends.setdefault(pid, []).append((began - self.started, float(own)))
+        row: dict[str, Any] = {
             "t": round(began - self.started, 1),
             "service_rss_kib": service,
             "pg_private_kib": private,
+            "pg_anon_kib": anon,
+            "pg_client_anon_kib": anon_by_type.get("client backend", 0),
             "pg_shared_kib": shared,
         }
         if self.buffercache:
@@ -143,9 +178,69 @@ class Sampler(threading.Thread):
                 " FROM pg_buffercache WHERE relfilenode IS NOT NULL"
             ).fetchone()
             row["pg_buffers_kib"] = int(used[0]) if used else 0
-        row["pg_processes"] = len(procs)
+        row["pg_processes"] = sum(count_by_type.values())
+        row["pg_anon_by_type"] = anon_by_type
+        row["pg_processes_by_type"] = count_by_type
         self.samples.append(row)
         self.took.append(time.monotonic() - began)
+
+    def lasting_backends(self, warmup: float) -> dict[str, Any]:
+        """Client backends alive through the whole run after ``warmup``: their own slopes.
+
+        The sum over all processes moves when one comes or goes (an autovacuum
+        worker, a pool connection replaced); a backend that lives through the
+        run and keeps growing is what a leak looks like.
+        """
+        last = max((pts[-1][0] for pts in self.backends.values() if pts), default=0.0)
+        lasting = {
+            pid: [p for p in pts if p[0] >= warmup]
+            for pid, pts in self.backends.items()
+            if pts and pts[0][0] <= warmup and pts[-1][0] >= last - 2 * self.every
+        }
+
+        def total(part: int) -> float | None:
+            """Their slopes summed: over the steady run (0), its first half (1), its second (2)."""
+            mid = (warmup + last) / 2
+            out = 0.0
+            for pts in lasting.values():
+                chosen = [p for p in pts if part != 1 or p[0] <= mid]
+                chosen = [p for p in chosen if part != 2 or p[0] >= mid]
+                s = slope_per_minute(chosen)
+                if s is None:
+                    return None
+                out += s
+            return round(out, 1)
+
+        by_pid = {
+            pid: s for pid, pts in lasting.items() if (s := slope_per_minute(pts)) is not None
+        }
+        slopes = sorted(by_pid.values())
+        growers = [
+            {
+                "kib_per_minute": round(by_pid[pid], 1),
+                "first_kib": lasting[pid][0][1],
+                "last_kib": lasting[pid][-1][1],
+                "application_name": self.seen.get(pid, ("", ""))[0],
+                "last_query": self.seen.get(pid, ("", ""))[1],
+            }
+            for pid in sorted(by_pid, key=by_pid.__getitem__, reverse=True)[:3]
+        ]
+        every = [kib for pts in self.backends.values() for _, kib in pts]
+        return {
+            "client_backends_seen": len(self.backends),
+            "anon_kib_max_any": max(every, default=None),
+            "backends": len(slopes),
+            "kib_per_minute_sum": total(0),
+            "kib_per_minute_sum_first_half": total(1),
+            "kib_per_minute_sum_second_half": total(2),
+            "kib_per_minute_median": round(statistics.median(slopes), 2) if slopes else None,
+            "kib_per_minute_max": round(slopes[-1], 2) if slopes else None,
+            "anon_kib_last_median": (
+                statistics.median(pts[-1][1] for pts in lasting.values()) if lasting else None
+            ),
+            "anon_kib_last_max": max((pts[-1][1] for pts in lasting.values()), default=None),
+            "growers": growers,
+        }
 
     def run(self) -> None:
         while not self.halt.wait(self.every):
@@ -313,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     slopes = {
         "service_rss": slope("service_rss_kib"),
         "pg_private": slope("pg_private_kib"),
+        "pg_anon": slope("pg_anon_kib"),
+        "pg_client_anon": slope("pg_client_anon_kib"),
         "pg_shared": slope("pg_shared_kib", sampler.shared_memory_kib),
     }
     if sampler.buffercache:
@@ -354,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "shared_buffers": sampler.shared_buffers,
         "slope": slopes,
+        "lasting_backends": sampler.lasting_backends(args.warmup),
         "warmup_s": args.warmup,
         "sample_ms": round(1000 * statistics.median(sampler.took), 1),
         "samples": samples,
@@ -363,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"soak {wall:.0f} s: {report['rate_per_s']} req/s, {errors} errors;"
         f" service RSS {slopes['service_rss']['kib_per_minute']} KiB/min,"
-        f" Postgres private {slopes['pg_private']['kib_per_minute']} KiB/min,"
+        f" Postgres private {slopes['pg_private']['kib_per_minute']} KiB/min"
+        f" (anonymous {slopes['pg_anon']['kib_per_minute']}, of client backends"
+        f" {slopes['pg_client_anon']['kib_per_minute']}),"
         f" shared {slopes['pg_shared']['kib_per_minute']} KiB/min"
         f" (bound {sampler.shared_memory_kib} KiB); CPU cores {report['cpu_cores']} -> {args.out}"
     )
