@@ -16,11 +16,11 @@ Every ``--sample`` seconds memory is read from /proc and Postgres:
 * ``service_rss_kib``: RSS of the service (supervisor and workers);
 * ``pg_private_kib``: Private_Clean + Private_Dirty (USS) of every Postgres
   process but the postmaster and the sampler's own connection: what a backend
-  allocates for itself (caches, plans, work_mem). A leak shows here. (A page
+  allocates for itself (caches, plans, work_mem). (A page
   of shared memory mapped by one process only counts as private too; measured:
   USS stays within 2% of Pss_Anon, the strictly anonymous part);
 * ``pg_anon_kib``: their Pss_Anon, strictly anonymous memory (no shared
-  memory page counts here), and ``pg_client_anon_kib`` the client backends'
+  memory page counts here): a leak shows here; and ``pg_client_anon_kib`` the client backends'
   part of it; ``pg_anon_by_type`` and ``pg_processes_by_type`` split it by
   ``pg_stat_activity.backend_type`` (client backend, autovacuum worker, ...);
 * ``pg_shared_kib``: their Pss_Shmem, their share of the shared memory segment
@@ -64,6 +64,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,18 +199,17 @@ class Sampler(threading.Thread):
             if pts and pts[0][0] <= warmup and pts[-1][0] >= last - 2 * self.every
         }
 
-        def total(part: int) -> float | None:
-            """Their slopes summed: over the steady run (0), its first half (1), its second (2)."""
-            mid = (warmup + last) / 2
-            out = 0.0
-            for pts in lasting.values():
-                chosen = [p for p in pts if part != 1 or p[0] <= mid]
-                chosen = [p for p in chosen if part != 2 or p[0] >= mid]
-                s = slope_per_minute(chosen)
-                if s is None:
-                    return None
-                out += s
-            return round(out, 1)
+        mid = (warmup + last) / 2
+        halves = {
+            "": lambda t: True,
+            "_first_half": lambda t: t <= mid,
+            "_second_half": lambda t: t >= mid,
+        }
+
+        def total(keep: Callable[[float], bool]) -> float | None:
+            """Their slopes summed over the points ``keep`` admits (None: too few)."""
+            found = [slope_per_minute([p for p in pts if keep(p[0])]) for pts in lasting.values()]
+            return None if None in found else round(sum(s or 0.0 for s in found), 1)
 
         by_pid = {
             pid: s for pid, pts in lasting.items() if (s := slope_per_minute(pts)) is not None
@@ -230,9 +230,7 @@ class Sampler(threading.Thread):
             "client_backends_seen": len(self.backends),
             "anon_kib_max_any": max(every, default=None),
             "backends": len(slopes),
-            "kib_per_minute_sum": total(0),
-            "kib_per_minute_sum_first_half": total(1),
-            "kib_per_minute_sum_second_half": total(2),
+            **{f"kib_per_minute_sum{name}": total(keep) for name, keep in halves.items()},
             "kib_per_minute_median": round(statistics.median(slopes), 2) if slopes else None,
             "kib_per_minute_max": round(slopes[-1], 2) if slopes else None,
             "anon_kib_last_median": (
