@@ -37,6 +37,7 @@ class BenchCluster:
     service_dsn: str  # what `oneauth serve` logs in as (LOGIN NOINHERIT only)
     admin_dsn: str
     master_key: str  # seals the apps' signing keys; the service must get the same
+    statements: bool = False  # pg_stat_statements loaded (--statements)
 
     @property
     def datadir(self) -> Path:
@@ -79,8 +80,13 @@ class BenchCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start(cluster_dir: Path | None, *, durable: bool) -> BenchCluster:
-    """Start (and on first use create) the cluster; bootstrap and migrate the control schema."""
+def start(cluster_dir: Path | None, *, durable: bool, statements: bool = False) -> BenchCluster:
+    """Start (and on first use create) the cluster; bootstrap and migrate the control schema.
+
+    ``statements``: load pg_stat_statements (``--statements``); a kept cluster
+    that had it loaded by an earlier run is restarted without it otherwise, so
+    its overhead is never in figures that do not ask for it.
+    """
     keep = cluster_dir is not None
     if cluster_dir is not None:
         root = cluster_dir.resolve()
@@ -112,6 +118,7 @@ def start(cluster_dir: Path | None, *, durable: bool) -> BenchCluster:
         )
         dsn = made.operator_dsn
         migrate_all(dsn, parallelism=2)
+        statements = _statements(pg, admin, statements)
     except BaseException:
         if not keep:
             pg.destroy()
@@ -125,7 +132,51 @@ def start(cluster_dir: Path | None, *, durable: bool) -> BenchCluster:
         service_dsn=made.service_dsn,
         admin_dsn=admin,
         master_key=master_key,
+        statements=statements,
     )
+
+
+STATEMENTS_MAX = 100_000  # entries are per (role, statement): ~60 statements x 1,000 app roles
+
+
+def _statements(pg: LocalPostgres, admin: str, wanted: bool) -> bool:
+    """Load (or unload) pg_stat_statements; whether it is loaded now.
+
+    Its settings exist only once the library is preloaded, so loading takes two
+    restarts: the library first, then its settings (``max`` is read at start).
+    """
+
+    def alter(*commands: str) -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for command in commands:
+                conn.execute(command)
+        pg.stop()
+        pg.start()
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
+        ).fetchone()
+        row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+    loaded = row is not None and "pg_stat_statements" in str(row[0])
+    if wanted and available is None:
+        return False  # reported as missing; the run goes on without
+    if wanted and not loaded:
+        alter("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        alter(
+            "ALTER SYSTEM SET pg_stat_statements.track_planning = on",
+            f"ALTER SYSTEM SET pg_stat_statements.max = {STATEMENTS_MAX}",
+        )
+    elif loaded and not wanted:
+        alter(
+            "ALTER SYSTEM RESET pg_stat_statements.track_planning",
+            "ALTER SYSTEM RESET pg_stat_statements.max",
+            "ALTER SYSTEM RESET shared_preload_libraries",
+        )
+    if wanted:
+        with psycopg.connect(pg.admin_dsn(DATABASE), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    return wanted
 
 
 def _secret(path: Path, keep: bool, make: Callable[[], str]) -> str:

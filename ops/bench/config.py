@@ -42,6 +42,7 @@ class BenchConfig:
     skip_limits: bool
     skip_migrate_probe: bool
     profile: tuple[str, ...]  # scenarios to py-spy after measuring
+    statements: bool  # pg_stat_statements: plans and statement time per request
     service_env: tuple[tuple[str, str], ...]  # extra ONEAUTH_* settings for the service
 
     @property
@@ -128,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="py-spy the service during these scenarios (writes bench/profile-*.txt)",
     )
     p.add_argument(
+        "--statements",
+        action="store_true",
+        help="load pg_stat_statements (track_planning on) and report statements, plans and"
+        " planning/execution ms per request, with the costliest statements (adds its overhead)",
+    )
+    p.add_argument(
         "--service-env",
         type=_service_env,
         action="append",
@@ -182,5 +189,6 @@ def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
         skip_limits=bool(args.skip_limits),
         skip_migrate_probe=bool(args.skip_migrate_probe),
         profile=args.profile,
+        statements=bool(args.statements),
         service_env=tuple(args.service_env),
     )

@@ -97,3 +97,69 @@ def top_tables(
             )
     out.sort(key=lambda x: -x["rows_per_request"])
     return out[:n]
+
+
+# pg_stat_statements (``--statements``): entries are per role, and every app has its
+# own, so the same statement text is summed over all apps. The admin's own
+# reads (these snapshots, the table snapshots) are left out.
+_STATEMENTS = """
+SELECT regexp_replace(query, '\\s+', ' ', 'g'), sum(calls), sum(plans),
+       sum(total_plan_time), sum(total_exec_time)
+FROM pg_stat_statements
+WHERE userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+GROUP BY 1
+"""
+
+StatementTotals = Mapping[str, tuple[float, ...]]  # text -> (calls, plans, plan ms, exec ms)
+NO_STATEMENTS: tuple[StatementTotals, int] = ({}, 0)
+
+
+def statements_snapshot(dsn: str) -> tuple[StatementTotals, int]:
+    """Totals per statement text, and pg_stat_statements' evictions so far."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(_STATEMENTS).fetchall()
+        info = conn.execute("SELECT dealloc FROM pg_stat_statements_info").fetchone()
+    totals = {str(r[0]): tuple(float(x or 0) for x in r[1:]) for r in rows}
+    return totals, int(info[0]) if info else 0
+
+
+def statements_per_request(
+    before: tuple[StatementTotals, int],
+    after: tuple[StatementTotals, int],
+    requests: int,
+    top: int = 5,
+) -> dict[str, Any]:
+    """Statements, plans and Postgres milliseconds per request, and the costliest texts.
+
+    Background work that ran meanwhile (the audit sealer, retention) is counted
+    too, like its CPU: it is part of what the load costs. ``evicted`` > 0 means
+    some entries were dropped in between and the figures are low.
+    """
+    if requests <= 0:
+        return {}
+    zero = (0.0, 0.0, 0.0, 0.0)
+    diffs: list[tuple[str, list[float]]] = []
+    for text, now in after[0].items():
+        was = before[0].get(text, zero)
+        d = [b - a for a, b in zip(was, now, strict=True)]
+        if d[0] > 0 or d[1] > 0:
+            diffs.append((text, d))
+    total = [sum(d[i] for _, d in diffs) for i in range(4)]
+    diffs.sort(key=lambda x: -(x[1][2] + x[1][3]))
+    return {
+        "statements": round(total[0] / requests, 2),
+        "plans": round(total[1] / requests, 2),
+        "plan_ms": round(total[2] / requests, 3),
+        "exec_ms": round(total[3] / requests, 3),
+        "evicted": after[1] - before[1],
+        "top": [
+            {
+                "statement": text[:160],
+                "calls": round(d[0] / requests, 3),
+                "plans": round(d[1] / requests, 3),
+                "plan_ms": round(d[2] / requests, 3),
+                "exec_ms": round(d[3] / requests, 3),
+            }
+            for text, d in diffs[:top]
+        ],
+    }

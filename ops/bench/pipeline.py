@@ -247,6 +247,9 @@ class StageRunner:
             # itself reads (it scans pg_class: 840k rows at 10,000 apps).
             tables_first = pgstats.table_snapshot(db_dsn)
             tables_before = pgstats.table_snapshot(db_dsn)
+            statements_before = statements_after = pgstats.NO_STATEMENTS
+            if self.cluster.statements:
+                statements_before = pgstats.statements_snapshot(db_dsn)
             loads = [Load(self.port, spec, meter)]
             if isinstance(peer, peer_mod.Peer):
                 node_meter = CpuMeter(service=peer.pid, postgres=None, cores=self.cfg.cores)
@@ -261,6 +264,8 @@ class StageRunner:
                 measured = measure(self.port, spec, shape_of(self.cfg), meter)
             after = pgstats.snapshot(self.cluster.admin_dsn, DATABASE)
             tables_after = pgstats.table_snapshot(db_dsn)
+            if self.cluster.statements:
+                statements_after = pgstats.statements_snapshot(db_dsn)
         except Unavailable as exc:
             res.status, res.note = "unavailable", str(exc)
         except BankError as exc:
@@ -285,6 +290,10 @@ class StageRunner:
         res.db_per_request["tables"] = pgstats.top_tables(
             tables_before, tables_after, total, own_cost=(tables_first, tables_before)
         )
+        if self.cluster.statements:
+            res.db_per_request["statements"] = pgstats.statements_per_request(
+                statements_before, statements_after, total
+            )
         notes = []
         if measured.discarded:
             notes.append("repeated (disturbed): " + "; ".join(measured.discarded))

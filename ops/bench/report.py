@@ -204,6 +204,34 @@ def fleet_rows(doc: dict[str, Any]) -> list[str]:
     return rows
 
 
+def statement_rows(doc: dict[str, Any]) -> list[str]:
+    """Postgres work per request from pg_stat_statements (``--statements``), if recorded."""
+    rows: list[str] = []
+    for s in doc.get("scenarios", []):
+        st = (s.get("db_per_request") or {}).get("statements")
+        if not st:
+            continue
+        if not rows:
+            rows = [
+                "| scenario | apps | statements | plans | planning ms | execution ms "
+                "| costliest statement (plans, planning + execution ms per request) |",
+                "|---|---:|---:|---:|---:|---:|---|",
+            ]
+        top = st["top"][0] if st.get("top") else None
+        top_text = (
+            f"`{top['statement'][:70]}` ({top['plans']:.2f}; "
+            f"{top['plan_ms']:.3f} + {top['exec_ms']:.3f})"
+            if top
+            else "–"
+        )
+        evicted = f" ({st['evicted']:,} entries evicted: low)" if st.get("evicted") else ""
+        rows.append(
+            f"| {s['scenario']} | {s['apps']:,} | {st['statements']:.2f} | {st['plans']:.2f} "
+            f"| {st['plan_ms']:.3f} | {st['exec_ms']:.3f}{evicted} | {top_text} |"
+        )
+    return rows
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     m = doc.get("machine", {})
     cfg = doc.get("config", {})
@@ -245,6 +273,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         *fleet_rows(doc),
     ]
+    statements = statement_rows(doc)
+    if statements:
+        lines += [
+            "",
+            "## Postgres work per request (pg_stat_statements, background work included)",
+            "",
+            *statements,
+        ]
     one_new = doc.get("migrate_one_new")
     if one_new:
         lines += [

@@ -55,6 +55,7 @@ def _config_doc(cfg: BenchConfig) -> dict[str, Any]:
         "wrk_threads": cfg.wrk_threads,
         "workers": cfg.workers,
         "durable": cfg.durable,
+        "statements": cfg.statements,
         "cluster_dir": str(cfg.cluster_dir) if cfg.cluster_dir else None,
         "service_env": dict(cfg.service_env),
     }
@@ -143,7 +144,9 @@ def execute(cfg: BenchConfig) -> dict[str, Any]:
         "config": _config_doc(cfg),
         "machine": info,
     }
-    pg = cluster.start(cfg.cluster_dir, durable=cfg.durable)
+    pg = cluster.start(cfg.cluster_dir, durable=cfg.durable, statements=cfg.statements)
+    if cfg.statements and not pg.statements:
+        log("pg_stat_statements is not available here: no statement figures")
     pool = CpuPool(cfg.cores, retries=1 if cfg.quick else 2)
     results: list[ScenarioResult] = []
     stages: list[dict[str, Any]] = []
