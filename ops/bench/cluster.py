@@ -25,6 +25,7 @@ from oneauth.localpg import LocalPostgres, scratch_dir
 from oneauth.secretbox import generate_master_key
 
 ROLE = "oneauth_bench"
+SERVICE_ROLE = f"{ROLE}_service"  # what `oneauth serve` logs in as
 DATABASE = "oneauth_bench"
 
 
@@ -113,7 +114,7 @@ def start(cluster_dir: Path | None, *, durable: bool, statements: bool = False) 
             database=DATABASE,
             operator_role=ROLE,
             operator_password=password,
-            service_role=f"{ROLE}_service",
+            service_role=SERVICE_ROLE,
             service_password=password,
         )
         dsn = made.operator_dsn

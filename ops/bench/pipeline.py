@@ -20,7 +20,7 @@ import psycopg
 from ops.bench import catalog, fleet, limits, pgstats, profile, servers, verifier_load, wrk
 from ops.bench import peer as peer_mod
 from ops.bench.bank import Bank, BankError, wanted_accounts
-from ops.bench.cluster import DATABASE, ROLE, BenchCluster
+from ops.bench.cluster import DATABASE, SERVICE_ROLE, BenchCluster
 from ops.bench.config import BenchConfig
 from ops.bench.cpu_limits import CpuPool
 from ops.bench.loadrun import Load, LoadSpec, Shape, measure, measure_side_by_side
@@ -164,7 +164,8 @@ class StageRunner:
                 if isinstance(self.peer, peer_mod.Peer):
                     self.peer.stop()
                 self.peer = None
-            pids = backend_pids(self.cluster.postmaster or 0, ROLE)
+            # The service's backends (it logs in as the service role, not the operator).
+            pids = backend_pids(self.cluster.postmaster or 0, SERVICE_ROLE)
             stage_doc["postgres_memory"] = backend_memory(pids)
         probe = [fleet.app_id(i) for i in range(1, min(apps, CATALOG_SAMPLES) + 1)]
         try:
