@@ -158,12 +158,17 @@ def _statements(pg: LocalPostgres, admin: str, wanted: bool) -> bool:
         available = conn.execute(
             "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
         ).fetchone()
-        row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+        row = conn.execute(
+            "SELECT current_setting('shared_preload_libraries'),"
+            " current_setting('pg_stat_statements.track_planning', true) = 'on'"
+        ).fetchone()
     loaded = row is not None and "pg_stat_statements" in str(row[0])
+    planning = row is not None and bool(row[1])  # false too after a run stopped in between
     if wanted and available is None:
         return False  # reported as missing; the run goes on without
     if wanted and not loaded:
         alter("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    if wanted and not planning:
         alter(
             "ALTER SYSTEM SET pg_stat_statements.track_planning = on",
             f"ALTER SYSTEM SET pg_stat_statements.max = {STATEMENTS_MAX}",

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 import psycopg
 from ops.bench import cluster, pgstats
+from ops.bench.procstat import backend_pids
 from ops.bench.report import statement_rows
-
-from oneauth.localpg import LocalPostgres, scratch_dir
 
 
 def test_statements_per_request_sums_over_app_roles_and_ranks_by_time() -> None:
@@ -44,16 +41,15 @@ def test_statements_per_request_sums_over_app_roles_and_ranks_by_time() -> None:
 
 
 def test_loading_counts_plans_per_role_and_unloading_restores_the_cluster() -> None:
-    root = scratch_dir("oneauth-bench-statements-")  # reachable by the postgres user
-    pg = LocalPostgres(root / "pg", fast=True)
-    pg.init()
-    pg.start()
+    cl = cluster.start(None, durable=False, statements=True)
     try:
-        with psycopg.connect(pg.admin_dsn(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {cluster.DATABASE}")
-        admin = pg.admin_dsn()
-        assert cluster._statements(pg, admin, True)
-        db = pg.admin_dsn(cluster.DATABASE)
+        assert cl.statements
+        # The memory figures read the backends of the role the service logs in as.
+        with psycopg.connect(cl.service_dsn) as service:
+            pid = service.info.backend_pid
+            assert pid in backend_pids(cl.postmaster or 0, cluster.SERVICE_ROLE)
+            assert pid not in backend_pids(cl.postmaster or 0, cluster.ROLE)
+        db = cl.pg.admin_dsn(cluster.DATABASE)
         with psycopg.connect(db, autocommit=True) as conn:
             conn.execute("CREATE ROLE app_a; CREATE ROLE app_b")
             conn.execute("CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT ON t TO app_a, app_b")
@@ -74,11 +70,10 @@ def test_loading_counts_plans_per_role_and_unloading_restores_the_cluster() -> N
         # The admin's own statements (the snapshots themselves) are not counted.
         assert all("pg_stat_statements" not in t["statement"] for t in got["top"])
 
-        assert not cluster._statements(pg, admin, False)
-        with psycopg.connect(admin, autocommit=True) as conn:
+        assert not cluster._statements(cl.pg, cl.admin_dsn, False)
+        with psycopg.connect(cl.admin_dsn, autocommit=True) as conn:
             row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
         assert row is not None
         assert "pg_stat_statements" not in row[0]
     finally:
-        pg.destroy()
-        shutil.rmtree(root, ignore_errors=True)
+        cl.close()
