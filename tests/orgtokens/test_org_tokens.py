@@ -8,8 +8,10 @@ the token endpoint does with them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 
+import asyncpg
 import httpx
 import pytest
 
@@ -68,6 +70,69 @@ async def test_roles_claim_follows_the_users_roles_at_every_refresh(
         json={"email": "roles@example.com", "password": "violet-Harbor-lantern-42"},
     )
     assert payload(login.json()["access_token"])["roles"] == ["auditor"]
+
+
+@contextlib.contextmanager
+def statements_sent(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The texts of every statement the service sends through its router meanwhile."""
+    sent: list[str] = []
+    enter = services.router.enter
+
+    @contextlib.asynccontextmanager
+    async def watched(record: AppRecord) -> AsyncIterator[asyncpg.Connection]:
+        async with enter(record) as conn:
+
+            def log(query: asyncpg.connection.LoggedQuery) -> None:
+                sent.append(query.query)
+
+            conn.add_query_logger(log)
+            try:
+                yield conn
+            finally:
+                conn.remove_query_logger(log)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services.router, "enter", watched)
+        yield sent
+
+
+async def test_a_plain_refresh_reads_the_roles_in_its_rotation_statement(
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    services: Services,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without org and permissions the rotation's own statement reads the roles:
+    # no claims statement (with many apps per connection every statement is
+    # planned again on each call). With permissions asked, the claims query runs.
+    app = provision()
+    cid = await default_client_id(client, app.app_id)
+    add_scope(settings, app, cid, "permissions")
+    services.clients.on_change(app.app_id)
+    body = await signup(client, app.app_id, "fold@example.com")
+    await grant_role(services, app.app_id, body["user"]["id"], "editor", ["a:read"])
+    # The same address in another app, with another role: never read here.
+    other = provision()
+    theirs = await signup(client, other.app_id, "fold@example.com")
+    await grant_role(services, other.app_id, theirs["user"]["id"], "owner", ["all"])
+
+    with statements_sent(services, monkeypatch) as sent:
+        asked = await refresh(client, app.app_id, cid, body["refresh_token"])
+    assert asked.status_code == 200, asked.text
+    claims = payload(asked.json()["access_token"])
+    assert (claims["roles"], claims["permissions"]) == (["editor"], ["a:read"])
+    assert len([q for q in sent if "FROM user_roles" in q]) == 2, sent  # rotation, claims
+
+    with statements_sent(services, monkeypatch) as sent:
+        plain = await refresh(client, app.app_id, cid, asked.json()["refresh_token"], scope="email")
+    assert plain.status_code == 200, plain.text
+    claims = payload(plain.json()["access_token"])
+    assert claims["roles"] == ["editor"]
+    assert "permissions" not in claims
+    reading_roles = [q for q in sent if "FROM user_roles" in q]
+    assert len(reading_roles) == 1, sent
+    assert "WITH family AS" in reading_roles[0]
 
 
 async def test_permissions_when_the_scope_asks_or_the_policy_says(

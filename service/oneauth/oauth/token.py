@@ -148,16 +148,20 @@ async def refresh_grant(
     ttl = client.access_token_ttl or issuer.policy.access_token_ttl
     session = outcome.session
     switching = asked_id is not None or asked_slug is not None
+    permissions = org_claims.wants_permissions(outcome.scope, issuer.policy.token_permissions)
     try:
-        authz = await org_claims.for_user(
-            conn,
-            session.user_id,
-            org_id=asked_id if switching else session.org_id,
-            org_slug=asked_slug,
-            permissions=org_claims.wants_permissions(
-                outcome.scope, issuer.policy.token_permissions
-            ),
-        )
+        if outcome.roles is not None and not (
+            switching or permissions or session.org_id is not None
+        ):
+            authz = org_claims.Claims(roles=outcome.roles)  # read by the rotation
+        else:
+            authz = await org_claims.for_user(
+                conn,
+                session.user_id,
+                org_id=asked_id if switching else session.org_id,
+                org_slug=asked_slug,
+                permissions=permissions,
+            )
     except org_claims.OrgRefused as exc:
         refused: tuple[str, str, str] | None = ("org_unavailable", exc.reason, ORG_UNAVAILABLE)
     else:

@@ -24,7 +24,14 @@ import asyncpg
 
 from oneauth.errors import OrgUnavailable
 
-__all__ = ["PERMISSIONS_SCOPE", "Claims", "OrgUnavailable", "for_user", "wants_permissions"]
+__all__ = [
+    "PERMISSIONS_SCOPE",
+    "Claims",
+    "OrgUnavailable",
+    "for_user",
+    "roles_of",
+    "wants_permissions",
+]
 
 # The scope a client asks for to get the ``permissions`` claim.
 PERMISSIONS_SCOPE = "permissions"
@@ -75,6 +82,13 @@ class OrgRefused(OrgUnavailable):
         self.reason: Reason = reason
 
 
+def roles_of(user: str) -> str:
+    """The user's app roles as one SQL expression (a sorted text[]); ``user`` is the
+    SQL of the user's id. The refresh rotation reads them in its own statement."""
+    return f"""ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+        WHERE ur.user_id = {user} ORDER BY r.name)"""
+
+
 # One round trip. ``one`` is a single row that the org and membership join to,
 # so a user without an org (or an unknown org) still gets their roles. A custom
 # org role counts only inside its own org (defence in depth: the service never
@@ -88,8 +102,8 @@ class OrgRefused(OrgUnavailable):
 # was ~0.8 ms of Postgres CPU per refresh on the soak machine, more than the
 # rotation itself (pg_stat_statements: plans == calls). Each text here gets a
 # generic plan after five executions and keeps it.
-_ROLES = """ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-        WHERE ur.user_id = $1 ORDER BY r.name) AS roles"""
+
+_ROLES = roles_of("$1") + " AS roles"
 _PERMISSIONS = """ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur
         JOIN role_permissions rp ON rp.role_id = ur.role_id
         WHERE ur.user_id = $1 ORDER BY 1) AS permissions"""

@@ -26,6 +26,7 @@ from typing import Literal
 import asyncpg
 
 from oneauth import webhooks
+from oneauth.orgs.claims import roles_of
 from oneauth.sessions import successor as successors
 
 REFRESH_PREFIX = "ort_"  # recognisable in leaked-secret scanners
@@ -126,6 +127,9 @@ class Rotated:
     # The presented token had been rotated moments ago and this is its unused
     # successor again (REUSE_GRACE_SECONDS): nothing was written, nothing to undo.
     retried: bool = False
+    # The user's app roles, read by the rotation itself (None on a retry): a
+    # refresh without org or permissions needs no claims statement of its own.
+    roles: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +149,10 @@ class Replayed:
 
 # One round trip: lock the family's session, mark the presented token used
 # (only if unused, unrevoked, unexpired and of this client), check the session,
-# issue the next token of the family, and touch the session.
+# issue the next token of the family, touch the session, and read the user's
+# app roles (the claims a refresh without org or permissions needs). With many
+# apps on one connection every statement is planned again on each call (the
+# search_path changed), so one statement fewer is ~0.24 ms of planning less.
 #
 # Lock order: the session row before any of its refresh tokens, as every
 # revocation does (UPDATE sessions, then its tokens). A rotation that locked
@@ -181,8 +188,8 @@ WITH family AS (
     FROM live
     RETURNING id
 )
-SELECT live.*, (SELECT count(*) FROM fresh) AS issued FROM live
-"""
+SELECT live.*, (SELECT count(*) FROM fresh) AS issued, {roles} AS roles FROM live
+""".format(roles=roles_of("live.user_id"))
 
 
 # What a token that did not rotate is. ``benign``: used within the grace window,
@@ -240,7 +247,12 @@ async def rotate(
     if row is not None and row["issued"] == 1:
         session = _session_of(row, "id")
         return Rotated(
-            next_raw, session, narrowed_scope or row["scope"], row["email_verified"], raw
+            next_raw,
+            session,
+            narrowed_scope or row["scope"],
+            row["email_verified"],
+            raw,
+            roles=tuple(row["roles"]),
         )
     rows = await conn.fetch(_SEEN, presented, client_id, grace_seconds)
     if not rows:
