@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import structlog
-from starlette import routing
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
@@ -31,6 +30,7 @@ from oneauth.db.pool import create_app_pools, create_pool
 from oneauth.db.router import Router
 from oneauth.http import health, openapi
 from oneauth.http.contract import Operation, operation
+from oneauth.http.dispatch import IndexedRouter
 from oneauth.http.gate import AppGate
 from oneauth.http.middleware import ClientAddress, InputGuard, RequestContext
 from oneauth.http.problems import exception_handlers
@@ -218,14 +218,14 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         ),
         Mount(
             "/apps/{app_id}",
-            app=AppGate(routing.Router(routes=app_routes(), redirect_slashes=False)),
+            app=AppGate(IndexedRouter(app_routes(), redirect_slashes=False)),
         ),
         # The control plane: the same app routes, for the reserved app only, at
         # its own issuer {public_url}/platform (/apps/platform is 404).
         Mount(
             "/platform",
             app=AppGate(
-                routing.Router(routes=app_routes(), redirect_slashes=False),
+                IndexedRouter(app_routes(), redirect_slashes=False),
                 pinned=PLATFORM_APP_ID,
             ),
         ),
