@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 import psycopg
 
 from oneauth import logs
+
+if TYPE_CHECKING:
+    from oneauth.apps.models import AppRecord
+    from oneauth.db.groupcommit import GroupCommit
 
 Outcome = Literal["success", "failure", "denied", "error"]
 
@@ -93,6 +97,20 @@ async def record(
     **fields: Any,
 ) -> None:
     await conn.execute(_INSERT, *row(event, outcome, meta, **fields))
+    _maybe_log(event, outcome, meta, fields)
+
+
+async def record_committed(
+    writes: GroupCommit,
+    app: AppRecord,
+    event: str,
+    outcome: Outcome,
+    meta: RequestMeta,
+    **fields: Any,
+) -> None:
+    """``record`` for work that opened no unit of its own: the row is written in a
+    group commit (oneauth.db.groupcommit) and is committed when this returns."""
+    await writes.write(app, row(event, outcome, meta, **fields))
     _maybe_log(event, outcome, meta, fields)
 
 

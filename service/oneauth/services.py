@@ -9,10 +9,12 @@ from functools import cached_property
 import asyncpg
 from starlette.requests import Request
 
+from oneauth import audit
 from oneauth.apps.models import AppRecord
 from oneauth.apps.policy import policy_of
 from oneauth.apps.registry import Registry
 from oneauth.auditchain.sealer import Sealer
+from oneauth.db.groupcommit import GroupCommit
 from oneauth.db.notify import Notifier
 from oneauth.db.router import Router
 from oneauth.identity.passwords import PasswordHasher
@@ -50,6 +52,11 @@ class Services:
     def ip_hash_key(self) -> bytes:
         # Derived, not configured: rotating the master key re-keys IP hashes too.
         return hashlib.sha256(b"oneauth/ip-hash|" + self.settings.master_key.encode()).digest()
+
+    @cached_property
+    def audit_writes(self) -> GroupCommit:
+        """Audit rows of work that opened no unit (client_credentials), committed together."""
+        return GroupCommit(self.router, audit.INSERT_SQL)
 
     async def issuer(self, app: AppRecord, conn: asyncpg.Connection) -> Issuer:
         keys = await self.keys.get(app, conn)

@@ -26,6 +26,7 @@ import asyncpg
 from oneauth import audit
 from oneauth.api.models import TokenSet
 from oneauth.apps.models import AppRecord
+from oneauth.db.groupcommit import UNOPENED
 from oneauth.oauth.clients import USER_SCOPES, Client
 from oneauth.oauth.errors import (
     InvalidGrant,
@@ -263,17 +264,20 @@ async def client_credentials_grant(
         grant=CLIENT_CREDENTIALS,
         authz=authz,
     )
-    await audit.record(
-        conn,
-        "token.issue",
-        "success",
-        meta,
-        actor_type="client",
-        actor_id=client.client_id,
-        target_type="token",
-        target_id=claims["jti"],
-        details={"grant": CLIENT_CREDENTIALS, "org_id": client.org_id},
-    )
+    issued = {
+        "actor_type": "client",
+        "actor_id": client.client_id,
+        "target_type": "token",
+        "target_id": claims["jti"],
+        "details": {"grant": CLIENT_CREDENTIALS, "org_id": client.org_id},
+    }
+    if conn is UNOPENED:
+        # Everything was cached: the row goes in a group commit (committed on return).
+        await audit.record_committed(
+            services.audit_writes, app, "token.issue", "success", meta, **issued
+        )
+    else:
+        await audit.record(conn, "token.issue", "success", meta, **issued)
     return TokenSet(access_token=access, token_type="Bearer", expires_in=ttl, scope=granted)
 
 
