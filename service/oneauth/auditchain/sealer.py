@@ -1,8 +1,15 @@
 """The sealer: links each app's committed audit rows into its hash chain (A2).
 
 Runs in the service process (like the mail worker, ``ONEAUTH_AUDIT_SEALER``) or
-in ``oneauth worker``; any number may run: per app, one leads at a time
-(``pg_try_advisory_xact_lock`` in the visit's transaction), the others skip it.
+in ``oneauth worker``; any number may run. Their rounds take turns under one
+lease per installation (``oneauth.db.lease``, "audit_sealer"): the holder sweeps,
+the others only try the lease each interval, and take over when it is released
+(a clean stop) or has expired (a holder that died). Every worker sweeping every
+app whose counter moved made one visit per worker for each app that wrote a row:
+with 1,000 apps active, most of the Postgres work of a sign-in. Per app, one
+visit leads at a time in any case (``pg_try_advisory_xact_lock`` in the visit's
+transaction), so a round that outlives its lease beside the next holder's only
+repeats work.
 
 The hot path is untouched: ``audit.record`` stays one INSERT in the caller's
 transaction, with no lock, no chain read, no trigger. The sealer links rows
@@ -68,7 +75,7 @@ from oneauth.apps.policy import policy_of
 from oneauth.apps.registry import Registry
 from oneauth.auditchain import checkpoints, repo
 from oneauth.auditchain.chain import genesis, link
-from oneauth.db import templates
+from oneauth.db import lease, templates
 from oneauth.db.router import Router
 from oneauth.secretbox import SecretBox
 from oneauth.settings import Settings
@@ -78,6 +85,7 @@ log = structlog.get_logger("oneauth.audit")
 
 MAX_OBSERVATIONS = 64
 SWEEP_CHUNK = 200  # apps visited between two records of the sweep's progress
+LEASE = "audit_sealer"
 
 
 def chain_schema_version() -> int:
@@ -95,12 +103,16 @@ class SealerConfig:
     prune_batch: int = 5000
     prune_batches_per_visit: int = 20
     concurrency: int = 4
+    # How long a round's lease holds without renewal (renewed every round and
+    # every SWEEP_CHUNK apps): how long rows wait when its holder dies.
+    lease_seconds: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SealerConfig:
         return cls(
             interval=settings.audit_seal_interval,
             checkpoint_interval=settings.audit_checkpoint_interval,
+            lease_seconds=max(60.0, 6 * settings.audit_seal_interval),
         )
 
 
@@ -150,6 +162,8 @@ class Sealer:
         self._state_loaded = False
         self._task: asyncio.Task[None] | None = None
         self._min_version = chain_schema_version()
+        self._holder = lease.holder_name()
+        self._leading = False  # holds the round's lease (run_forever)
 
     @classmethod
     def from_settings(
@@ -353,9 +367,14 @@ class Sealer:
         # never-seen apps) interrupted by a restart keeps its progress.
         for start in range(0, len(picked), SWEEP_CHUNK):
             await asyncio.gather(*(one(a, c) for a, c in picked[start : start + SWEEP_CHUNK]))
-            if changed:
+            last = start + SWEEP_CHUNK >= len(picked)
+            if changed or (self._leading and not last):
                 async with self.pool.acquire() as conn:
-                    await repo.save_sweep_state(conn, changed)
+                    if changed:
+                        await repo.save_sweep_state(conn, changed)
+                    if self._leading and not last and not await self._renew(conn):
+                        log.warning("audit_sealer_lease_lost", visited=start + SWEEP_CHUNK)
+                        break
                 changed.clear()
         return [a.app_id for a, _ in picked]
 
@@ -397,11 +416,39 @@ class Sealer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._leading:
+            self._leading = False
+            # The next sealer takes over at its next round, not when the lease expires.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await lease.release(self.pool, LEASE, self._holder)
+
+    async def lead(self) -> bool:
+        """Take or renew the round's lease; True while this sealer holds it."""
+        try:
+            async with self.pool.acquire() as conn:
+                held = await lease.try_lead(conn, LEASE, self._holder, self.config.lease_seconds)
+        except BaseException:
+            self._leading = False  # unknown: reload the state when it is held again
+            raise
+        if held and not self._leading:
+            # Another sealer may have led meanwhile: start from what it recorded.
+            self._seen.clear()
+            self._checkpoint_due.clear()
+            self._prune_due.clear()
+            self._state_loaded = False
+        self._leading = held
+        return held
+
+    async def _renew(self, conn: asyncpg.Connection) -> bool:
+        self._leading = await lease.renew(conn, LEASE, self._holder, self.config.lease_seconds)
+        return self._leading
 
     async def run_forever(self) -> None:
         while True:
             try:
-                await self.sweep()
+                if await self.lead():
+                    await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: try again next round

@@ -50,8 +50,10 @@ SERVICE_PRIVILEGES: Mapping[str, str] = {
     "app_keys": "SELECT",
     # the retention worker's record of visits (oneauth.retention, sql/control/0009)
     "retention_sweep": "SELECT, INSERT, UPDATE, DELETE",
-    # the retention cycle's lease (sql/control/0010)
+    # the retention cycle's lease (sql/control/0010; no longer written since 0011)
     "retention_leader": "SELECT, INSERT, UPDATE",
+    # named leases: the retention cycle, the audit sealer's rounds (sql/control/0011)
+    "leases": "SELECT, INSERT, UPDATE",
 }
 
 

@@ -6,46 +6,35 @@ from datetime import datetime
 
 import asyncpg
 
-# One retention cycle at a time in the whole installation (R3): a lease in
-# oneauth.retention_leader, taken when free or expired and renewed as the cycle
-# goes (after every chunk of apps), released at its end. Single statements, so
-# it works through PgBouncer in transaction mode (a session-level advisory lock
-# does not: sql/control/0010). A worker that dies mid-cycle leaves the lease to
-# expire after LEASE_SECONDS. Should a chunk outlast the lease, a second worker
-# may start a cycle beside the first: duplicate work, never wrong (each delete is
-# a bounded re-checked batch; the audit prune has its own per-app lock).
-LEASE_SECONDS = 120.0
+from oneauth.db import lease
 
-LEAD_SQL = """
-INSERT INTO oneauth.retention_leader AS l (holder, until)
-VALUES ($1, now() + make_interval(secs => $2))
-ON CONFLICT (singleton) DO UPDATE SET holder = excluded.holder, until = excluded.until
-    WHERE l.until <= now() OR l.holder = excluded.holder
-RETURNING holder
-"""
-RENEW_SQL = (
-    "UPDATE oneauth.retention_leader SET until = now() + make_interval(secs => $2)"
-    " WHERE holder = $1 RETURNING holder"
-)
-RELEASE_SQL = "UPDATE oneauth.retention_leader SET until = now() WHERE holder = $1"
+# One retention cycle at a time in the whole installation (R3): the lease
+# "retention" (oneauth.db.lease), taken when free or expired and renewed as the
+# cycle goes (after every chunk of apps), released at its end. A worker that dies
+# mid-cycle leaves the lease to expire after LEASE_SECONDS. Should a chunk outlast
+# the lease, a second worker may start a cycle beside the first: duplicate work,
+# never wrong (each delete is a bounded re-checked batch; the audit prune has its
+# own per-app lock).
+LEASE = "retention"
+LEASE_SECONDS = 120.0
 
 
 async def try_lead(
     conn: asyncpg.Connection | asyncpg.Pool, holder: str, seconds: float = LEASE_SECONDS
 ) -> bool:
     """Take the lease for ``holder`` if it is free, expired or already ``holder``'s."""
-    return await conn.fetchval(LEAD_SQL, holder, seconds) is not None
+    return await lease.try_lead(conn, LEASE, holder, seconds)
 
 
 async def renew(
     conn: asyncpg.Connection | asyncpg.Pool, holder: str, seconds: float = LEASE_SECONDS
 ) -> bool:
     """Extend ``holder``'s lease; False if another worker took it meanwhile."""
-    return await conn.fetchval(RENEW_SQL, holder, seconds) is not None
+    return await lease.renew(conn, LEASE, holder, seconds)
 
 
 async def release(conn: asyncpg.Connection | asyncpg.Pool, holder: str) -> None:
-    await conn.execute(RELEASE_SQL, holder)
+    await lease.release(conn, LEASE, holder)
 
 
 async def trusted(conn: asyncpg.Connection) -> bool:

@@ -41,10 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
-import secrets
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -56,7 +53,7 @@ from oneauth.apps.models import REGISTRY_COLUMNS, AppRecord, record_from_row
 from oneauth.apps.policy import policy_of
 from oneauth.apps.registry import Registry
 from oneauth.auditchain.sealer import Sealer, SealerConfig
-from oneauth.db import templates
+from oneauth.db import lease, templates
 from oneauth.db.router import Router
 from oneauth.retention import rules, state
 from oneauth.secretbox import SecretBox
@@ -173,8 +170,8 @@ class RetentionWorker:
 
     def __post_init__(self) -> None:
         self._rules = rules.rules(self.config.history)
-        # This worker's name in the lease (oneauth.retention_leader).
-        self._holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # This worker's name in the lease (oneauth.db.lease, "retention").
+        self._holder = lease.holder_name()
         self._min_version = retention_schema_version()
         self._task: asyncio.Task[None] | None = None
         # Audit rows are pruned by the chain's own procedure, in our bounds.
