@@ -135,6 +135,71 @@ async def test_a_plain_refresh_reads_the_roles_in_its_rotation_statement(
     assert "WITH family AS" in reading_roles[0]
 
 
+async def test_a_sign_in_starts_session_refresh_and_roles_in_one_statement(
+    client: httpx.AsyncClient,
+    provision: Callable[..., AppRecord],
+    services: Services,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every statement is planned again per call when a connection serves many
+    # apps: a password sign-in folds what it can (bench/login). Session, first
+    # refresh token and roles in one statement; the password re-check stamps
+    # last_login_at; the throttle's clear and give-back in one.
+    app = provision()
+    body = await signup(client, app.app_id, "fold@example.com")
+    await grant_role(services, app.app_id, body["user"]["id"], "editor", ["a:read"])
+    other = provision()  # the same address elsewhere, with another role: never read here
+    theirs = await signup(client, other.app_id, "fold@example.com")
+    await grant_role(services, other.app_id, theirs["user"]["id"], "owner", ["all"])
+    credentials = {"email": "fold@example.com", "password": "violet-Harbor-lantern-42"}
+
+    async def last_login(record: AppRecord, user_id: str) -> object:
+        async with services.router.enter(record) as conn:
+            return await conn.fetchval(
+                "SELECT last_login_at FROM users WHERE id = $1::uuid", user_id
+            )
+
+    theirs_before = await last_login(other, theirs["user"]["id"])
+    with statements_sent(services, monkeypatch) as sent:
+        login = await client.post(f"/apps/{app.app_id}/v1/login", json=credentials)
+    assert login.status_code == 200, login.text
+    claims = payload(login.json()["access_token"])
+    assert claims["roles"] == ["editor"]
+    assert "permissions" not in claims
+    flat = [" ".join(q.split()) for q in sent]
+    roles = [q for q in flat if "FROM user_roles" in q]
+    assert len(roles) == 1, flat
+    assert "INSERT INTO sessions" in roles[0]
+    assert "INSERT INTO refresh_tokens" in roles[0]
+    assert len([q for q in flat if "INSERT INTO refresh_tokens" in q]) == 1, flat
+    stamps = [q for q in flat if "last_login_at" in q]
+    assert len(stamps) == 1, flat
+    assert "password_hash = $2" in stamps[0]
+    assert not [q for q in flat if q.startswith("SELECT password_hash FROM users")], flat
+    assert len([q for q in flat if "DELETE FROM throttle" in q]) == 1, flat
+    assert len(flat) <= 9, flat  # 13 before the folds
+    # What the one statement wrote works: the refresh token rotates, the stamp is there.
+    cid = await default_client_id(client, app.app_id)
+    rotated = await refresh(client, app.app_id, cid, login.json()["refresh_token"])
+    assert rotated.status_code == 200, rotated.text
+    assert payload(rotated.json()["access_token"])["sid"] == claims["sid"]
+    assert await last_login(app, body["user"]["id"]) is not None
+    assert await last_login(other, theirs["user"]["id"]) == theirs_before  # not their user
+
+    # Permissions asked for (the client's scope): the claims statement of its own.
+    add_scope(settings, app, cid, "permissions")
+    services.clients.on_change(app.app_id)
+    with statements_sent(services, monkeypatch) as sent:
+        again = await client.post(f"/apps/{app.app_id}/v1/login", json=credentials)
+    assert again.status_code == 200, again.text
+    claims = payload(again.json()["access_token"])
+    assert (claims["roles"], claims["permissions"]) == (["editor"], ["a:read"])
+    reading = [q for q in sent if "FROM user_roles" in q]
+    assert len(reading) == 1, sent
+    assert "INSERT INTO sessions" not in reading[0]
+
+
 async def test_permissions_when_the_scope_asks_or_the_policy_says(
     client: httpx.AsyncClient,
     provision: Callable[..., AppRecord],

@@ -259,8 +259,12 @@ async def verify_password(
     async with services.router.enter(app) as conn:
         if ok and user is not None:
             # Cleared (first proof of the mailbox, P7) or changed while it was
-            # being verified: too late. Locks the row until this sign-in commits.
-            ok = await users_repo.password_still(conn, user.id, user.password_hash)
+            # being verified: too late. Locks the row until this sign-in commits
+            # (and, for a sign-in that goes on, stamps last_login_at in that statement).
+            if unverified:
+                ok = await users_repo.password_still(conn, user.id, user.password_hash)
+            else:
+                ok = await users_repo.still_then_touch(conn, user.id, user.password_hash)
         if not ok or user is None:
             # The reservation already counted this failure (and any lock it earned).
             await audit.record(
@@ -290,7 +294,6 @@ async def verify_password(
                 )
             else:
                 outcome = await on_success(conn, user)
-                await users_repo.touch_login(conn, user.id)
                 done = True
     if unverified:
         metrics.LOGIN_FAILURE.inc()

@@ -253,13 +253,16 @@ async def reserve(conn: asyncpg.Connection, keys: ThrottleKeys) -> Reservation:
 
 _DELETE = "DELETE FROM throttle WHERE key = ANY($1::text[])"
 
-# Takes back one counted attempt; a lock that count earned goes with it.
+# Deletes the counters in $1 and takes back one counted attempt from those in
+# $2 (a lock that count earned goes with it), in one statement: the two sets are
+# disjoint and already locked (_LOCK_EXISTING), so the order inside does not matter.
 _GIVE_BACK = """
+WITH gone AS (DELETE FROM throttle WHERE key = ANY($1::text[]))
 UPDATE throttle AS t SET
     failures = greatest(t.failures - 1, 0),
     locked_until = CASE WHEN t.failures - 1 < n.free THEN NULL ELSE t.locked_until END,
     updated_at = now()
-FROM unnest($1::text[], $2::int[]) AS n(key, free)
+FROM unnest($2::text[], $3::int[]) AS n(key, free)
 WHERE t.key = n.key
 """
 
@@ -273,10 +276,7 @@ async def _give_back(
     if not touched:
         return
     await conn.execute(_LOCK_EXISTING, touched)  # key order first, as in reserve
-    if delete:
-        await conn.execute(_DELETE, list(delete))
-    if back:
-        await conn.execute(_GIVE_BACK, back, [limits[k].free for k in back])
+    await conn.execute(_GIVE_BACK, list(delete), back, [limits[k].free for k in back])
 
 
 async def succeeded(conn: asyncpg.Connection, reservation: Reservation) -> None:

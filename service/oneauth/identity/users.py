@@ -199,5 +199,23 @@ async def password_still(
     )
 
 
+async def still_then_touch(
+    conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str | None
+) -> bool:
+    """``password_still`` and ``touch_login`` in one statement, for a sign-in that
+    goes on when the hash is unchanged: the UPDATE locks the row as the read did
+    (a concurrent first proof or reset waits, or this sees its result) and stamps
+    it only then; the stamp commits or rolls back with the sign-in."""
+    if password_hash is None:
+        return False
+    stamped = await conn.fetchval(
+        "UPDATE users SET last_login_at = now() WHERE id = $1 AND password_hash = $2"
+        " RETURNING true",
+        user_id,
+        password_hash,
+    )
+    return stamped is True
+
+
 async def touch_login(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
     await conn.execute("UPDATE users SET last_login_at = now() WHERE id = $1", user_id)

@@ -117,6 +117,61 @@ async def issue_refresh(
     return raw
 
 
+# A sign-in without an org and without permissions in one round trip: the
+# session, its first refresh token, and the user's app roles for the access
+# token. With many apps per connection each statement is planned again on every
+# call, so three statements cost three plans (``bench/login``). No parameter
+# switches a part off (see oneauth.orgs.claims): one fixed text, one generic plan.
+_START = f"""
+WITH s AS (
+    INSERT INTO sessions (user_id, client_id, amr, auth_time, expires_at, ip_hash, user_agent)
+    VALUES ($1, $2, $3, coalesce($7, now()), now() + make_interval(secs => $4), $5, $6)
+    RETURNING id, user_id, client_id, amr, auth_time, expires_at, org_id
+), r AS (
+    INSERT INTO refresh_tokens (token_hash, session_id, client_id, scope, expires_at)
+    SELECT $8, s.id, s.client_id, $9, least(now() + make_interval(secs => $10), s.expires_at)
+    FROM s
+)
+SELECT s.id, s.user_id, s.client_id, s.amr, s.auth_time, s.expires_at, s.org_id,
+    {roles_of("$1")} AS roles
+FROM s
+"""
+
+
+async def start_with_refresh(
+    conn: asyncpg.Connection,
+    *,
+    user_id: uuid.UUID,
+    client_id: str,
+    amr: list[str],
+    absolute_ttl: int,
+    ip_hash: str | None,
+    user_agent: str | None,
+    auth_time: datetime | None,
+    scope: str,
+    idle_ttl: int,
+) -> tuple[Session, str, tuple[str, ...]]:
+    """``create_session`` and ``issue_refresh`` in one statement (no org), with the
+    user's app roles: (session, raw refresh token, roles)."""
+    raw, digest = new_refresh_token()
+    row = await conn.fetchrow(
+        _START,
+        user_id,
+        client_id,
+        amr,
+        absolute_ttl,
+        ip_hash,
+        (user_agent or "")[:512] or None,
+        auth_time,
+        digest,
+        scope,
+        idle_ttl,
+    )
+    assert row is not None
+    values = list(row.values())
+    return Session(*values[:-1]), raw, tuple(values[-1])
+
+
 @dataclass(frozen=True, slots=True)
 class Rotated:
     refresh_token: str
