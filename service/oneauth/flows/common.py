@@ -84,34 +84,24 @@ async def start_session(
     permissions = org_claims.wants_permissions(scope, policy.token_permissions)
     idle_ttl = client.refresh_token_ttl or policy.refresh_idle_ttl
     refresh: str | None = None
+    new = sessions.NewSession(
+        user_id=user.id,
+        client_id=client.client_id,
+        amr=amr,
+        absolute_ttl=policy.session_absolute_ttl,
+        ip_hash=meta.ip_hash,
+        user_agent=meta.user_agent,
+        auth_time=auth_time,
+    )
     if org_id is None and not permissions and "refresh_token" in client.grant_types:
         # The common sign-in: session, refresh token and roles in one statement.
         session, refresh, roles = await sessions.start_with_refresh(
-            conn,
-            user_id=user.id,
-            client_id=client.client_id,
-            amr=amr,
-            absolute_ttl=policy.session_absolute_ttl,
-            ip_hash=meta.ip_hash,
-            user_agent=meta.user_agent,
-            auth_time=auth_time,
-            scope=scope,
-            idle_ttl=idle_ttl,
+            conn, new, scope=scope, idle_ttl=idle_ttl
         )
         authz = org_claims.Claims(roles=roles)
     else:
         authz = await org_claims.for_user(conn, user.id, org_id=org_id, permissions=permissions)
-        session = await sessions.create_session(
-            conn,
-            user_id=user.id,
-            client_id=client.client_id,
-            amr=amr,
-            absolute_ttl=policy.session_absolute_ttl,
-            ip_hash=meta.ip_hash,
-            user_agent=meta.user_agent,
-            auth_time=auth_time,
-            org_id=authz.org_id,
-        )
+        session = await sessions.create_session(conn, new, org_id=authz.org_id)
         if "refresh_token" in client.grant_types:
             refresh = await sessions.issue_refresh(conn, session, scope=scope, idle_ttl=idle_ttl)
     ttl = client.access_token_ttl or policy.access_token_ttl

@@ -67,33 +67,45 @@ class Session:
     org_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """What a new session is made of (``create_session``, ``start_with_refresh``).
+    ``auth_time`` is when the user authenticated (None: now); a session started
+    from an earlier sign-in (authorization code flow) keeps that time."""
+
+    user_id: uuid.UUID
+    client_id: str
+    amr: list[str]
+    absolute_ttl: int
+    ip_hash: str | None
+    user_agent: str | None
+    auth_time: datetime | None = None
+
+    def values(self) -> tuple[object, ...]:
+        """$1-$7 of both statements."""
+        agent = (self.user_agent or "")[:512] or None
+        return (
+            self.user_id,
+            self.client_id,
+            self.amr,
+            self.absolute_ttl,
+            self.ip_hash,
+            agent,
+            self.auth_time,
+        )
+
+
 async def create_session(
-    conn: asyncpg.Connection,
-    *,
-    user_id: uuid.UUID,
-    client_id: str,
-    amr: list[str],
-    absolute_ttl: int,
-    ip_hash: str | None,
-    user_agent: str | None,
-    auth_time: datetime | None = None,
-    org_id: str | None = None,
+    conn: asyncpg.Connection, new: NewSession, *, org_id: str | None = None
 ) -> Session:
-    """``auth_time`` is when the user authenticated (default now); a session started
-    from an earlier sign-in (authorization code flow) keeps that time. ``org_id``:
-    the organization its tokens are for (checked by the caller, ``orgs.claims``)."""
+    """``org_id``: the organization its tokens are for (checked by the caller,
+    ``orgs.claims``)."""
     row = await conn.fetchrow(
         "INSERT INTO sessions (user_id, client_id, amr, auth_time, expires_at, ip_hash,"
         " user_agent, org_id) VALUES ($1, $2, $3, coalesce($7, now()),"
         " now() + make_interval(secs => $4), $5, $6, $8)"
         " RETURNING id, user_id, client_id, amr, auth_time, expires_at, org_id",
-        user_id,
-        client_id,
-        amr,
-        absolute_ttl,
-        ip_hash,
-        (user_agent or "")[:512] or None,
-        auth_time,
+        *new.values(),
         org_id,
     )
     assert row is not None
@@ -139,34 +151,12 @@ FROM s
 
 
 async def start_with_refresh(
-    conn: asyncpg.Connection,
-    *,
-    user_id: uuid.UUID,
-    client_id: str,
-    amr: list[str],
-    absolute_ttl: int,
-    ip_hash: str | None,
-    user_agent: str | None,
-    auth_time: datetime | None,
-    scope: str,
-    idle_ttl: int,
+    conn: asyncpg.Connection, new: NewSession, *, scope: str, idle_ttl: int
 ) -> tuple[Session, str, tuple[str, ...]]:
-    """``create_session`` and ``issue_refresh`` in one statement (no org), with the
+    """``create_session`` (no org) and ``issue_refresh`` in one statement, with the
     user's app roles: (session, raw refresh token, roles)."""
     raw, digest = new_refresh_token()
-    row = await conn.fetchrow(
-        _START,
-        user_id,
-        client_id,
-        amr,
-        absolute_ttl,
-        ip_hash,
-        (user_agent or "")[:512] or None,
-        auth_time,
-        digest,
-        scope,
-        idle_ttl,
-    )
+    row = await conn.fetchrow(_START, *new.values(), digest, scope, idle_ttl)
     assert row is not None
     values = list(row.values())
     return Session(*values[:-1]), raw, tuple(values[-1])
