@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
 from oneauth.apps.models import AppRecord
 from oneauth.auditchain import sealer as sealer_module
 from oneauth.auditchain.sealer import Sealer
@@ -103,4 +105,47 @@ async def test_a_dead_holders_lease_holds_until_it_expires(
         await sealer.stop()
     # Released at the stop: anyone may take it now.
     assert await lease.try_lead(services.pool, sealer_module.LEASE, "next-host:2:00", 1.0)
+    await _expire(services)
+
+
+async def test_a_long_round_renews_its_lease_and_stops_when_it_was_taken(
+    services: Services, provision: Callable[..., AppRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _expire(services)
+    for app in (provision(), provision()):
+        await write(services, app, 1)  # never visited: both are picked
+    monkeypatch.setattr(sealer_module, "SWEEP_CHUNK", 1)  # the lease is renewed after each app
+
+    def counting(sealer: Sealer) -> list[str]:
+        visited: list[str] = []
+        visit = sealer._visit
+
+        async def counted(app: AppRecord, counter: int) -> None:
+            visited.append(app.app_id)
+            await visit(app, counter)
+
+        sealer._visit = counted  # type: ignore[method-assign]
+        return visited
+
+    holding = make_sealer(services, lease_seconds=60.0)
+    visited = counting(holding)
+    assert await holding.lead()
+    await holding.sweep()
+    assert len(visited) >= 2  # renewed after every app, the round went on
+    assert await holding.lead()  # still its own
+    await holding.stop()  # released
+
+    robbed = make_sealer(services, lease_seconds=60.0)
+    visited = counting(robbed)
+    await write(services, provision(), 1)
+    await write(services, provision(), 1)
+    assert await robbed.lead()
+    # Another sealer takes it while the round is under way (the lease expired).
+    await services.pool.execute(
+        "UPDATE oneauth.leases SET holder = 'thief:1:00' WHERE name = $1", sealer_module.LEASE
+    )
+    await robbed.sweep()
+    assert len(visited) == 1  # the first chunk, then the renewal failed: it left the rest
+    assert not await robbed.lead()
+    await robbed.stop()
     await _expire(services)

@@ -367,15 +367,14 @@ class Sealer:
         # never-seen apps) interrupted by a restart keeps its progress.
         for start in range(0, len(picked), SWEEP_CHUNK):
             await asyncio.gather(*(one(a, c) for a, c in picked[start : start + SWEEP_CHUNK]))
-            last = start + SWEEP_CHUNK >= len(picked)
-            if changed or (self._leading and not last):
+            if changed:
                 async with self.pool.acquire() as conn:
-                    if changed:
-                        await repo.save_sweep_state(conn, changed)
-                    if self._leading and not last and not await self._renew(conn):
-                        log.warning("audit_sealer_lease_lost", visited=start + SWEEP_CHUNK)
-                        break
+                    await repo.save_sweep_state(conn, changed)
                 changed.clear()
+            more = start + SWEEP_CHUNK < len(picked)
+            if more and self._leading and not await self._renew():
+                log.warning("audit_sealer_lease_lost", visited=start + SWEEP_CHUNK)
+                break
         return [a.app_id for a, _ in picked]
 
     async def _visit(self, app: AppRecord, counter: int) -> None:
@@ -440,8 +439,10 @@ class Sealer:
         self._leading = held
         return held
 
-    async def _renew(self, conn: asyncpg.Connection) -> bool:
-        self._leading = await lease.renew(conn, LEASE, self._holder, self.config.lease_seconds)
+    async def _renew(self) -> bool:
+        """Extend the lease within a long round; False if another sealer took it."""
+        seconds = self.config.lease_seconds
+        self._leading = await lease.renew(self.pool, LEASE, self._holder, seconds)
         return self._leading
 
     async def run_forever(self) -> None:
