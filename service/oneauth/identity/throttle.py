@@ -256,7 +256,7 @@ _DELETE = "DELETE FROM throttle WHERE key = ANY($1::text[])"
 # Deletes the counters in $1 and takes back one counted attempt from those in
 # $2 (a lock that count earned goes with it), in one statement: the two sets are
 # disjoint and already locked (_LOCK_EXISTING), so the order inside does not matter.
-_GIVE_BACK = """
+_CLEAR_AND_GIVE_BACK = """
 WITH gone AS (DELETE FROM throttle WHERE key = ANY($1::text[]))
 UPDATE throttle AS t SET
     failures = greatest(t.failures - 1, 0),
@@ -276,7 +276,7 @@ async def _give_back(
     if not touched:
         return
     await conn.execute(_LOCK_EXISTING, touched)  # key order first, as in reserve
-    await conn.execute(_GIVE_BACK, list(delete), back, [limits[k].free for k in back])
+    await conn.execute(_CLEAR_AND_GIVE_BACK, list(delete), back, [limits[k].free for k in back])
 
 
 async def succeeded(conn: asyncpg.Connection, reservation: Reservation) -> None:
