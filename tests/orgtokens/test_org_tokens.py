@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -96,6 +97,18 @@ def statements_sent(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iter
         yield sent
 
 
+async def _editor_here_owner_there(
+    client: httpx.AsyncClient, services: Services, app: AppRecord, other: AppRecord
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same address signed up in both apps: an editor in ``app``, an owner in
+    ``other`` (never read by ``app``'s requests). Their signup bodies."""
+    body = await signup(client, app.app_id, "fold@example.com")
+    await grant_role(services, app.app_id, body["user"]["id"], "editor", ["a:read"])
+    theirs = await signup(client, other.app_id, "fold@example.com")
+    await grant_role(services, other.app_id, theirs["user"]["id"], "owner", ["all"])
+    return body, theirs
+
+
 async def test_a_plain_refresh_reads_the_roles_in_its_rotation_statement(
     client: httpx.AsyncClient,
     provision: Callable[..., AppRecord],
@@ -110,12 +123,7 @@ async def test_a_plain_refresh_reads_the_roles_in_its_rotation_statement(
     cid = await default_client_id(client, app.app_id)
     add_scope(settings, app, cid, "permissions")
     services.clients.on_change(app.app_id)
-    body = await signup(client, app.app_id, "fold@example.com")
-    await grant_role(services, app.app_id, body["user"]["id"], "editor", ["a:read"])
-    # The same address in another app, with another role: never read here.
-    other = provision()
-    theirs = await signup(client, other.app_id, "fold@example.com")
-    await grant_role(services, other.app_id, theirs["user"]["id"], "owner", ["all"])
+    body, _ = await _editor_here_owner_there(client, services, app, provision())
 
     with statements_sent(services, monkeypatch) as sent:
         asked = await refresh(client, app.app_id, cid, body["refresh_token"])
@@ -146,12 +154,8 @@ async def test_a_sign_in_starts_session_refresh_and_roles_in_one_statement(
     # apps: a password sign-in folds what it can (bench/login). Session, first
     # refresh token and roles in one statement; the password re-check stamps
     # last_login_at; the throttle's clear and give-back in one.
-    app = provision()
-    body = await signup(client, app.app_id, "fold@example.com")
-    await grant_role(services, app.app_id, body["user"]["id"], "editor", ["a:read"])
-    other = provision()  # the same address elsewhere, with another role: never read here
-    theirs = await signup(client, other.app_id, "fold@example.com")
-    await grant_role(services, other.app_id, theirs["user"]["id"], "owner", ["all"])
+    app, other = provision(), provision()
+    body, theirs = await _editor_here_owner_there(client, services, app, other)
     credentials = {"email": "fold@example.com", "password": "violet-Harbor-lantern-42"}
 
     async def last_login(record: AppRecord, user_id: str) -> object:
