@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import replace
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -14,11 +15,12 @@ from oneauth.apps import lifecycle
 from oneauth.apps.models import AppRecord
 from oneauth.db import ops
 from oneauth.db.naming import quote_ident
-from oneauth.db.pool import AppPools, create_app_pools, default_shards, shard_sizes
-from oneauth.db.router import Router, TransactionAborted
+from oneauth.db.pool import AppPools, create_app_pools, create_pool, default_shards, shard_sizes
+from oneauth.db.router import Router, TransactionAborted, statement_tag
 from oneauth.errors import AppNotFound
 from oneauth.services import Services
 from oneauth.settings import Settings
+from oneauth.testing.postgres import ScratchDatabase
 
 INSERT_USER = (
     "INSERT INTO users (email, email_normalized, password_hash) VALUES ($1, $1, 'x') RETURNING id"
@@ -156,8 +158,6 @@ async def test_router_fails_closed(
 async def test_connections_are_recycled_after_many_apps(
     services: Services, provision: Callable[..., AppRecord], settings: Settings
 ) -> None:
-    from oneauth.db.pool import create_pool
-
     apps = [provision() for _ in range(5)]
     pool = await create_pool(settings, min_size=1, max_size=1)
     try:
@@ -171,6 +171,107 @@ async def test_connections_are_recycled_after_many_apps(
         assert pids[0] == pids[1]
     finally:
         await pool.close()
+
+
+BY_EMAIL = "SELECT id FROM users WHERE email_normalized = $1"
+
+
+async def test_an_app_keeps_its_plans_on_a_connection_it_shares_with_other_apps(
+    services: Services,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+    pg_admin_dsn: str,
+    main_database: ScratchDatabase,
+) -> None:
+    """Postgres plans a prepared statement again whenever search_path is not the one
+    it was planned under. From an app's third unit on a connection its texts are
+    its own there (the tag), so after five custom plans and a generic one the app
+    plans nothing, however often other apps' units run in between."""
+    a, b = provision(), provision()
+    users = {}
+    for app in (a, b):
+        async with services.router.app(app.app_id) as conn:
+            users[app.app_id] = await conn.fetchval(INSERT_USER, "same@example.com")
+    # The superuser only so that Postgres reports each planning to the client
+    # (log_planner_stats); every unit still becomes its app's role.
+    superuser = urlunsplit(urlsplit(pg_admin_dsn)._replace(path="/" + main_database.database))
+    pool = await create_pool(
+        replace(settings, database_url=superuser),
+        min_size=1,
+        max_size=1,
+        statement_cache_size=100,
+        server_settings={"log_planner_stats": "on", "client_min_messages": "log"},
+    )
+    try:
+        router = Router(pool, services.registry)
+        plans: list[list[int]] = []  # per round: plannings per app
+        for _ in range(12):
+            counts = []
+            for app in (a, b):
+                found, planned = await _planned(router, app, BY_EMAIL, "same@example.com")
+                # The same text, another app: its own user, never the other's.
+                assert found == users[app.app_id]
+                counts.append(planned)
+            plans.append(counts)
+        # Two units on the shared text (planned each time), then five custom plans
+        # and a generic one on the app's own, then that generic plan for good.
+        assert plans[:2] == [[1, 1]] * 2, plans
+        assert plans[-4:] == [[0, 0]] * 4, plans
+        assert sum(map(sum, plans)) == 2 * (2 + 6), plans
+        async with pool.acquire() as conn:
+            texts = await conn.fetch(
+                "SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%' || $1",
+                BY_EMAIL,
+            )
+        assert sorted(t["statement"] for t in texts) == sorted(
+            [BY_EMAIL] + [statement_tag(app.names) + BY_EMAIL for app in (a, b)]
+        )
+    finally:
+        await pool.close()
+
+
+async def test_a_full_statement_cache_keeps_no_further_app(
+    services: Services, provision: Callable[..., AppRecord], settings: Settings
+) -> None:
+    """Apps get texts of their own only while the statement cache has room: one
+    that cycled through more apps' statements than it holds would prepare every
+    statement again, which costs more than planning it again."""
+    kept, late = provision(), provision()
+    pool = await create_pool(settings, min_size=1, max_size=1, statement_cache_size=8)
+    try:
+        router = Router(pool, services.registry)
+        for _ in range(3):
+            await _count_users(router, kept.app_id)
+        async with router.app(kept.app_id) as conn:
+            assert conn.oneauth_entered["tag"] == statement_tag(kept.names)
+            for i in range(6):  # six statements of the kept app's: the cache is 3/4 full
+                await conn.fetchval(f"SELECT {i} FROM users LIMIT 1")
+        for _ in range(5):
+            async with router.app(late.app_id) as conn:
+                assert conn.oneauth_entered["tag"] is None
+                assert await conn.fetchval("SELECT count(*) FROM users") == 0
+        async with router.app(kept.app_id) as conn:
+            assert conn.oneauth_entered["tag"] == statement_tag(kept.names)
+            assert conn.oneauth_kept == {kept.app_id}
+    finally:
+        await pool.close()
+
+
+async def _planned(router: Router, app: AppRecord, query: str, *args: object) -> tuple[object, int]:
+    """The query's answer in the app's unit, and how often Postgres planned meanwhile."""
+    messages: list[str] = []
+
+    def heard(_conn: object, message: asyncpg.PostgresLogMessage) -> None:
+        messages.append(str(message.message))
+
+    async with router.app(app.app_id) as conn:
+        conn.add_log_listener(heard)
+        try:
+            found = await conn.fetchval(query, *args)
+        finally:
+            conn.remove_log_listener(heard)
+        assert await conn.fetchval("SELECT current_user") == app.names.role
+    return found, sum("PLANNER STATISTICS" in m for m in messages)
 
 
 def _apps_with_homes(apps: list[AppRecord], pools: AppPools) -> dict[int, AppRecord]:

@@ -58,11 +58,14 @@ class Settings:
     # it touches and never frees them; after this many distinct apps it is replaced.
     pool_max_apps_per_connection: int = 256
     pool_max_queries: int = 50_000
-    # asyncpg's prepared-statement cache per connection (asyncpg's default, 100).
-    # 0 turns it off: needed through PgBouncer < 1.21 in transaction mode, where a
-    # named statement prepared on one server connection is missing on the next
-    # (docs/scaling.md: the measured cost, and max_prepared_statements for 1.21+).
-    database_statement_cache_size: int = 100
+    # asyncpg's prepared-statement cache per connection. Apps that use a connection
+    # often get statements of their own there, which keep their plans (oneauth.db.
+    # pool.plan_tag) while the cache has room, so its size also bounds the plans a
+    # backend keeps (~40-170 KiB each). 0 turns it off: needed through PgBouncer
+    # < 1.21 in transaction mode, where a named statement prepared on one server
+    # connection is missing on the next (docs/scaling.md: the measured cost, and
+    # max_prepared_statements for 1.21+).
+    database_statement_cache_size: int = 2000
     # Seconds a request waits for a database connection (every connection busy,
     # or Postgres not answering a connect) before it is refused with 503 and
     # Retry-After; also asyncpg's connect timeout.

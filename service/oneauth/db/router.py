@@ -12,7 +12,9 @@ Which connection: ``AppPools`` keeps each app on a home shard of the
 connections, so a backend's catalog cache holds a bounded, stable share of the
 apps (see oneauth.db.pool); a connection that has still seen more than
 ``max_apps_per_connection`` distinct apps (its home shard has more active
-apps than that) is closed after its unit.
+apps than that) is closed after its unit. An app that uses a connection often
+gets statement texts of its own there, so that they keep their plans (see
+``statement_tag`` and ``RoutedConnection.plan_tag``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ from oneauth.db.pool import AppPools
 
 class TransactionAborted(RuntimeError):
     """COMMIT turned into ROLLBACK: an error inside the unit was swallowed."""
+
+
+def statement_tag(names: AppNames) -> str:
+    """The comment that makes an app's statement texts its own (RoutedConnection)."""
+    # The schema name is [a-z0-9_] (oneauth.db.naming): it cannot close the comment.
+    return "/*" + names.schema + "*/ "
 
 
 def _enter_sql(names: AppNames) -> str:
@@ -58,7 +66,7 @@ class Router:
         # carry their wrapped DEK too; the registry's ring learns it (K1).
         self.keyring = getattr(registry, "keyring", None)
         self.max_apps_per_connection = max_apps_per_connection
-        self._enter_cache: dict[str, str] = {}
+        self._enter_cache: dict[str, tuple[str, str]] = {}
 
     @contextlib.asynccontextmanager
     async def app(self, app_id: str) -> AsyncIterator[asyncpg.Connection]:
@@ -71,16 +79,21 @@ class Router:
         """Enter an app already checked by the caller (e.g. the HTTP app gate)."""
         if self.keyring is not None:
             self.keyring.learn_record(record)
-        enter_sql = self._enter_cache.get(record.app_id)
-        if enter_sql is None:
-            enter_sql = self._enter_cache[record.app_id] = _enter_sql(record.names)
+        cached = self._enter_cache.get(record.app_id)
+        if cached is None:
+            names = record.names
+            cached = self._enter_cache[record.app_id] = (_enter_sql(names), statement_tag(names))
+        enter_sql, tag = cached
         pool, conn = await self.pools.acquire(record.app_id, max_apps=self.max_apps_per_connection)
         recycle = False
         entered: dict[str, object] = getattr(conn, "oneauth_entered", {})
         try:
             try:
+                keep = getattr(conn, "plan_tag", None)
+                kept = keep(record.app_id, tag) if keep is not None else None
                 await conn.execute(enter_sql)
                 entered["app"] = record
+                entered["tag"] = kept
                 yield conn
             except BaseException:
                 await _abandon(conn)
@@ -101,6 +114,7 @@ class Router:
             recycle = len(touched) > self.max_apps_per_connection
         finally:
             entered.pop("app", None)
+            entered.pop("tag", None)
             if recycle:
                 # Bound the backend's catalog cache: this connection has seen
                 # enough schemas. Closing before release makes the pool open a
