@@ -100,10 +100,12 @@ def top_tables(
 
 
 # pg_stat_statements (``--statements``): entries are per role, and every app has its
-# own, so the same statement text is summed over all apps. The admin's own
-# reads (these snapshots, the table snapshots) are left out.
+# own, so the same statement text is summed over all apps (without the app's tag
+# that a kept app's texts start with: oneauth.db.router.statement_tag). The
+# admin's own reads (these snapshots, the table snapshots) are left out.
 _STATEMENTS = """
-SELECT regexp_replace(query, '\\s+', ' ', 'g'), sum(calls), sum(plans),
+SELECT regexp_replace(regexp_replace(query, '^/\\*[a-z0-9_]+\\*/ ', ''), '\\s+', ' ', 'g'),
+       sum(calls), sum(plans),
        sum(total_plan_time), sum(total_exec_time)
 FROM pg_stat_statements
 WHERE userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)

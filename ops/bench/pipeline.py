@@ -175,6 +175,13 @@ class StageRunner:
         cost = stage_doc["catalog_per_app"]
         if cost and "kib_per_app" in cost:
             self.log(f"  one more app schema costs a backend {cost['kib_per_app']:.0f} KiB")
+        try:
+            plans = catalog.per_statement_cost(self.cluster.dsn, probe[0])
+        except (psycopg.Error, RuntimeError) as exc:
+            plans = {"error": f"{type(exc).__name__}: {exc}"}
+        stage_doc["plans_per_statement"] = plans
+        if "kib_per_statement" in plans:
+            self.log(f"  one kept statement costs a backend {plans['kib_per_statement']:.0f} KiB")
         stage_doc["active_apps"] = len(active)
         return stage_doc, results
 

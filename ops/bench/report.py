@@ -353,7 +353,8 @@ def summarize_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "target": "Postgres memory per connection bounded (<= "
                 f"{mem['bound_mib']:.0f} MiB anonymous: {mem['baseline_mib']:.0f} MiB + "
-                f"{mem['max_apps_per_connection']} apps x {mem['per_app_kib']:.0f} KiB)",
+                f"{mem['max_apps_per_connection']} apps x {mem['per_app_kib']:.0f} KiB + "
+                f"{mem['statement_cache_size']:,} statements x {mem['per_statement_kib']:.0f} KiB)",
                 "measured": f"max {mem['max_mib']:.1f} MiB over all stages",
                 "passed": mem["passed"],
             }

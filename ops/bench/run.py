@@ -30,6 +30,8 @@ from oneauth.settings import Settings
 # one-app stage's backends) plus, for every app the router lets a connection
 # enter, the measured cache of one app schema (ops/bench/catalog.py).
 MAX_APPS_ENV = "ONEAUTH_POOL_MAX_APPS_PER_CONNECTION"
+# ... plus, for every statement asyncpg's cache holds, one kept statement's plans.
+CACHE_ENV = "ONEAUTH_DATABASE_STATEMENT_CACHE_SIZE"
 
 
 _T0 = time.monotonic()
@@ -90,30 +92,35 @@ def _scale(results: list[ScenarioResult], sizes: Sequence[int]) -> list[dict[str
     return out
 
 
-def _memory_bound(stages: list[dict[str, Any]], max_apps: int) -> dict[str, Any] | None:
+def _measured(stages: list[dict[str, Any]], key: str, field: str) -> list[float]:
+    return [s[key][field] for s in stages if field in (s.get(key) or {})]
+
+
+def _memory_bound(
+    stages: list[dict[str, Any]], max_apps: int, statements: int
+) -> dict[str, Any] | None:
     measured = [s for s in stages if s.get("postgres_memory", {}).get("backends")]
-    costs = [
-        s["catalog_per_app"]["kib_per_app"]
-        for s in stages
-        if "kib_per_app" in (s.get("catalog_per_app") or {})
-    ]
-    if not measured or not costs:
+    costs = _measured(stages, "catalog_per_app", "kib_per_app")
+    plans = _measured(stages, "plans_per_statement", "kib_per_statement")
+    if not measured or not costs or not plans:
         return None
     worst = max(s["postgres_memory"]["anonymous_mib_max"] for s in measured)
     baseline = measured[0]["postgres_memory"]["anonymous_mib_max"]
-    per_app_mib = max(costs) / 1024
-    bound = baseline + max_apps * per_app_mib
+    bound = baseline + (max_apps * max(costs) + statements * max(plans)) / 1024
     return {
         "bound_mib": bound,
         "baseline_mib": baseline,
         "per_app_kib": max(costs),
         "max_apps_per_connection": max_apps,
+        "per_statement_kib": max(plans),
+        "statement_cache_size": statements,
         "max_mib": worst,
         "passed": worst <= bound,
         "method": "Anonymous from /proc/<pid>/smaps_rollup of each backend of the service's "
         "login role, read after the stage's scenarios with the service still connected; "
         "bound = the smallest fleet's largest backend + max apps per connection x the "
-        "measured cache of one app schema",
+        "measured cache of one app schema + the statement cache's size x the measured "
+        "plans of one kept statement",
     }
 
 
@@ -178,8 +185,10 @@ def execute(cfg: BenchConfig) -> dict[str, Any]:
     doc["stages"] = stages
     doc["scenarios"] = [r.to_json() for r in results]
     doc["scale"] = _scale(results, cfg.apps)
-    max_apps = int(dict(cfg.service_env).get(MAX_APPS_ENV, Settings().pool_max_apps_per_connection))
-    doc["postgres_memory_bound"] = _memory_bound(stages, max_apps)
+    env, defaults = dict(cfg.service_env), Settings()
+    max_apps = int(env.get(MAX_APPS_ENV, defaults.pool_max_apps_per_connection))
+    statements = int(env.get(CACHE_ENV, defaults.database_statement_cache_size))
+    doc["postgres_memory_bound"] = _memory_bound(stages, max_apps, statements)
     doc["targets"] = report.summarize_targets(doc)
     doc["notes"] = _notes(results)
     doc["duration_s"] = round(time.monotonic() - started, 1)

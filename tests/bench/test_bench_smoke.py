@@ -324,24 +324,28 @@ def test_markdown_table_shows_figures_limits_and_verdicts() -> None:
     assert provisioning[0]["passed"] is True
 
 
-def test_memory_bound_is_baseline_plus_apps_times_schema_cost() -> None:
+def test_memory_bound_is_baseline_plus_apps_and_kept_statements() -> None:
     one = {"apps": 1, "postgres_memory": {"backends": 2, "anonymous_mib_max": 8.0}}
     many = {
         "apps": 1000,
         "postgres_memory": {"backends": 20, "anonymous_mib_max": 40.0},
         "catalog_per_app": {"kib_per_app": 256.0},
+        "plans_per_statement": {"kib_per_statement": 64.0},
     }
-    bound = _memory_bound([one, many], max_apps=100)
+    bound = _memory_bound([one, many], max_apps=100, statements=16)
     assert bound is not None
-    assert bound["bound_mib"] == pytest.approx(8.0 + 100 * 0.25)
+    assert bound["bound_mib"] == pytest.approx(8.0 + 100 * 0.25 + 16 * 0.0625)
     assert bound["max_mib"] == 40.0
     assert bound["passed"] is False
-    assert _memory_bound([one, many], max_apps=256)["passed"] is True  # type: ignore[index]
-    assert _memory_bound([one], max_apps=256) is None  # no schema cost measured
+    assert _memory_bound([one, many], max_apps=100, statements=128)["passed"] is True  # type: ignore[index]
+    assert _memory_bound([one, many], max_apps=256, statements=0)["passed"] is True  # type: ignore[index]
+    assert _memory_bound([one], max_apps=256, statements=100) is None  # no schema cost measured
     doc = synthetic_doc()
-    doc["postgres_memory_bound"] = _memory_bound([one, many], max_apps=256)
+    doc["postgres_memory_bound"] = _memory_bound([one, many], max_apps=256, statements=1000)
     target = report.summarize_targets(doc)[-1]
-    assert target["target"].endswith("(<= 72 MiB anonymous: 8 MiB + 256 apps x 256 KiB)")
+    assert target["target"].endswith(
+        "(<= 134 MiB anonymous: 8 MiB + 256 apps x 256 KiB + 1,000 statements x 64 KiB)"
+    )
 
 
 def test_json_round_trip(tmp_path: Path) -> None:
