@@ -61,7 +61,7 @@ class Settings:
     # asyncpg's prepared-statement cache per connection. Apps that use a connection
     # often get statements of their own there, which keep their plans (oneauth.db.
     # pool.plan_tag) while the cache has room, so its size also bounds the plans a
-    # backend keeps (~40-170 KiB each). 0 turns it off: needed through PgBouncer
+    # backend keeps (~40-183 KiB each, measured). 0 turns it off: needed through PgBouncer
     # < 1.21 in transaction mode, where a named statement prepared on one server
     # connection is missing on the next (docs/scaling.md: the measured cost, and
     # max_prepared_statements for 1.21+).

@@ -66,7 +66,7 @@ class RoutedConnection(asyncpg.Connection):  # type: ignore[misc]
         An app's statements get texts of their own on this connection (and keep
         their plans, see ``_get_statement``) from its ``KEEP_AFTER``-th unit here,
         while asyncpg's statement cache is under three quarters full; once kept, for
-        the connection's life. Postgres keeps ~40 KiB (a two-table join) to ~170 KiB
+        the connection's life. Postgres keeps ~40 KiB (a two-table join) to ~183 KiB
         (the refresh rotation) per prepared statement, so the cache's size bounds
         that memory per backend. Apps that come later, once it is full, re-plan as
         before; a cache that cycled through more apps than it holds would re-prepare
