@@ -3,8 +3,8 @@
 Two real ``oneauth serve`` processes share one database. A change made through
 one (or by the CLI, as an operator would) is enforced by the other within
 ``PROPAGATION`` seconds: the change notice (LISTEN/NOTIFY) drops the caches of
-every replica at once; the TTLs (``ONEAUTH_REGISTRY_CACHE_TTL``, 5 s; signing
-keys 300 s) only bound staleness while a listener is reconnecting. Throttle
+every replica at once; while a listener cannot hear notices every cache is
+flushed each ``ONEAUTH_LISTEN_FALLBACK_TTL`` (N2). Throttle
 counters live in the database, so they are shared from the first attempt.
 SIGTERM drains a replica's in-flight requests (no 5xx) while the other serves.
 """

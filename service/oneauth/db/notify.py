@@ -44,11 +44,25 @@ class ListenUnusable(RuntimeError):
     """LISTEN succeeded but a notice sent from another session did not arrive."""
 
 
+class ListenLost(RuntimeError):
+    """A heartbeat notice on the listening connection did not come back in time."""
+
+
 class Notifier:
-    def __init__(self, dsn: str, *, enabled: bool = True, fallback_ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        enabled: bool = True,
+        fallback_ttl: float = 5.0,
+        heartbeat: float | None = None,
+        heartbeat_timeout: float = PROBE_TIMEOUT,
+    ) -> None:
         self._dsn = dsn
         self._enabled = enabled
         self._fallback_ttl = fallback_ttl
+        self._heartbeat = fallback_ttl if heartbeat is None else heartbeat
+        self._heartbeat_timeout = heartbeat_timeout
         self._subscribers: dict[str, list[Subscriber]] = {}
         self._caches: dict[str, list[Subscriber]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -57,6 +71,7 @@ class Notifier:
         self._settled = asyncio.Event()  # the first attempt ended, either way
         self._probes: dict[str, asyncio.Future[None]] = {}
         self.flushes = 0  # fallback flushes so far (tests, metrics)
+        self.heartbeats_lost = 0  # listening connections found dead by a heartbeat
 
     @property
     def listening(self) -> bool:
@@ -105,15 +120,18 @@ class Notifier:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _flush_caches(self) -> None:
+        for subscribers in self._caches.values():
+            for subscriber in subscribers:
+                subscriber(None)
+
     async def _flush_while_deaf(self) -> None:
         while True:
             await asyncio.sleep(self._fallback_ttl)
             if self.listening:
                 continue
             self.flushes += 1
-            for subscribers in self._caches.values():
-                for subscriber in subscribers:
-                    subscriber(None)
+            self._flush_caches()
 
     async def _probe(self, conn: asyncpg.Connection) -> None:
         """Send a notice from another session and wait for it on ``conn``."""
@@ -132,6 +150,32 @@ class Notifier:
                 raise ListenUnusable from None
         finally:
             del self._probes[nonce]
+
+    async def _echo(self, conn: asyncpg.Connection) -> None:
+        """Send a notice on ``conn`` itself and wait for it (the heartbeat).
+
+        Postgres delivers a session's own notices to it, so this proves the
+        connection and its backend still deliver. Raises ``ListenLost``.
+        """
+        nonce = secrets.token_hex(8)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probes[nonce] = waiter
+        try:
+            async with asyncio.timeout(self._heartbeat_timeout):
+                await conn.execute(f"NOTIFY {PROBE_CHANNEL}, '{nonce}'")
+                await waiter
+        except TimeoutError:
+            raise ListenLost from None
+        finally:
+            del self._probes[nonce]
+
+    async def _listen_until_lost(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Return when ``conn`` reports its end; raise ``ListenLost`` on a silent one."""
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), self._heartbeat)
+            if not lost.is_set():
+                await self._echo(conn)
 
     async def _run(self) -> None:
         backoff = 0.5
@@ -155,9 +199,20 @@ class Notifier:
                 self._settled.set()
                 backoff = 0.5
                 log.info("notify_listening")
-                await lost.wait()
+                await self._listen_until_lost(conn, lost)
             except asyncio.CancelledError:
+                self._connected.clear()  # stopping: nothing to flush for
                 raise
+            except ListenLost:
+                self.heartbeats_lost += 1
+                log.warning(
+                    "notify_heartbeat_lost",
+                    detail="a notice sent on the listening connection did not come back",
+                    heartbeat_timeout=self._heartbeat_timeout,
+                )
+                # Its socket may never answer again: do not wait on a goodbye.
+                if conn is not None:
+                    conn.terminate()
             except ListenUnusable:
                 # Through a transaction-mode pooler: retrying soon will not help.
                 log.warning(
@@ -171,7 +226,11 @@ class Notifier:
             except Exception as exc:
                 log.warning("notify_listen_failed", error=type(exc).__name__)
             finally:
-                self._connected.clear()
+                if self._connected.is_set():
+                    # Notices since the last heartbeat may be lost: drop everything
+                    # now rather than at the flusher's next tick.
+                    self._connected.clear()
+                    self._flush_caches()
                 self._settled.set()
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
