@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -331,6 +332,43 @@ async def test_confidential_clients_authenticate_with_their_secret(
     assert await answers(newest, 200) == 200
     assert await answers(secret, 401) == 401
     assert await answers(newer, 401) == 401
+
+
+async def test_a_replaced_secret_stops_at_its_overlap_while_the_client_is_cached(
+    provision: Callable[..., AppRecord], settings: Settings, browser: httpx.AsyncClient
+) -> None:
+    """O5: the end of a rotation's overlap sends no change notice, and the client
+    cache keeps a client for minutes: the old secret must still stop at its expiry
+    (checked at each use), the new one go on working."""
+    app = provision()
+    client_id, secret = register(settings, app, kind="confidential")
+    assert secret is not None
+    path = f"/apps/{app.app_id}/oauth/revoke"
+    with (
+        ops.connect(settings.operator_url) as conn,
+        conn.transaction(),
+        ops.app_context(conn, app.names),
+    ):
+        newer = clients.rotate_secret(conn, client_id, overlap_seconds=2)
+        ends = conn.execute(
+            "SELECT extract(epoch FROM expires_at)::float8 FROM client_secrets"
+            " WHERE expires_at IS NOT NULL"
+        ).fetchone()
+    assert ends is not None
+
+    async def status(value: str) -> int:
+        response = await browser.post(path, data={"token": "x"}, auth=(client_id, value))
+        return response.status_code
+
+    for _ in range(100):  # the rotation's notice dropped the cached client
+        if await status(newer) == 200:
+            break
+        await asyncio.sleep(0.05)
+    if time.time() < ends[0] - 0.5:  # loaded (and cached) inside the overlap
+        assert await status(secret) == 200
+    await asyncio.sleep(max(0.0, ends[0] + 0.2 - time.time()))
+    assert await status(secret) == 401  # no notice came: the clock ended it
+    assert await status(newer) == 200
 
 
 async def test_grants_and_user_tokens_are_per_client(

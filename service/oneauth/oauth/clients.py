@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -69,15 +70,25 @@ class Client:
     # tokens carry that org's id and slug, and it gets none while the org is suspended.
     org_id: str | None = None
     secret_hashes: tuple[bytes, ...] = field(default=(), repr=False)
+    # When each of secret_hashes stops being valid (epoch seconds, inf: never): a
+    # secret replaced with an overlap expires by the clock, with no change notice,
+    # so a cached client checks it at each use instead of when it was loaded.
+    secret_expiries: tuple[float, ...] = field(default=(), repr=False)
 
     @property
     def is_confidential(self) -> bool:
         return self.kind == "confidential"
 
-    def check_secret(self, secret: str) -> bool:
+    def check_secret(self, secret: str, *, now: float | None = None) -> bool:
         digest = hash_secret(secret)
+        at = time.time() if now is None else now
+        expiries = self.secret_expiries or (math.inf,) * len(self.secret_hashes)
         # Compare against every valid secret in constant time each (rotation overlap).
-        return any(hmac.compare_digest(digest, known) for known in self.secret_hashes)
+        matches = [
+            hmac.compare_digest(digest, known) and at < until
+            for known, until in zip(self.secret_hashes, expiries, strict=True)
+        ]
+        return any(matches)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,7 +123,9 @@ def hash_secret(raw: str) -> bytes:
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest()
 
 
-def _from_row(row: Any, secret_hashes: Sequence[bytes] = ()) -> Client:
+def _from_row(
+    row: Any, secret_hashes: Sequence[bytes] = (), secret_expiries: Sequence[float] = ()
+) -> Client:
     return Client(
         client_id=row[0],
         name=row[1],
@@ -130,6 +143,7 @@ def _from_row(row: Any, secret_hashes: Sequence[bytes] = ()) -> Client:
         jwks=json.loads(row[13]) if isinstance(row[13], str) else row[13],
         org_id=row[14],
         secret_hashes=tuple(secret_hashes),
+        secret_expiries=tuple(secret_expiries),
     )
 
 
@@ -574,17 +588,24 @@ async def notify_async(conn: asyncpg.Connection, app_id: str) -> None:
 
 # --- the per-process cache (service) -----------------------------------------------
 
+# The valid secrets and, in the same order, when each expires (ClientCache).
+_LIVE_SECRETS = (
+    " FROM client_secrets cs WHERE cs.client_id = c.client_id AND cs.revoked_at IS NULL"
+    " AND (cs.expires_at IS NULL OR cs.expires_at > now()) ORDER BY cs.secret_hash"
+)
 _LOAD = (
-    f"SELECT {COLUMNS}, ARRAY(SELECT secret_hash FROM client_secrets cs"
-    " WHERE cs.client_id = c.client_id AND cs.revoked_at IS NULL"
-    " AND (cs.expires_at IS NULL OR cs.expires_at > now())) FROM clients c WHERE client_id = $1"
+    f"SELECT {COLUMNS}, ARRAY(SELECT secret_hash{_LIVE_SECRETS}),"
+    " ARRAY(SELECT coalesce(extract(epoch FROM cs.expires_at)::float8, 'infinity')"
+    f"{_LIVE_SECRETS}) FROM clients c WHERE client_id = $1"
 )
 
 
 class ClientCache:
     """Clients by (app_id, client_id), TTL-bounded, dropped on NOTIFY."""
 
-    def __init__(self, ttl: float = 30.0, max_entries: int = 50_000) -> None:
+    # A change notice drops an app's clients at once; secret expiry is checked at use
+    # (Client.check_secret). So the TTL only bounds a lost notice, as the registry's.
+    def __init__(self, ttl: float = 300.0, max_entries: int = 50_000) -> None:
         self._ttl = ttl
         self._max = max_entries
         self._cache: dict[tuple[str, str], tuple[float, Client | None]] = {}
@@ -619,7 +640,7 @@ class ClientCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         row = await conn.fetchrow(_LOAD, client_id)
-        client = None if row is None else _from_row(row, row[15])
+        client = None if row is None else _from_row(row, row[15], row[16])
         if len(self._cache) >= self._max:
             self._cache.clear()
         self._cache[(app_id, client_id)] = (now + self._ttl, client)
