@@ -15,9 +15,12 @@ import pytest
 
 from oneauth.apps import lifecycle
 from oneauth.apps.models import AppRecord
-from oneauth.auditchain import chain, checkpoints
+from oneauth.auditchain import chain, checkpoints, repo
+from oneauth.auditchain.sealer import Sealer, SealerConfig
 from oneauth.db import ops
 from oneauth.db.naming import quote_ident
+from oneauth.db.pool import create_pool
+from oneauth.db.router import Router
 from oneauth.services import Services
 from oneauth.settings import Settings
 from test_keys_rotation import cli
@@ -113,6 +116,71 @@ async def test_a_late_commit_is_sealed_in_its_place(
     assert sealed == await ids(services, app)
     assert late_id in sealed
     assert sealed.index(late_id) == 2
+    assert (await verify(services, app)).ok
+
+
+async def test_a_late_commit_is_sealed_in_its_place_under_a_repeatable_read_default(
+    services: Services,
+    provision: Callable[..., AppRecord],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A visit observes the writers and reads the rows in one transaction: that holds
+    only if the rows are read in a snapshot taken after the writers were read. Here
+    the server's default is REPEATABLE READ (one snapshot, from the first statement)
+    and the late row commits between the visit's first statement and its writers
+    check, with committed rows above it: sealed past it, it would be left out of
+    the chain for good."""
+    app = provision()
+    await write(services, app, 1)
+    pool = await create_pool(
+        settings,
+        min_size=1,
+        max_size=1,
+        server_settings={
+            "application_name": "oneauth-test",
+            "default_transaction_isolation": "repeatable read",
+        },
+    )
+    held = await asyncpg.connect(settings.database_url)
+    try:
+        sealer = Sealer(
+            settings,
+            services.pool,
+            services.registry,
+            Router(pool, services.registry),
+            services.keys,
+            services.box,
+            SealerConfig(),
+        )
+        tx = held.transaction()
+        await tx.start()
+        await held.execute(
+            "SELECT set_config('role', $1, true), set_config('search_path', $2, true)",
+            app.names.role,
+            quote_ident(app.names.schema),
+        )
+        late_id = await held.fetchval(
+            "INSERT INTO audit_log (event, outcome) VALUES ('test.late', 'success') RETURNING id"
+        )
+        await write(services, app, 3)  # ids above late_id, committed
+        observe = repo.allocated
+
+        async def allocated_then_the_late_commit(conn: asyncpg.Connection) -> int:
+            value = await observe(conn)
+            await tx.commit()  # after the visit's first snapshot, before its writers check
+            return value
+
+        monkeypatch.setattr(repo, "allocated", allocated_then_the_late_commit)
+        visit = await sealer.seal_app(app)
+        monkeypatch.setattr(repo, "allocated", observe)
+    finally:
+        await held.close()
+        await pool.close()
+    assert visit.complete
+    sealed = await ids(services, app, "audit_chain")
+    assert sealed == await ids(services, app)
+    assert sealed.index(late_id) == 1
     assert (await verify(services, app)).ok
 
 

@@ -425,9 +425,11 @@ class CountingRouter(Router):
         self.entered: list[str] = []
 
     @contextlib.asynccontextmanager
-    async def enter(self, record: AppRecord) -> AsyncIterator[asyncpg.Connection]:
+    async def enter(
+        self, record: AppRecord, *, read_committed: bool = False
+    ) -> AsyncIterator[asyncpg.Connection]:
         self.entered.append(record.app_id)
-        async with super().enter(record) as conn:
+        async with super().enter(record, read_committed=read_committed) as conn:
             yield conn
 
 

@@ -74,24 +74,6 @@ async def chain_hash(conn: asyncpg.Connection, audit_id: int) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-async def unsealed(
-    conn: asyncpg.Connection, after: int, upto: int, limit: int
-) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            f"SELECT {SELECT_COLUMNS} FROM audit_log WHERE id > $1 AND id <= $2"
-            " ORDER BY id LIMIT $3",
-            after,
-            upto,
-            limit,
-        )
-    )
-
-
-async def any_after(conn: asyncpg.Connection, after: int) -> bool:
-    return bool(await conn.fetchval("SELECT EXISTS (SELECT FROM audit_log WHERE id > $1)", after))
-
-
 async def insert_chain(conn: asyncpg.Connection, sealed: list[tuple[int, bytes, bytes]]) -> None:
     await conn.execute(
         "INSERT INTO audit_chain (audit_id, prev_hash, row_hash)"

@@ -182,33 +182,46 @@ class Sealer:
     # --- one app ------------------------------------------------------------------
 
     async def seal_app(self, app: AppRecord) -> Visit:
-        """Seal what is safe to seal now, as this app's leader (else nothing)."""
+        """Seal what is safe to seal now, as this app's leader (else nothing).
+
+        One transaction, READ COMMITTED by name: each statement takes its own
+        snapshot when it starts, so the rows are read in a snapshot taken after
+        the writers were read (the horizon's premise, module doc). Under the
+        server's default isolation, if that were REPEATABLE READ, the first
+        statement's snapshot would serve them all and could miss a row that
+        committed in between; this used to take a transaction of its own for the
+        observation, which at 1,000 active apps was a third of the sealer's round
+        trips (measured).
+        """
         visit = Visit()
-        # The observation in a transaction of its own: the rows are then read in
-        # a later one, whose snapshot is taken after the writers were read, at
-        # any isolation level (in REPEATABLE READ a snapshot from before the
-        # writers check could miss a row that committed in between).
-        async with self.router.enter(app) as conn:
+        async with self.router.enter(app, read_committed=True) as conn:
+            if not await repo.try_lead(conn, app.app_id):
+                return Visit(leader=False)
             # Order matters: the sequence first, then the writers (module doc).
             allocated = await repo.allocated(conn)
             writers = await repo.writers(conn)
-        horizon = self._horizons.setdefault(app.app_id, _Horizon())
-        safe = horizon.advance(allocated, writers)
-        async with self.router.enter(app) as conn:
-            if not await repo.try_lead(conn, app.app_id):
-                return Visit(leader=False)
+            horizon = self._horizons.setdefault(app.app_id, _Horizon())
+            safe = horizon.advance(allocated, writers)
             current = await repo.head(conn)
             head_id, prev = current if current else (0, genesis(app.app_id))
+            batch = self.config.batch_size
             while visit.sealed < self.config.max_rows_per_visit:
-                rows = await repo.unsealed(conn, head_id, safe, self.config.batch_size)
-                if not rows:
+                # One row more than a batch, past the horizon too: what follows the
+                # batch tells whether the visit is complete (no row left above the
+                # head), without a query of its own.
+                rows = await repo.log_after(conn, head_id, batch + 1)
+                ready = [row for row in rows[:batch] if row["id"] <= safe]
+                if ready:
+                    sealed = link(prev, ready)
+                    await repo.insert_chain(conn, sealed)
+                    visit.sealed += len(sealed)
+                    head_id, prev = sealed[-1][0], sealed[-1][2]
+                if len(ready) == len(rows):
+                    visit.complete = True  # all of them sealed, none after
                     break
-                sealed = link(prev, rows)
-                await repo.insert_chain(conn, sealed)
-                visit.sealed += len(sealed)
-                head_id, prev = sealed[-1][0], sealed[-1][2]
+                if len(ready) < batch:
+                    break  # the rest is above the horizon
             visit.head_id = head_id
-            visit.complete = not await repo.any_after(conn, head_id)
         if visit.sealed:
             log.debug("audit_sealed", app_id=app.app_id, rows=visit.sealed, head=head_id)
         return visit

@@ -75,8 +75,15 @@ class Router:
             yield conn
 
     @contextlib.asynccontextmanager
-    async def enter(self, record: AppRecord) -> AsyncIterator[asyncpg.Connection]:
-        """Enter an app already checked by the caller (e.g. the HTTP app gate)."""
+    async def enter(
+        self, record: AppRecord, *, read_committed: bool = False
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """Enter an app already checked by the caller (e.g. the HTTP app gate).
+
+        ``read_committed``: the transaction is READ COMMITTED whatever the server's
+        default, for code that relies on each statement taking its own snapshot
+        (the audit sealer reads rows after it has seen their writers end).
+        """
         if self.keyring is not None:
             self.keyring.learn_record(record)
         cached = self._enter_cache.get(record.app_id)
@@ -84,6 +91,8 @@ class Router:
             names = record.names
             cached = self._enter_cache[record.app_id] = (_enter_sql(names), statement_tag(names))
         enter_sql, tag = cached
+        if read_committed:
+            enter_sql = enter_sql.replace("BEGIN;", "BEGIN ISOLATION LEVEL READ COMMITTED;", 1)
         pool, conn = await self.pools.acquire(record.app_id, max_apps=self.max_apps_per_connection)
         recycle = False
         entered: dict[str, object] = getattr(conn, "oneauth_entered", {})
