@@ -1,8 +1,12 @@
 """Warm-up, repetitions and disturbance handling around wrk runs.
 
-Every HTTP figure (limits and scenarios) goes through ``measure``: one
-unmeasured warm-up run (JIT-free Python still has caches, pools and TCP
-slow start to fill), then ``reps`` measured runs. This box is shared, so a
+Every HTTP figure (limits and scenarios) goes through ``measure``: unmeasured
+warm-up runs (JIT-free Python still has caches, pools and TCP slow start to
+fill), then ``reps`` measured runs. The warm-up is one run, or as many as it takes
+to send ``warm_requests`` (at most ``MAX_WARMUP`` s): spread over 1,000 apps, a
+few seconds give each app a handful of requests, so the measured runs would see
+every app's first units on each backend (its statements prepared and planned,
+its keys loaded) instead of the service as it runs after a minute. This box is shared, so a
 repetition during which processes outside the benchmark used more than
 ``NOISE_CORES`` is discarded and repeated, at most ``MAX_RETRIES`` times per
 measurement; the noise is reported either way. ``measure_side_by_side`` runs the
@@ -20,6 +24,12 @@ from ops.bench.procstat import NOISE_CORES, CpuMeter
 from ops.bench.stats import CpuSplit, RunSample
 
 MAX_RETRIES = 2
+MAX_WARMUP = 60.0  # seconds
+# Warm-up requests per active app in a full run (a quick one warms for its seconds
+# only). A pooled backend keeps an app's plans from its third unit there and
+# Postgres settles on a generic plan after five more: ~8 units per app on each of
+# its home backends (one per uvicorn worker), so 20 leaves some slack.
+WARM_REQUESTS_PER_APP = 20
 
 
 @dataclass
@@ -40,6 +50,7 @@ class Measured:
     cpus: list[CpuSplit] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)
     warmup_errors: int = 0
+    warmup_seconds: float = 0.0
     extra_requests: int = 0  # sent by the warm-up and by discarded repetitions
 
     @property
@@ -54,9 +65,12 @@ class Shape:
     connections: int
     threads: int
     duration: float
-    warmup: float
+    warmup: float  # seconds of one warm-up run
     reps: int
     retries: int = MAX_RETRIES
+    # Warm-up runs go on until this many requests were sent (at most MAX_WARMUP s):
+    # what a service that has served every active app for a while has seen.
+    warm_requests: int = 0
 
 
 def _one(port: int, spec: LoadSpec, seconds: float, shape: Shape, meter: CpuMeter) -> wrk.WrkRun:
@@ -96,9 +110,13 @@ def measure_side_by_side(loads: Sequence[Load], shape: Shape) -> list[Measured]:
     on the machine hits all of them alike. Each has its own retry budget."""
     outs = [Measured() for _ in loads]
     for load, out in zip(loads, outs, strict=True):
-        if shape.warmup > 0:
+        while shape.warmup > 0:
             warm = _one(load.port, load.spec, shape.warmup, shape, load.meter).sample
-            out.warmup_errors, out.extra_requests = warm.errors, warm.requests
+            out.warmup_errors += warm.errors
+            out.extra_requests += warm.requests
+            out.warmup_seconds += shape.warmup
+            if out.extra_requests >= shape.warm_requests or out.warmup_seconds >= MAX_WARMUP:
+                break
     retries = [shape.retries] * len(loads)
     while any(len(out.samples) < shape.reps for out in outs):
         for i, (load, out) in enumerate(zip(loads, outs, strict=True)):

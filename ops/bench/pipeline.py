@@ -23,7 +23,14 @@ from ops.bench.bank import Bank, BankError, wanted_accounts
 from ops.bench.cluster import DATABASE, SERVICE_ROLE, BenchCluster
 from ops.bench.config import BenchConfig
 from ops.bench.cpu_limits import CpuPool
-from ops.bench.loadrun import Load, LoadSpec, Shape, measure, measure_side_by_side
+from ops.bench.loadrun import (
+    WARM_REQUESTS_PER_APP,
+    Load,
+    LoadSpec,
+    Shape,
+    measure,
+    measure_side_by_side,
+)
 from ops.bench.procstat import CpuMeter, backend_memory, backend_pids
 from ops.bench.scenarios import Definition, ScenarioFailed, Stage, Unavailable, definitions
 from ops.bench.stats import Limit, ScenarioResult, Target, summarize
@@ -36,7 +43,7 @@ VERIFIER_TOKENS = 32
 CATALOG_SAMPLES = 41  # apps one probe backend enters: one for its baseline, 40 measured
 
 
-def shape_of(cfg: BenchConfig) -> Shape:
+def shape_of(cfg: BenchConfig, active_apps: int = 1) -> Shape:
     return Shape(
         connections=cfg.connections,
         threads=cfg.wrk_threads,
@@ -46,6 +53,7 @@ def shape_of(cfg: BenchConfig) -> Shape:
         # A disturbed repetition is repeated; on a busy box that costs more
         # time than a quick run has.
         retries=1 if cfg.quick else 2,
+        warm_requests=0 if cfg.quick else WARM_REQUESTS_PER_APP * active_apps,
     )
 
 
@@ -263,13 +271,14 @@ class StageRunner:
                 node_meter = CpuMeter(service=peer.pid, postgres=None, cores=self.cfg.cores)
                 loads.append(Load(peer.port, peer.spec(stage.tmp), node_meter))
             try:
-                measured, *beside = measure_side_by_side(loads, shape_of(self.cfg))
+                shape = shape_of(self.cfg, len(stage.active))
+                measured, *beside = measure_side_by_side(loads, shape)
             except wrk.WrkError as exc:
                 if len(loads) == 1:
                     raise
                 # The peer's failure must not cost our figures: measure ours alone.
                 peer, beside = f"side-by-side run failed, ours measured alone: {str(exc)[:300]}", []
-                measured = measure(self.port, spec, shape_of(self.cfg), meter)
+                measured = measure(self.port, spec, shape, meter)
             after = pgstats.snapshot(self.cluster.admin_dsn, DATABASE)
             tables_after = pgstats.table_snapshot(db_dsn)
             if self.cluster.statements:
@@ -302,7 +311,13 @@ class StageRunner:
             res.db_per_request["statements"] = pgstats.statements_per_request(
                 statements_before, statements_after, total
             )
+        res.warmup_s = measured.warmup_seconds
         notes = []
+        if measured.warmup_seconds > self.cfg.warmup:
+            notes.append(
+                f"warmed up {measured.warmup_seconds:.0f} s"
+                f" ({measured.extra_requests:,} requests over {len(stage.active):,} apps)"
+            )
         if measured.discarded:
             notes.append("repeated (disturbed): " + "; ".join(measured.discarded))
         if measured.warmup_errors:

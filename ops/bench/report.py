@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ops.bench.loadrun import WARM_REQUESTS_PER_APP
+
 
 def _num(value: Any, fmt: str = ",.0f", missing: str = "–") -> str:
     if value is None:
@@ -242,7 +244,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"{m.get('postgres')}, {m.get('openssl_cryptography')}, {m.get('wrk')}. "
         f"uvicorn workers: {cfg.get('workers')}; wrk: {cfg.get('connections')} connections, "
         f"{cfg.get('wrk_threads')} thread(s); {cfg.get('reps')} x {cfg.get('duration')} s "
-        f"after {cfg.get('warmup')} s warm-up{'; QUICK' if cfg.get('quick') else ''}. "
+        f"after {cfg.get('warmup')} s warm-up"
+        + (
+            "; QUICK"
+            if cfg.get("quick")
+            else f" (repeated until each active app had {WARM_REQUESTS_PER_APP} requests)"
+        )
+        + ". "
         "Figures are medians over repetitions; CPU is % of the whole machine.",
         "",
         *([f"**The run stopped early: {doc['error']}**", ""] if doc.get("error") else []),

@@ -19,6 +19,7 @@ from ops.bench import chart, cluster, report
 from ops.bench.bank import Bank
 from ops.bench.config import BenchConfig, from_args
 from ops.bench.cpu_limits import CpuPool
+from ops.bench.loadrun import WARM_REQUESTS_PER_APP
 from ops.bench.machine import describe, machine_info
 from ops.bench.pipeline import StageRunner, migrate_probe, run_limits
 from ops.bench.stats import Limit, ScenarioResult, scale_check
@@ -147,7 +148,9 @@ def execute(cfg: BenchConfig) -> dict[str, Any]:
     log(
         f"plan: fleets {', '.join(f'{n:,}' for n in cfg.apps)}; traffic over <= {cfg.active:,} "
         f"apps; {cfg.workers} uvicorn workers; wrk {cfg.connections} connections; "
-        f"{cfg.reps} x {cfg.duration:.0f} s after {cfg.warmup:.0f} s warm-up\n"
+        f"{cfg.reps} x {cfg.duration:.0f} s after {cfg.warmup:.0f} s warm-up"
+        + ("" if cfg.quick else f" (longer until {WARM_REQUESTS_PER_APP} requests per active app)")
+        + "\n"
     )
     doc: dict[str, Any] = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -196,6 +196,7 @@ class ScenarioResult:
     loadgen_capacity_rps: float | None = None
     db_per_request: dict[str, Any] = field(default_factory=dict)
     peer: dict[str, Any] | None = None  # the peer measured beside it (ops/bench/peer.py)
+    warmup_s: float = 0.0  # unmeasured load before the repetitions
 
     def evaluate(self, target: Target | None, limit: Limit | None) -> None:
         """Fill ratio, target and pass/fail from the summary (no-op when not measured)."""
@@ -229,6 +230,7 @@ class ScenarioResult:
             "fail_reasons": self.fail_reasons,
             "keycloak_2vcpu": self.keycloak_2vcpu,
             "loadgen_capacity_rps": self.loadgen_capacity_rps,
+            "warmup_s": self.warmup_s,
             "db_per_request": self.db_per_request,
         }
         if self.peer is not None:

@@ -70,6 +70,30 @@ def test_side_by_side_alternates_and_retries_each_load(monkeypatch: pytest.Monke
     assert len(theirs.discarded) == 1
 
 
+def test_warm_up_runs_until_its_requests_and_stops_at_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A spread load warms up until every active app had its requests: one run of
+    100 requests when 0 are asked, three for 250, and never past MAX_WARMUP."""
+    runs: list[int] = []
+
+    def one(port: int, spec: LoadSpec, seconds: float, shape: Shape, meter: CpuMeter) -> WrkRun:
+        runs.append(port)
+        return WrkRun(RunSample(100, seconds, 1, 2, 3, 4, 0), CpuSplit(1, 0, 0, 0, 2), "")
+
+    monkeypatch.setattr(loadrun, "_one", one)
+    spec = LoadSpec("list.lua", lambda: Path("/dev/null"))
+    meter = CpuMeter(service=None, postgres=None, cores=2)
+    for asked, warm_runs in ((0, 1), (250, 3), (10**9, int(loadrun.MAX_WARMUP / 3))):
+        runs.clear()
+        shape = Shape(connections=1, threads=1, duration=1, warmup=3, reps=1, warm_requests=asked)
+        got = measure(1, spec, shape, meter)
+        assert len(runs) == warm_runs + 1  # the warm-ups and the one measured run
+        assert got.warmup_seconds == 3 * warm_runs
+        assert got.extra_requests == 100 * warm_runs
+        assert len(got.samples) == 1
+
+
 def test_report_cells_for_peer_measured_skipped_and_absent() -> None:
     base = {
         "scenario": "client_credentials",
