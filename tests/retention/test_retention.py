@@ -442,6 +442,68 @@ async def _settle(keeper: RetentionWorker) -> None:
         await asyncio.sleep(0.5)
 
 
+class _CountingPool:
+    """The control pool, counting the connections a cycle holds at each moment."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.held = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._pool.acquire() as conn:
+            self.held += 1
+            try:
+                yield conn
+            finally:
+                self.held -= 1
+
+
+async def test_a_paced_cycle_spreads_its_visits_and_holds_no_control_connection(
+    env: Env,
+) -> None:
+    """The worker's cycle spreads its visits over half its interval (here 2 s: each
+    of the two slots pauses min(max_pause, 2 s x 0.5 x 2 / visits) after a visit) and
+    holds no connection of the small control pool while it visits."""
+    services = env.services
+    for _ in range(4):
+        app = env.provision()
+        async with services.router.enter(app) as conn:
+            await conn.execute("INSERT INTO throttle (key) VALUES ('acct:paced')")
+    pool = _CountingPool(services.pool)
+    keeper = RetentionWorker(
+        services.settings,
+        pool,
+        services.registry,
+        services.router,
+        services.keys,
+        services.box,
+        RetentionConfig(interval=2.0, spread=0.5, concurrency=2, max_pause=1.0),
+    )
+    starts: list[float] = []
+    held: list[int] = []
+    visit = keeper.visit
+
+    async def timed(app: AppRecord, now: datetime) -> Any:
+        starts.append(time.monotonic())
+        held.append(pool.held)
+        return await visit(app, now)
+
+    keeper.visit = timed  # type: ignore[method-assign]
+    report = await keeper.run_once(everything=True, paced=True)
+    n = len(report.visited)
+    assert n >= 4
+    pause = min(1.0, 2.0 * 0.5 * 2 / n)
+    # Each slot's k-th visit starts after k - 1 pauses: the last one after at least
+    # ceil(n / 2) - 1 of them.
+    assert starts[-1] - starts[0] >= ((n + 1) // 2 - 1) * pause - 0.05
+    assert held
+    assert max(held) == 0
+
+
 async def test_a_cycle_visits_only_apps_that_wrote_or_are_due(env: Env) -> None:
     services = env.services
     quiet, busy = env.provision(), env.provision()
