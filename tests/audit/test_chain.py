@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import psycopg
 import pytest
+from asyncpg.transaction import Transaction
 
 from oneauth.apps import lifecycle
 from oneauth.apps.models import AppRecord
@@ -72,6 +73,25 @@ async def test_rows_are_sealed_in_id_order_and_the_chain_verifies(
     assert "intact" in done.stdout
 
 
+async def _late_row_under_committed_ones(
+    held: asyncpg.Connection, services: Services, app: AppRecord
+) -> tuple[Transaction, int]:
+    """An audit row drawn in a transaction left open on ``held``, then three rows
+    with larger ids committed: the open transaction and the late row's id."""
+    tx = held.transaction()
+    await tx.start()
+    await held.execute(
+        "SELECT set_config('role', $1, true), set_config('search_path', $2, true)",
+        app.names.role,
+        quote_ident(app.names.schema),
+    )
+    late_id: int = await held.fetchval(
+        "INSERT INTO audit_log (event, outcome) VALUES ('test.late', 'success') RETURNING id"
+    )
+    await write(services, app, 3)  # ids above late_id, committed
+    return tx, late_id
+
+
 async def test_a_late_commit_is_sealed_in_its_place(
     services: Services, provision: Callable[..., AppRecord], settings: Settings
 ) -> None:
@@ -85,17 +105,7 @@ async def test_a_late_commit_is_sealed_in_its_place(
     assert len(before) == 2
     held = await asyncpg.connect(settings.database_url)
     try:
-        tx = held.transaction()
-        await tx.start()
-        await held.execute(
-            "SELECT set_config('role', $1, true), set_config('search_path', $2, true)",
-            app.names.role,
-            quote_ident(app.names.schema),
-        )
-        late_id = await held.fetchval(
-            "INSERT INTO audit_log (event, outcome) VALUES ('test.late', 'success') RETURNING id"
-        )
-        await write(services, app, 3)  # ids above late_id, committed
+        tx, late_id = await _late_row_under_committed_ones(held, services, app)
         later = [i for i in await ids(services, app) if i > late_id]
         assert len(later) == 3
         for _ in range(3):
@@ -153,17 +163,7 @@ async def test_a_late_commit_is_sealed_in_its_place_under_a_repeatable_read_defa
             services.box,
             SealerConfig(),
         )
-        tx = held.transaction()
-        await tx.start()
-        await held.execute(
-            "SELECT set_config('role', $1, true), set_config('search_path', $2, true)",
-            app.names.role,
-            quote_ident(app.names.schema),
-        )
-        late_id = await held.fetchval(
-            "INSERT INTO audit_log (event, outcome) VALUES ('test.late', 'success') RETURNING id"
-        )
-        await write(services, app, 3)  # ids above late_id, committed
+        tx, late_id = await _late_row_under_committed_ones(held, services, app)
         observe = repo.allocated
 
         async def allocated_then_the_late_commit(conn: asyncpg.Connection) -> int:
