@@ -96,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", type=parse_only, default=SCENARIOS, help="comma-separated scenario names"
     )
     p.add_argument("--duration", type=float, help="seconds per measured repetition")
-    p.add_argument("--warmup", type=float, help="seconds of load before measuring")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        help="seconds of one warm-up run before measuring (default 3; a full run repeats"
+        " it until each active app has had 20 requests, at most 60 s)",
+    )
     p.add_argument("--reps", type=int, help="measured repetitions per scenario")
     p.add_argument(
         "--connections",
