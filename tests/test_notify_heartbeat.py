@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote
 
 import asyncpg
-import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from oneauth.apps.registry import CHANNEL as REGISTRY_CHANNEL
 from oneauth.db.notify import Notifier
@@ -26,6 +26,8 @@ class Relay:
     """Forwards TCP connections to Postgres; ``freeze`` stops the open ones silently."""
 
     def __init__(self, host: str, port: int) -> None:
+        # A libpq host that is a directory names a Unix socket there.
+        self._unix = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else None
         self._target = (host, port)
         self._live: list[asyncio.Event] = []
         self._handlers: set[asyncio.Task[None]] = set()
@@ -46,7 +48,10 @@ class Relay:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        if self._unix is not None:
+            up_reader, up_writer = await asyncio.open_unix_connection(self._unix)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
         frozen = asyncio.Event()
         self._live.append(frozen)
 
@@ -85,15 +90,18 @@ class Relay:
 
 @contextlib.asynccontextmanager
 async def _relayed(dsn: str) -> AsyncIterator[tuple[Relay, str]]:
-    parts = urlsplit(dsn)
-    if parts.hostname is None or parts.port is None:
-        pytest.skip("the test database is not reached over TCP")
-    relay = Relay(parts.hostname, parts.port)
+    """A relay to the database of ``dsn`` (over TCP or a Unix socket) and the URL
+    that reaches it through the relay."""
+    params = conninfo_to_dict(dsn)
+    host = str(params.get("host") or "/var/run/postgresql")
+    relay = Relay(host, int(params.get("port") or 5432))
     port = await relay.start()
-    auth = parts.netloc.rpartition("@")[0]
-    netloc = (auth + "@" if auth else "") + f"127.0.0.1:{port}"
+    user = quote(str(params.get("user") or ""), safe="")
+    password = params.get("password")
+    auth = user + (":" + quote(str(password), safe="") if password else "")
+    database = quote(str(params.get("dbname") or ""), safe="")
     try:
-        yield relay, urlunsplit(parts._replace(netloc=netloc))
+        yield relay, f"postgresql://{auth}@127.0.0.1:{port}/{database}"
     finally:
         await relay.close()
 
