@@ -339,7 +339,8 @@ async def test_a_replaced_secret_stops_at_its_overlap_while_the_client_is_cached
 ) -> None:
     """O5: the end of a rotation's overlap sends no change notice, and the client
     cache keeps a client for minutes: the old secret must still stop at its expiry
-    (checked at each use), the new one go on working."""
+    (checked at each use), the new one go on working, and neither works at another
+    app."""
     app = provision()
     client_id, secret = register(settings, app, kind="confidential")
     assert secret is not None
@@ -369,6 +370,14 @@ async def test_a_replaced_secret_stops_at_its_overlap_while_the_client_is_cached
     await asyncio.sleep(max(0.0, ends[0] + 0.2 - time.time()))
     assert await status(secret) == 401  # no notice came: the clock ended it
     assert await status(newer) == 200
+    # Cached in app A, the client means nothing in app B, with either secret.
+    other = provision()
+    for value in (newer, secret):
+        response = await browser.post(
+            f"/apps/{other.app_id}/oauth/revoke", data={"token": "x"}, auth=(client_id, value)
+        )
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_client"
 
 
 async def test_grants_and_user_tokens_are_per_client(

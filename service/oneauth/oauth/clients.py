@@ -69,24 +69,21 @@ class Client:
     # A client registered for one organization (issue 13): its client_credentials
     # tokens carry that org's id and slug, and it gets none while the org is suspended.
     org_id: str | None = None
-    secret_hashes: tuple[bytes, ...] = field(default=(), repr=False)
-    # When each of secret_hashes stops being valid (epoch seconds, inf: never): a
-    # secret replaced with an overlap expires by the clock, with no change notice,
-    # so a cached client checks it at each use instead of when it was loaded.
-    secret_expiries: tuple[float, ...] = field(default=(), repr=False)
+    # The valid secrets' hashes, each with when it stops being valid (epoch seconds,
+    # inf: never). A secret replaced with an overlap expires by the clock, with no
+    # change notice, so a cached client checks it at each use, not when it was loaded.
+    live_secrets: tuple[tuple[bytes, float], ...] = field(default=(), repr=False)
 
     @property
     def is_confidential(self) -> bool:
         return self.kind == "confidential"
 
-    def check_secret(self, secret: str, *, now: float | None = None) -> bool:
+    def check_secret(self, secret: str) -> bool:
         digest = hash_secret(secret)
-        at = time.time() if now is None else now
-        expiries = self.secret_expiries or (math.inf,) * len(self.secret_hashes)
+        now = time.time()
         # Compare against every valid secret in constant time each (rotation overlap).
         matches = [
-            hmac.compare_digest(digest, known) and at < until
-            for known, until in zip(self.secret_hashes, expiries, strict=True)
+            hmac.compare_digest(digest, known) and now < until for known, until in self.live_secrets
         ]
         return any(matches)
 
@@ -123,9 +120,9 @@ def hash_secret(raw: str) -> bytes:
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest()
 
 
-def _from_row(
-    row: Any, secret_hashes: Sequence[bytes] = (), secret_expiries: Sequence[float] = ()
-) -> Client:
+def _from_row(row: Any, live_secrets: Sequence[tuple[bytes, float]] = ()) -> Client:
+    """A client from a row of COLUMNS, with its valid secrets (hash, expiry) when
+    the caller knows them."""
     return Client(
         client_id=row[0],
         name=row[1],
@@ -142,8 +139,7 @@ def _from_row(
         disabled=row[12] is not None,
         jwks=json.loads(row[13]) if isinstance(row[13], str) else row[13],
         org_id=row[14],
-        secret_hashes=tuple(secret_hashes),
-        secret_expiries=tuple(secret_expiries),
+        live_secrets=tuple(live_secrets),
     )
 
 
@@ -408,13 +404,13 @@ def create(
         _insert_args(client_id, spec, None if spec.jwks is None else Jsonb(spec.jwks)),
     ).fetchone()
     secret = None
-    hashes: list[bytes] = []
+    live: list[tuple[bytes, float]] = []
     if spec.auth_method in SECRET_METHODS:
         secret, digest = new_secret()
         conn.execute(_INSERT_SECRET, (client_id, digest))
-        hashes.append(digest)
+        live.append((digest, math.inf))  # a first secret does not expire
     notify(conn)
-    return _from_row(row, hashes), secret
+    return _from_row(row, live), secret
 
 
 def get(conn: SyncConn, client_id: str) -> Client | None:
@@ -507,13 +503,13 @@ async def create_async(
         *_insert_args(client_id, spec, None if spec.jwks is None else json.dumps(spec.jwks)),
     )
     secret = None
-    hashes: list[bytes] = []
+    live: list[tuple[bytes, float]] = []
     if spec.auth_method in SECRET_METHODS:
         secret, digest = new_secret()
         await conn.execute(_numbered(_INSERT_SECRET), client_id, digest)
-        hashes.append(digest)
+        live.append((digest, math.inf))  # a first secret does not expire
     await notify_async(conn, app_id)
-    return _from_row(row, hashes), secret
+    return _from_row(row, live), secret
 
 
 async def get_async(conn: asyncpg.Connection, client_id: str) -> Client | None:
@@ -640,7 +636,9 @@ class ClientCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         row = await conn.fetchrow(_LOAD, client_id)
-        client = None if row is None else _from_row(row, row[15], row[16])
+        client = None
+        if row is not None:  # the secrets' hashes and expiries, in one order
+            client = _from_row(row, list(zip(row[15], row[16], strict=True)))
         if len(self._cache) >= self._max:
             self._cache.clear()
         self._cache[(app_id, client_id)] = (now + self._ttl, client)
