@@ -288,23 +288,25 @@ class RetentionWorker:
         limit = asyncio.Semaphore(self.config.concurrency)
         done: dict[str, tuple[int, datetime | None, int | None, bool]] = {}
 
+        async def visit(app: AppRecord, counter: int) -> None:
+            try:
+                result = await self.visit(app, now)
+            except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
+                return  # not migrated yet, or just deleted
+            except (asyncpg.PostgresError, OSError) as exc:
+                report.failed += 1
+                log.warning("retention_failed", app_id=app.app_id, error=str(exc)[:200])
+                return
+            report.add(result)
+            report.visited.append(app.app_id)
+            days = policy_of(app).audit_retention_days
+            done[app.app_id] = (counter, result.next_due, days, True)
+
         async def one(app: AppRecord, counter: int) -> None:
             async with limit:
-                try:
-                    result = await self.visit(app, now)
-                except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
-                    return  # not migrated yet, or just deleted
-                except (asyncpg.PostgresError, OSError) as exc:
-                    report.failed += 1
-                    log.warning("retention_failed", app_id=app.app_id, error=str(exc)[:200])
-                    return
-                finally:
-                    if pause:
-                        await asyncio.sleep(pause)
-                report.add(result)
-                report.visited.append(app.app_id)
-                days = policy_of(app).audit_retention_days
-                done[app.app_id] = (counter, result.next_due, days, True)
+                await visit(app, counter)
+                if pause:
+                    await asyncio.sleep(pause)
 
         # In chunks, each recorded once visited: a long cycle interrupted by a
         # restart keeps its progress.
