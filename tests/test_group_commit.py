@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import httpx
@@ -78,25 +79,76 @@ async def test_concurrent_grants_share_units_and_each_answer_follows_its_commit(
         assert await _committed(services, other, jti) == 0
 
 
+class _Watched(GroupCommit):
+    """A GroupCommit that tells when each unit has taken its rows."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.taken: asyncio.Queue[int] = asyncio.Queue()
+
+    def _take(self, lane: Any) -> Any:
+        batch = super()._take(lane)
+        self.taken.put_nowait(self.units)
+        return batch
+
+
+async def _unit_started(writes: _Watched, units: int) -> None:
+    # Until the unit has taken its rows: what is written from now on waits for the next.
+    async with asyncio.timeout(10):
+        while await writes.taken.get() < units:
+            pass
+
+
+async def test_rows_that_come_during_a_unit_follow_on_its_connection_each_after_its_commit(
+    provision: Callable[..., AppRecord], services: Services
+) -> None:
+    app = provision()
+    writes = _Watched(services.router, audit.INSERT_SQL, max_chain=3)
+
+    async def one(i: int) -> int:
+        await writes.write(
+            app, audit.row("token.issue", "success", audit.SYSTEM, target_id=f"gc-{i}")
+        )
+        async with services.router.app(app.app_id) as conn:  # a new transaction
+            n: int = await conn.fetchval(
+                "SELECT count(*) FROM audit_log WHERE target_id = $1", f"gc-{i}"
+            )
+        return n
+
+    # Waves of rows, each queued while the unit before it runs: units 1-3 share a
+    # connection (max_chain), unit 4 starts a new one.
+    tasks = [asyncio.ensure_future(one(0))]
+    for unit in range(1, 4):
+        await _unit_started(writes, unit)
+        tasks += [asyncio.ensure_future(one(unit * 10 + i)) for i in range(3)]
+    assert await asyncio.gather(*tasks) == [1] * 10
+    assert (writes.units, writes.rows, writes.chained) == (4, 10, 2)
+    async with services.router.app(app.app_id) as conn:
+        assert (
+            await conn.fetchval("SELECT count(*) FROM audit_log WHERE target_id LIKE 'gc-%'") == 10
+        )
+
+
 async def test_a_failing_unit_fails_every_caller_and_writes_none(
     provision: Callable[..., AppRecord], services: Services
 ) -> None:
     app = provision()
-    writes = GroupCommit(services.router, audit.INSERT_SQL)
+    writes = _Watched(services.router, audit.INSERT_SQL)
     good = [
         audit.row("token.issue", "success", audit.SYSTEM, target_id=f"gc-good-{i}")
         for i in range(5)
     ]
     bad = audit.row("token.issue", "bogus", audit.SYSTEM, target_id="gc-bad")  # type: ignore[arg-type]
     # The first write starts a unit at once; the others queue behind it and go
-    # together in the second one, which the CHECK on outcome refuses.
+    # together in the second one (chained on the same connection), which the
+    # CHECK on outcome refuses.
     first = asyncio.ensure_future(writes.write(app, good[0]))
-    await asyncio.sleep(0)
+    await _unit_started(writes, 1)
     rest = [asyncio.ensure_future(writes.write(app, row)) for row in (*good[1:], bad)]
     await first
     results = await asyncio.gather(*rest, return_exceptions=True)
     assert all(isinstance(r, asyncpg.CheckViolationError) for r in results), results
-    assert writes.units == 2
+    assert (writes.units, writes.chained) == (2, 1)
     async with services.router.app(app.app_id) as conn:
         written = await conn.fetch(
             "SELECT target_id FROM audit_log WHERE target_id LIKE 'gc-%' ORDER BY target_id"

@@ -132,6 +132,35 @@ class Router:
                     await conn.close(timeout=5)
             await self.pools.release(pool, conn)
 
+    async def chain(self, conn: asyncpg.Connection, record: AppRecord) -> None:
+        """Commit the unit open on ``conn`` (from ``enter(record)``) and begin the
+        next unit of the same app, in one round trip: ``COMMIT; BEGIN; set_config
+        ...`` as one simple-protocol message. For a caller with more work for the
+        app queued (oneauth.db.groupcommit): it saves the next unit's enter round
+        trip and its pool acquire and release.
+
+        Call it only when nothing in the unit raised. A transaction fails only
+        through an error, and an error raises from the statement that met it, so
+        the COMMIT here is a real commit, never a rollback in disguise (the one
+        thing a single status for the whole message could hide). If the message
+        raises (COMMIT refused, the connection lost), whether the server committed
+        is unknown: the connection is terminated (Q1) and the error re-raised; the
+        ``enter`` block then ends without reusing it.
+        """
+        cached = self._enter_cache.get(record.app_id)
+        if cached is None:
+            raise RuntimeError("chain() outside an enter() of this app")
+        enter_sql, tag = cached
+        try:
+            await conn.execute("COMMIT; " + enter_sql)
+        except BaseException:
+            conn.terminate()
+            raise
+        entered: dict[str, object] = getattr(conn, "oneauth_entered", {})
+        keep = getattr(conn, "plan_tag", None)
+        if keep is not None:
+            entered["tag"] = keep(record.app_id, tag)
+
 
 async def _abandon(conn: asyncpg.Connection) -> None:
     """Roll back after an error; a connection that cannot roll back is dropped (Q1).
