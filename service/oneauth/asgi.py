@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -83,6 +84,26 @@ def app_routes() -> list[BaseRoute]:
         *federation_pages.routes(),
         *admin.routes(),
     ]
+
+
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Take what exists once the service is up (modules, routes, caches, pools) out
+    of the garbage collector's full passes, once per process.
+
+    A full pass walks every tracked object: ~100,000 after start-up, 70 ms for one
+    pass on the bench machine, and the event loop serves nothing meanwhile. Under
+    load such passes come every few seconds. In the bench (client_credentials at
+    one app) p99 was 45-65 ms against a 6 ms p50 before, 11-36 ms after. Frozen
+    objects are still freed by reference counting; only cycles among them wait
+    (they are kept for the process's life anyway)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def create_app(settings: Settings | None = None, *, configure_logging: bool = True) -> Starlette:
@@ -200,6 +221,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             tracer_provider = getattr(app.state, "tracer_provider", None)
             if tracer_provider is not None:
                 stack.callback(tracer_provider.shutdown)  # flush the last spans
+            _freeze_startup_objects()
             yield
 
     routes: list[BaseRoute] = [
