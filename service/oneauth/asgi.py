@@ -126,6 +126,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             stack.push_async_callback(pool.close)
             app_pools = await create_app_pools(settings)
             stack.push_async_callback(app_pools.close)
+            # The shards past ONEAUTH_POOL_MIN_SIZE too, in the background: so that
+            # no early request waits for a connect and a first role check.
+            app_pools.open_all()
             hasher = PasswordHasher(max_workers=settings.password_hash_threads or None)
             stack.callback(hasher.close)
             # D1: refuse a login role that could do more than become app roles.
@@ -142,6 +145,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
                 fallback_ttl=settings.listen_fallback_ttl,
             )
             notifier.subscribe(registry_channel, registry.on_change, cache=True)
+            # Provisioning changes role memberships: idle connections redo their role
+            # check before a request needs it (AppPools.rewarm).
+            notifier.subscribe(registry_channel, app_pools.rewarm)
             notifier.subscribe(keys_channel, keys.on_change, cache=True)
             notifier.subscribe(clients_channel, clients.on_change, cache=True)
             # ?wait=N on the platform API: woken by the runner's completion notices.

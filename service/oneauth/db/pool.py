@@ -33,9 +33,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import structlog
 
 from oneauth import metrics
 from oneauth.settings import Settings
+
+log = structlog.get_logger("oneauth.db")
 
 # An app's units on one connection before its statements get texts of their own:
 # an app met once (a borrow, a cold app) takes no room in the statement cache.
@@ -98,6 +101,22 @@ class RoutedConnection(asyncpg.Connection):  # type: ignore[misc]
         if tag is not None:
             query = tag + query
         return super()._get_statement(query, timeout, **kwargs)
+
+
+async def warm_role_checks(conn: asyncpg.Connection) -> None:
+    """``init`` of an app connection: have its backend list the login role's roles now.
+
+    A backend's first role check (the router's ``set_config('role', ...)``) makes
+    Postgres list every role the login role may become, and keep the list until
+    any role membership changes anywhere. With a member of 10,000 app roles that
+    took 259 ms on PostgreSQL 15 here (the list is built in quadratic time; 16 and
+    later build it faster). ``pg_has_role`` with a role the login role is not
+    (``pg_monitor``) needs the same list, so asking it once here moves the cost to
+    where the connection is opened, which ``AppPools`` does off the request path.
+    The option is the one SET ROLE checks: MEMBER up to 15, SET from 16.
+    """
+    option = "SET" if conn.get_server_version().major >= 16 else "MEMBER"
+    await conn.execute("SELECT pg_has_role(session_user, 'pg_monitor', '" + option + "')")
 
 
 async def _no_session_reset(conn: asyncpg.Connection) -> None:
@@ -167,6 +186,13 @@ class AppPools:
         self.queued = 0  # units that found no connection and waited for one
         self._waiting = 0
         self._freed = asyncio.Condition()
+        self._reopening: set[asyncio.Task[None]] = set()
+        self.reopened = 0  # connections opened again off the request path
+        self.reopen_failures = 0
+        self._rewarming: asyncio.Task[None] | None = None
+        self._rewarm_again = False
+        self.rewarm_passes = 0
+        self.rewarmed = asyncio.Event()  # set after each pass (tests clear it)
 
     def home(self, app_id: str) -> int:
         # crc32, not hash(): the same home in every process and every restart.
@@ -272,14 +298,102 @@ class AppPools:
         await spare.release(conn)
         return None
 
-    async def release(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
-        """Give a connection back and wake the units queued for one."""
+    async def release(
+        self, pool: asyncpg.Pool, conn: asyncpg.Connection, *, close: bool = False
+    ) -> None:
+        """Give a connection back and wake the units queued for one.
+
+        ``close``: replace it (the router's bound on apps per backend). A connection
+        closed here, or by asyncpg at release (``max_queries``), is opened again at
+        once in the background (``reopen``), so that no request waits for a new
+        backend's connect and first role check. One that broke (terminated) is not:
+        the next unit that needs it reconnects, as a failing database needs.
+        """
+        before = pool.get_size()
+        if close:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
         await pool.release(conn)
+        if pool.get_size() < before and not pool.is_closing():
+            self.reopen(pool)
         if self._waiting:
             async with self._freed:
                 self._freed.notify_all()
 
+    def reopen(self, pool: asyncpg.Pool) -> None:
+        """Open a shard's missing connection in the background (``warm_role_checks``
+        included). Until it is open the shard counts as busy, so units borrow or
+        wait instead of opening it themselves."""
+        self._pending[id(pool)] = self._pending.get(id(pool), 0) + 1
+        task = asyncio.get_running_loop().create_task(self._reopen(pool))
+        self._reopening.add(task)
+        task.add_done_callback(self._reopening.discard)
+
+    async def _reopen(self, pool: asyncpg.Pool) -> None:
+        try:
+            conn = await pool.acquire()
+        except Exception as exc:  # Postgres away: the next unit tries again itself
+            self.reopen_failures += 1
+            log.warning("pool_reopen_failed", error=type(exc).__name__)
+            return
+        finally:
+            self._pending[id(pool)] -= 1
+        self.reopened += 1
+        await self.release(pool, conn)
+
+    def rewarm(self, _app_id: str | None = None) -> None:
+        """On a notice of the registry channel (an app provisioned, changed or
+        deleted): redo the role check on each idle connection, in the background.
+
+        A change to role memberships makes Postgres drop every backend's list of
+        roles (``warm_role_checks``); each connection's next unit would build it
+        again. Idle connections build it now, one at a time; busy ones are left to
+        their next unit. A notice that changed no membership costs an idle
+        connection one check from its list (~0.5 ms). Notices that come during a
+        pass make one more pass after it.
+        """
+        if self._rewarming is not None and not self._rewarming.done():
+            self._rewarm_again = True
+            return
+        self._rewarm_again = False
+        self._rewarming = asyncio.get_running_loop().create_task(self._rewarm_idle())
+
+    async def _rewarm_idle(self) -> None:
+        while True:
+            for pool in self.pools:
+                if self._free(pool)[0] == 0:
+                    continue  # busy, or reopening: its next unit or opening does it
+                conn = await self._take(pool)
+                try:
+                    await warm_role_checks(conn)
+                except Exception as exc:  # the next unit meets whatever this was
+                    log.warning("pool_rewarm_failed", error=type(exc).__name__)
+                finally:
+                    await self.release(pool, conn)
+            self.rewarm_passes += 1
+            self.rewarmed.set()
+            if not self._rewarm_again:
+                return
+            self._rewarm_again = False
+
+    async def settled(self) -> None:
+        """Wait for the reopens and the role-check pass under way (tests)."""
+        while self._reopening or (self._rewarming is not None and not self._rewarming.done()):
+            await asyncio.gather(
+                *self._reopening,
+                *([self._rewarming] if self._rewarming else []),
+                return_exceptions=True,
+            )
+
+    def open_all(self) -> None:
+        """At start: open, in the background, every shard connection not open yet."""
+        for pool in self.pools:
+            for _ in range(pool.get_max_size() - pool.get_size()):
+                self.reopen(pool)
+
     async def close(self) -> None:
+        for task in [*self._reopening, *([self._rewarming] if self._rewarming else [])]:
+            task.cancel()
         for pool in self.pools:
             await pool.close()
 
@@ -297,7 +411,11 @@ async def create_app_pools(settings: Settings) -> AppPools:
     pools: list[asyncpg.Pool] = []
     try:
         for size, minimum in zip(sizes, minimums, strict=True):
-            options = _options(settings) | {"min_size": minimum, "max_size": size}
+            options = _options(settings) | {
+                "min_size": minimum,
+                "max_size": size,
+                "init": warm_role_checks,
+            }
             pool = await asyncpg.create_pool(settings.database_url, **options)
             assert pool is not None
             pools.append(pool)

@@ -124,13 +124,9 @@ class Router:
         finally:
             entered.pop("app", None)
             entered.pop("tag", None)
-            if recycle:
-                # Bound the backend's catalog cache: this connection has seen
-                # enough schemas. Closing before release makes the pool open a
-                # fresh one on demand.
-                with contextlib.suppress(Exception):
-                    await conn.close(timeout=5)
-            await self.pools.release(pool, conn)
+            # recycle: bound the backend's catalog cache, this connection has seen
+            # enough schemas; the pools open its replacement in the background.
+            await self.pools.release(pool, conn, close=recycle)
 
     async def chain(self, conn: asyncpg.Connection, record: AppRecord) -> None:
         """Commit the unit open on ``conn`` (from ``enter(record)``) and begin the
