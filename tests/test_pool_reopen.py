@@ -9,8 +9,10 @@ request pays it (oneauth.db.pool.warm_role_checks, AppPools.reopen).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 import pytest
@@ -33,6 +35,18 @@ async def _last_query(settings: Settings, pid: int) -> str:
     return query
 
 
+@contextlib.asynccontextmanager
+async def _shards(settings: Settings, shards: int, **changes: Any) -> AsyncIterator[AppPools]:
+    # Pools of their own, every shard one connection, open from the start.
+    pools = await create_app_pools(
+        replace(settings, pool_min_size=shards, pool_max_size=shards, pool_shards=shards, **changes)
+    )
+    try:
+        yield pools
+    finally:
+        await pools.close()
+
+
 async def _idle_backend(pools: AppPools, shard: int) -> int:
     # Taken straight from the shard's asyncpg pool: no unit, no query sent.
     pool = pools.pools[shard]
@@ -49,15 +63,12 @@ async def test_a_replaced_connection_is_opened_and_warmed_before_any_unit_uses_i
     why: str, services: Services, provision: Callable[..., AppRecord], settings: Settings
 ) -> None:
     a, b = provision(), provision()
-    one = replace(settings, pool_min_size=1, pool_max_size=1, pool_shards=1)
-    max_apps = 1
+    max_apps, changes = 1, {}
     if why == "max_queries":
         # The warm-up, then 3 per unit (enter, the select, COMMIT): the second
         # unit's release passes 5.
-        one = replace(one, pool_max_queries=5)
-        max_apps = 256
-    pools = await create_app_pools(one)
-    try:
+        max_apps, changes = 256, {"pool_max_queries": 5}
+    async with _shards(settings, 1, **changes) as pools:
         router = Router(pools, services.registry, max_apps_per_connection=max_apps)
         first = await _idle_backend(pools, 0)
         assert WARM in await _last_query(settings, first)  # warmed when opened
@@ -77,17 +88,12 @@ async def test_a_replaced_connection_is_opened_and_warmed_before_any_unit_uses_i
         async with router.enter(a) as conn:
             assert await conn.fetchval("SELECT pg_backend_pid()") == replacement
             assert await conn.fetchval("SELECT current_user") == a.names.role
-    finally:
-        await pools.close()
 
 
 async def test_a_shard_being_reopened_is_busy_so_its_apps_borrow_instead_of_opening_it(
     services: Services, provision: Callable[..., AppRecord], settings: Settings
 ) -> None:
-    pools = await create_app_pools(
-        replace(settings, pool_min_size=2, pool_max_size=2, pool_shards=2)
-    )
-    try:
+    async with _shards(settings, 2) as pools:
         app = next(a for a in (provision() for _ in range(20)) if pools.home(a.app_id) == 0)
         router = Router(pools, services.registry)
         other = await _idle_backend(pools, 1)
@@ -104,8 +110,6 @@ async def test_a_shard_being_reopened_is_busy_so_its_apps_borrow_instead_of_open
         await pools.settled()
         assert pools.pools[0].get_size() == 1
         assert WARM in await _last_query(settings, await _idle_backend(pools, 0))
-    finally:
-        await pools.close()
 
 
 async def test_a_broken_connection_is_not_reopened_by_the_pools(
@@ -115,10 +119,7 @@ async def test_a_broken_connection_is_not_reopened_by_the_pools(
     # mean Postgres is away: the next unit that needs one reconnects, and answers
     # its own error if that fails, rather than a retry in the background.
     app = provision()
-    pools = await create_app_pools(
-        replace(settings, pool_min_size=1, pool_max_size=1, pool_shards=1)
-    )
-    try:
+    async with _shards(settings, 1) as pools:
         pool, conn = await pools.acquire(app.app_id, max_apps=256)
         conn.terminate()
         await pools.release(pool, conn)
@@ -126,8 +127,6 @@ async def test_a_broken_connection_is_not_reopened_by_the_pools(
         assert (pools.reopened, pool.get_size()) == (0, 0)
         async with Router(pools, services.registry).enter(app) as conn:
             assert await conn.fetchval("SELECT 1") == 1
-    finally:
-        await pools.close()
 
 
 async def test_the_service_opens_every_shard_at_start(services: Services) -> None:
@@ -140,10 +139,7 @@ async def test_after_a_membership_change_idle_connections_redo_their_role_check(
     services: Services, provision: Callable[..., AppRecord], settings: Settings
 ) -> None:
     a = provision()
-    pools = await create_app_pools(
-        replace(settings, pool_min_size=2, pool_max_size=2, pool_shards=2)
-    )
-    try:
+    async with _shards(settings, 2) as pools:
         router = Router(pools, services.registry)
         async with router.enter(a) as conn:  # one backend's last statement: COMMIT
             busy_one = conn.get_server_pid()
@@ -157,8 +153,6 @@ async def test_after_a_membership_change_idle_connections_redo_their_role_check(
         assert {await _idle_backend(pools, 0), await _idle_backend(pools, 1)} >= {busy_one}
         for shard in (0, 1):
             assert WARM in await _last_query(settings, await _idle_backend(pools, shard))
-    finally:
-        await pools.close()
 
 
 async def test_the_service_redoes_role_checks_on_a_registry_notice(
