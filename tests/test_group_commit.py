@@ -127,6 +127,10 @@ async def test_rows_that_come_during_a_unit_follow_on_its_connection_each_after_
         assert (
             await conn.fetchval("SELECT count(*) FROM audit_log WHERE target_id LIKE 'gc-%'") == 10
         )
+    # Chained units stay in their app: another app's log has none of them (B1).
+    other = provision()
+    async with services.router.app(other.app_id) as conn:
+        assert not await conn.fetchval("SELECT count(*) FROM audit_log WHERE target_id LIKE 'gc-%'")
 
 
 async def test_a_failing_unit_fails_every_caller_and_writes_none(
